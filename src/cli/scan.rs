@@ -1,0 +1,174 @@
+//! `keysentry scan`: the one-shot scan of a path, stdin or git history.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use keysentry::config::Config;
+use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
+use keysentry::rules::RuleSet;
+use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::source::{fs, stdin, ScanStats};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct ScanArgs {
+    /// File or directory to scan; `-` reads stdin.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Scan every commit's added content in the repository's whole history.
+    #[arg(long)]
+    pub git: bool,
+    /// text, json, jsonl or sarif.
+    #[arg(long, default_value = "text")]
+    pub format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Extra rule directories (repeatable), added to the built-in rules.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Config file (allowlist, extra rules, remediation).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A previous JSON report: its fingerprints are not reported again.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Print the secrets themselves in the report.
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// Feed findings to the remediation engine (needs --config).
+    #[arg(long)]
+    pub remediate: bool,
+    /// Skip files larger than this many bytes (default 20 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+}
+
+pub fn run(args: ScanArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut rule_dirs = config.scan.rules.clone();
+    rule_dirs.extend(args.rules.iter().cloned());
+    let rules = RuleSet::load(&rule_dirs)?;
+    let mut allowlist =
+        Allowlist::new(&config.scan.allowlist.paths, &config.scan.allowlist.secrets)?;
+    if let Some(b) = &args.baseline {
+        allowlist.add_fingerprints(read_baseline(b)?);
+    }
+    let scanner = Scanner::new(&rules, allowlist)?;
+    let stats = ScanStats::default();
+    let max_file_size = args
+        .max_file_size
+        .or(config.scan.max_file_size)
+        .unwrap_or(20 << 20);
+
+    let findings = if args.path == Path::new("-") {
+        stdin::scan_reader(std::io::stdin().lock(), &scanner, &stats)?
+    } else if args.git {
+        anyhow::bail!("--git is not available in this build yet")
+    } else {
+        let files = fs::list_files(&args.path)?;
+        let bar = progress_bar(files.len() as u64);
+        let opts = fs::FsOptions { max_file_size };
+        let tick = || {
+            if let Some(b) = &bar {
+                b.inc(1)
+            }
+        };
+        let found = fs::scan_files(&args.path, &files, &scanner, &opts, &stats, &tick);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        found
+    };
+    let findings = dedup(findings);
+
+    let opts = ReportOptions {
+        show_secrets: args.show_secrets,
+        color: args.output.is_none() && std::io::stdout().is_terminal(),
+    };
+    match &args.output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?;
+            write_report(args.format, &findings, opts, &mut file)?;
+            file.flush()?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            write_report(args.format, &findings, opts, &mut out)?;
+            out.flush()?;
+        }
+    }
+    print_summary(&stats, &findings, started.elapsed());
+    Ok(if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn dedup(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut seen = HashSet::new();
+    findings
+        .into_iter()
+        .filter(|f| seen.insert(f.dedup_key()))
+        .collect()
+}
+
+fn progress_bar(len: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} scanning {pos}/{len} files {wide_bar} {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn print_summary(stats: &ScanStats, findings: &[Finding], elapsed: Duration) {
+    let get = ScanStats::get;
+    let mut by_provider: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in findings {
+        *by_provider.entry(&f.provider).or_default() += 1;
+    }
+    let providers = by_provider
+        .iter()
+        .map(|(p, n)| format!("{p}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let bytes = get(&stats.bytes);
+    let mut line = format!(
+        "scanned {} files, {} blobs, {} commits, {:.1} MB in {:.2}s",
+        get(&stats.files),
+        get(&stats.blobs),
+        get(&stats.commits),
+        bytes as f64 / 1e6,
+        elapsed.as_secs_f64()
+    );
+    let (bin, large) = (get(&stats.skipped_binary), get(&stats.skipped_large));
+    if bin + large > 0 {
+        line.push_str(&format!("; skipped {bin} binary, {large} too large"));
+    }
+    eprintln!("{line}");
+    if let Ok(list) = stats.unreadable.lock() {
+        for u in list.iter() {
+            eprintln!("warning: could not read {u}");
+        }
+    }
+    if findings.is_empty() {
+        eprintln!("no findings");
+    } else {
+        eprintln!("{} findings ({providers})", findings.len());
+    }
+}

@@ -1,0 +1,321 @@
+//! The YAML config file, parsed once into `Config`. Unknown keys are errors
+//! that name their path in the YAML (`alerts[1].url_env`), so a typo never
+//! silently disables a feature. The core never sees clap types.
+
+use crate::rules::HttpTemplate;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}; check the path and its permissions")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: at `{at}`{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        at: String,
+        line: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the incident store lives (`keysentry.db`).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub scan: ScanConfig,
+    #[serde(default)]
+    pub remediation: RemediationConfig,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub alerts: Vec<AlertConfig>,
+    #[serde(default)]
+    pub owners: Vec<OwnerRule>,
+    /// Who is told when no `owners` entry and no commit author matches.
+    #[serde(default)]
+    pub default_owner: Option<String>,
+    #[serde(default)]
+    pub watch: WatchConfig,
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    #[serde(default)]
+    pub github: Option<GitHubConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Extra rule directories, added to the built-in rules.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    #[serde(default)]
+    pub allowlist: AllowlistConfig,
+    /// Files larger than this many bytes are skipped (default 20 MiB).
+    #[serde(default)]
+    pub max_file_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistConfig {
+    /// Globs matched against the reported path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Regexes matched against the secret itself.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemediationMode {
+    /// Call providers.
+    #[default]
+    Auto,
+    /// Log the plan, call nothing.
+    DryRun,
+    /// Record incidents and alert only.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Regenerate,
+    Expire,
+    Freeze,
+    Revoke,
+    Notify,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemediationConfig {
+    #[serde(default)]
+    pub mode: RemediationMode,
+    /// Action per provider.
+    #[serde(default)]
+    pub policy: BTreeMap<String, Action>,
+    /// Action per rule id; wins over the provider's.
+    #[serde(default)]
+    pub rule_policy: BTreeMap<String, Action>,
+    /// Attempts per provider call before the incident is marked failed
+    /// (and retried on the next run).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Provider calls per second, per provider.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    #[serde(default)]
+    pub tatum: Option<TatumConfig>,
+    /// Base URLs and credentials of the simple, rule-driven providers
+    /// (github, gitlab, slack, ...).
+    #[serde(flatten)]
+    pub others: BTreeMap<String, SimpleProviderConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimpleProviderConfig {
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TatumConfig {
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub management: TatumManagement,
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+    /// Expire even when subscriptions or virtual accounts are bound.
+    #[serde(default)]
+    pub force_expire: bool,
+    /// How often to poll verify while waiting for a manual rotation.
+    #[serde(default)]
+    pub poll_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TatumManagement {
+    #[serde(default)]
+    pub regenerate: Option<HttpTemplate>,
+    #[serde(default)]
+    pub expire: Option<HttpTemplate>,
+}
+
+/// A service that holds the key in an env file, e.g. Tatum KMS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    pub name: String,
+    pub env_file: PathBuf,
+    pub variable: String,
+    #[serde(default)]
+    pub restart: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlertConfig {
+    Webhook {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        url_env: Option<String>,
+    },
+    Slack {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        url_env: Option<String>,
+    },
+    Email {
+        smtp: String,
+        from: String,
+        /// Fallback recipients when the owner has no email.
+        #[serde(default)]
+        to: Vec<String>,
+    },
+    GithubIssue {
+        repo: String,
+        #[serde(default)]
+        api_url: Option<String>,
+        #[serde(default)]
+        token_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerRule {
+    #[serde(rename = "match")]
+    pub matcher: OwnerMatch,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerMatch {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Glob over the finding's path.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// `start` or `end` (default): where to begin in files that exist when
+    /// first seen.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub repos: Vec<RepoWatch>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoWatch {
+    pub path: PathBuf,
+    /// e.g. `30s`, `5m`.
+    #[serde(default)]
+    pub poll: Option<String>,
+    /// Scan the whole history on first start (default true).
+    #[serde(default)]
+    pub history: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub app: Option<GitHubApp>,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+    /// Comment on the offending commit once the key is contained.
+    #[serde(default)]
+    pub comment: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubApp {
+    pub app_id: u64,
+    pub private_key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub listen: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    pub secret_env: String,
+    /// Bodies larger than this are refused with 413 (default 25 MiB).
+    #[serde(default)]
+    pub max_body: Option<usize>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let at = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                at,
+                line: inner
+                    .location()
+                    .map(|l| format!(" (line {})", l.line()))
+                    .unwrap_or_default(),
+                message: inner.to_string(),
+            }
+        })
+    }
+}

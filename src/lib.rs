@@ -1,0 +1,23 @@
+//! keysentry finds exposed API keys and makes them harmless.
+//!
+//! The pipeline, one module a stage:
+//!
+//! - [`rules`]: detection rules as YAML data (built-ins embedded at build
+//!   time), validated and compiled; `rules check` runs their examples.
+//! - [`scan`]: the pure, synchronous engine — an aho-corasick prefilter over
+//!   every keyword, regexes only near hits, then entropy, placeholder,
+//!   allowlist and baseline filters — and the `Finding`, `Fingerprint` and
+//!   `Secret` types every later stage consumes.
+//! - [`source`]: where bytes come from — files, stdin, git history.
+//! - [`report`]: text, JSON, JSONL and SARIF output.
+//! - [`config`]: the YAML config file.
+//!
+//! The binary (`src/main.rs`, `src/cli/`) only parses arguments and wires
+//! these together.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod report;
+pub mod rules;
+pub mod scan;
+pub mod source;

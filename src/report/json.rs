@@ -1,0 +1,96 @@
+//! The finding JSON contract, and reading a previous report as a baseline.
+
+use super::ReportOptions;
+use crate::scan::{Finding, Fingerprint};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One finding as the contract spells it (ARCHITECTURE.md, "Finding JSON").
+/// `rule_name`, `offset` and `confidence` are additions; consumers ignore
+/// keys they do not know.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FindingJson {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub provider: String,
+    pub fingerprint: String,
+    pub redacted: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret: Option<String>,
+    pub source: String,
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+    pub offset: u64,
+    pub confidence: String,
+    pub commit: Option<String>,
+    pub author_email: Option<String>,
+    pub repo: Option<String>,
+}
+
+impl FindingJson {
+    pub fn new(f: &Finding, opts: ReportOptions) -> Self {
+        FindingJson {
+            rule_id: f.rule_id.to_string(),
+            rule_name: f.rule_name.to_string(),
+            provider: f.provider.to_string(),
+            fingerprint: f.fingerprint.to_string(),
+            redacted: f.secret.redacted(),
+            secret: opts.show_secrets.then(|| f.secret.expose().to_string()),
+            source: f.origin.kind().to_string(),
+            path: f.origin.path(),
+            line: f.line,
+            column: f.column,
+            offset: f.offset,
+            confidence: f.confidence.as_str().to_string(),
+            commit: f.origin.commit().map(str::to_string),
+            author_email: f.origin.author_email().map(str::to_string),
+            repo: f.origin.repo().map(str::to_string),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("cannot read baseline {path}: {source}; pass a report written by `keysentry scan --format json`")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("baseline {path} is not a keysentry JSON report: {message}; regenerate it with `keysentry scan --format json --output {path}`")]
+    Parse { path: String, message: String },
+}
+
+#[derive(Deserialize)]
+struct BaselineEntry {
+    fingerprint: String,
+}
+
+/// The fingerprints of a previous `--format json` (or `jsonl`) report.
+pub fn read_baseline(path: &Path) -> Result<Vec<Fingerprint>, BaselineError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let parse_err = |message: String| BaselineError::Parse {
+        path: shown.clone(),
+        message,
+    };
+    let entries: Vec<BaselineEntry> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?
+    } else {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()
+            .map_err(|e| parse_err(e.to_string()))?
+    };
+    entries
+        .into_iter()
+        .map(|e| {
+            Fingerprint::parse(&e.fingerprint)
+                .ok_or_else(|| parse_err(format!("`{}` is not a fingerprint", e.fingerprint)))
+        })
+        .collect()
+}

@@ -1,0 +1,74 @@
+//! SARIF 2.1.0, as GitHub code scanning accepts it: one run, a rule per
+//! rule id that fired, results with a physical location and a
+//! partialFingerprint so re-uploads deduplicate.
+
+use super::ReportOptions;
+use crate::scan::Finding;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+
+pub fn write(
+    findings: &[Finding],
+    opts: ReportOptions,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut rules: BTreeMap<&str, Value> = BTreeMap::new();
+    for f in findings {
+        rules.entry(&f.rule_id).or_insert_with(|| {
+            json!({
+                "id": &*f.rule_id,
+                "name": &*f.rule_name,
+                "shortDescription": {"text": format!("{} exposed", f.rule_name)},
+                "fullDescription": {"text": format!("A {} was found in plain text. Rotate or revoke it, then remove it from the source.", f.rule_name)},
+                "help": {"text": "Treat the key as compromised: revoke or regenerate it with its provider, update the services that use it, and remove it from the file (and from git history if committed)."},
+                "properties": {"tags": ["security", "secret", &*f.provider], "security-severity": "9.0"},
+                "defaultConfiguration": {"level": "error"}
+            })
+        });
+    }
+    let rule_ids: Vec<&str> = rules.keys().copied().collect();
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let shown = if opts.show_secrets {
+                f.secret.expose().to_string()
+            } else {
+                f.secret.redacted()
+            };
+            let mut message = format!("{} found: {shown}", f.rule_name);
+            if let (Some(c), Some(a)) = (f.origin.commit(), f.origin.author_email()) {
+                message.push_str(&format!(" (commit {c}, author {a})"));
+            }
+            json!({
+                "ruleId": &*f.rule_id,
+                "ruleIndex": rule_ids.iter().position(|r| *r == &*f.rule_id).unwrap_or(0),
+                "level": "error",
+                "message": {"text": message},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": f.origin.path()},
+                        "region": {"startLine": f.line, "startColumn": f.column}
+                    }
+                }],
+                "partialFingerprints": {"keysentry/v1": f.fingerprint.as_str()},
+                "properties": {"provider": &*f.provider, "confidence": f.confidence.as_str(), "commit": f.origin.commit()}
+            })
+        })
+        .collect();
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "keysentry",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/keysentry/keysentry",
+                "rules": rules.into_values().collect::<Vec<_>>()
+            }},
+            "results": results
+        }]
+    });
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}

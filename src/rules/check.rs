@@ -1,0 +1,60 @@
+//! `rules check`: every rule's examples must match and its negative examples
+//! must not, through the full scanner (prefilter, window, filters).
+
+use super::RuleSet;
+use crate::scan::{Allowlist, Chunk, Origin, Scanner};
+
+/// One example that did not behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckFailure {
+    pub rule_id: String,
+    /// `example` or `negative_example`.
+    pub kind: &'static str,
+    pub index: usize,
+    pub message: String,
+}
+
+/// Runs all examples; an empty result means every rule behaves.
+pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, crate::scan::PrefilterError> {
+    let scanner = Scanner::new(rules, Allowlist::default())?;
+    let mut failures = Vec::new();
+    for rule in rules.rules() {
+        let id = rule.id();
+        let hits = |text: &str| {
+            scanner
+                .scan(&Chunk::whole(Origin::Stdin, text.as_bytes().to_vec()))
+                .into_iter()
+                .filter(|f| &*f.rule_id == id)
+                .count()
+        };
+        if rule.spec.examples.is_empty() {
+            failures.push(CheckFailure {
+                rule_id: id.to_string(),
+                kind: "example",
+                index: 0,
+                message: "has no examples; add at least one string the rule must match".into(),
+            });
+        }
+        for (i, ex) in rule.spec.examples.iter().enumerate() {
+            if hits(ex) == 0 {
+                failures.push(CheckFailure {
+                    rule_id: id.to_string(),
+                    kind: "example",
+                    index: i + 1,
+                    message: "does not match (check the pattern, keywords, min_entropy and the placeholder filter)".into(),
+                });
+            }
+        }
+        for (i, ex) in rule.spec.negative_examples.iter().enumerate() {
+            if hits(ex) > 0 {
+                failures.push(CheckFailure {
+                    rule_id: id.to_string(),
+                    kind: "negative_example",
+                    index: i + 1,
+                    message: "matches but must not".into(),
+                });
+            }
+        }
+    }
+    Ok(failures)
+}

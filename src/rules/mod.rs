@@ -1,0 +1,268 @@
+//! Rules as data: the YAML schema, loading (built-ins embedded at build time
+//! plus any number of directories) and `rules check`.
+
+mod check;
+mod schema;
+
+pub use check::{check_rules, CheckFailure};
+pub use schema::{HttpTemplate, RuleFile, RuleSpec, HTTP_METHODS};
+
+use regex::bytes::Regex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+/// The default regex window either side of a keyword hit.
+pub const DEFAULT_WINDOW: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("cannot read rules from {path}: {source}; check that the path exists and is readable")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: malformed rule YAML: {message}; fix the YAML syntax or field names (see the rule format in README.md)")]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: rule `{id}`: invalid pattern: {message}; fix the regex (Rust regex syntax: no look-around, no backreferences)")]
+    Regex {
+        path: PathBuf,
+        id: String,
+        message: String,
+    },
+    #[error("{path}: rule `{id}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        id: String,
+        message: String,
+    },
+    #[error("duplicate rule id `{id}` in {second} (first defined in {first}); rule ids must be unique, rename one")]
+    Duplicate {
+        id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("no rule files (*.yaml) in {0}; point --rules at a directory of rule YAML files")]
+    Empty(PathBuf),
+}
+
+/// A validated, compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub spec: RuleSpec,
+    /// The file the rule came from, for error messages.
+    pub source: PathBuf,
+    pub regex: Regex,
+    pub secret_group: usize,
+    pub window: usize,
+}
+
+impl Rule {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// The rules compiled into the binary.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        for (name, text) in BUILTIN_RULES {
+            set.add_file(Path::new(name), text)?;
+        }
+        Ok(set)
+    }
+
+    /// Built-in rules plus every `*.yaml` in `dirs`.
+    pub fn load(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::builtin()?;
+        for dir in dirs {
+            set.add_dir(dir)?;
+        }
+        Ok(set)
+    }
+
+    /// Only the rules in `dir` (what `rules check DIR` validates).
+    pub fn from_dir(dir: &Path) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        set.add_dir(dir)?;
+        Ok(set)
+    }
+
+    pub fn add_dir(&mut self, dir: &Path) -> Result<(), RuleError> {
+        let io = |source| RuleError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(dir).map_err(io)?;
+        let mut files: Vec<PathBuf> = if meta.is_file() {
+            vec![dir.to_path_buf()]
+        } else {
+            std::fs::read_dir(dir)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect()
+        };
+        if files.is_empty() {
+            return Err(RuleError::Empty(dir.to_path_buf()));
+        }
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            self.add_file(&file, &text)?;
+        }
+        Ok(())
+    }
+
+    pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), RuleError> {
+        let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
+            path: path.to_path_buf(),
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        let mut seen: HashMap<String, PathBuf> = self
+            .rules
+            .iter()
+            .map(|r| (r.spec.id.clone(), r.source.clone()))
+            .collect();
+        for spec in file.rules {
+            if let Some(first) = seen.get(&spec.id) {
+                return Err(RuleError::Duplicate {
+                    id: spec.id,
+                    first: first.clone(),
+                    second: path.to_path_buf(),
+                });
+            }
+            let rule = compile(path, spec)?;
+            seen.insert(rule.spec.id.clone(), path.to_path_buf());
+            self.rules.push(rule);
+        }
+        Ok(())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.spec.id == id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
+    let invalid = |id: &str, message: String| RuleError::Invalid {
+        path: path.to_path_buf(),
+        id: id.to_string(),
+        message,
+    };
+    let id = spec.id.clone();
+    let valid_id = id.split_once('.').is_some_and(|(p, n)| {
+        !p.is_empty()
+            && !n.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    });
+    if !valid_id {
+        return Err(invalid(
+            &id,
+            "id must look like `<provider>.<name>` in lowercase letters, digits, `-` and `_`"
+                .into(),
+        ));
+    }
+    if !id.starts_with(&format!("{}.", spec.provider)) {
+        return Err(invalid(
+            &id,
+            format!("id must start with its provider `{}.`", spec.provider),
+        ));
+    }
+    if spec.keywords.is_empty() || spec.keywords.iter().any(|k| k.trim().is_empty()) {
+        return Err(invalid(
+            &id,
+            "needs at least one non-empty keyword for the prefilter".into(),
+        ));
+    }
+    if let Some(e) = spec.min_entropy {
+        if !(0.0..=8.0).contains(&e) {
+            return Err(invalid(
+                &id,
+                format!("min_entropy {e} is outside 0..=8 bits per byte"),
+            ));
+        }
+    }
+    for (what, t) in [("verify", &spec.verify), ("revoke", &spec.revoke)] {
+        if let Some(t) = t {
+            validate_template(t).map_err(|m| invalid(&id, format!("{what}: {m}")))?;
+        }
+    }
+    let regex = regex::bytes::RegexBuilder::new(&spec.pattern)
+        .size_limit(32 << 20)
+        .build()
+        .map_err(|e| RuleError::Regex {
+            path: path.to_path_buf(),
+            id: id.clone(),
+            message: e.to_string(),
+        })?;
+    let secret_group = regex
+        .capture_names()
+        .position(|n| n == Some("secret"))
+        .ok_or_else(|| {
+            invalid(
+                &id,
+                "pattern needs a named group `(?P<secret>...)` around the key".into(),
+            )
+        })?;
+    let window = spec.window.unwrap_or(DEFAULT_WINDOW);
+    Ok(Rule {
+        spec,
+        source: path.to_path_buf(),
+        regex,
+        secret_group,
+        window,
+    })
+}
+
+/// Checks an HTTP template's shape; returns what to fix.
+pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
+    if !HTTP_METHODS.contains(&t.method.to_ascii_uppercase().as_str()) {
+        return Err(format!(
+            "method `{}` is not one of {}",
+            t.method,
+            HTTP_METHODS.join(", ")
+        ));
+    }
+    if !(t.url.starts_with("http://") || t.url.starts_with("https://") || t.url.starts_with("{{")) {
+        return Err(format!(
+            "url `{}` must start with http://, https:// or a {{{{setting}}}}",
+            t.url
+        ));
+    }
+    for status in t.live.iter().chain(&t.dead).chain(&t.ok) {
+        if !(100..=599).contains(status) {
+            return Err(format!("{status} is not an HTTP status code"));
+        }
+    }
+    Ok(())
+}

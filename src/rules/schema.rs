@@ -1,0 +1,65 @@
+//! The rule YAML schema (`rules/<provider>.yaml`), as in ARCHITECTURE.md.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Stable and unique, `<provider>.<name>`: baselines, incidents and
+    /// SARIF results refer to it.
+    pub id: String,
+    pub name: String,
+    pub provider: String,
+    /// Literals for the prefilter, matched case-insensitively.
+    pub keywords: Vec<String>,
+    /// Regex with a named group `secret`.
+    pub pattern: String,
+    #[serde(default)]
+    pub min_entropy: Option<f64>,
+    /// Bytes either side of a keyword hit that the regex sees (default 256),
+    /// widened to whole lines. Long secrets such as PEM blocks need more.
+    #[serde(default)]
+    pub window: Option<usize>,
+    #[serde(default)]
+    pub examples: Vec<String>,
+    #[serde(default)]
+    pub negative_examples: Vec<String>,
+    #[serde(default)]
+    pub verify: Option<HttpTemplate>,
+    #[serde(default)]
+    pub revoke: Option<HttpTemplate>,
+}
+
+/// An HTTP call described as data. Strings may use `{{secret}}`,
+/// `{{env.NAME}}` and provider settings such as `{{api_url}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTemplate {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// verify: statuses meaning the key works.
+    #[serde(default)]
+    pub live: Vec<u16>,
+    /// verify: statuses meaning the key is dead.
+    #[serde(default)]
+    pub dead: Vec<u16>,
+    /// revoke and management calls: statuses meaning success.
+    #[serde(default)]
+    pub ok: Vec<u16>,
+    /// Management calls: RFC 6901 pointer to a new key in the JSON response.
+    #[serde(default)]
+    pub new_key_pointer: Option<String>,
+}
+
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];

@@ -1,0 +1,201 @@
+//! Filters applied to a candidate secret after its regex matched: entropy,
+//! placeholders, provider checksums, and the user's allowlist and baseline.
+
+use super::finding::Confidence;
+use super::secret::Fingerprint;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use regex::Regex;
+use std::collections::HashSet;
+
+/// Shannon entropy in bits per byte.
+pub fn shannon_entropy(s: &[u8]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in s {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+const PLACEHOLDER_MARKERS: &[&str] = &[
+    "example",
+    "xxxx",
+    "placeholder",
+    "your_",
+    "your-",
+    "<",
+    ">",
+    "${",
+    "{{",
+    "dummy",
+    "redacted",
+    "changeme",
+    "****",
+    "0123456789",
+    "abcdefghij",
+];
+
+/// True for values that are documentation or templates, not keys: all zeros,
+/// `xxxx`, `<your-api-key>`, `${TATUM_API_KEY}`, AWS's `...EXAMPLE` keys.
+pub fn is_placeholder(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m)) {
+        return true;
+    }
+    let distinct: HashSet<u8> = lower.bytes().collect();
+    distinct.len() <= 3
+}
+
+/// Confidence from a provider's own checksum, where it has one.
+pub fn checksum_confidence(provider: &str, secret: &str) -> Confidence {
+    if provider == "github" && github_checksum_ok(secret) {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    }
+}
+
+/// GitHub classic tokens (`ghp_` …) end in 6 base62 digits that encode the
+/// CRC32 of the 30 random characters before them.
+pub fn github_checksum_ok(token: &str) -> bool {
+    let Some((prefix, rest)) = token.split_once('_') else {
+        return false;
+    };
+    if !matches!(prefix, "ghp" | "gho" | "ghu" | "ghs" | "ghr") || rest.len() != 36 {
+        return false;
+    }
+    let (body, check) = rest.split_at(30);
+    base62_fixed(crc32(body.as_bytes()), 6) == check
+}
+
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+pub fn base62_fixed(mut n: u32, width: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; width];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 62) as usize];
+        n /= 62;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// What the user told us to ignore: path globs, secret regexes, and the
+/// fingerprints of a baseline report.
+#[derive(Debug, Clone, Default)]
+pub struct Allowlist {
+    paths: Option<GlobSet>,
+    secrets: Vec<Regex>,
+    fingerprints: HashSet<Fingerprint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllowlistError {
+    #[error("allowlist path glob `{glob}` is invalid: {message}; fix the glob syntax")]
+    Glob { glob: String, message: String },
+    #[error("allowlist secret regex `{pattern}` is invalid: {message}; fix the regex")]
+    Regex { pattern: String, message: String },
+}
+
+impl Allowlist {
+    pub fn new(path_globs: &[String], secret_patterns: &[String]) -> Result<Self, AllowlistError> {
+        let paths = if path_globs.is_empty() {
+            None
+        } else {
+            let mut b = GlobSetBuilder::new();
+            for g in path_globs {
+                b.add(Glob::new(g).map_err(|e| AllowlistError::Glob {
+                    glob: g.clone(),
+                    message: e.to_string(),
+                })?);
+            }
+            Some(b.build().map_err(|e| AllowlistError::Glob {
+                glob: path_globs.join(", "),
+                message: e.to_string(),
+            })?)
+        };
+        let secrets = secret_patterns
+            .iter()
+            .map(|p| {
+                Regex::new(p).map_err(|e| AllowlistError::Regex {
+                    pattern: p.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Allowlist {
+            paths,
+            secrets,
+            fingerprints: HashSet::new(),
+        })
+    }
+
+    pub fn add_fingerprints(&mut self, fps: impl IntoIterator<Item = Fingerprint>) {
+        self.fingerprints.extend(fps);
+    }
+
+    pub fn path_allowed(&self, path: &str) -> bool {
+        self.paths.as_ref().is_some_and(|g| g.is_match(path))
+    }
+
+    pub fn secret_allowed(&self, secret: &str, fp: &Fingerprint) -> bool {
+        self.fingerprints.contains(fp) || self.secrets.iter().any(|r| r.is_match(secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for p in [
+            "t-000000000000000000000000-000000000000000000000000",
+            "AKIAIOSFODNN7EXAMPLE",
+            "<your-api-key>",
+            "${TATUM_API_KEY}",
+            "xxxxxxxxxxxxxxxxxxxx",
+        ] {
+            assert!(is_placeholder(p), "{p}");
+        }
+        assert!(!is_placeholder(
+            "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e"
+        ));
+    }
+
+    #[test]
+    fn github_checksum_matches_a_generated_token() {
+        let body = "Zx8Qm2LpR4tV6yB1nC3dF5gH7jK9wE";
+        let token = format!("ghp_{body}{}", base62_fixed(crc32(body.as_bytes()), 6));
+        assert!(github_checksum_ok(&token));
+        let mut bad = token.clone();
+        bad.replace_range(4..5, "Y");
+        assert!(!github_checksum_ok(&bad));
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn entropy_of_uniform_and_constant_strings() {
+        assert_eq!(shannon_entropy(b"aaaa"), 0.0);
+        assert!((shannon_entropy(b"abcd") - 2.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,56 @@
+//! Sources turn places (a directory, stdin, git history, log files, GitHub
+//! pushes) into `Chunk`s for the scanner.
+
+pub mod fs;
+pub mod stdin;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Counters for the scan summary. Shared across the scanning threads.
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    pub files: AtomicU64,
+    pub blobs: AtomicU64,
+    pub commits: AtomicU64,
+    pub bytes: AtomicU64,
+    pub skipped_binary: AtomicU64,
+    pub skipped_large: AtomicU64,
+    /// Files that could not be read, with the reason; reported, never fatal.
+    pub unreadable: Mutex<Vec<String>>,
+}
+
+impl ScanStats {
+    pub fn add_bytes(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn record_unreadable(&self, what: String) {
+        if let Ok(mut list) = self.unreadable.lock() {
+            list.push(what);
+        }
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+/// Content with a NUL byte in its first 8 KiB is treated as binary, the
+/// heuristic git and ripgrep use.
+pub fn looks_binary(data: &[u8]) -> bool {
+    data[..data.len().min(8192)].contains(&0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: no such file or directory; pass an existing path (or `-` for stdin)")]
+    Missing { path: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Git(String),
+}
