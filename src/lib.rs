@@ -16,6 +16,7 @@
 //! these together.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod config;
 pub mod report;
 pub mod rules;

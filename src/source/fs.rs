@@ -81,7 +81,7 @@ pub fn scan_files(
             found
         })
         .collect();
-    findings.sort_by(|a, b| (a.origin.path(), a.offset).cmp(&(b.origin.path(), b.offset)));
+    findings.sort_by_key(|a| (a.origin.path(), a.offset));
     findings
 }
 
