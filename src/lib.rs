@@ -11,6 +11,9 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
+//! - [`store`]: the SQLite store (incidents, cursors, webhook deliveries).
+//! - [`github`]: the GitHub webhook target (push events, secret scanning
+//!   alerts).
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses arguments and wires
 //! these together.
@@ -18,7 +21,9 @@
 
 pub mod alert;
 pub mod config;
+pub mod github;
 pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod source;
+pub mod store;

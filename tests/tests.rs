@@ -2,3 +2,4 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod support;
+mod webhook;
