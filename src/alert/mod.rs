@@ -129,6 +129,54 @@ enum Kind {
     GithubIssue(github_issue::GithubIssue),
 }
 
+impl Kind {
+    fn new(
+        config: &Config,
+        at: &str,
+        c: &AlertConfig,
+        timeout: Duration,
+        env: &EnvLookup<'_>,
+    ) -> Result<Kind, AlertError> {
+        use webhook::{Shape, Webhook};
+        Ok(match c {
+            AlertConfig::Webhook { url, url_env, .. } => Kind::Webhook(Webhook::new(
+                at,
+                Shape::Generic,
+                url.as_deref(),
+                url_env.as_deref(),
+                env,
+            )?),
+            AlertConfig::Slack { url, url_env, .. } => Kind::Webhook(Webhook::new(
+                at,
+                Shape::Slack,
+                url.as_deref(),
+                url_env.as_deref(),
+                env,
+            )?),
+            AlertConfig::Email { smtp, from, to, .. } => {
+                Kind::Email(email::Email::new(at, smtp, from, to, timeout)?)
+            }
+            AlertConfig::GithubIssue {
+                repo,
+                api_url,
+                token_env,
+                ..
+            } => {
+                let github = config.github.as_ref();
+                let settings = github_issue::Settings {
+                    repo,
+                    api_url: api_url.as_deref(),
+                    token_env: token_env.as_deref(),
+                    github_api_url: github.and_then(|g| g.api_url.as_deref()),
+                    github_token_env: github.and_then(|g| g.token_env.as_deref()),
+                    timeout,
+                };
+                Kind::GithubIssue(github_issue::GithubIssue::new(at, settings, env)?)
+            }
+        })
+    }
+}
+
 impl Alerter {
     /// Builds every channel in `alerts:`, reading `url_env` / `token_env`
     /// from the process environment, and checks the `owners` globs.
@@ -230,69 +278,13 @@ impl Channel {
         env: &EnvLookup<'_>,
     ) -> Result<Channel, AlertError> {
         let at = format!("alerts[{index}]");
-        let secs = |t: &Option<u64>| t.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-        let github = config.github.as_ref();
-        let (name, timeout, kind) = match c {
-            AlertConfig::Webhook {
-                url,
-                url_env,
-                timeout_secs,
-            } => {
-                let hook = webhook::Webhook::new(
-                    &at,
-                    webhook::Shape::Generic,
-                    url.as_deref(),
-                    url_env.as_deref(),
-                    env,
-                )?;
-                ("webhook", secs(timeout_secs), Kind::Webhook(hook))
-            }
-            AlertConfig::Slack {
-                url,
-                url_env,
-                timeout_secs,
-            } => {
-                let hook = webhook::Webhook::new(
-                    &at,
-                    webhook::Shape::Slack,
-                    url.as_deref(),
-                    url_env.as_deref(),
-                    env,
-                )?;
-                ("slack", secs(timeout_secs), Kind::Webhook(hook))
-            }
-            AlertConfig::Email {
-                smtp,
-                from,
-                to,
-                timeout_secs,
-            } => {
-                let t = secs(timeout_secs);
-                (
-                    "email",
-                    t,
-                    Kind::Email(email::Email::new(&at, smtp, from, to, t)?),
-                )
-            }
-            AlertConfig::GithubIssue {
-                repo,
-                api_url,
-                token_env,
-                timeout_secs,
-            } => {
-                let t = secs(timeout_secs);
-                let settings = github_issue::Settings {
-                    repo,
-                    api_url: api_url.as_deref(),
-                    token_env: token_env.as_deref(),
-                    github_api_url: github.and_then(|g| g.api_url.as_deref()),
-                    github_token_env: github.and_then(|g| g.token_env.as_deref()),
-                    timeout: t,
-                };
-                let issue = github_issue::GithubIssue::new(&at, settings, env)?;
-                ("github_issue", t, Kind::GithubIssue(issue))
-            }
+        let (name, secs) = match c {
+            AlertConfig::Webhook { timeout_secs, .. } => ("webhook", timeout_secs),
+            AlertConfig::Slack { timeout_secs, .. } => ("slack", timeout_secs),
+            AlertConfig::Email { timeout_secs, .. } => ("email", timeout_secs),
+            AlertConfig::GithubIssue { timeout_secs, .. } => ("github_issue", timeout_secs),
         };
+        let timeout = secs.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
         if timeout.is_zero() {
             return Err(AlertError::Invalid {
                 at: format!("{at}.timeout_secs"),
@@ -301,9 +293,9 @@ impl Channel {
         }
         Ok(Channel {
             label: format!("{name} ({at})"),
+            kind: Kind::new(config, &at, c, timeout, env)?,
             at,
             timeout,
-            kind,
         })
     }
 
@@ -325,5 +317,36 @@ impl Channel {
                     self.at
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine holds one `Alerter` across tasks and awaits `send` inside
+    /// spawned work.
+    #[test]
+    fn alerter_and_its_future_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let alerter = Alerter::from_config(&Config::default()).expect("no channels");
+        send_sync(&alerter);
+        let alert = Alert {
+            incident_id: 1,
+            owner: None,
+            provider: "tatum".into(),
+            rule_id: "tatum.api-key".into(),
+            rule_name: "Tatum API key".into(),
+            redacted: "t-66…[51 chars]".into(),
+            fingerprint: "0".repeat(64),
+            state: "detected".into(),
+            locations: Vec::new(),
+            actions: Vec::new(),
+            bound: None,
+            next_steps: Vec::new(),
+        };
+        send(&alerter.send(&alert));
+        assert!(alerter.is_empty());
     }
 }
