@@ -432,6 +432,29 @@ fn missing_environment_variables_are_startup_errors_naming_them() {
 }
 
 #[test]
+fn config_problems_are_all_reported_at_once() {
+    let config = config(
+        "alerts:\n  - {type: slack, url_env: KS_TEST_UNSET_SLACK_7F3A}\n  \
+         - {type: github_issue, repo: not-a-repo, token_env: KS_TEST_UNSET_GH_7F3A}\n\
+         owners:\n  - {match: {path: \"a/[\"}, email: a@example.internal}\n",
+    );
+    let problems: Vec<String> = Alerter::problems(&config, &|_: &str| None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("owners[0].match.path"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("alerts[0].url_env"),
+        "{problems:#?}"
+    );
+    assert!(problems[2].starts_with("alerts[1].repo"), "{problems:#?}");
+}
+
+#[test]
 fn the_issue_example_alerts_section_builds() {
     let config = config(
         r#"

@@ -211,6 +211,18 @@ impl Alerter {
         Ok(Alerter { channels, http })
     }
 
+    /// Every problem in `alerts:` and `owners:` rather than the first, for
+    /// `keysentry config check`.
+    pub fn problems(config: &Config, env: &EnvLookup<'_>) -> Vec<AlertError> {
+        let mut problems = owner::problems(config);
+        for (i, c) in config.alerts.iter().enumerate() {
+            if let Err(e) = Channel::new(config, i, c, env) {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+
     /// The channels' labels, in config order.
     pub fn channels(&self) -> impl Iterator<Item = &str> {
         self.channels.iter().map(|c| c.label.as_str())

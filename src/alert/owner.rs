@@ -88,6 +88,16 @@ fn compile_path(index: usize, m: &OwnerMatch) -> Result<Option<GlobMatcher>, Ale
         .transpose()
 }
 
+/// Every invalid `owners[i].match.path` glob.
+pub(crate) fn problems(config: &Config) -> Vec<AlertError> {
+    config
+        .owners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| compile_path(i, &o.matcher).err())
+        .collect()
+}
+
 /// The owner of a finding: the first matching `owners` entry, else the commit
 /// author, else `default_owner`. An entry whose path glob is invalid never
 /// matches; [`OwnerResolver::new`] (called by `Alerter::from_config`) reports it.
