@@ -100,14 +100,20 @@ fn lock(s: &Shared) -> MutexGuard<'_, Sim> {
 pub fn router() -> Router {
     let state: Shared = Arc::default();
     let api = Router::new()
-        .route("/repos/{o}/{r}", get(repo_info))
-        .route("/repos/{o}/{r}/compare/{basehead}", get(compare))
-        .route("/repos/{o}/{r}/commits/{sha}", get(commit))
-        .route("/repos/{o}/{r}/commits/{sha}/comments", post(comment))
-        .route("/repos/{o}/{r}/git/blobs/{sha}", get(blob))
-        .route("/repos/{o}/{r}/secret-scanning/alerts/{n}", get(alert))
+        .route("/repos/{owner}/{repo}", get(repo_info))
+        .route("/repos/{owner}/{repo}/compare/{basehead}", get(compare))
+        .route("/repos/{owner}/{repo}/commits/{sha}", get(commit))
         .route(
-            "/repos/{o}/{r}/secret-scanning/alerts/{n}/locations",
+            "/repos/{owner}/{repo}/commits/{sha}/comments",
+            post(comment),
+        )
+        .route("/repos/{owner}/{repo}/git/blobs/{sha}", get(blob))
+        .route(
+            "/repos/{owner}/{repo}/secret-scanning/alerts/{n}",
+            get(alert),
+        )
+        .route(
+            "/repos/{owner}/{repo}/secret-scanning/alerts/{n}/locations",
             get(alert_locations),
         )
         .route("/app/installations/{id}/access_tokens", post(access_token))

@@ -1,26 +1,38 @@
-//! keysentry-sim: simulators of the APIs keysentry calls, for tests and
-//! benchmarks. Never a real provider: it listens on 127.0.0.1 only.
+//! keysentry-sim: the third-party APIs keysentry talks to, simulated on
+//! 127.0.0.1 for tests. One module per simulated API; each exposes a
+//! `router()`, and control/inspection endpoints live under `/_sim/...`.
 //!
-//! Usage: `keysentry-sim [PORT]` (default 0, any free port). The first line
-//! on stdout is `listening on http://127.0.0.1:PORT`; control and inspection
-//! endpoints live under `/_sim/...`, one module per simulated API.
+//! Prints `listening on http://ADDR` as its first stdout line, so a test can
+//! start it on port 0 and read the address.
 #![forbid(unsafe_code)]
 
+mod alert_sinks;
 mod github_api;
 
+use clap::Parser;
 use std::io::Write;
 
+#[derive(Parser)]
+#[command(
+    name = "keysentry-sim",
+    about = "Simulated provider APIs for keysentry's tests"
+)]
+struct Args {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+}
+
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let app = axum::Router::new().merge(github_api::router());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let mut out = std::io::stdout().lock();
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let app = axum::Router::new()
+        .merge(alert_sinks::router())
+        .merge(github_api::router());
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let mut out = std::io::stdout();
     writeln!(out, "listening on http://{}", listener.local_addr()?)?;
     out.flush()?;
-    drop(out);
-    axum::serve(listener, app).await
+    axum::serve(listener, app).await?;
+    Ok(())
 }
