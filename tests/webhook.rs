@@ -185,6 +185,8 @@ struct Opts {
     comment: bool,
     max_body: usize,
     run_worker: bool,
+    /// More YAML under `github:`.
+    github: String,
 }
 
 impl Default for Opts {
@@ -193,6 +195,7 @@ impl Default for Opts {
             comment: false,
             max_body: 25 << 20,
             run_worker: true,
+            github: String::new(),
         }
     }
 }
@@ -200,7 +203,7 @@ impl Default for Opts {
 async fn hook(sim: &Sim, db: &Path, opts: Opts) -> Hook {
     let config = Config::parse(
         Path::new("test.yaml"),
-        &format!("github:\n  api_url: {}\n", sim.url),
+        &format!("github:\n  api_url: {}\n{}", sim.url, opts.github),
     )
     .unwrap();
     let mut rules = RuleSet::default();
@@ -1041,4 +1044,141 @@ async fn secret_scanning_alerts_feed_the_engine_with_the_fetched_secret() {
     assert_eq!(sim.calls("/secret-scanning/alerts/5").await.len(), 2);
     assert!(sim.calls("/alerts/6").await.is_empty());
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
+    use rsa::pkcs1::{EncodeRsaPrivateKey, LineEnding};
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("app.pem");
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    std::fs::write(
+        &key_path,
+        rsa_key.to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    let head = sim
+        .commit(
+            "acme/app",
+            Some(&base),
+            "a@example.com",
+            json!({".env": key(12)}),
+        )
+        .await;
+    let opts = Opts {
+        github: format!(
+            "  app:\n    app_id: 4242\n    private_key_path: {}\n",
+            key_path.display()
+        ),
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
+    let mut payload = push(
+        "acme/app",
+        "refs/heads/main",
+        &base,
+        &head,
+        &[(&head, "a@example.com")],
+    );
+    payload["installation"] = json!({"id": 99, "node_id": "I_99"});
+    assert_eq!(
+        h.send(signed("push", "d-app", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the finding", || async { h.sink.count() == 1 }).await;
+    let calls = sim.get("/_sim/github/calls").await;
+    let auth_of = |part: &str| {
+        calls
+            .iter()
+            .find(|c| c["path"].as_str().is_some_and(|p| p.contains(part)))
+            .map(|c| c["auth"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(
+        auth_of("/app/installations/99/access_tokens").as_deref(),
+        Some("jwt")
+    );
+    assert_eq!(auth_of("/compare/").as_deref(), Some("token"));
+    h.shutdown().await;
+}
+
+/// Collects formatted log lines in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// current_thread: every task logs on this thread, into this test's subscriber.
+#[tokio::test]
+async fn logs_never_contain_the_key_or_the_webhook_secret() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    let head = sim
+        .commit(
+            "acme/app",
+            Some(&base),
+            "a@example.com",
+            json!({".env": format!("K={}\n", key(13))}),
+        )
+        .await;
+    sim.post(
+        "/_sim/github/faults",
+        json!({"path_contains": "/compare/", "status": 502, "count": 1}),
+    )
+    .await;
+    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let payload = push(
+        "acme/app",
+        "refs/heads/main",
+        &base,
+        &head,
+        &[(&head, "a@example.com")],
+    );
+    let bytes = serde_json::to_vec(&payload).unwrap();
+    let forged = WebhookSecret::new("guess").sign(&bytes);
+    let (status, _) = h
+        .send(request(
+            "push",
+            "d-forged",
+            "application/json",
+            &forged,
+            bytes,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.send(signed("push", "d-logs", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the finding", || async { h.sink.count() == 1 }).await;
+    h.shutdown().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("webhook request refused"), "{text}");
+    assert!(text.contains("will be retried"), "{text}");
+    assert!(text.contains("key found in GitHub delivery"), "{text}");
+    assert!(
+        !text.contains(&key(13)[2..]),
+        "the key is in the logs:\n{text}"
+    );
+    assert!(!text.contains(SECRET), "the webhook secret is in the logs");
 }

@@ -54,13 +54,14 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
-    #[error("{what}: unexpected response from GitHub: {message}")]
+    #[error("{what}: unexpected response from GitHub: {message}; retrying with backoff")]
     Decode { what: String, message: String },
 }
 
 impl ApiError {
     /// Whether trying again later can succeed: rate limits, outages, network
-    /// trouble and credentials an operator may fix. A 404 or 422 cannot.
+    /// trouble, a garbled answer (a proxy's error page) and credentials an
+    /// operator may fix. A 404 or 422 cannot.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -68,6 +69,7 @@ impl ApiError {
                 | ApiError::Server { .. }
                 | ApiError::Unauthorized { .. }
                 | ApiError::Transport { .. }
+                | ApiError::Decode { .. }
         )
     }
 
@@ -380,6 +382,10 @@ fn request_error(what: &str, e: octocrab::Error) -> ApiError {
             let headers = source.headers.clone().unwrap_or_default();
             classify(what, source.status_code, &headers, source.message.clone())
         }
+        e @ (octocrab::Error::Json { .. } | octocrab::Error::Serde { .. }) => ApiError::Decode {
+            what: what.to_string(),
+            message: e.to_string(),
+        },
         e => ApiError::Transport {
             what: what.to_string(),
             message: e.to_string(),

@@ -543,7 +543,11 @@ async fn access_token(
     let expires = now_ms() / 1000 + 3600;
     (
         StatusCode::CREATED,
-        Json(json!({ "token": format!("ghs_sim{id}x{n}"), "expires_at": rfc3339(expires) })),
+        Json(json!({
+            "token": format!("ghs_sim{id}x{n}"), "expires_at": rfc3339(expires),
+            "permissions": {"contents": "read", "secret_scanning_alerts": "read"},
+            "repository_selection": "all",
+        })),
     )
         .into_response()
 }
