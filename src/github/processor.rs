@@ -110,9 +110,19 @@ impl Processor {
             if self.blocking(move |s| s.comment_posted(&k)).await? {
                 continue;
             }
-            client
+            match client
                 .comment_on_commit(&push.repo, commit, &comment_body(f, &path))
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(e.into()),
+                // The key is contained; a comment GitHub refuses (no write
+                // access) must not leave the delivery failed.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot comment on the commit; set github.comment: false or grant the token contents: write");
+                    continue;
+                }
+            }
             self.blocking(move |s| s.record_comment(&key, now_ms()))
                 .await?;
         }

@@ -148,7 +148,9 @@ async fn receive(
     };
     let id = delivery_id(&headers)?;
     let (job, event) = job;
-    match st.queue.enqueue(id.clone(), event, &job).await {
+    let stored = st.queue.enqueue(id.clone(), event, &job).await;
+    tracing::debug!(delivery = %id, event, ?stored, "webhook delivery received");
+    match stored {
         Ok(Enqueued::New) => Ok(reply(
             StatusCode::ACCEPTED,
             json!({ "status": "queued", "delivery": id }),
