@@ -143,11 +143,14 @@ impl<'a> Ctx<'a> {
                     let retry = (reply.status == 429 || reply.status >= 500)
                         && !accept.answers.contains(&reply.status);
                     if !retry {
-                        let outcome = if (200..300).contains(&reply.status) {
-                            Outcome::Ok
-                        } else {
-                            Outcome::Failed
-                        };
+                        // A read is done once answered (a 401 is an answer);
+                        // a change is done only when the provider accepted it.
+                        let outcome =
+                            if !accept.state_changing || (200..300).contains(&reply.status) {
+                                Outcome::Ok
+                            } else {
+                                Outcome::Failed
+                            };
                         self.inner.store.journal_complete(
                             entry,
                             outcome,

@@ -215,7 +215,7 @@ impl Store {
                 "UPDATE incidents SET owner = ?2, state = ?3, stage = ?4, action = ?5, \
                  reason = ?6, testnet = ?7, subscriptions = ?8, virtual_accounts = ?9, \
                  new_fingerprint = ?10, new_redacted = ?11, failures = ?12, \
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = ?1",
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![
                     row.id,
                     row.owner,
