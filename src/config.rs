@@ -126,8 +126,9 @@ pub struct RemediationConfig {
     pub concurrency: Option<usize>,
 }
 
+// No `deny_unknown_fields` here: with `flatten` it would reject every simple
+// provider; each of those is itself checked by `SimpleProviderConfig`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     #[serde(default)]
     pub tatum: Option<TatumConfig>,

@@ -343,7 +343,7 @@ impl Inner {
             return Some(IncidentOutcome::of(&row, created));
         };
         let mode = self.config.remediation.mode;
-        if (self.settled(&row) && !created) || mode == RemediationMode::Off && !created {
+        if !created && (self.settled(&row) || mode == RemediationMode::Off) {
             return Some(IncidentOutcome::of(&row, created));
         }
         let secret = self.secret_for(&row);

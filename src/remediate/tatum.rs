@@ -411,6 +411,15 @@ async fn propagate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
             Ok(Some(fp)) if fp == old_fp => holding_old.push(c.clone()),
             Ok(Some(fp)) if Some(fp.as_str()) == new_fp.as_deref() => holding_new.push(c.clone()),
             Ok(_) => {}
+            // A file that does not exist holds no key.
+            Err(propagate::PropagateError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ctx.note(
+                    &format!("propagate:{}", c.name),
+                    format!("skipped: {} does not exist", c.env_file.display()),
+                );
+            }
             Err(e) => unreadable = Some(e),
         }
     }

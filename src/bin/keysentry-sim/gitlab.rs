@@ -28,46 +28,41 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// The live token's fingerprint, or 401.
-fn live_token(sim: &Sim, headers: &HeaderMap) -> Result<String, Response> {
-    let fp = carried_key(headers, &[])
-        .map(|t| fingerprint(&t))
-        .ok_or_else(unauthorized)?;
-    if sim.lock().revoked.contains(&(PROVIDER, fp.clone())) {
-        return Err(unauthorized());
-    }
-    Ok(fp)
+/// The fingerprint of the live token the request carries; `None` means 401.
+fn live_token(sim: &Sim, headers: &HeaderMap) -> Option<String> {
+    let fp = fingerprint(&carried_key(headers, &[])?);
+    (!sim.lock().revoked.contains(&(PROVIDER, fp.clone()))).then_some(fp)
 }
 
 async fn show(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match live_token(&sim, &headers) {
-        Ok(_) => Json(
+        Some(_) => Json(
             json!({"id": 1, "name": "sim", "active": true, "revoked": false, "scopes": ["api"]}),
         )
         .into_response(),
-        Err(r) => r,
+        None => unauthorized(),
     }
 }
 
 async fn revoke(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match live_token(&sim, &headers) {
-        Ok(fp) => {
+        Some(fp) => {
             sim.lock().revoked.insert((PROVIDER, fp));
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(r) => r,
+        None => unauthorized(),
     }
 }
 
 async fn rotate(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match live_token(&sim, &headers) {
-        Ok(fp) => {
+        Some(fp) => {
             let mut s = sim.lock();
             s.revoked.insert((PROVIDER, fp.clone()));
             s.generated += 1;
             let token = format!("glpat-sim{:016x}", s.generated);
             Json(json!({"id": 1, "token": token, "active": true})).into_response()
         }
-        Err(r) => r,
+        None => unauthorized(),
     }
 }

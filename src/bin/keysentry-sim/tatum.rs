@@ -4,6 +4,7 @@
 //! that play the Dashboard (`/_sim/tatum/keys...`).
 
 use crate::state::{fingerprint, Sim, SimState};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,49 +80,44 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// The live (or frozen) key in `x-api-key`, or 401.
-fn with_key<T>(
-    sim: &Sim,
-    headers: &HeaderMap,
-    f: impl FnOnce(&mut TatumKey) -> T,
-) -> Result<T, Response> {
-    let key = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
+/// `f` applied to the live (or frozen) key in `x-api-key`; `None` means 401.
+fn with_key<T>(sim: &Sim, headers: &HeaderMap, f: impl FnOnce(&mut TatumKey) -> T) -> Option<T> {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok())?;
     let mut s = sim.lock();
-    match s.tatum.get_mut(key) {
-        Some(k) if k.state != KeyState::Dead => Ok(f(k)),
-        _ => Err(unauthorized()),
-    }
+    s.tatum
+        .get_mut(key)
+        .filter(|k| k.state != KeyState::Dead)
+        .map(f)
 }
 
 async fn version(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match with_key(&sim, &headers, |k| k.testnet) {
-        Ok(testnet) => Json(json!({"version": "sim-3.17", "testnet": testnet, "planName": "Sim"}))
-            .into_response(),
-        Err(r) => r,
+        Some(testnet) => {
+            Json(json!({"version": "sim-3.17", "testnet": testnet, "planName": "Sim"}))
+                .into_response()
+        }
+        None => unauthorized(),
     }
 }
 
 async fn freeze(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match with_key(&sim, &headers, |k| k.state = KeyState::Frozen) {
-        Ok(()) => Json(json!({"frozen": true})).into_response(),
-        Err(r) => r,
+        Some(()) => Json(json!({"frozen": true})).into_response(),
+        None => unauthorized(),
     }
 }
 
 async fn subscription_count(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match with_key(&sim, &headers, |k| k.subscriptions) {
-        Ok(n) => Json(json!({"total": n})).into_response(),
-        Err(r) => r,
+        Some(n) => Json(json!({"total": n})).into_response(),
+        None => unauthorized(),
     }
 }
 
 async fn account_count(State(sim): State<Sim>, headers: HeaderMap) -> Response {
     match with_key(&sim, &headers, |k| k.accounts) {
-        Ok(n) => Json(json!({"total": n})).into_response(),
-        Err(r) => r,
+        Some(n) => Json(json!({"total": n})).into_response(),
+        None => unauthorized(),
     }
 }
 
@@ -182,16 +178,37 @@ fn not_found() -> Response {
         .into_response()
 }
 
-async fn mgmt_regenerate(State(sim): State<Sim>, Json(b): Json<MgmtBody>) -> Response {
-    let new = regenerate(&mut sim.lock(), &b.api_key);
+/// The management body, whatever content type the template declared.
+fn mgmt_key(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<MgmtBody>(body)
+        .ok()
+        .map(|b| b.api_key)
+}
+
+async fn mgmt_regenerate(State(sim): State<Sim>, body: Bytes) -> Response {
+    let Some(key) = mgmt_key(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "body must be {\"apiKey\": ...}"})),
+        )
+            .into_response();
+    };
+    let new = regenerate(&mut sim.lock(), &key);
     match new {
         Some(new) => Json(json!({"apiKey": new})).into_response(),
         None => not_found(),
     }
 }
 
-async fn mgmt_expire(State(sim): State<Sim>, Json(b): Json<MgmtBody>) -> Response {
-    if expire(&mut sim.lock(), &b.api_key) {
+async fn mgmt_expire(State(sim): State<Sim>, body: Bytes) -> Response {
+    let Some(key) = mgmt_key(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "body must be {\"apiKey\": ...}"})),
+        )
+            .into_response();
+    };
+    if expire(&mut sim.lock(), &key) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         not_found()
