@@ -91,6 +91,8 @@ impl<'a> Ctx<'a> {
         self.row.stage = stage.to_string();
         self.row.state = state.to_string();
         self.row.reason = None;
+        self.row.failures = 0;
+        self.row.retry_at_ms = None;
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
@@ -108,6 +110,15 @@ impl<'a> Ctx<'a> {
         self.row.state = "failed".into();
         self.row.reason = Some(e.to_string());
         self.row.failures = self.row.failures.saturating_add(1);
+        // Back off between runs too: a daemon that sees the key every second
+        // must not hammer a provider that is down.
+        let wait = self
+            .inner
+            .retry
+            .base
+            .saturating_mul(1 << self.row.failures.min(16))
+            .min(std::time::Duration::from_secs(15 * 60));
+        self.row.retry_at_ms = Some(super::now_ms() + wait.as_millis() as i64);
         self.actions.push(ActionResult {
             action: "failed".into(),
             result: e.to_string(),

@@ -343,7 +343,8 @@ impl Inner {
             return Some(IncidentOutcome::of(&row, created));
         };
         let mode = self.config.remediation.mode;
-        if !created && (self.settled(&row) || mode == RemediationMode::Off) {
+        let backing_off = row.state == "failed" && row.retry_at_ms.is_some_and(|t| now_ms() < t);
+        if !created && (self.settled(&row) || mode == RemediationMode::Off || backing_off) {
             return Some(IncidentOutcome::of(&row, created));
         }
         let secret = self.secret_for(&row);
@@ -416,11 +417,24 @@ fn new_incident(config: &Config, f: &Finding) -> NewIncident {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Marks an incident as being worked on by this process until dropped.
+/// How long a process may hold an incident before another may take it
+/// over; longer than any pass (retries, timeouts, restart commands).
+const LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// Marks an incident as being worked on by this task until dropped: no other
+/// task of this process, and (through a lease in the store) no other process
+/// runs its playbook meanwhile.
 struct ActiveGuard<'a> {
     inner: &'a Inner,
     id: i64,
@@ -428,16 +442,44 @@ struct ActiveGuard<'a> {
 
 impl<'a> ActiveGuard<'a> {
     fn claim(inner: &'a Inner, id: i64) -> Option<ActiveGuard<'a>> {
-        lock(&inner.active)
-            .insert(id)
-            .then_some(ActiveGuard { inner, id })
+        if !lock(&inner.active).insert(id) {
+            return None;
+        }
+        let now = now_ms();
+        let leased = inner.store.try_lease(
+            id,
+            std::process::id(),
+            now,
+            now + LEASE.as_millis() as i64,
+            alive,
+        );
+        match leased {
+            Ok(true) => Some(ActiveGuard { inner, id }),
+            other => {
+                if let Err(e) = other {
+                    tracing::error!(incident = id, error = %e, "cannot lease incident");
+                }
+                lock(&inner.active).remove(&id);
+                None
+            }
+        }
     }
 }
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
+        if let Err(e) = self.inner.store.release_lease(self.id, std::process::id()) {
+            tracing::warn!(incident = self.id, error = %e, "cannot release incident lease");
+        }
         lock(&self.inner.active).remove(&self.id);
     }
+}
+
+/// Whether a process still exists. Where `/proc` is missing, every holder
+/// counts as alive and its lease simply expires.
+fn alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 #[cfg(test)]

@@ -196,6 +196,7 @@ mod tests {
             new_fingerprint: None,
             new_redacted: None,
             failures: 0,
+            retry_at_ms: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

@@ -23,6 +23,8 @@ pub struct IncidentRow {
     pub new_fingerprint: Option<String>,
     pub new_redacted: Option<String>,
     pub failures: u32,
+    /// A failed incident is not tried again before this time (unix ms).
+    pub retry_at_ms: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -82,7 +84,7 @@ pub struct AlertRow {
 
 const INCIDENT_COLUMNS: &str = "id, fingerprint, provider, rule_id, rule_name, redacted, owner, \
      state, stage, action, reason, testnet, subscriptions, virtual_accounts, new_fingerprint, \
-     new_redacted, failures, created_at, updated_at";
+     new_redacted, failures, retry_at_ms, created_at, updated_at";
 
 fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
@@ -103,8 +105,9 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         new_fingerprint: r.get(14)?,
         new_redacted: r.get(15)?,
         failures: r.get::<_, i64>(16)?.clamp(0, u32::MAX as i64) as u32,
-        created_at: r.get(17)?,
-        updated_at: r.get(18)?,
+        retry_at_ms: r.get(17)?,
+        created_at: r.get(18)?,
+        updated_at: r.get(19)?,
     })
 }
 
@@ -214,7 +217,7 @@ impl Store {
             c.execute(
                 "UPDATE incidents SET owner = ?2, state = ?3, stage = ?4, action = ?5, \
                  reason = ?6, testnet = ?7, subscriptions = ?8, virtual_accounts = ?9, \
-                 new_fingerprint = ?10, new_redacted = ?11, failures = ?12, \
+                 new_fingerprint = ?10, new_redacted = ?11, failures = ?12, retry_at_ms = ?13, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![
                     row.id,
@@ -229,6 +232,7 @@ impl Store {
                     row.new_fingerprint,
                     row.new_redacted,
                     row.failures as i64,
+                    row.retry_at_ms,
                 ],
             )
             .map(|_| ())
@@ -256,6 +260,56 @@ impl Store {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    /// Takes the incident for process `pid` until `until_ms`, unless another
+    /// process holds it: a lease is free when unset, expired, ours, or held
+    /// by a process `alive` says is gone (a killed scan must not block the
+    /// next one).
+    pub fn try_lease(
+        &self,
+        id: i64,
+        pid: u32,
+        now_ms: i64,
+        until_ms: i64,
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let held: Option<(Option<i64>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT lease_pid, lease_until_ms FROM incidents WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let free = match held {
+                None => return Ok(false),
+                Some((Some(holder), Some(until))) => {
+                    holder == pid as i64 || until < now_ms || !alive(holder as u32)
+                }
+                Some(_) => true,
+            };
+            if free {
+                tx.execute(
+                    "UPDATE incidents SET lease_pid = ?2, lease_until_ms = ?3 WHERE id = ?1",
+                    params![id, pid, until_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(free)
+        })
+    }
+
+    pub fn release_lease(&self, id: i64, pid: u32) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET lease_pid = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND lease_pid = ?2",
+                params![id, pid],
+            )
+            .map(|_| ())
         })
     }
 
@@ -351,5 +405,34 @@ mod tests {
         assert_eq!(back.subscriptions, Some(2));
         assert_eq!(back.testnet, Some(true));
         assert_eq!(store.open_incidents().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_lease_excludes_other_live_processes_only() {
+        let store = Store::in_memory().unwrap();
+        let id = store.record_findings(&[new("aa", "a")]).unwrap()[0].0;
+        let alive = |_| true;
+        assert!(store.try_lease(id, 1, 0, 1000, alive).unwrap());
+        assert!(
+            store.try_lease(id, 1, 10, 1000, alive).unwrap(),
+            "re-entrant"
+        );
+        assert!(
+            !store.try_lease(id, 2, 10, 1000, alive).unwrap(),
+            "held by 1"
+        );
+        assert!(
+            store.try_lease(id, 2, 10, 1000, |pid| pid != 1).unwrap(),
+            "1 died"
+        );
+        assert!(
+            store.try_lease(id, 3, 2000, 3000, alive).unwrap(),
+            "expired"
+        );
+        store.release_lease(id, 3).unwrap();
+        assert!(
+            store.try_lease(id, 4, 2001, 3000, alive).unwrap(),
+            "released"
+        );
     }
 }

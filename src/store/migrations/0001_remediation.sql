@@ -25,8 +25,14 @@ CREATE TABLE incidents (
     virtual_accounts INTEGER,
     new_fingerprint  TEXT,
     new_redacted     TEXT,
-    -- Passes that ended in failure; drives the backoff between runs.
+    -- Passes that ended in failure since the last progress, and when (unix
+    -- ms) a failed incident may be tried again: the backoff between runs.
     failures         INTEGER NOT NULL DEFAULT 0,
+    retry_at_ms      INTEGER,
+    -- The process working on the incident (a scan, the daemon, set-key) and
+    -- until when (unix ms): two processes never run one playbook at once.
+    lease_pid        INTEGER,
+    lease_until_ms   INTEGER,
     created_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     updated_at       TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
