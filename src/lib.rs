@@ -11,6 +11,9 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
+//! - [`store`]: the SQLite incident store (versioned schema, journal).
+//! - [`remediate`]: the engine that verifies, contains, rotates or revokes
+//!   each leaked key and tells its owner (Tatum playbook, rule templates).
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses arguments and wires
 //! these together.
@@ -18,7 +21,9 @@
 
 pub mod alert;
 pub mod config;
+pub mod remediate;
 pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod source;
+pub mod store;

@@ -2,4 +2,5 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod alerts;
+mod remediation;
 mod support;

@@ -50,6 +50,9 @@ pub struct ScanArgs {
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    if args.remediate && args.config.is_none() {
+        anyhow::bail!("--remediate needs --config FILE (state_dir, remediation policy, providers)");
+    }
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -108,7 +111,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         }
     }
     print_summary(&stats, &findings, started.elapsed());
-    Ok(if findings.is_empty() {
+    let found = !findings.is_empty();
+    if args.remediate && found {
+        super::incidents::remediate(&config, rules, findings)?;
+    }
+    Ok(if !found {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
