@@ -11,10 +11,12 @@ use std::thread::JoinHandle;
 /// Enough of git's stderr to explain a failure; the rest is dropped.
 const STDERR_KEEP: usize = 4096;
 
+/// io errors are named `cause`, not `source`: the message already shows
+/// them, and a `source` would be printed a second time by error chains.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
-    #[error("cannot run `git`: {source}; install git (e.g. `apt-get install git`) and make sure it is on PATH")]
-    GitMissing { source: std::io::Error },
+    #[error("cannot run `git`: {cause}; install git (e.g. `apt-get install git`) and make sure it is on PATH")]
+    GitMissing { cause: std::io::Error },
     #[error("{path} is not a git repository; pass the directory of a repository with --git, or drop --git to scan the files (git said: {detail})")]
     NotARepo { path: String, detail: String },
     #[error("`git {command}` failed in {repo}: {detail}; check that the repository is readable by this user and intact (`git fsck`)")]
@@ -23,11 +25,11 @@ pub enum GitError {
         command: String,
         detail: String,
     },
-    #[error("talking to `git {command}` in {repo}: {source}")]
+    #[error("talking to `git {command}` in {repo}: {cause}")]
     Io {
         repo: String,
         command: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("unexpected output from `git {command}` in {repo}: {detail}; this git may be too old (keysentry needs git 2.31 or later)")]
     Protocol {
@@ -122,11 +124,11 @@ impl Repo {
     }
 }
 
-pub fn proc_io(repo: &str, command: &str, source: std::io::Error) -> GitError {
+pub fn proc_io(repo: &str, command: &str, cause: std::io::Error) -> GitError {
     GitError::Io {
         repo: repo.to_string(),
         command: command.to_string(),
-        source,
+        cause,
     }
 }
 
@@ -165,7 +167,7 @@ fn run_discovery(path: &Path, args: &[&str]) -> Result<String, GitError> {
     cmd.arg("-C").arg(path).arg("rev-parse").args(args);
     let out = cmd
         .output()
-        .map_err(|source| GitError::GitMissing { source })?;
+        .map_err(|cause| GitError::GitMissing { cause })?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if !out.status.success() {
         let detail = stderr
@@ -206,7 +208,7 @@ impl Process {
     fn spawn(cmd: &mut Command, name: &'static str, repo: &str) -> Result<Process, GitError> {
         let mut child = cmd
             .spawn()
-            .map_err(|source| GitError::GitMissing { source })?;
+            .map_err(|cause| GitError::GitMissing { cause })?;
         let stderr = child.stderr.take().map(|mut err| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();
