@@ -2,5 +2,6 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod alerts;
+mod git_history;
 mod remediation;
 mod support;

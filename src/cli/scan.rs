@@ -7,7 +7,7 @@ use keysentry::config::Config;
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
-use keysentry::source::{fs, stdin, ScanStats};
+use keysentry::source::{fs, git, stdin, ScanStats};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -75,7 +75,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let findings = if args.path == Path::new("-") {
         stdin::scan_reader(std::io::stdin().lock(), &scanner, &stats)?
     } else if args.git {
-        anyhow::bail!("--git is not available in this build yet")
+        let opts = git::GitOptions {
+            max_blob_size: max_file_size,
+            ..git::GitOptions::default()
+        };
+        git::scan_repo(&args.path, &scanner, &opts, &stats, &[])?.findings
     } else {
         let files = fs::list_files(&args.path)?;
         let bar = progress_bar(files.len() as u64);
