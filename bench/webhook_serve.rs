@@ -50,9 +50,7 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no github.webhook section"))?;
     let rules = RuleSet::load(&[])?;
     let scanner = Arc::new(Scanner::new(&rules, Allowlist::default())?);
-    let store = Arc::new(DeliveryStore::open(
-        &Path::new(&state_dir).join("keysentry.db"),
-    )?);
+    let store = Arc::new(DeliveryStore::open(Path::new(&state_dir))?);
     let hook = GitHubWebhook::new(
         &config,
         settings,

@@ -11,7 +11,9 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
-//! - [`store`]: the SQLite store (incidents, cursors, webhook deliveries).
+//! - [`store`]: the SQLite incident store (versioned schema, journal).
+//! - [`remediate`]: the engine that verifies, contains, rotates or revokes
+//!   each leaked key and tells its owner (Tatum playbook, rule templates).
 //! - [`github`]: the GitHub webhook target (push events, secret scanning
 //!   alerts).
 //!
@@ -22,6 +24,7 @@
 pub mod alert;
 pub mod config;
 pub mod github;
+pub mod remediate;
 pub mod report;
 pub mod rules;
 pub mod scan;

@@ -24,13 +24,25 @@ enum Command {
     /// List or check detection rules.
     #[command(subcommand)]
     Rules(cli::rules::RulesCommand),
+    /// List incidents or show one.
+    Incidents(cli::incidents::IncidentsArgs),
+    /// Tatum: finish a manual key rotation.
+    #[command(subcommand)]
+    Tatum(cli::tatum::TatumCommand),
+    /// Check a config file.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::init_logging();
     let result = match cli.command {
         Command::Scan(args) => cli::scan::run(args),
         Command::Rules(cmd) => cli::rules::run(cmd),
+        Command::Incidents(args) => cli::incidents::run(args),
+        Command::Tatum(cmd) => cli::tatum::run(cmd),
+        Command::Config(cmd) => cli::config::run(cmd),
     };
     match result {
         Ok(code) => code,

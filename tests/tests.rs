@@ -2,5 +2,11 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod alerts;
+mod errors;
+mod git_history;
+mod no_leak;
+mod remediation;
+mod reports;
+mod scan_cli;
 mod support;
 mod webhook;

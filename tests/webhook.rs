@@ -8,9 +8,11 @@ use keysentry::config::Config;
 use keysentry::github::{
     BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError, WebhookSecret, WebhookSettings,
 };
+use keysentry::remediate::Engine;
 use keysentry::rules::RuleSet;
-use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::scan::{Allowlist, Finding, Fingerprint, Scanner};
 use keysentry::store::webhook::DeliveryStore;
+use keysentry::store::{IncidentRow, Store};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -107,6 +109,37 @@ impl Sim {
             .collect()
     }
 
+    /// Makes `key` a live key at the simulated Tatum.
+    async fn tatum_key(&self, key: &str) {
+        let res = self
+            .http
+            .post(format!("{}/_sim/tatum/keys", self.url))
+            .json(&json!({"key": key, "testnet": false, "subscriptions": 0, "accounts": 0}))
+            .send()
+            .await
+            .expect("sim reachable");
+        assert!(res.status().is_success());
+    }
+
+    /// Containment calls (`PUT /v3/tatum/freeze`) that carried `key`.
+    async fn freezes(&self, key: &str) -> usize {
+        let fp = Fingerprint::of(key.as_bytes()).to_string();
+        self.get("/_sim/calls")
+            .await
+            .iter()
+            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
+            .filter(|c| c["key_fingerprint"] == fp.as_str())
+            .count()
+    }
+
+    async fn all_freezes(&self) -> usize {
+        self.get("/_sim/calls")
+            .await
+            .iter()
+            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
+            .count()
+    }
+
     async fn repo(&self, repo: &str) {
         self.post(
             "/_sim/github/repos",
@@ -187,6 +220,9 @@ struct Opts {
     run_worker: bool,
     /// More YAML under `github:`.
     github: String,
+    /// The real remediation engine behind the webhook (Tatum freeze policy,
+    /// against the simulator) instead of a collector.
+    engine: bool,
 }
 
 impl Default for Opts {
@@ -196,16 +232,33 @@ impl Default for Opts {
             max_body: 25 << 20,
             run_worker: true,
             github: String::new(),
+            engine: false,
         }
     }
 }
 
-async fn hook(sim: &Sim, db: &Path, opts: Opts) -> Hook {
-    let config = Config::parse(
-        Path::new("test.yaml"),
-        &format!("github:\n  api_url: {}\n{}", sim.url, opts.github),
-    )
-    .unwrap();
+const ENGINE: &str = "state_dir: {state}
+remediation:
+  mode: auto
+  policy: {tatum: freeze}
+  backoff_ms: 10
+  max_attempts: 3
+  rate_limit: 1000
+providers:
+  tatum:
+    api_url: {sim}
+";
+
+async fn hook(sim: &Sim, state: &Path, opts: Opts) -> Hook {
+    let mut yaml = format!("github:\n  api_url: {}\n{}", sim.url, opts.github);
+    if opts.engine {
+        yaml.push_str(
+            &ENGINE
+                .replace("{state}", &state.display().to_string())
+                .replace("{sim}", &sim.url),
+        );
+    }
+    let config = Config::parse(Path::new("test.yaml"), &yaml).unwrap();
     let mut rules = RuleSet::default();
     rules.add_file(Path::new("test.yaml"), RULES).unwrap();
     let scanner = Arc::new(Scanner::new(&rules, Allowlist::default()).unwrap());
@@ -217,18 +270,16 @@ async fn hook(sim: &Sim, db: &Path, opts: Opts) -> Hook {
         max_file_size: 20 << 20,
         concurrency: 8,
     };
-    let store = Arc::new(DeliveryStore::open(db).unwrap());
-    let sink = Arc::new(Collect::default());
+    let store = Arc::new(DeliveryStore::open(state).unwrap());
+    let collect = Arc::new(Collect::default());
+    let sink: Arc<dyn FindingSink> = if opts.engine {
+        Arc::new(Engine::open_with_rules(&config, rules).unwrap())
+    } else {
+        collect.clone()
+    };
     let remediable: HashSet<String> = ["tatum".to_string()].into();
-    let gh = GitHubWebhook::new(
-        &config,
-        settings,
-        store.clone(),
-        scanner,
-        remediable,
-        sink.clone(),
-    )
-    .unwrap();
+    let gh =
+        GitHubWebhook::new(&config, settings, store.clone(), scanner, remediable, sink).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let worker = opts.run_worker.then(|| {
         tokio::spawn(gh.worker.run(async {
@@ -237,7 +288,7 @@ async fn hook(sim: &Sim, db: &Path, opts: Opts) -> Hook {
     });
     Hook {
         router: gh.router,
-        sink,
+        sink: collect,
         store,
         stop: Some(tx),
         worker,
@@ -334,8 +385,14 @@ where
     }
 }
 
+/// The incidents the engine recorded.
+fn incidents(state: &Path) -> Vec<IncidentRow> {
+    Store::open(state).unwrap().incidents().unwrap()
+}
+
+/// The state directory (the store is `keysentry.db` in it).
 fn db(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("keysentry.db")
+    dir.path().to_path_buf()
 }
 
 /// A repo with one commit on main; returns its sha.
@@ -406,6 +463,99 @@ async fn push_with_a_key_reaches_the_engine_attributed_to_its_line() {
         assert!(!text.contains(&key(1)), "the key is in {file}");
         assert!(!text.contains(SECRET), "the webhook secret is in {file}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replayed() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    sim.tatum_key(&key(20)).await;
+    let env = format!("NODE_ENV=production\nTATUM_API_KEY={}\n", key(20));
+    let head = sim
+        .commit(
+            "acme/app",
+            Some(&base),
+            "alice@example.com",
+            json!({"deploy/.env": env}),
+        )
+        .await;
+    let opts = Opts {
+        engine: true,
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
+    let payload = push(
+        "acme/app",
+        "refs/heads/main",
+        &base,
+        &head,
+        &[(&head, "alice@example.com")],
+    );
+    assert_eq!(
+        h.send(signed("push", "e-1", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the containment call", || async {
+        sim.freezes(&key(20)).await == 1
+    })
+    .await;
+    until("the delivery done", || async {
+        h.store
+            .status("e-1")
+            .unwrap()
+            .is_some_and(|s| s.state == "done")
+    })
+    .await;
+    // GitHub redelivers the same id, and an org hook delivers the push again.
+    let (status, body) = h.send(signed("push", "e-1", &payload)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("duplicate"))
+    );
+    assert_eq!(
+        h.send(signed("push", "e-2", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the second delivery done", || async {
+        h.store
+            .status("e-2")
+            .unwrap()
+            .is_some_and(|s| s.state == "done")
+    })
+    .await;
+    h.shutdown().await;
+
+    assert_eq!(sim.all_freezes().await, 1, "one containment call in all");
+    let incidents = incidents(&db(&dir));
+    assert_eq!(incidents.len(), 1);
+    let incident = &incidents[0];
+    assert_eq!(
+        incident.fingerprint,
+        Fingerprint::of(key(20).as_bytes()).as_str()
+    );
+    assert_eq!(incident.state, "contained");
+    assert_eq!(incident.owner.as_deref(), Some("alice@example.com"));
+    let store = Store::open(&db(&dir)).unwrap();
+    let locations = store.locations(incident.id).unwrap();
+    assert_eq!(locations.len(), 1);
+    let l = &locations[0];
+    assert_eq!(
+        (
+            l.source.as_str(),
+            l.path.as_str(),
+            l.line,
+            l.repo.as_deref(),
+            l.commit.as_deref()
+        ),
+        (
+            "github",
+            "deploy/.env",
+            2,
+            Some("acme/app"),
+            Some(head.as_str())
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,6 +831,7 @@ async fn a_hundred_concurrent_deliveries_are_each_processed_exactly_once() {
     let base = repo_with_base(&sim, "acme/app").await;
     let mut heads = Vec::new();
     for i in 0..100 {
+        sim.tatum_key(&key(100 + i)).await;
         let file = format!("svc{i}/.env");
         let head = sim
             .commit(
@@ -692,10 +843,14 @@ async fn a_hundred_concurrent_deliveries_are_each_processed_exactly_once() {
             .await;
         heads.push(head);
     }
-    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let opts = Opts {
+        engine: true,
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
     let mut sends = tokio::task::JoinSet::new();
     // Every delivery twice, all at once: GitHub retries while we work.
-    for round in 0..2 {
+    for _round in 0..2 {
         for (i, head) in heads.iter().enumerate() {
             let payload = push(
                 "acme/app",
@@ -706,27 +861,27 @@ async fn a_hundred_concurrent_deliveries_are_each_processed_exactly_once() {
             );
             let req = signed("push", &format!("d-{i}"), &payload);
             let router = h.router.clone();
-            sends.spawn(async move { (round, router.oneshot(req).await.unwrap().status()) });
+            sends.spawn(async move { router.oneshot(req).await.unwrap().status() });
         }
     }
-    while let Some(r) = sends.join_next().await {
-        assert_eq!(r.unwrap().1, StatusCode::ACCEPTED);
+    while let Some(status) = sends.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::ACCEPTED);
     }
-    until("100 findings", || async { h.sink.count() >= 100 }).await;
     until("100 deliveries done", || async {
         h.store.counts().unwrap().get("done") == Some(&100)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let prints: HashSet<String> = h
-        .sink
-        .findings()
-        .iter()
-        .map(|(f, _)| f.fingerprint.to_string())
-        .collect();
-    assert_eq!((h.sink.count(), prints.len()), (100, 100));
-    assert_eq!(sim.calls("/compare/").await.len(), 100);
     h.shutdown().await;
+    assert_eq!(
+        sim.calls("/compare/").await.len(),
+        100,
+        "each delivery fetched once"
+    );
+    assert_eq!(sim.all_freezes().await, 100, "one containment call per key");
+    for i in [0, 37, 99] {
+        assert_eq!(sim.freezes(&key(100 + i)).await, 1);
+    }
+    assert_eq!(incidents(&db(&dir)).len(), 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1103,32 +1258,47 @@ async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
     h.shutdown().await;
 }
 
-/// Collects formatted log lines in memory.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Runs `log_scenario` in a process of its own, with a global subscriber at
+/// TRACE: tracing's callsite cache is process-wide, so a subscriber scoped to
+/// one test misses events while other tests run.
+#[test]
+fn logs_never_contain_the_key_or_the_webhook_secret() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "webhook::log_scenario",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("KEYSENTRY_TEST_LOG_SCENARIO", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    assert!(text.contains("webhook request refused"), "{text}");
+    assert!(text.contains("will be retried"), "{text}");
+    assert!(text.contains("key found in GitHub delivery"), "{text}");
+    assert!(
+        !text.contains(&key(13)[2..]),
+        "the key is in the logs:\n{text}"
+    );
+    assert!(!text.contains(SECRET), "the webhook secret is in the logs");
 }
 
-// current_thread: every task logs on this thread, into this test's subscriber.
 #[tokio::test]
-async fn logs_never_contain_the_key_or_the_webhook_secret() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
+#[ignore = "run by logs_never_contain_the_key_or_the_webhook_secret in its own process"]
+async fn log_scenario() {
+    assert!(std::env::var_os("KEYSENTRY_TEST_LOG_SCENARIO").is_some());
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+        .with_writer(std::io::stderr)
+        .init();
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
     let base = repo_with_base(&sim, "acme/app").await;
@@ -1171,14 +1341,4 @@ async fn logs_never_contain_the_key_or_the_webhook_secret() {
     );
     until("the finding", || async { h.sink.count() == 1 }).await;
     h.shutdown().await;
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("webhook request refused"), "{text}");
-    assert!(text.contains("will be retried"), "{text}");
-    assert!(text.contains("key found in GitHub delivery"), "{text}");
-    assert!(
-        !text.contains(&key(13)[2..]),
-        "the key is in the logs:\n{text}"
-    );
-    assert!(!text.contains(SECRET), "the webhook secret is in the logs");
 }

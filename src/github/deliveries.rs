@@ -82,10 +82,13 @@ impl DeliveryQueue {
         f: impl FnOnce(&DeliveryStore) -> Result<T, WebhookStoreError> + Send + 'static,
     ) -> Result<T, WebhookStoreError> {
         let store = self.store.clone();
-        let path = store.path().to_path_buf();
+        let path = store.path().display().to_string();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|_| WebhookStoreError::Poisoned { path })?
+            .map_err(|e| WebhookStoreError::Task {
+                path,
+                message: e.to_string(),
+            })?
     }
 }
 

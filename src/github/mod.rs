@@ -21,6 +21,7 @@
 
 mod api;
 mod deliveries;
+mod engine_sink;
 mod patch;
 mod processor;
 mod push;

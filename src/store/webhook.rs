@@ -5,28 +5,19 @@
 //! Every method is synchronous (rusqlite); async callers run them on the
 //! blocking pool.
 
+use super::{Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::path::Path;
 
 pub const MIGRATION: &str = include_str!("migrations/0003_webhook.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookStoreError {
-    #[error("cannot open the store {path}: {source}; check that state_dir exists and is writable")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("store {path}: {source}; check free disk space and that no other program holds the database")]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("store {path}: a previous query panicked; restart keysentry")]
-    Poisoned { path: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store {path}: a query task failed: {message}; restart keysentry")]
+    Task { path: String, message: String },
 }
 
 /// What `insert` did with a delivery.
@@ -46,7 +37,7 @@ pub struct DueDelivery {
     pub attempts: u32,
 }
 
-/// A delivery's state, for `incidents`-style inspection and tests.
+/// A delivery's state, for inspection and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryStatus {
     pub state: String,
@@ -64,56 +55,31 @@ pub struct CommentKey {
     pub fingerprint: String,
 }
 
+/// The webhook's own connection to the store: acknowledging a delivery never
+/// waits behind the engine's queries.
 pub struct DeliveryStore {
-    path: PathBuf,
-    /// One connection: SQLite serialises writers anyway, and the queue's
-    /// writes are single-row.
-    conn: Mutex<Connection>,
+    store: Store,
 }
 
 impl DeliveryStore {
-    /// Opens (creating if needed) `path` and applies the webhook schema. The
-    /// schema is idempotent, so this works on a store whose migration runner
-    /// has already applied it.
-    pub fn open(path: &Path) -> Result<DeliveryStore, WebhookStoreError> {
-        let open_err = |source| WebhookStoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        // WAL lets the remediation store read while a delivery is written.
-        // NORMAL, as the rest of the store: an acknowledged delivery survives
-        // a killed process; only a power cut can lose the last commits. FULL
-        // (an fsync per delivery) made the p99 acknowledgement 116 ms instead
-        // of 5 ms at 200 deliveries/s on a busy 2-core machine (bench/webhook.sh).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(open_err)?;
-        conn.execute_batch(MIGRATION).map_err(open_err)?;
-        Ok(DeliveryStore {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
+    /// Opens `<state_dir>/keysentry.db` through the store's migration runner.
+    pub fn open(state_dir: &Path) -> Result<DeliveryStore, WebhookStoreError> {
+        let store = Store::open(state_dir)?;
+        // Until 0003 is in the runner's list (it must follow the daemon's
+        // 0002), the idempotent schema is applied here.
+        store.with_conn(|c| c.execute_batch(MIGRATION))?;
+        Ok(DeliveryStore { store })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.store.path()
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, WebhookStoreError> {
-        let conn = self.conn.lock().map_err(|_| WebhookStoreError::Poisoned {
-            path: self.path.clone(),
-        })?;
-        f(&conn).map_err(|source| WebhookStoreError::Sql {
-            path: self.path.clone(),
-            source,
-        })
+        Ok(self.store.with_conn(|c| f(c))?)
     }
 
     /// Stores a delivery unless its id is known.
@@ -288,7 +254,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, DeliveryStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = DeliveryStore::open(&dir.path().join("keysentry.db")).unwrap();
+        let store = DeliveryStore::open(dir.path()).unwrap();
         (dir, store)
     }
 
@@ -320,12 +286,11 @@ mod tests {
     #[test]
     fn schema_applies_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keysentry.db");
-        DeliveryStore::open(&path)
+        DeliveryStore::open(dir.path())
             .unwrap()
             .insert("x", "push", "{}", 1)
             .unwrap();
-        let again = DeliveryStore::open(&path).unwrap();
+        let again = DeliveryStore::open(dir.path()).unwrap();
         assert_eq!(again.counts().unwrap().get("pending"), Some(&1));
     }
 }
