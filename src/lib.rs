@@ -11,6 +11,10 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
+//! - [`store`]: the SQLite state (incidents, log offsets, repository cursors).
+//! - [`daemon`]: the long-running service — sources into one bounded
+//!   pipeline, signals, reload, systemd notification — with [`server`]
+//!   (`/healthz`, `/metrics`) and [`metrics`].
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses arguments and wires
 //! these together.
@@ -18,7 +22,11 @@
 
 pub mod alert;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod report;
 pub mod rules;
 pub mod scan;
+pub mod server;
 pub mod source;
+pub mod store;

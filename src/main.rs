@@ -24,6 +24,8 @@ enum Command {
     /// List or check detection rules.
     #[command(subcommand)]
     Rules(cli::rules::RulesCommand),
+    /// Watch logs and repositories continuously (the systemd service).
+    Daemon(cli::daemon::DaemonArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => cli::scan::run(args),
         Command::Rules(cmd) => cli::rules::run(cmd),
+        Command::Daemon(args) => cli::daemon::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! pushes) into `Chunk`s for the scanner.
 
 pub mod fs;
+pub mod log_tail;
 pub mod stdin;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
