@@ -1,4 +1,5 @@
 //! Integration tests: one binary, one module per area (ripgrep's layout), so
 //! the crate links once. Shared helpers live in `support`.
 
+mod daemon;
 mod support;

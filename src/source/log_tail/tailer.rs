@@ -423,7 +423,6 @@ impl<O: TailOutput> Tailer<O> {
                 self.consider(&path);
             }
         }
-        self.check_heads();
         self.publish_health();
     }
 
@@ -466,21 +465,6 @@ impl<O: TailOutput> Tailer<O> {
         }
     }
 
-    /// copytruncate followed by writes past our offset before we looked
-    /// leaves the size larger; the changed first bytes give it away.
-    fn check_heads(&mut self) {
-        for t in self.files.values_mut() {
-            if t.head_len == 0 {
-                continue;
-            }
-            let same = head_hash(&t.file, t.head_len).is_ok_and(|h| h == t.head_hash);
-            if !same {
-                tracing::info!(path = %t.path.display(), "log file was truncated and rewritten; reading it from the start");
-                restart_at_zero(t);
-            }
-        }
-    }
-
     /// Reads every file until all are caught up, fairly.
     fn pump(&mut self) -> Result<(), Stopped> {
         loop {
@@ -514,6 +498,13 @@ impl<O: TailOutput> Tailer<O> {
         };
         if size < t.offset {
             tracing::info!(path = %t.path.display(), "log file was truncated (copytruncate); reading it from the start");
+            restart_at_zero(t);
+        } else if size > t.offset
+            && t.head_len > 0
+            && !head_hash(&t.file, t.head_len).is_ok_and(|h| h == t.head_hash)
+        {
+            // Truncated and rewritten past our offset before we looked.
+            tracing::info!(path = %t.path.display(), "log file was truncated and rewritten; reading it from the start");
             restart_at_zero(t);
         }
         let mut sent = 0u64;

@@ -179,7 +179,7 @@ impl GlobSource {
             // Recurse into real directories only: a symlinked directory
             // could loop.
             if kind.is_dir() {
-                if self.depth.is_none_or(|d| level < d) {
+                if self.depth.map_or(true, |d| level < d) {
                     // An unreadable subdirectory must not hide the others.
                     let _ = self.walk(&path, level + 1, out);
                 }
