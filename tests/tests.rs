@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area (ripgrep's layout), so
 //! the crate links once. Shared helpers live in `support`.
 
+mod alerts;
 mod daemon;
 mod support;
