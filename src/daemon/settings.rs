@@ -155,4 +155,13 @@ mod tests {
         let e = Settings::from_config(&c).unwrap_err().to_string();
         assert!(e.contains("watch.repos[0].poll"), "{e}");
     }
+
+    #[test]
+    fn the_example_config_in_systemd_is_valid() {
+        let text = include_str!("../../systemd/keysentry.yaml");
+        let c = Config::parse(Path::new("systemd/keysentry.yaml"), text).unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.from, StartFrom::End);
+        assert_eq!(s.repos[0].poll, Duration::from_secs(30));
+    }
 }
