@@ -64,6 +64,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("cannot start remediation: {0}")]
     Engine(String),
+    #[error("a start-up task failed: {0}")]
+    Task(String),
 }
 
 /// Until the remediation engine lands: findings are logged by the pipeline
@@ -101,7 +103,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn start<S: FindingSink>(
+    async fn start<S: FindingSink>(
         settings: &Settings,
         shared: &Arc<Shared<S>>,
         pipeline: &Pipeline,
@@ -109,12 +111,13 @@ impl Sources {
         let logs = if settings.logs.globs.is_empty() {
             None
         } else {
-            Some(LogTail::start(
-                &settings.logs,
-                &shared.store,
-                shared.metrics.clone(),
-                ChannelOutput(pipeline.sender()),
-            )?)
+            let (logs, store) = (settings.logs.clone(), shared.store.clone());
+            let (metrics, out) = (shared.metrics.clone(), ChannelOutput(pipeline.sender()));
+            let started =
+                tokio::task::spawn_blocking(move || LogTail::start(&logs, &store, metrics, out))
+                    .await
+                    .map_err(|e| DaemonError::Task(e.to_string()))?;
+            Some(started?)
         };
         for r in &settings.repos {
             shared.metrics.set_source(
@@ -193,7 +196,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         ),
         None => None,
     };
-    let mut sources = Sources::start(&settings, &shared, &pipeline)?;
+    let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
     let retry = tokio::spawn(retry_loop(shared.clone(), stop_rx.clone()));
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -217,7 +220,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
                     settings = new.0;
                     sources = new.1;
                 } else {
-                    sources = Sources::start(&settings, &shared, &pipeline)?;
+                    sources = Sources::start(&settings, &shared, &pipeline).await?;
                 }
             }
             _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
@@ -279,7 +282,7 @@ async fn reload(
     shared
         .metrics
         .retain_sources(&|n| names.iter().any(|k| k == n));
-    let restarted = match Sources::start(&loaded.settings, shared, pipeline) {
+    let restarted = match Sources::start(&loaded.settings, shared, pipeline).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(
@@ -338,13 +341,16 @@ async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut stop: watch::Rec
 }
 
 /// Pings at half the watchdog period systemd asked for, if it asked.
+/// As sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be ours (the
+/// sd-notify crate also insists that it is set at all).
 fn watchdog_interval() -> Option<tokio::time::Interval> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(tokio::time::interval(Duration::from_micros(usec / 2)))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
     }
+    (usec > 0).then(|| tokio::time::interval(Duration::from_micros(usec / 2)))
 }
 
 async fn tick(i: &mut Option<tokio::time::Interval>) {

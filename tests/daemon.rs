@@ -63,12 +63,17 @@ struct Reported {
 
 impl Daemon {
     fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, &[])
+    }
+
+    fn start_with(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
             .args(["daemon", "--log-format", "json", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -497,4 +502,71 @@ fn healthz_names_a_missing_source_and_metrics_count_what_was_scanned() {
     );
     assert!(body.contains("# TYPE keysentry_remediation_duration_seconds histogram"));
     assert!(body.contains("# TYPE keysentry_source_errors_total counter"));
+}
+
+/// What systemd would receive on its notify socket.
+fn notify_messages(sock: &std::os::unix::net::UnixDatagram, until: &str) -> Vec<String> {
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < DEADLINE {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if got.last().is_some_and(|m| m.contains(until)) {
+                return got;
+            }
+        }
+    }
+    panic!("no {until} from the daemon; got {got:?}");
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], "");
+    let d = Daemon::start_with(
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let first = notify_messages(&sock, "READY=1");
+    assert!(first.iter().all(|m| !m.contains("STOPPING")), "{first:?}");
+    notify_messages(&sock, "WATCHDOG=1");
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    notify_messages(&sock, "STOPPING=1");
+}
+
+#[test]
+fn a_broken_config_at_start_is_an_error_naming_it_and_never_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("keysentry.yaml");
+    std::fs::write(&cfg, "watch:\n  logs: [\"relative/*.log\"]\n").unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("watch.logs") && stderr.contains("relative/*.log"),
+        "{stderr}"
+    );
+    let mut buf = [0u8; 512];
+    let heard = sock
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    assert!(heard.is_err(), "notified {heard:?}");
 }

@@ -95,8 +95,9 @@ pub fn check_globs(globs: &[String]) -> Result<(), LogTailError> {
 }
 
 impl LogTail {
-    /// Reads the stored offsets, starts watching and spawns the tailer
-    /// thread. Sources report their state to `metrics` as `log:<glob>`.
+    /// Reads the stored offsets, starts watching, spawns the tailer thread
+    /// and waits for it to take up the files that exist now. Blocks: call
+    /// it off the async runtime. Sources report their state to `metrics` as `log:<glob>`.
     pub fn start(
         settings: &LogTailSettings,
         store: &Store,
@@ -124,14 +125,20 @@ impl LogTail {
             metrics,
             out,
         );
+        let (started_tx, started) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("log-tail".into())
             .spawn(move || {
-                if tailer.start(stored, &known).is_ok() {
+                let ok = tailer.start(stored, &known).is_ok();
+                let _ = started_tx.send(());
+                if ok {
                     tailer.run();
                 }
             })
             .map_err(LogTailError::Thread)?;
+        // Which files existed "at start" (and so begin at `watch.from`) is
+        // settled before this returns: a file created afterwards is new.
+        let _ = started.recv();
         Ok(LogTail {
             wake,
             thread: Some(thread),

@@ -190,7 +190,7 @@ impl<O: TailOutput> Tailer<O> {
             }
         }
         self.publish_health();
-        self.pump()
+        Ok(())
     }
 
     /// At start: decide where to begin in `path`.
@@ -381,6 +381,9 @@ impl<O: TailOutput> Tailer<O> {
     }
 
     pub fn run(&mut self) {
+        if self.pump().is_err() {
+            return;
+        }
         let mut last_full = Instant::now();
         loop {
             let next_full = self.poll.saturating_sub(last_full.elapsed());
