@@ -128,9 +128,23 @@ impl Sources {
         Ok(Sources { logs })
     }
 
-    async fn stop(self) {
+    /// Tells every source to stop, without waiting.
+    fn request_stop(&self) {
+        if let Some(logs) = &self.logs {
+            logs.request_stop();
+        }
+    }
+
+    /// Stops every source and waits for it, at most `limit`: a tailer
+    /// blocked on a full pipeline behind a stuck provider is left to end
+    /// on its own.
+    async fn stop(self, limit: Duration) {
+        self.request_stop();
         if let Some(logs) = self.logs {
-            let _ = tokio::task::spawn_blocking(move || logs.stop()).await;
+            let join = tokio::task::spawn_blocking(move || logs.stop());
+            if tokio::time::timeout(limit, join).await.is_err() {
+                tracing::warn!("the log tailer did not stop in time");
+            }
         }
     }
 
@@ -231,13 +245,16 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     tracing::info!("{why}: stopping");
     notify(&[NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    sources.stop().await;
+    // The pipeline stops taking work first, so a source blocked on a full
+    // queue is released at once rather than after the backlog.
+    sources.request_stop();
     if !pipeline
         .shutdown(STOP_LIMIT.saturating_sub(stopping.elapsed()))
         .await
     {
         tracing::warn!("remediation in flight did not finish in time; it resumes from its journal on the next start");
     }
+    sources.stop(Duration::from_millis(500)).await;
     retry.abort();
     if let Some(server) = server {
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
@@ -271,7 +288,7 @@ async fn reload(
     if loaded.settings.http_listen != old.http_listen {
         tracing::warn!("http.listen changed; restart the daemon to apply it");
     }
-    sources.stop().await;
+    sources.stop(RELOAD_FLUSH_LIMIT).await;
     if !pipeline.flush(RELOAD_FLUSH_LIMIT).await {
         tracing::warn!(
             "the pipeline did not drain before the reload; some lines may be scanned twice"

@@ -430,6 +430,33 @@ fn sigterm_then_restart_neither_misses_nor_repeats_a_line() {
 }
 
 #[test]
+fn a_rotation_while_stopped_finishes_the_old_file_and_reads_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], "");
+    let d = Daemon::start(&cfg);
+    let (k1, k2, k3) = (key("down1"), key("down2"), key("down3"));
+    append(&log, &format!("2024-01-01 start
+{k1}
+"));
+    d.wait_for_key(&k1);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+
+    let rotated = dir.path().join("app.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, &format!("{k2}
+"));
+    append(&log, &format!("2024-01-02 start
+{k3}
+"));
+    let d = Daemon::start(&cfg);
+    assert_eq!(d.wait_for_key(&k2)[0].line, 3);
+    assert_eq!(d.wait_for_key(&k3)[0].line, 2);
+    assert!(d.reports_of(&k1).is_empty(), "{}", d.stderr());
+}
+
+#[test]
 fn sighup_keeps_running_on_a_broken_config_and_applies_a_good_one() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));

@@ -145,6 +145,11 @@ impl LogTail {
         })
     }
 
+    /// Asks the thread to stop, without waiting.
+    pub fn request_stop(&self) {
+        self.wake.stop();
+    }
+
     /// Asks the thread to stop and waits for it. What it read but the
     /// pipeline has not finished is read again next time: offsets only move
     /// once findings are handed on.
