@@ -114,10 +114,21 @@ pub struct RemediationConfig {
     /// Provider calls per second, per provider.
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// Delay before the first retry of a provider call, in milliseconds
+    /// (doubled each attempt, with jitter; default 500).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Timeout of one provider call, in seconds (default 15).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Incidents remediated at the same time (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
+// No `deny_unknown_fields` here: with `flatten` it would reject every simple
+// provider; each of those is itself checked by `SimpleProviderConfig`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     #[serde(default)]
     pub tatum: Option<TatumConfig>,

@@ -20,10 +20,12 @@ pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
 
 use crate::config::ConfigError;
 use crate::metrics::{Metrics, SourceState};
+use crate::remediate::Engine;
 use crate::rules::RuleError;
 use crate::scan::{AllowlistError, Finding, PrefilterError};
 use crate::server::{router, AppState};
 use crate::source::log_tail::{LogTail, LogTailError};
+use crate::source::repo_watch::watch_repo;
 use crate::store::{self, Store, StoreError};
 use sd_notify::NotifyState;
 use std::path::Path;
@@ -68,23 +70,44 @@ pub enum DaemonError {
     Task(String),
 }
 
-/// Until the remediation engine lands: findings are logged by the pipeline
-/// and counted in metrics, nothing else.
-pub struct LogOnlySink;
+/// The remediation engine as the pipeline's sink.
+pub struct EngineSink(Engine);
 
-impl FindingSink for LogOnlySink {
-    async fn submit(&self, _findings: Vec<Finding>) -> Result<(), SinkError> {
+impl FindingSink for EngineSink {
+    async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+        let outcomes = self
+            .0
+            .process(findings)
+            .await
+            .map_err(|e| SinkError(e.to_string()))?;
+        for o in outcomes {
+            tracing::info!(
+                incident = o.incident_id,
+                provider = %o.provider,
+                fingerprint = %&o.fingerprint[..o.fingerprint.len().min(12)],
+                state = %o.state,
+                reason = o.reason.as_deref(),
+                new = o.created,
+                "incident"
+            );
+        }
         Ok(())
     }
 
-    async fn retry_pending(&self) {}
+    async fn retry_pending(&self) {
+        for o in self.0.retry_pending().await {
+            tracing::info!(incident = o.incident_id, state = %o.state, reason = o.reason.as_deref(), "incident retried");
+        }
+    }
 }
 
 /// The sink the daemon runs.
-type Sink = LogOnlySink;
+type Sink = EngineSink;
 
-fn open_sink(_config: &crate::config::Config) -> Result<Sink, DaemonError> {
-    Ok(LogOnlySink)
+fn open_sink(loaded: &Loaded) -> Result<Sink, DaemonError> {
+    Engine::open_with_rules(&loaded.config, loaded.rules.clone())
+        .map(EngineSink)
+        .map_err(|e| DaemonError::Engine(e.to_string()))
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -100,6 +123,8 @@ fn notify(state: &[NotifyState]) {
 /// The running sources; restarted as a whole on reload.
 struct Sources {
     logs: Option<LogTail>,
+    repos: Vec<tokio::task::JoinHandle<()>>,
+    stop_repos: watch::Sender<bool>,
 }
 
 impl Sources {
@@ -119,13 +144,26 @@ impl Sources {
                     .map_err(|e| DaemonError::Task(e.to_string()))?;
             Some(started?)
         };
-        for r in &settings.repos {
-            shared.metrics.set_source(
-                &format!("repo:{}", r.path.display()),
-                SourceState::Failed("repository watching is not in this build yet".into()),
-            );
-        }
-        Ok(Sources { logs })
+        let (stop_repos, stop) = watch::channel(false);
+        let repos = settings
+            .repos
+            .iter()
+            .map(|r| {
+                tokio::spawn(watch_repo(
+                    r.clone(),
+                    shared.store.clone(),
+                    shared.scanner(),
+                    shared.metrics.clone(),
+                    ChannelOutput(pipeline.sender()),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Ok(Sources {
+            logs,
+            repos,
+            stop_repos,
+        })
     }
 
     /// Tells every source to stop, without waiting.
@@ -133,6 +171,7 @@ impl Sources {
         if let Some(logs) = &self.logs {
             logs.request_stop();
         }
+        let _ = self.stop_repos.send(true);
     }
 
     /// Stops every source and waits for it, at most `limit`: a tailer
@@ -144,6 +183,13 @@ impl Sources {
             let join = tokio::task::spawn_blocking(move || logs.stop());
             if tokio::time::timeout(limit, join).await.is_err() {
                 tracing::warn!("the log tailer did not stop in time");
+            }
+        }
+        for r in self.repos {
+            // A scan in progress runs on a blocking thread and ends by
+            // itself; its result is dropped, its cursor never written.
+            if tokio::time::timeout(limit, r).await.is_err() {
+                tracing::warn!("a repository watcher did not stop in time");
             }
         }
     }
@@ -185,7 +231,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     let loaded = Loaded::from_file(config_path)?;
     let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
     let store = Arc::new(Store::open(&state_dir)?);
-    let sink = open_sink(&loaded.config)?;
+    let sink = open_sink(&loaded)?;
     let metrics = Arc::new(Metrics::new());
     let mut settings = loaded.settings;
     let shared = Arc::new(Shared::new(
@@ -276,7 +322,7 @@ async fn reload(
     notify(&[NotifyState::Reloading]);
     tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
     let loaded = Loaded::from_file(config_path);
-    let loaded = match loaded.and_then(|l| open_sink(&l.config).map(|s| (l, s))) {
+    let loaded = match loaded.and_then(|l| open_sink(&l).map(|s| (l, s))) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("reload failed, still running the previous config: {e}");

@@ -11,7 +11,10 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
-//! - [`store`]: the SQLite state (incidents, log offsets, repository cursors).
+//! - [`store`]: the SQLite state: incidents and their journal, log
+//!   offsets, repository cursors (versioned schema).
+//! - [`remediate`]: the engine that verifies, contains, rotates or revokes
+//!   each leaked key and tells its owner (Tatum playbook, rule templates).
 //! - [`daemon`]: the long-running service — sources into one bounded
 //!   pipeline, signals, reload, systemd notification — with [`server`]
 //!   (`/healthz`, `/metrics`) and [`metrics`].
@@ -24,6 +27,7 @@ pub mod alert;
 pub mod config;
 pub mod daemon;
 pub mod metrics;
+pub mod remediate;
 pub mod report;
 pub mod rules;
 pub mod scan;

@@ -30,15 +30,21 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).expect("append to log");
 }
 
-/// Writes a config watching `logs`, with remediation off (no provider is
-/// called) and the HTTP endpoint on a free port.
+/// Writes a config watching `logs`, with the HTTP endpoint on a free port
+/// and, unless `extra` configures it, remediation off (no provider call).
 fn write_config(dir: &Path, logs: &[PathBuf], extra: &str) -> PathBuf {
     let logs: Vec<String> = logs
         .iter()
         .map(|l| serde_json::to_string(&l.display().to_string()).unwrap())
         .collect();
+    // Remediation is off unless a test brings the simulator.
+    let remediation = if extra.contains("remediation:") {
+        ""
+    } else {
+        "remediation:\n  mode: off\n"
+    };
     let text = format!(
-        "state_dir: {state}\nremediation:\n  mode: off\nwatch:\n  logs: [{logs}]\n  poll: 200ms\n{extra}http:\n  listen: 127.0.0.1:0\n",
+        "state_dir: {state}\n{remediation}watch:\n  logs: [{logs}]\n  poll: 200ms\n{extra}http:\n  listen: 127.0.0.1:0\n",
         state = serde_json::to_string(&dir.join("state").display().to_string()).unwrap(),
         logs = logs.join(", "),
     );
@@ -71,6 +77,7 @@ impl Daemon {
             .args(["daemon", "--log-format", "json", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
+            .env_remove("KEYSENTRY_LOG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .envs(env.iter().copied())
@@ -210,8 +217,17 @@ impl Drop for Daemon {
 
 /// A plain HTTP/1.0 GET: (status, body).
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    http(&format!("127.0.0.1:{port}"), "GET", path, "")
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp[9..12].parse().unwrap();
@@ -436,20 +452,35 @@ fn a_rotation_while_stopped_finishes_the_old_file_and_reads_the_new_one() {
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], "");
     let d = Daemon::start(&cfg);
     let (k1, k2, k3) = (key("down1"), key("down2"), key("down3"));
-    append(&log, &format!("2024-01-01 start
+    append(
+        &log,
+        &format!(
+            "2024-01-01 start
 {k1}
-"));
+"
+        ),
+    );
     d.wait_for_key(&k1);
     let (status, stderr) = d.terminate();
     assert!(status.success(), "{stderr}");
 
     let rotated = dir.path().join("app.log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    append(&rotated, &format!("{k2}
-"));
-    append(&log, &format!("2024-01-02 start
+    append(
+        &rotated,
+        &format!(
+            "{k2}
+"
+        ),
+    );
+    append(
+        &log,
+        &format!(
+            "2024-01-02 start
 {k3}
-"));
+"
+        ),
+    );
     let d = Daemon::start(&cfg);
     assert_eq!(d.wait_for_key(&k2)[0].line, 3);
     assert_eq!(d.wait_for_key(&k3)[0].line, 2);
@@ -596,4 +627,167 @@ fn a_broken_config_at_start_is_an_error_naming_it_and_never_ready() {
         .recv(&mut buf)
         .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
     assert!(heard.is_err(), "notified {heard:?}");
+}
+
+/// keysentry-sim on a free port, killed when dropped.
+struct Sim {
+    child: Child,
+    addr: String,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start keysentry-sim");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .trim_start_matches("listening on http://")
+            .to_string();
+        Sim { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes `key` a live Tatum key.
+    fn add_live_key(&self, key: &str) {
+        let body = serde_json::json!({ "key": key }).to_string();
+        let (status, resp) = http(&self.addr, "POST", "/_sim/tatum/keys", &body);
+        assert_eq!(status, 204, "{resp}");
+    }
+
+    fn freezes_of(&self, key: &str) -> usize {
+        let (_, body) = http(&self.addr, "GET", "/_sim/calls", "");
+        let calls: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        calls
+            .iter()
+            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
+            .filter(|c| c["key_fingerprint"] == fp(key).as_str())
+            .count()
+    }
+
+    fn wait_for_freeze(&self, key: &str) {
+        let start = Instant::now();
+        while self.freezes_of(key) == 0 {
+            assert!(start.elapsed() < DEADLINE, "no freeze call for the key");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_key_appended_to_a_watched_log_is_contained_exactly_once() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let extra = format!(
+        "remediation:\n  mode: auto\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
+        sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let (k1, k2) = (key("contain me"), key("and me"));
+    sim.add_live_key(&k1);
+    sim.add_live_key(&k2);
+    append(&log, &format!("request x-api-key: {k1}\n"));
+    sim.wait_for_freeze(&k1);
+    // The same key again, then another: once the second is contained, any
+    // second freeze of the first would have happened.
+    append(
+        &log,
+        &format!("retry x-api-key: {k1}\nother x-api-key: {k2}\n"),
+    );
+    sim.wait_for_freeze(&k2);
+    assert_eq!(sim.freezes_of(&k1), 1);
+    assert_eq!(sim.freezes_of(&k2), 1);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(&k1[2..]) && !stderr.contains(&k2[2..]),
+        "a key leaked into the log"
+    );
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_new_commit_in_a_watched_repository_is_found_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let old = key("in history");
+    std::fs::write(repo.join("config.env"), format!("TATUM_API_KEY={old}\n")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let extra = format!(
+        "  repos:\n    - path: {}\n      poll: 200ms\n",
+        serde_json::to_string(&repo.display().to_string()).unwrap()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    // First start: the whole history.
+    assert_eq!(d.wait_for_key(&old)[0].path, "config.env");
+
+    let new = key("new commit");
+    std::fs::write(
+        repo.join("deploy.sh"),
+        format!("export TATUM_API_KEY={new}\n"),
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "second"]);
+    let found = d.wait_for_key(&new);
+    assert_eq!((found[0].path.as_str(), found[0].line), ("deploy.sh", 1));
+    assert_eq!(d.reports_of(&old).len(), 1, "history scanned again");
+
+    // A force-push that drops the commit must not break the cursor.
+    git(&repo, &["reset", "-q", "--hard", "HEAD~1"]);
+    let after = key("after rewrite");
+    std::fs::write(repo.join("other.txt"), format!("{after}\n")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "rewritten"]);
+    d.wait_for_key(&after);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+
+    // Restart: nothing scanned again.
+    let d = Daemon::start(&cfg);
+    let last = key("after restart");
+    std::fs::write(repo.join("last.txt"), format!("{last}\n")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "last"]);
+    d.wait_for_key(&last);
+    assert!(
+        d.reports_of(&old).is_empty() && d.reports_of(&after).is_empty(),
+        "{}",
+        d.stderr()
+    );
 }

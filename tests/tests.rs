@@ -3,4 +3,6 @@
 
 mod alerts;
 mod daemon;
+mod git_history;
+mod remediation;
 mod support;

@@ -16,6 +16,7 @@
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Chunk, Finding, Scanner};
 use crate::source::log_tail::{Stopped, TailOutput};
+use crate::source::repo_watch::RepoOutput;
 use crate::store::{DaemonWrite, Store};
 use rayon::prelude::*;
 use std::future::Future;
@@ -190,6 +191,23 @@ impl TailOutput for ChannelOutput {
             done: None,
         };
         self.0.blocking_send(work).map_err(|_| Stopped)
+    }
+}
+
+impl RepoOutput for ChannelOutput {
+    async fn emit(
+        &self,
+        source: &Arc<str>,
+        findings: Vec<Finding>,
+        then: DaemonWrite,
+    ) -> Result<(), Stopped> {
+        let work = Work {
+            source: source.clone(),
+            payload: Payload::Findings(findings),
+            then: Some(then),
+            done: None,
+        };
+        self.0.send(work).await.map_err(|_| Stopped)
     }
 }
 

@@ -6,19 +6,12 @@ use crate::config::Config;
 use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
-use std::path::{Path, PathBuf};
+pub use crate::source::repo_watch::RepoSettings;
+use std::path::Path;
 use std::time::Duration;
 
 const DEFAULT_LOG_POLL: Duration = Duration::from_secs(1);
 const DEFAULT_REPO_POLL: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RepoSettings {
-    pub path: PathBuf,
-    pub poll: Duration,
-    /// Scan the whole history on first sight.
-    pub history: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -32,6 +25,8 @@ pub struct Loaded {
     pub config: Config,
     pub settings: Settings,
     pub scanner: Scanner,
+    /// Also handed to the engine: findings' `verify`/`revoke` templates.
+    pub rules: RuleSet,
 }
 
 impl Loaded {
@@ -47,6 +42,7 @@ impl Loaded {
             config,
             settings,
             scanner,
+            rules,
         })
     }
 }

@@ -12,7 +12,7 @@
 
 use super::git::{scan_repo, GitOptions};
 use super::log_tail::Stopped;
-use super::{ScanStats, SourceError};
+use super::ScanStats;
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Finding, Scanner};
 use crate::store::{DaemonWrite, Store};
@@ -88,16 +88,18 @@ pub async fn watch_repo(
                 since = Some(tips);
                 metrics.set_source(&name, SourceState::Running);
             }
-            Err(e) => {
+            Err(why) => {
                 metrics.source_error(&name);
-                let why = e.to_string();
                 tracing::warn!(repo = %settings.path.display(), "repository scan failed: {why}");
                 metrics.set_source(&name, SourceState::Failed(why));
             }
         }
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
         tokio::select! {
             _ = tokio::time::sleep(settings.poll) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stopped => return,
         }
     }
 }
@@ -117,7 +119,7 @@ async fn poll_once(
     scanner: &Arc<Scanner>,
     metrics: &Arc<Metrics>,
     since: Option<Vec<String>>,
-) -> Result<(Vec<Finding>, Vec<String>), SourceError> {
+) -> Result<(Vec<Finding>, Vec<String>), String> {
     let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
@@ -128,32 +130,35 @@ async fn poll_once(
             None if !history => return Ok((Vec::new(), current_tips(&path)?)),
             None => Vec::new(),
         };
-        let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)?;
+        let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
+            .map_err(|e| e.to_string())?;
         Ok((scan.findings, scan.tips))
     })
     .await
-    .map_err(|e| SourceError::Git(format!("repository scan task failed: {e}")))?;
+    .map_err(|e| format!("repository scan task failed: {e}"))?;
     metrics.scanned(name, stats.bytes.load(Relaxed), 0);
     scanned
 }
 
 /// The commits every ref points at, without scanning anything.
-fn current_tips(repo: &Path) -> Result<Vec<String>, SourceError> {
+fn current_tips(repo: &Path) -> Result<Vec<String>, String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
         .args(["rev-list", "--all", "--no-walk"])
         .output()
-        .map_err(|source| SourceError::Io {
-            path: repo.display().to_string(),
-            source,
+        .map_err(|e| {
+            format!(
+                "cannot run git in {}: {e}; is git installed?",
+                repo.display()
+            )
         })?;
     if !out.status.success() {
-        return Err(SourceError::Git(format!(
+        return Err(format!(
             "{}: git rev-list failed: {}; is it a git repository?",
             repo.display(),
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        ));
     }
     let mut tips: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -7,13 +7,13 @@
 //! own file here (`incidents.rs`, `journal.rs`, ...) as `impl Store` blocks or
 //! functions over [`Store::with_conn`].
 
-// TEMPORARY on branch `daemon`: a copy of the remediation branch's store
-// opener so the daemon's queries can be built before that branch lands.
-// On merge, take the remediation version and add `mod daemon;`, its `pub
-// use` and the 0002 line to MIGRATIONS.
 mod daemon;
+mod incidents;
+mod journal;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
+pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident};
+pub use journal::{JournalEntry, Outcome};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,13 @@ use std::time::Duration;
 
 /// Schema migrations, applied in order. To add one, add its file and one line
 /// here; never edit or reorder a released migration.
-const MIGRATIONS: &[(&str, &str)] = &[("0002_daemon", include_str!("migrations/0002_daemon.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_remediation",
+        include_str!("migrations/0001_remediation.sql"),
+    ),
+    ("0002_daemon", include_str!("migrations/0002_daemon.sql")),
+];
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "keysentry.db";
@@ -238,7 +244,7 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         drop(store);
-        // Reopening must not re-run a migration (CREATE TABLE would fail).
+        // Reopening must not re-run migration 0001 (CREATE TABLE would fail).
         Store::open(dir.path()).unwrap();
     }
 

@@ -1,35 +1,81 @@
-//! keysentry-sim: the third-party APIs keysentry talks to, simulated on
-//! 127.0.0.1 for tests. One module per simulated API; each exposes a
-//! `router()`, and control/inspection endpoints live under `/_sim/...`.
+//! `keysentry-sim`: every provider API keysentry talks to, simulated on one
+//! local port, for tests and benchmarks. Never point it at the internet.
 //!
-//! Prints `listening on http://ADDR` as its first stdout line, so a test can
-//! start it on port 0 and read the address.
+//! `keysentry-sim [--listen 127.0.0.1:0]` prints `listening on
+//! http://127.0.0.1:PORT` as its first stdout line, then serves:
+//! - Tatum `/v3/...` and the management templates `/mgmt/tatum/...` (tatum.rs)
+//! - GitHub `POST /credentials/revoke`, `GET /user` (github.rs)
+//! - Slack `/api/auth.test`, `/api/auth.revoke` (slack.rs)
+//! - GitLab `/api/v4/personal_access_tokens/self...` (gitlab.rs)
+//! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
+//! - control and inspection under `/_sim/...` (control.rs, tatum.rs)
+//!
+//! Each simulated API is one module with a `routes()`; adding one is one
+//! line in `router`.
 #![forbid(unsafe_code)]
 
 mod alert_sinks;
+mod control;
+mod github;
+mod gitlab;
+mod slack;
+mod state;
+mod tatum;
 
-use clap::Parser;
+use axum::Router;
+use state::Sim;
 use std::io::Write;
+use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(
-    name = "keysentry-sim",
-    about = "Simulated provider APIs for keysentry's tests"
-)]
-struct Args {
-    /// Address to listen on; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: String,
+fn router(sim: Sim) -> Router {
+    Router::new()
+        .merge(tatum::routes())
+        .merge(github::routes())
+        .merge(slack::routes())
+        .merge(gitlab::routes())
+        .merge(control::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            state::record_and_inject,
+        ))
+        .with_state(sim)
+        .merge(alert_sinks::router())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let app = axum::Router::new().merge(alert_sinks::router());
-    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let mut out = std::io::stdout();
-    writeln!(out, "listening on http://{}", listener.local_addr()?)?;
-    out.flush()?;
-    axum::serve(listener, app).await?;
-    Ok(())
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let mut listen = "127.0.0.1:0".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--listen", Some(addr)) => listen = addr,
+            _ => {
+                eprintln!("usage: keysentry-sim [--listen 127.0.0.1:0]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    match axum::serve(listener, router(Sim::default())).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

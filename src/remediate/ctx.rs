@@ -1,0 +1,256 @@
+//! One pass over one incident: the row being advanced, the keys in hand, the
+//! actions taken, and the loop every provider call goes through (journal
+//! before, retry with backoff, journal after).
+
+use super::http_action::{Reply, Request};
+use super::{notify, IncidentOutcome, Inner, StepError};
+use crate::alert::ActionResult;
+use crate::config::{Action, RemediationMode};
+use crate::scan::Secret;
+use crate::store::{IncidentRow, Outcome};
+
+/// How a call's statuses are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Accept<'a> {
+    /// Statuses that are answers even though they are 429 or 5xx (Tatum's
+    /// verify reads 429 as "live but rate-limited").
+    pub answers: &'a [u16],
+    /// The call changes state at the provider (regenerate, expire, revoke):
+    /// after a timeout or 5xx it may have happened, so it is not simply
+    /// repeated; the caller verifies first.
+    pub state_changing: bool,
+}
+
+impl Accept<'_> {
+    pub const READ: Accept<'static> = Accept {
+        answers: &[],
+        state_changing: false,
+    };
+    pub const CHANGE: Accept<'static> = Accept {
+        answers: &[],
+        state_changing: true,
+    };
+}
+
+pub struct Ctx<'a> {
+    pub inner: &'a Inner,
+    pub row: IncidentRow,
+    /// The leaked key, when this process has it.
+    pub secret: Option<Secret>,
+    /// The replacement key, when this process has it (never stored).
+    pub new_secret: Option<Secret>,
+    pub actions: Vec<ActionResult>,
+    pub plan: Vec<String>,
+    created: bool,
+    start_state: String,
+    start_reason: Option<String>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(inner: &'a Inner, row: IncidentRow, secret: Option<Secret>, created: bool) -> Self {
+        Ctx {
+            inner,
+            start_state: row.state.clone(),
+            start_reason: row.reason.clone(),
+            row,
+            secret,
+            new_secret: None,
+            actions: Vec::new(),
+            plan: Vec::new(),
+            created,
+        }
+    }
+
+    /// The action the policy gives this incident now.
+    pub fn policy(&self) -> Action {
+        super::policy::action_for(
+            &self.inner.config.remediation,
+            &self.row.provider,
+            &self.row.rule_id,
+        )
+    }
+
+    pub fn note(&mut self, action: &str, result: impl Into<String>) {
+        let result = result.into();
+        tracing::info!(
+            incident = self.row.id,
+            provider = %self.row.provider,
+            key = %self.row.redacted,
+            action,
+            result = %result,
+        );
+        self.actions.push(ActionResult {
+            action: action.to_string(),
+            result,
+        });
+    }
+
+    /// Moves the incident to `stage` (and the user-visible `state`) and
+    /// saves it, so a restart resumes after the step that just completed.
+    pub fn advance(&mut self, stage: &str, state: &str) -> Result<(), StepError> {
+        self.row.stage = stage.to_string();
+        self.row.state = state.to_string();
+        self.row.reason = None;
+        self.row.failures = 0;
+        self.row.retry_at_ms = None;
+        self.inner.store.save_incident(&self.row)?;
+        Ok(())
+    }
+
+    /// Records what the incident waits for without failing it.
+    pub fn wait(&mut self, state: &str, reason: String) -> Result<(), StepError> {
+        self.row.state = state.to_string();
+        self.row.reason = Some(reason);
+        self.inner.store.save_incident(&self.row)?;
+        Ok(())
+    }
+
+    pub fn fail(&mut self, e: &StepError) {
+        tracing::warn!(incident = self.row.id, error = %e, "remediation failed; will retry on the next run");
+        self.row.state = "failed".into();
+        self.row.reason = Some(e.to_string());
+        self.row.failures = self.row.failures.saturating_add(1);
+        // Back off between runs too: a daemon that sees the key every second
+        // must not hammer a provider that is down.
+        let wait = self
+            .inner
+            .retry
+            .base
+            .saturating_mul(1 << self.row.failures.min(16))
+            .min(std::time::Duration::from_secs(15 * 60));
+        self.row.retry_at_ms = Some(super::now_ms() + wait.as_millis() as i64);
+        self.actions.push(ActionResult {
+            action: "failed".into(),
+            result: e.to_string(),
+        });
+    }
+
+    pub fn provider_error(&self, step: &str, reason: impl Into<String>) -> StepError {
+        StepError::Provider {
+            provider: self.row.provider.clone(),
+            step: step.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Makes a provider call: journaled before and after each attempt,
+    /// retried on 429, 5xx and transport errors with backoff (or the
+    /// provider's `Retry-After`) up to the attempt limit. Returns the first
+    /// answer that is not retried, whatever its status.
+    pub async fn call(
+        &mut self,
+        step: &str,
+        req: &Request,
+        accept: Accept<'_>,
+    ) -> Result<Reply, StepError> {
+        let policy = self.inner.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let entry = self.inner.store.journal_start(self.row.id, step)?;
+            let sent = self.inner.http.send(&self.row.provider, req).await;
+            let (retry_after, reason, maybe_done) = match sent {
+                Ok(reply) => {
+                    let retry = (reply.status == 429 || reply.status >= 500)
+                        && !accept.answers.contains(&reply.status);
+                    if !retry {
+                        // A read is done once answered (a 401 is an answer);
+                        // a change is done only when the provider accepted it.
+                        let outcome =
+                            if !accept.state_changing || (200..300).contains(&reply.status) {
+                                Outcome::Ok
+                            } else {
+                                Outcome::Failed
+                            };
+                        self.inner.store.journal_complete(
+                            entry,
+                            outcome,
+                            Some(reply.status),
+                            &req.label,
+                        )?;
+                        return Ok(reply);
+                    }
+                    // A 429 was refused before any work; a 5xx may not have been.
+                    let maybe = reply.status != 429;
+                    let outcome = if maybe && accept.state_changing {
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Failed
+                    };
+                    self.inner.store.journal_complete(
+                        entry,
+                        outcome,
+                        Some(reply.status),
+                        &req.label,
+                    )?;
+                    (
+                        reply.retry_after,
+                        format!("answered {}", reply.status),
+                        maybe,
+                    )
+                }
+                Err(t) => {
+                    let outcome = if t.maybe_delivered() && accept.state_changing {
+                        Outcome::Unknown
+                    } else {
+                        Outcome::Failed
+                    };
+                    self.inner.store.journal_complete(
+                        entry,
+                        outcome,
+                        None,
+                        &format!("{}: {t}", req.label),
+                    )?;
+                    (None, t.to_string(), t.maybe_delivered())
+                }
+            };
+            tracing::debug!(incident = self.row.id, step, attempt, reason = %reason, "provider call did not succeed");
+            if accept.state_changing && maybe_done {
+                return Err(StepError::Uncertain {
+                    provider: self.row.provider.clone(),
+                    step: step.to_string(),
+                    reason,
+                });
+            }
+            if let Some(wait) = retry_after.filter(|w| *w > policy.max_retry_after) {
+                return Err(self.provider_error(
+                    step,
+                    format!(
+                        "{reason} and asked to wait {}s (Retry-After); will retry on the next run",
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            if attempt >= policy.max_attempts {
+                return Err(self.provider_error(
+                    step,
+                    format!("{reason} ({attempt} attempts); will retry on the next run"),
+                ));
+            }
+            tokio::time::sleep(policy.delay(attempt, retry_after)).await;
+        }
+    }
+
+    /// Saves the incident, alerts the owner if anything changed, and reports.
+    pub async fn finish(mut self) -> IncidentOutcome {
+        let mode = self.inner.config.remediation.mode;
+        let changed = self.created
+            || self.row.state != self.start_state
+            || self.row.reason != self.start_reason;
+        if mode != RemediationMode::DryRun {
+            if let Err(e) = self.inner.store.save_incident(&self.row) {
+                tracing::error!(incident = self.row.id, error = %e, "cannot save incident");
+            }
+            if changed {
+                notify::send(&mut self).await;
+            }
+        }
+        if matches!(self.row.state.as_str(), "closed" | "not-live") {
+            self.inner.forget_secret(self.row.id);
+        }
+        let mut outcome = IncidentOutcome::of(&self.row, self.created);
+        outcome.actions = self.actions;
+        outcome.plan = self.plan;
+        outcome
+    }
+}
