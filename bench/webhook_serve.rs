@@ -6,7 +6,7 @@
 
 use keysentry::config::Config;
 use keysentry::github::{
-    remediable_providers, BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError,
+    fixed_scanner, remediable_providers, BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError,
     WebhookSettings,
 };
 use keysentry::rules::RuleSet;
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         &config,
         settings,
         store,
-        scanner,
+        fixed_scanner(scanner),
         remediable_providers(&rules),
         Arc::new(Count::default()),
     )?;

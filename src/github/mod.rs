@@ -18,8 +18,10 @@
 //! - [`deliveries`]: the durable queue and its worker; GitHub rate limits
 //!   and outages reschedule a delivery, never drop it.
 //! - [`api`]: the REST calls through octocrab (token or GitHub App).
+//! - [`WebhookService`]: all of it inside `keysentry daemon`.
 
 mod api;
+mod daemon;
 mod deliveries;
 mod engine_sink;
 mod patch;
@@ -30,6 +32,7 @@ mod signature;
 mod webhook;
 
 pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
+pub use daemon::{DaemonSink, WebhookService};
 pub use deliveries::{DeliveryQueue, Job, Worker};
 pub use processor::{ProcessError, Processor};
 pub use push::{parse_push, PayloadError, PushEvent, PushJob, PushLimits, PushedCommit};
@@ -47,6 +50,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The scanner for the next delivery: a fixed one, or the daemon's current
+/// one (a reload swaps it).
+pub type CurrentScanner = Arc<dyn Fn() -> Arc<Scanner> + Send + Sync>;
+
+/// A [`CurrentScanner`] that never changes.
+pub fn fixed_scanner(scanner: Arc<Scanner>) -> CurrentScanner {
+    Arc::new(move || scanner.clone())
+}
 
 /// The default `github.webhook.path`.
 pub const DEFAULT_PATH: &str = "/github/webhook";
@@ -95,6 +107,11 @@ pub enum WebhookError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] WebhookStoreError),
+    #[error("github.webhook.listen `{listen}`: {source}; pick a free port or address")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
 }
 
 /// The `github` section, validated: everything the router and worker need.
@@ -166,7 +183,7 @@ impl GitHubWebhook {
         config: &Config,
         settings: WebhookSettings,
         store: Arc<DeliveryStore>,
-        scanner: Arc<Scanner>,
+        scanner: CurrentScanner,
         remediable: HashSet<String>,
         sink: Arc<dyn FindingSink>,
     ) -> Result<GitHubWebhook, WebhookError> {

@@ -5,15 +5,16 @@ use super::api::{ApiError, GitHubApi, RepoClient};
 use super::deliveries::{now_ms, Job};
 use super::push::{scan_push, PushJob, PushLimits};
 use super::secret_scanning::alert_findings;
-use super::{FindingSink, Handled, SinkError};
-use crate::scan::{Finding, Scanner};
+use super::{CurrentScanner, FindingSink, Handled, SinkError};
+use crate::scan::Finding;
 use crate::store::webhook::{CommentKey, DeliveryStore, WebhookStoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Processor {
     pub api: GitHubApi,
-    pub scanner: Arc<Scanner>,
+    /// Looked up per delivery: a daemon reload swaps rules and allowlist.
+    pub scanner: CurrentScanner,
     pub sink: Arc<dyn FindingSink>,
     /// Remembers posted comments, so a replay does not comment twice.
     pub store: Arc<DeliveryStore>,
@@ -56,7 +57,7 @@ impl Processor {
         match job {
             Job::Push(push) => {
                 let client = self.api.client(push.installation)?;
-                let findings = scan_push(&client, push, &self.scanner, self.limits).await?;
+                let findings = scan_push(&client, push, &(self.scanner)(), self.limits).await?;
                 log_findings(delivery, &findings);
                 if findings.is_empty() {
                     return Ok(());
@@ -73,7 +74,7 @@ impl Processor {
             }
             Job::SecretScanningAlert(alert) => {
                 let client = self.api.client(alert.installation)?;
-                let findings = alert_findings(&client, alert, &self.scanner).await?;
+                let findings = alert_findings(&client, alert, &(self.scanner)()).await?;
                 log_findings(delivery, &findings);
                 if !findings.is_empty() {
                     self.sink.process(findings, None).await?;

@@ -10,8 +10,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-pub const MIGRATION: &str = include_str!("migrations/0003_webhook.sql");
-
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookStoreError {
     #[error(transparent)]
@@ -64,11 +62,9 @@ pub struct DeliveryStore {
 impl DeliveryStore {
     /// Opens `<state_dir>/keysentry.db` through the store's migration runner.
     pub fn open(state_dir: &Path) -> Result<DeliveryStore, WebhookStoreError> {
-        let store = Store::open(state_dir)?;
-        // Until 0003 is in the runner's list (it must follow the daemon's
-        // 0002), the idempotent schema is applied here.
-        store.with_conn(|c| c.execute_batch(MIGRATION))?;
-        Ok(DeliveryStore { store })
+        Ok(DeliveryStore {
+            store: Store::open(state_dir)?,
+        })
     }
 
     pub fn path(&self) -> &Path {

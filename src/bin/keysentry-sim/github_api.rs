@@ -10,7 +10,8 @@
 //! - `POST alerts` `{"repo","number","secret_type","secret","state"?,"path"?,"line"?,"commit"?}`
 //! - `POST faults` `{"path_contains","status","count","retry_after"?,"reset_in"?}`: the next
 //!   `count` matching API calls fail; 403/429 carry `x-ratelimit-remaining: 0` and
-//!   `x-ratelimit-reset` (now + `reset_in`, default 1 s), plus `retry-after` when given
+//!   `x-ratelimit-reset` (now + `reset_in`, default 1 s), plus `retry-after` when given;
+//!   `DELETE faults` clears them
 //! - `POST latency` `{"ms"}`: every API answer waits this long
 //! - `GET calls` (method, path, auth kind, status, `at_ms`), `GET comments`
 
@@ -125,7 +126,7 @@ pub fn router() -> Router {
         .route("/_sim/github/repos", post(add_repo))
         .route("/_sim/github/commits", post(add_commit))
         .route("/_sim/github/alerts", post(add_alert))
-        .route("/_sim/github/faults", post(add_fault))
+        .route("/_sim/github/faults", post(add_fault).delete(clear_faults))
         .route("/_sim/github/latency", post(set_latency))
         .route("/_sim/github/calls", get(calls))
         .route("/_sim/github/comments", get(comments));
@@ -296,6 +297,11 @@ async fn add_alert(State(s): State<Shared>, Json(a): Json<Alert>) -> StatusCode 
 async fn add_fault(State(s): State<Shared>, Json(f): Json<Fault>) -> StatusCode {
     lock(&s).faults.push(f);
     StatusCode::CREATED
+}
+
+async fn clear_faults(State(s): State<Shared>) -> StatusCode {
+    lock(&s).faults.clear();
+    StatusCode::NO_CONTENT
 }
 
 async fn set_latency(State(s): State<Shared>, Json(v): Json<Value>) -> StatusCode {
