@@ -218,6 +218,11 @@ async fn main() {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        if args.measure == "freeze" {
+            // A live key at the simulated Tatum, so the engine freezes it.
+            let live = json!({"key": key(i), "testnet": false, "subscriptions": 0, "accounts": 0});
+            sim_post(&http, &args.sim, "/_sim/tatum/keys", live).await;
+        }
         let body = serde_json::to_vec(&payload(i, &base, &head)).unwrap_or_default();
         let sig = secret.sign(&body);
         deliveries.push((format!("bench-{i}-{}", now_ms()), body, sig, head));
