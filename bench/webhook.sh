@@ -69,7 +69,7 @@ providers:
   tatum:
     api_url: $SIM
 YAML
-    KEYSENTRY_LOG=warn "$BIN/keysentry" daemon --config "$WORK/config.yaml" \
+    KEYSENTRY_LOG=info "$BIN/keysentry" daemon --config "$WORK/config.yaml" \
         >/dev/null 2>"$WORK/server.log" &
     MEASURE=freeze
 else
