@@ -8,6 +8,7 @@ use crate::alert::ActionResult;
 use crate::config::{Action, RemediationMode};
 use crate::scan::Secret;
 use crate::store::{IncidentRow, Outcome};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How a call's statuses are read.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,10 @@ pub struct Ctx<'a> {
     pub new_secret: Option<Secret>,
     pub actions: Vec<ActionResult>,
     pub plan: Vec<String>,
+    /// The concurrency slot this pass runs in: a containment slot until the
+    /// key is contained, then a rotation slot (see [`Ctx::rotation_slot`]).
+    slot: Option<OwnedSemaphorePermit>,
+    rotating: bool,
     created: bool,
     start_state: String,
     start_reason: Option<String>,
@@ -57,8 +62,29 @@ impl<'a> Ctx<'a> {
             new_secret: None,
             actions: Vec::new(),
             plan: Vec::new(),
+            slot: None,
+            rotating: false,
             created,
         }
+    }
+
+    /// Runs this pass in `slot` (a containment slot).
+    pub fn with_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// Trades the containment slot for a rotation slot. Containment (verify,
+    /// freeze) and rotation have separate concurrency limits, so a batch of
+    /// findings is contained as fast as the provider allows while rotations
+    /// queue behind: the leak is stopped first, the key replaced second.
+    pub async fn rotation_slot(&mut self) {
+        if self.rotating || self.slot.is_none() {
+            return;
+        }
+        self.slot = None;
+        self.slot = self.inner.rotate_slots.clone().acquire_owned().await.ok();
+        self.rotating = true;
     }
 
     /// The action the policy gives this incident now.
