@@ -190,12 +190,17 @@ pub enum AlertConfig {
         url: Option<String>,
         #[serde(default)]
         url_env: Option<String>,
+        /// Seconds before a delivery counts as failed (default 10).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     Slack {
         #[serde(default)]
         url: Option<String>,
         #[serde(default)]
         url_env: Option<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     Email {
         smtp: String,
@@ -203,6 +208,8 @@ pub enum AlertConfig {
         /// Fallback recipients when the owner has no email.
         #[serde(default)]
         to: Vec<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     GithubIssue {
         repo: String,
@@ -210,6 +217,8 @@ pub enum AlertConfig {
         api_url: Option<String>,
         #[serde(default)]
         token_env: Option<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
 }
 

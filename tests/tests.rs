@@ -1,5 +1,11 @@
 //! Integration tests: one binary, one module per area (ripgrep's layout), so
 //! the crate links once. Shared helpers live in `support`.
 
+mod alerts;
+mod errors;
+mod git_history;
+mod no_leak;
 mod remediation;
+mod reports;
+mod scan_cli;
 mod support;

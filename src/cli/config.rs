@@ -10,7 +10,8 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use keysentry::config::{AlertConfig, Config};
+use keysentry::alert::Alerter;
+use keysentry::config::Config;
 use keysentry::remediate::http_action::env_refs;
 use keysentry::rules::{validate_template, HttpTemplate};
 use serde_yaml::Value;
@@ -283,9 +284,10 @@ fn check_config(c: &Config, out: &mut Vec<(Vec<Seg>, String)>) {
             check_url(out, vec![k("providers"), k(name), k("api_url")], u);
         }
     }
-    for (i, alert) in c.alerts.iter().enumerate() {
-        let p = vec![k("alerts"), Seg::Index(i)];
-        check_alert(out, p, alert);
+    // The alert channels validate themselves (and the owners globs); their
+    // messages already start with the YAML path.
+    for problem in Alerter::problems(c, &|var| std::env::var(var).ok()) {
+        out.push((Vec::new(), problem.to_string()));
     }
     if let Some(g) = &c.github {
         let base = vec![k("github")];
@@ -398,66 +400,6 @@ fn check_template(out: &mut Vec<(Vec<Seg>, String)>, at: Vec<Seg>, t: &HttpTempl
                     p.clone(),
                     format!("uses {{{{env.{var}}}}} but environment variable {var} is not set"),
                 ));
-            }
-        }
-    }
-}
-
-fn check_alert(out: &mut Vec<(Vec<Seg>, String)>, at: Vec<Seg>, alert: &AlertConfig) {
-    match alert {
-        AlertConfig::Webhook { url, url_env } | AlertConfig::Slack { url, url_env } => {
-            match (url, url_env) {
-                (Some(u), None) => check_url(out, path(&at, &["url"]), u),
-                (None, Some(var)) => match std::env::var(var) {
-                    Ok(u) if !u.is_empty() => {
-                        if reqwest::Url::parse(&u).is_err() {
-                            out.push((
-                                path(&at, &["url_env"]),
-                                format!("environment variable {var} does not hold a valid URL"),
-                            ));
-                        }
-                    }
-                    _ => out.push((
-                        path(&at, &["url_env"]),
-                        format!("environment variable {var} is not set"),
-                    )),
-                },
-                _ => out.push((at, "set exactly one of `url` and `url_env`".into())),
-            }
-        }
-        AlertConfig::Email { smtp, from, to } => {
-            match reqwest::Url::parse(smtp) {
-                Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some() => {}
-                _ => out.push((
-                    path(&at, &["smtp"]),
-                    format!(
-                        "`{smtp}` must be an smtp:// or smtps:// URL, e.g. smtp://127.0.0.1:25"
-                    ),
-                )),
-            }
-            for (field, addr) in std::iter::once(("from", from)).chain(to.iter().map(|t| ("to", t)))
-            {
-                if !addr.contains('@') {
-                    out.push((
-                        path(&at, &[field]),
-                        format!("`{addr}` is not an email address"),
-                    ));
-                }
-            }
-        }
-        AlertConfig::GithubIssue {
-            repo,
-            api_url,
-            token_env,
-        } => {
-            if repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
-                out.push((path(&at, &["repo"]), format!("`{repo}` must be owner/name")));
-            }
-            if let Some(u) = api_url {
-                check_url(out, path(&at, &["api_url"]), u);
-            }
-            if let Some(v) = token_env {
-                check_env(out, path(&at, &["token_env"]), v);
             }
         }
     }

@@ -318,6 +318,7 @@ mod tests {
             live: vec![],
             dead: vec![],
             ok: vec![202],
+            body_contains: None,
             new_key_pointer: None,
         };
         let req = Request::from_template(&t, &vars, "rule github.pat revoke").unwrap();

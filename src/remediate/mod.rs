@@ -181,7 +181,8 @@ impl Engine {
         let timeout = Duration::from_secs(r.timeout_secs.unwrap_or(15).max(1));
         let http = HttpClient::new(timeout, Some(r.rate_limit.unwrap_or(DEFAULT_RATE)))
             .map_err(|e| RemediateError::Http(e.to_string()))?;
-        let alerter = Alerter::from_config(config).map_err(RemediateError::Alerts)?;
+        let alerter =
+            Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let concurrency = r.concurrency.unwrap_or(16).max(1);
         Ok(Engine {
             inner: Arc::new(Inner {

@@ -78,7 +78,13 @@ fn request(
 }
 
 /// Slack-style APIs answer 200 and report failure as `{"ok": false}`.
-fn says_not_ok(reply: &Reply) -> Option<String> {
+fn says_not_ok(t: &HttpTemplate, reply: &Reply) -> Option<String> {
+    if let Some(want) = &t.body_contains {
+        let body = String::from_utf8_lossy(&reply.body);
+        if !body.contains(want.as_str()) {
+            return Some("the response lacks the rule's body_contains text".into());
+        }
+    }
     let v = reply.json()?;
     if v.get("ok")?.as_bool()? {
         return None;
@@ -116,7 +122,7 @@ async fn verify(
         t.live.contains(&reply.status)
     };
     if live {
-        return Ok(match says_not_ok(&reply) {
+        return Ok(match says_not_ok(t, &reply) {
             Some(_) => Liveness::Dead,
             None => Liveness::Live,
         });
@@ -189,7 +195,7 @@ async fn revoke(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         attempt += 1;
         match ctx.call("revoke", &req, Accept::CHANGE).await {
             Ok(reply) if ok.contains(&reply.status) => {
-                if let Some(err) = says_not_ok(&reply) {
+                if let Some(err) = says_not_ok(&t, &reply) {
                     return Err(ctx.provider_error(
                         "revoke",
                         format!("answered {} with error `{err}`", reply.status),

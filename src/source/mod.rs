@@ -2,6 +2,7 @@
 //! pushes) into `Chunk`s for the scanner.
 
 pub mod fs;
+pub mod git;
 pub mod stdin;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -51,6 +52,6 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Git(String),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
 }

@@ -41,7 +41,8 @@ fn check(dir: &std::path::Path, yaml: &str, env: &[(&str, &str)]) -> (Option<i32
     let mut cmd = support::keysentry();
     cmd.args(["config", "check"]).arg(dir.join("config.yaml"));
     cmd.env_remove("TATUM_MGMT_TOKEN")
-        .env_remove("SLACK_WEBHOOK_URL");
+        .env_remove("SLACK_WEBHOOK_URL")
+        .env_remove("GITHUB_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -84,6 +85,7 @@ fn a_good_config_is_ok() {
         &[
             ("TATUM_MGMT_TOKEN", "t"),
             ("SLACK_WEBHOOK_URL", "https://hooks.example.internal/s"),
+            ("GITHUB_TOKEN", "t"),
         ],
     );
     assert_eq!(code, Some(0), "{out}");

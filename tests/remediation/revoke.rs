@@ -7,7 +7,7 @@ remediation:
   mode: auto
   backoff_ms: 10
   rate_limit: 1000
-  rule_policy: {github.test-oauth: notify}
+  rule_policy: {github.oauth-token: notify}
 providers:
   github: {api_url: '{sim}'}
   slack: {api_url: '{sim}'}

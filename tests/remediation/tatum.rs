@@ -487,7 +487,7 @@ fn policy_per_rule_wins_over_the_provider_policy() {
     let key = leaked(&ws, "notify", 0, 0);
     ws.config(&REGENERATE.replace(
         "policy: {tatum: regenerate}",
-        "policy: {tatum: regenerate}\n  rule_policy: {tatum.test-key: notify}",
+        "policy: {tatum: regenerate}\n  rule_policy: {tatum.api-key: notify}",
     ));
 
     let out = ws.scan();

@@ -7,12 +7,14 @@
 //! - GitHub `POST /credentials/revoke`, `GET /user` (github.rs)
 //! - Slack `/api/auth.test`, `/api/auth.revoke` (slack.rs)
 //! - GitLab `/api/v4/personal_access_tokens/self...` (gitlab.rs)
+//! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
 //! - control and inspection under `/_sim/...` (control.rs, tatum.rs)
 //!
 //! Each simulated API is one module with a `routes()`; adding one is one
 //! line in `router`.
 #![forbid(unsafe_code)]
 
+mod alert_sinks;
 mod control;
 mod github;
 mod gitlab;
@@ -37,6 +39,7 @@ fn router(sim: Sim) -> Router {
             state::record_and_inject,
         ))
         .with_state(sim)
+        .merge(alert_sinks::router())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
