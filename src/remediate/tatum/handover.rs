@@ -7,88 +7,103 @@ use super::super::{propagate, StepError};
 use super::{key_in, run, tatum_config, verify, Flow, Liveness};
 use crate::config::Consumer;
 use crate::scan::{Fingerprint, Secret};
+use crate::store::Outcome;
 
-pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    let consumers = tatum_config(ctx).consumers;
-    let old_fp = Fingerprint::parse(&ctx.row.fingerprint)
-        .ok_or_else(|| ctx.provider_error("propagate", "the stored fingerprint is malformed"))?;
-    let new_fp = ctx.row.new_fingerprint.clone();
-    let mut holding_old = Vec::new();
-    let mut holding_new = Vec::new();
-    let mut unreadable = None;
-    for c in &consumers {
-        match propagate::current_fingerprint(c) {
-            Ok(Some(fp)) if fp == old_fp => holding_old.push(c.clone()),
-            Ok(Some(fp)) if Some(fp.as_str()) == new_fp.as_deref() => holding_new.push(c.clone()),
+/// The configured consumers by what their env file holds now.
+#[derive(Default)]
+struct Holders {
+    old: Vec<Consumer>,
+    new: Vec<Consumer>,
+    /// A consumer that could not be read: it might hold the leaked key.
+    unreadable: Option<propagate::PropagateError>,
+}
+
+fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Holders {
+    let mut h = Holders::default();
+    for c in tatum_config(ctx).consumers {
+        match propagate::current_fingerprint(&c) {
+            Ok(Some(fp)) if fp == *old_fp => h.old.push(c),
+            Ok(Some(fp)) if Some(fp.as_str()) == new_fp => h.new.push(c),
             Ok(_) => {}
             // A file that does not exist holds no key.
             Err(propagate::PropagateError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                ctx.note(
-                    &format!("propagate:{}", c.name),
-                    format!("skipped: {} does not exist", c.env_file.display()),
-                );
+                let why = format!("skipped: {} does not exist", c.env_file.display());
+                ctx.note(&format!("propagate:{}", c.name), why);
             }
-            Err(e) => unreadable = Some(e),
+            Err(e) => h.unreadable = Some(e),
         }
     }
+    h
+}
+
+pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let old_fp = Fingerprint::parse(&ctx.row.fingerprint)
+        .ok_or_else(|| ctx.provider_error("propagate", "the stored fingerprint is malformed"))?;
+    let new_fp = ctx.row.new_fingerprint.clone();
+    let holders = holders(ctx, &old_fp, new_fp.as_deref());
     if ctx.new_secret.is_none() {
-        ctx.new_secret = new_fp.as_deref().and_then(|fp| key_in(&holding_new, fp));
+        // A previous run wrote it to a consumer before it stopped.
+        ctx.new_secret = new_fp.as_deref().and_then(|fp| key_in(&holders.new, fp));
     }
     let Some(new) = ctx.new_secret.clone() else {
-        if holding_old.is_empty() && unreadable.is_none() {
+        if holders.old.is_empty() && holders.unreadable.is_none() {
             ctx.note("propagate", "no consumer held the leaked key");
             ctx.advance("propagated", "rotated")?;
             return Ok(Flow::Next);
         }
-        let names: Vec<&str> = holding_old.iter().map(|c| c.name.as_str()).collect();
-        ctx.wait(
-            "waiting-manual",
-            format!(
-                "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
-                ctx.row.id,
-                if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
-            ),
-        )?;
+        let names: Vec<&str> = holders.old.iter().map(|c| c.name.as_str()).collect();
+        let reason = format!(
+            "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
+            ctx.row.id,
+            if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
+        );
+        ctx.wait("waiting-manual", reason)?;
         return Ok(Flow::Stop);
     };
-    for c in &holding_old {
-        let step = format!("propagate:{}", c.name);
-        let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
-        let written = propagate::rewrite(c, &old_fp, &new);
-        let (outcome, detail) = match &written {
-            Ok(_) => (crate::store::Outcome::Ok, c.env_file.display().to_string()),
-            Err(e) => (crate::store::Outcome::Failed, e.to_string()),
-        };
-        ctx.inner
-            .store
-            .journal_complete(entry, outcome, None, &detail)?;
-        written?;
-        ctx.note(
-            &step,
-            format!(
-                "wrote the new key to {} ({})",
-                c.env_file.display(),
-                c.variable
-            ),
-        );
+    for c in &holders.old {
+        write_new_key(ctx, c, &old_fp, &new)?;
         restart(ctx, c).await?;
     }
-    for c in &holding_new {
-        if !ctx
-            .inner
-            .store
-            .step_done(ctx.row.id, &format!("restart:{}", c.name))?
-        {
+    for c in &holders.new {
+        // Written by a run that stopped before the restart completed.
+        let step = format!("restart:{}", c.name);
+        if !ctx.inner.store.step_done(ctx.row.id, &step)? {
             restart(ctx, c).await?;
         }
     }
-    if let Some(e) = unreadable {
+    if let Some(e) = holders.unreadable {
         return Err(e.into());
     }
     ctx.advance("propagated", "rotated")?;
     Ok(Flow::Next)
+}
+
+fn write_new_key(
+    ctx: &mut Ctx<'_>,
+    c: &Consumer,
+    old_fp: &Fingerprint,
+    new: &Secret,
+) -> Result<(), StepError> {
+    let step = format!("propagate:{}", c.name);
+    let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
+    let written = propagate::rewrite(c, old_fp, new);
+    let (outcome, detail) = match &written {
+        Ok(_) => (Outcome::Ok, c.env_file.display().to_string()),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    ctx.inner
+        .store
+        .journal_complete(entry, outcome, None, &detail)?;
+    written?;
+    let what = format!(
+        "wrote the new key to {} ({})",
+        c.env_file.display(),
+        c.variable
+    );
+    ctx.note(&step, what);
+    Ok(())
 }
 
 async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
@@ -99,8 +114,8 @@ async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
     let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
     let ran = propagate::restart(c, ctx.inner.restart_timeout).await;
     let (outcome, detail) = match &ran {
-        Ok(_) => (crate::store::Outcome::Ok, c.restart.join(" ")),
-        Err(e) => (crate::store::Outcome::Failed, e.to_string()),
+        Ok(_) => (Outcome::Ok, c.restart.join(" ")),
+        Err(e) => (Outcome::Failed, e.to_string()),
     };
     ctx.inner
         .store

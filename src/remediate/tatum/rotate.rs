@@ -42,13 +42,26 @@ pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let Some(template) = template else {
         return manual(ctx, expire, &key).await;
     };
+    call_management(ctx, &key, expire, &template).await
+}
+
+/// Sends the regenerate or expire template. After an answer that may hide
+/// a change (timeout, 5xx) the old key is verified before any new attempt:
+/// dead means the change happened.
+async fn call_management(
+    ctx: &mut Ctx<'_>,
+    key: &Secret,
+    expire: bool,
+    template: &HttpTemplate,
+) -> Result<Flow, StepError> {
+    let step = if expire { "expire" } else { "regenerate" };
     let api = api_url(&ctx.inner.config);
     let vars = Vars {
-        secret: &key,
+        secret: key,
         api_url: &api,
     };
     let req = Request::from_template(
-        &template,
+        template,
         &vars,
         &format!("providers.tatum.management.{step}"),
     )?;
@@ -60,9 +73,9 @@ pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ctx.call(step, &req, Accept::CHANGE).await {
+        let reason = match ctx.call(step, &req, Accept::CHANGE).await {
             Ok(reply) if ok.contains(&reply.status) => {
-                return rotated(ctx, expire, &reply, &template);
+                return rotated(ctx, expire, &reply, template);
             }
             Ok(reply) => {
                 return Err(ctx.provider_error(
@@ -70,24 +83,20 @@ pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
                     format!("answered {}; expected one of {ok:?}", reply.status),
                 ))
             }
-            Err(StepError::Uncertain { reason, .. }) => {
-                if let Liveness::Dead = verify(ctx, &key, "verify").await? {
-                    return happened(
-                        ctx,
-                        expire,
-                        "took effect although the answer was lost (old key answers 401)",
-                    );
-                }
-                if attempt >= ctx.inner.retry.max_attempts {
-                    return Err(ctx.provider_error(
-                        step,
-                        format!("{reason} ({attempt} attempts; the old key still works, so none took effect); will retry on the next run"),
-                    ));
-                }
-                tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
-            }
+            Err(StepError::Uncertain { reason, .. }) => reason,
             Err(e) => return Err(e),
+        };
+        if let Liveness::Dead = verify(ctx, key, "verify").await? {
+            let why = "took effect although the answer was lost (old key answers 401)";
+            return happened(ctx, expire, why);
         }
+        if attempt >= ctx.inner.retry.max_attempts {
+            return Err(ctx.provider_error(
+                step,
+                format!("{reason} ({attempt} attempts; the old key still works, so none took effect); will retry on the next run"),
+            ));
+        }
+        tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
     }
 }
 
