@@ -255,6 +255,10 @@ pub struct WatchConfig {
     pub from: Option<String>,
     #[serde(default)]
     pub repos: Vec<RepoWatch>,
+    /// How often log files are re-checked even without a file-system event
+    /// (notify can miss events, e.g. on network file systems), e.g. `1s`.
+    #[serde(default)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! returns the process exit code: 0 clean, 1 findings, 2 error (via `Err`).
 
 pub mod config;
+pub mod daemon;
 pub mod incidents;
 pub mod rules;
 pub mod scan;

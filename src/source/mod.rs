@@ -3,6 +3,8 @@
 
 pub mod fs;
 pub mod git;
+pub mod log_tail;
+pub mod repo_watch;
 pub mod stdin;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -7,9 +7,11 @@
 //! own file here (`incidents.rs`, `journal.rs`, ...) as `impl Store` blocks or
 //! functions over [`Store::with_conn`].
 
+mod daemon;
 mod incidents;
 mod journal;
 
+pub use daemon::{DaemonWrite, FileId, LogOffset};
 pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident};
 pub use journal::{JournalEntry, Outcome};
 
@@ -20,10 +22,13 @@ use std::time::Duration;
 
 /// Schema migrations, applied in order. To add one, add its file and one line
 /// here; never edit or reorder a released migration.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_remediation",
-    include_str!("migrations/0001_remediation.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_remediation",
+        include_str!("migrations/0001_remediation.sql"),
+    ),
+    ("0002_daemon", include_str!("migrations/0002_daemon.sql")),
+];
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "keysentry.db";
