@@ -3,6 +3,10 @@
 
 mod alerts;
 mod daemon;
+mod errors;
 mod git_history;
+mod no_leak;
 mod remediation;
+mod reports;
+mod scan_cli;
 mod support;

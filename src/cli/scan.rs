@@ -81,15 +81,17 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         };
         git::scan_repo(&args.path, &scanner, &opts, &stats, &[])?.findings
     } else {
-        let files = fs::list_files(&args.path)?;
-        let bar = progress_bar(files.len() as u64);
-        let opts = fs::FsOptions { max_file_size };
+        let bar = progress_bar();
+        let opts = fs::FsOptions {
+            max_file_size,
+            ..fs::FsOptions::default()
+        };
         let tick = || {
             if let Some(b) = &bar {
                 b.inc(1)
             }
         };
-        let found = fs::scan_files(&args.path, &files, &scanner, &opts, &stats, &tick);
+        let found = fs::scan_tree(&args.path, &scanner, &opts, &stats, &tick)?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
@@ -134,16 +136,17 @@ fn dedup(findings: Vec<Finding>) -> Vec<Finding> {
         .collect()
 }
 
-fn progress_bar(len: u64) -> Option<ProgressBar> {
+/// A spinner with a running file count, only when stderr is a terminal: the
+/// walk and the scan run together, so there is no total to show up front.
+fn progress_bar() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} scanning {pos}/{len} files {wide_bar} {elapsed}")
-    {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} scanned {pos} files {elapsed}") {
         bar.set_style(style);
     }
+    bar.enable_steady_tick(Duration::from_millis(120));
     Some(bar)
 }
 
@@ -159,14 +162,20 @@ fn print_summary(stats: &ScanStats, findings: &[Finding], elapsed: Duration) {
         .collect::<Vec<_>>()
         .join(", ");
     let bytes = get(&stats.bytes);
-    let mut line = format!(
-        "scanned {} files, {} blobs, {} commits, {:.1} MB in {:.2}s",
-        get(&stats.files),
-        get(&stats.blobs),
-        get(&stats.commits),
+    let mut line = format!("scanned {} files", get(&stats.files));
+    for (n, what) in [
+        (get(&stats.blobs), "blobs"),
+        (get(&stats.commits), "commits"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    line.push_str(&format!(
+        ", {:.1} MB in {:.2}s",
         bytes as f64 / 1e6,
         elapsed.as_secs_f64()
-    );
+    ));
     let (bin, large) = (get(&stats.skipped_binary), get(&stats.skipped_large));
     if bin + large > 0 {
         line.push_str(&format!("; skipped {bin} binary, {large} too large"));

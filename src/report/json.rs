@@ -61,6 +61,22 @@ pub enum BaselineError {
     Parse { path: String, message: String },
 }
 
+/// Where and what kind of error, without serde's message: it quotes the
+/// offending value, and a file passed as a baseline by mistake may hold keys.
+fn describe(e: &serde_json::Error, line_offset: usize) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Data => {
+            "expected an array of findings, each with a `fingerprint` string"
+        }
+        _ => "not valid JSON",
+    };
+    format!(
+        "{what} (line {}, column {})",
+        e.line() + line_offset,
+        e.column()
+    )
+}
+
 #[derive(Deserialize)]
 struct BaselineEntry {
     fingerprint: String,
@@ -78,19 +94,26 @@ pub fn read_baseline(path: &Path) -> Result<Vec<Fingerprint>, BaselineError> {
         message,
     };
     let entries: Vec<BaselineEntry> = if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text).map_err(|e| parse_err(e.to_string()))?
+        serde_json::from_str(&text).map_err(|e| parse_err(describe(&e, 0)))?
     } else {
         text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .map_err(|e| parse_err(e.to_string()))?
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| serde_json::from_str(l).map_err(|e| parse_err(describe(&e, i))))
+            .collect::<Result<_, _>>()?
     };
+    // The offending value is not echoed: a wrong file passed as a baseline
+    // may hold anything, keys included.
     entries
         .into_iter()
-        .map(|e| {
-            Fingerprint::parse(&e.fingerprint)
-                .ok_or_else(|| parse_err(format!("`{}` is not a fingerprint", e.fingerprint)))
+        .enumerate()
+        .map(|(i, e)| {
+            Fingerprint::parse(&e.fingerprint).ok_or_else(|| {
+                parse_err(format!(
+                    "finding #{} has a fingerprint that is not 64 lowercase hex digits",
+                    i + 1
+                ))
+            })
         })
         .collect()
 }

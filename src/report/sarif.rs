@@ -47,12 +47,12 @@ pub fn write(
                 "message": {"text": message},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": {"uri": f.origin.path()},
+                        "artifactLocation": {"uri": uri_path(&f.origin.path())},
                         "region": {"startLine": f.line, "startColumn": f.column}
                     }
                 }],
                 "partialFingerprints": {"keysentry/v1": f.fingerprint.as_str()},
-                "properties": {"provider": &*f.provider, "confidence": f.confidence.as_str(), "commit": f.origin.commit()}
+                "properties": properties(f)
             })
         })
         .collect();
@@ -66,9 +66,51 @@ pub fn write(
                 "informationUri": "https://github.com/keysentry/keysentry",
                 "rules": rules.into_values().collect::<Vec<_>>()
             }},
+            "columnKind": "unicodeCodePoints",
             "results": results
         }]
     });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
+}
+
+fn properties(f: &Finding) -> Value {
+    let mut p = json!({"provider": &*f.provider, "confidence": f.confidence.as_str()});
+    for (key, value) in [
+        ("commit", f.origin.commit()),
+        ("author_email", f.origin.author_email()),
+        ("repo", f.origin.repo()),
+    ] {
+        if let Some(v) = value {
+            p[key] = Value::from(v);
+        }
+    }
+    p
+}
+
+/// A relative path as a URI reference (RFC 3986): `/` kept, every byte
+/// outside the unreserved set percent-encoded, so GitHub can place paths
+/// with spaces, `#` or non-ASCII names.
+fn uri_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_path;
+
+    #[test]
+    fn paths_become_uri_references() {
+        assert_eq!(uri_path("src/main.rs"), "src/main.rs");
+        assert_eq!(uri_path("my dir/a#1?.txt"), "my%20dir/a%231%3F.txt");
+        assert_eq!(uri_path("clé.env"), "cl%C3%A9.env");
+    }
 }

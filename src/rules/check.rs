@@ -35,6 +35,14 @@ pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, crate::scan::Pr
                 message: "has no examples; add at least one string the rule must match".into(),
             });
         }
+        if rule.spec.negative_examples.is_empty() {
+            failures.push(CheckFailure {
+                rule_id: id.to_string(),
+                kind: "negative_example",
+                index: 0,
+                message: "has no negative examples; add at least one near miss the rule must not match (a placeholder, a look-alike)".into(),
+            });
+        }
         for (i, ex) in rule.spec.examples.iter().enumerate() {
             if hits(ex) == 0 {
                 failures.push(CheckFailure {

@@ -113,17 +113,30 @@ impl Scanner {
             let rule = &self.rules[ri].rule;
             let mut seen = HashSet::new();
             for &(lo, hi) in list {
-                for caps in rule.regex.captures_iter(&data[lo..hi]) {
-                    let Some(g) = caps.get(rule.secret_group) else {
-                        continue;
+                // Searching `data[..hi]` from `lo` (not the slice `data[lo..hi]`)
+                // lets `\b` and `^` see the byte before the window, so a
+                // window that starts inside a long line cannot invent a word
+                // boundary.
+                let hay = &data[..hi];
+                let mut at = lo;
+                while let Some(caps) = rule.regex.captures_at(hay, at) {
+                    let Some(whole) = caps.get(0) else { break };
+                    if let Some(g) = caps.get(rule.secret_group) {
+                        if seen.insert(g.start()) {
+                            candidates.push(Candidate {
+                                rule: ri,
+                                start: g.start(),
+                                end: g.end(),
+                            });
+                        }
+                    }
+                    at = if whole.end() > at {
+                        whole.end()
+                    } else {
+                        at + 1
                     };
-                    let (s, e) = (lo + g.start(), lo + g.end());
-                    if seen.insert(s) {
-                        candidates.push(Candidate {
-                            rule: ri,
-                            start: s,
-                            end: e,
-                        });
+                    if at > hi {
+                        break;
                     }
                 }
             }
@@ -166,7 +179,7 @@ impl Scanner {
             return None;
         }
         let (line_idx, line_start, line_end) = pos.locate(c.start);
-        if memchr_sub(&chunk.data[line_start..line_end], ALLOW_MARKER) {
+        if memchr::memmem::find(&chunk.data[line_start..line_end], ALLOW_MARKER).is_some() {
             return None;
         }
         let secret = Secret::new(text);
@@ -199,27 +212,21 @@ struct Candidate {
     end: usize,
 }
 
-/// The byte range of whole lines around `[start, end)` widened by `w` bytes.
+/// The byte range around `[start, end)` widened by `w` bytes, then out to
+/// the enclosing line breaks when they are near; inside a long (minified)
+/// line the window stays `w` bytes either side.
 fn window(data: &[u8], start: usize, end: usize, w: usize) -> (usize, usize) {
     let lo = start.saturating_sub(w);
     let lo_floor = lo.saturating_sub(MAX_LINE_EXTENSION);
-    let lo = data[lo_floor..lo]
-        .iter()
-        .rposition(|&b| b == b'\n')
+    let lo = memchr::memrchr(b'\n', &data[lo_floor..lo])
         .map(|p| lo_floor + p + 1)
-        .unwrap_or(lo_floor);
+        .unwrap_or(lo);
     let hi = (end + w).min(data.len());
     let hi_ceil = (hi + MAX_LINE_EXTENSION).min(data.len());
-    let hi = data[hi..hi_ceil]
-        .iter()
-        .position(|&b| b == b'\n')
+    let hi = memchr::memchr(b'\n', &data[hi..hi_ceil])
         .map(|p| hi + p)
-        .unwrap_or(hi_ceil);
+        .unwrap_or(hi);
     (lo, hi)
-}
-
-fn memchr_sub(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Maps byte offsets to (line index, line start, line end), walking forward
@@ -240,16 +247,14 @@ impl<'a> LinePositions<'a> {
     }
 
     fn locate(&mut self, offset: usize) -> (usize, usize, usize) {
-        while let Some(p) = self.data[self.line_start..offset]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            self.line_start += p + 1;
-            self.line_idx += 1;
+        if offset > self.line_start {
+            let skipped = &self.data[self.line_start..offset];
+            if let Some(last) = memchr::memrchr(b'\n', skipped) {
+                self.line_idx += memchr::memchr_iter(b'\n', skipped).count();
+                self.line_start += last + 1;
+            }
         }
-        let end = self.data[offset..]
-            .iter()
-            .position(|&b| b == b'\n')
+        let end = memchr::memchr(b'\n', &self.data[offset..])
             .map(|p| offset + p)
             .unwrap_or(self.data.len());
         (self.line_idx, self.line_start, end)

@@ -45,9 +45,19 @@ const PLACEHOLDER_MARKERS: &[&str] = &[
     "abcdefghij",
 ];
 
+/// Secrets longer than this (PEM blocks) are only checked for template
+/// syntax: a kilobyte of base64 holds `xxxx` or `Example` by chance often
+/// enough to lose real keys.
+const LONG_SECRET: usize = 200;
+
+const TEMPLATE_MARKERS: &[&str] = &["<", ">", "${", "{{", "..."];
+
 /// True for values that are documentation or templates, not keys: all zeros,
 /// `xxxx`, `<your-api-key>`, `${TATUM_API_KEY}`, AWS's `...EXAMPLE` keys.
 pub fn is_placeholder(secret: &str) -> bool {
+    if secret.len() > LONG_SECRET {
+        return TEMPLATE_MARKERS.iter().any(|m| secret.contains(m));
+    }
     let lower = secret.to_ascii_lowercase();
     if PLACEHOLDER_MARKERS.iter().any(|m| lower.contains(m)) {
         return true;
@@ -180,6 +190,17 @@ mod tests {
         assert!(!is_placeholder(
             "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e"
         ));
+    }
+
+    /// Regression: a PEM body is long enough to contain `xxxx` or `example`
+    /// by chance; such a key was dropped as a placeholder.
+    #[test]
+    fn long_keys_are_not_placeholders_by_chance() {
+        let body = "MIIEowIBAAKCAQEAxxxxQ8r3Zexample+Yk2".repeat(10);
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----");
+        assert!(!is_placeholder(&pem));
+        let template = "-----BEGIN RSA PRIVATE KEY-----\n<paste your key here>\n".repeat(5);
+        assert!(is_placeholder(&template));
     }
 
     #[test]

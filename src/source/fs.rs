@@ -1,60 +1,36 @@
 //! Files under a path: every file, .gitignored ones included (a leaked key in
 //! an ignored `.env` is still leaked), `.git/` skipped, binary and oversized
-//! files skipped and counted. Files are scanned in parallel.
+//! files skipped and counted, symlinks and special files (FIFOs, sockets,
+//! devices) not followed or opened. The walk and the scanning run together
+//! on the walker's threads, so memory does not grow with the size of the
+//! tree: each thread holds one file at a time.
 
 use super::{looks_binary, ScanStats, SourceError};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
-use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct FsOptions {
     /// Files larger than this are skipped and counted.
     pub max_file_size: u64,
+    /// Walker threads; 0 picks one per core.
+    pub threads: usize,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
             max_file_size: 20 << 20,
+            threads: 0,
         }
     }
 }
 
-/// Lists the files to scan under `root` (or `root` itself if it is a file).
-pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    if !root.exists() {
-        return Err(SourceError::Missing {
-            path: root.display().to_string(),
-        });
-    }
-    if root.is_file() {
-        return Ok(vec![root.to_path_buf()]);
-    }
-    let walker = ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    let mut files = Vec::new();
-    for entry in walker {
-        match entry {
-            Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => files.push(e.into_path()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(SourceError::Io {
-                    path: root.display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// The path a finding reports: relative to the scanned root.
+/// The path a finding reports: relative to the scanned root (its file name
+/// when the root is a file).
 pub fn relative(root: &Path, file: &Path) -> String {
     let rel = if root.is_file() {
         file.file_name().map(Path::new).unwrap_or(file)
@@ -64,58 +40,115 @@ pub fn relative(root: &Path, file: &Path) -> String {
     rel.to_string_lossy().replace('\\', "/")
 }
 
-/// Scans every file; `on_file` is called once per file (progress bars).
-pub fn scan_files(
+/// Scans every file under `root` (or `root` itself if it is a file) and
+/// returns the findings sorted by path and position. Files and directories
+/// that cannot be read are recorded in `stats.unreadable` and skipped; only a
+/// missing root is an error. `on_file` runs after each file (progress).
+pub fn scan_tree(
     root: &Path,
-    files: &[PathBuf],
     scanner: &Scanner,
     opts: &FsOptions,
     stats: &ScanStats,
     on_file: &(dyn Fn() + Sync),
-) -> Vec<Finding> {
-    let mut findings: Vec<Finding> = files
-        .par_iter()
-        .flat_map_iter(|file| {
-            let found = scan_file(root, file, scanner, opts, stats);
-            on_file();
-            found
+) -> Result<Vec<Finding>, SourceError> {
+    if !root.exists() {
+        return Err(SourceError::Missing {
+            path: root.display().to_string(),
+        });
+    }
+    let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .follow_links(false)
+        .threads(opts.threads)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build_parallel();
+    walker.run(|| {
+        let found = &found;
+        let mut buf = Vec::new();
+        Box::new(move |entry| {
+            match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
+                    let rel = relative(root, e.path());
+                    let taken = std::mem::take(&mut buf);
+                    let (hits, back) = scan_file(e.path(), rel, taken, scanner, opts, stats);
+                    buf = back;
+                    if !hits.is_empty() {
+                        if let Ok(mut all) = found.lock() {
+                            all.extend(hits);
+                        }
+                    }
+                    on_file();
+                }
+                Ok(_) => {}
+                Err(err) => stats.record_unreadable(describe_walk_error(root, &err)),
+            }
+            ignore::WalkState::Continue
         })
-        .collect();
-    findings.sort_by_key(|a| (a.origin.path(), a.offset));
-    findings
+    });
+    let mut findings = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    findings.sort_by(|a, b| {
+        (a.origin.path(), a.offset, &a.rule_id).cmp(&(b.origin.path(), b.offset, &b.rule_id))
+    });
+    Ok(findings)
 }
 
+/// Scans one file, reading it into `buf` (a per-thread buffer handed back
+/// for the next file, so a tree of small files costs no allocation each).
 fn scan_file(
-    root: &Path,
-    file: &Path,
+    path: &Path,
+    rel: String,
+    mut buf: Vec<u8>,
     scanner: &Scanner,
     opts: &FsOptions,
     stats: &ScanStats,
-) -> Vec<Finding> {
-    let rel = relative(root, file);
-    match std::fs::metadata(file) {
-        Ok(m) if m.len() > opts.max_file_size => {
-            stats.skipped_large.fetch_add(1, Relaxed);
-            return Vec::new();
+) -> (Vec<Finding>, Vec<u8>) {
+    buf.clear();
+    let read = std::fs::File::open(path).and_then(|f| {
+        let len = f.metadata()?.len();
+        if len > opts.max_file_size {
+            return Ok(false);
         }
-        Ok(_) => {}
+        // Read one byte past the limit: a file that grew since the stat is
+        // still caught as too large instead of scanned in part.
+        f.take(opts.max_file_size + 1).read_to_end(&mut buf)?;
+        Ok(buf.len() as u64 <= opts.max_file_size)
+    });
+    match read {
+        Ok(true) => {}
+        Ok(false) => {
+            stats.skipped_large.fetch_add(1, Relaxed);
+            return (Vec::new(), buf);
+        }
         Err(e) => {
             stats.record_unreadable(format!("{rel}: {e}"));
-            return Vec::new();
+            return (Vec::new(), buf);
         }
     }
-    let data = match std::fs::read(file) {
-        Ok(d) => d,
-        Err(e) => {
-            stats.record_unreadable(format!("{rel}: {e}"));
-            return Vec::new();
-        }
-    };
-    if looks_binary(&data) {
+    if looks_binary(&buf) {
         stats.skipped_binary.fetch_add(1, Relaxed);
-        return Vec::new();
+        return (Vec::new(), buf);
     }
     stats.files.fetch_add(1, Relaxed);
-    stats.add_bytes(data.len());
-    scanner.scan(&Chunk::whole(Origin::File { path: rel }, data))
+    stats.add_bytes(buf.len());
+    let chunk = Chunk::whole(Origin::File { path: rel }, buf);
+    let findings = scanner.scan(&chunk);
+    (findings, chunk.data)
+}
+
+/// `relative/path: reason` for a directory entry the walker could not read.
+fn describe_walk_error(root: &Path, err: &ignore::Error) -> String {
+    fn parts(err: &ignore::Error) -> (Option<&Path>, String) {
+        match err {
+            ignore::Error::WithPath { path, err } => (Some(path), parts(err).1),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                parts(err)
+            }
+            other => (None, other.to_string()),
+        }
+    }
+    match parts(err) {
+        (Some(path), reason) => format!("{}: {reason}", relative(root, path)),
+        (None, reason) => reason,
+    }
 }
