@@ -11,7 +11,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use keysentry::alert::Alerter;
-use keysentry::config::Config;
+use keysentry::config::{Config, GitHubConfig, TatumConfig};
 use keysentry::remediate::http_action::env_refs;
 use keysentry::rules::{validate_template, HttpTemplate};
 use serde_yaml::Value;
@@ -236,52 +236,20 @@ fn remove(value: &mut Value, path: &[Seg]) -> bool {
     }
 }
 
+type Found = Vec<(Vec<Seg>, String)>;
+
+fn key(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
 /// Checks a schema-valid config against the machine it will run on.
-fn check_config(c: &Config, out: &mut Vec<(Vec<Seg>, String)>) {
-    let k = |s: &str| Seg::Key(s.to_string());
+fn check_config(c: &Config, out: &mut Found) {
     if let Some(t) = &c.providers.tatum {
-        let base = vec![k("providers"), k("tatum")];
-        if let Some(u) = &t.api_url {
-            check_url(out, path(&base, &["api_url"]), u);
-        }
-        for (name, tmpl) in [
-            ("regenerate", &t.management.regenerate),
-            ("expire", &t.management.expire),
-        ] {
-            if let Some(tmpl) = tmpl {
-                check_template(out, path(&base, &["management", name]), tmpl);
-            }
-        }
-        for (i, consumer) in t.consumers.iter().enumerate() {
-            let mut p = path(&base, &["consumers"]);
-            p.push(Seg::Index(i));
-            if let Err(e) = std::fs::File::open(&consumer.env_file) {
-                out.push((
-                    path(&p, &["env_file"]),
-                    format!("cannot read {}: {e}", consumer.env_file.display()),
-                ));
-            }
-            if consumer.variable.trim().is_empty() {
-                out.push((
-                    path(&p, &["variable"]),
-                    "must name the variable, e.g. TATUM_API_KEY".into(),
-                ));
-            }
-            if let Some(program) = consumer.restart.first() {
-                if !command_exists(program) {
-                    out.push((
-                        path(&p, &["restart"]),
-                        format!(
-                            "command `{program}` not found (not an executable path, not in PATH)"
-                        ),
-                    ));
-                }
-            }
-        }
+        check_tatum(t, out);
     }
     for (name, p) in &c.providers.others {
         if let Some(u) = &p.api_url {
-            check_url(out, vec![k("providers"), k(name), k("api_url")], u);
+            check_url(out, vec![key("providers"), key(name), key("api_url")], u);
         }
     }
     // The alert channels validate themselves (and the owners globs); their
@@ -290,51 +258,81 @@ fn check_config(c: &Config, out: &mut Vec<(Vec<Seg>, String)>) {
         out.push((Vec::new(), problem.to_string()));
     }
     if let Some(g) = &c.github {
-        let base = vec![k("github")];
-        if let Some(u) = &g.api_url {
-            check_url(out, path(&base, &["api_url"]), u);
-        }
-        if let Some(v) = &g.token_env {
-            check_env(out, path(&base, &["token_env"]), v);
-        }
-        if let Some(w) = &g.webhook {
-            check_env(out, path(&base, &["webhook", "secret_env"]), &w.secret_env);
-            check_listen(out, path(&base, &["webhook", "listen"]), &w.listen);
-        }
-        if let Some(app) = &g.app {
-            if let Err(e) = std::fs::File::open(&app.private_key_path) {
-                out.push((
-                    path(&base, &["app", "private_key_path"]),
-                    format!("cannot read {}: {e}", app.private_key_path.display()),
-                ));
-            }
-        }
+        check_github(g, out);
     }
     if let Some(h) = &c.http {
-        check_listen(out, vec![k("http"), k("listen")], &h.listen);
+        check_listen(out, vec![key("http"), key("listen")], &h.listen);
     }
     for (i, dir) in c.scan.rules.iter().enumerate() {
         if !dir.exists() {
-            out.push((
-                vec![k("scan"), k("rules"), Seg::Index(i)],
-                format!("{} does not exist", dir.display()),
-            ));
+            let at = vec![key("scan"), key("rules"), Seg::Index(i)];
+            out.push((at, format!("{} does not exist", dir.display())));
         }
     }
     if let Some(r) = c.remediation.rate_limit {
         if !(r.is_finite() && r > 0.0) {
-            out.push((
-                vec![k("remediation"), k("rate_limit")],
-                "must be a positive number of calls per second".into(),
-            ));
+            let at = vec![key("remediation"), key("rate_limit")];
+            out.push((at, "must be a positive number of calls per second".into()));
         }
     }
     for (i, o) in c.owners.iter().enumerate() {
         if !o.email.contains('@') {
-            out.push((
-                vec![k("owners"), Seg::Index(i), k("email")],
-                format!("`{}` is not an email address", o.email),
-            ));
+            let at = vec![key("owners"), Seg::Index(i), key("email")];
+            out.push((at, format!("`{}` is not an email address", o.email)));
+        }
+    }
+}
+
+fn check_tatum(t: &TatumConfig, out: &mut Found) {
+    let base = vec![key("providers"), key("tatum")];
+    if let Some(u) = &t.api_url {
+        check_url(out, path(&base, &["api_url"]), u);
+    }
+    for (name, tmpl) in [
+        ("regenerate", &t.management.regenerate),
+        ("expire", &t.management.expire),
+    ] {
+        if let Some(tmpl) = tmpl {
+            check_template(out, path(&base, &["management", name]), tmpl);
+        }
+    }
+    for (i, consumer) in t.consumers.iter().enumerate() {
+        let mut p = path(&base, &["consumers"]);
+        p.push(Seg::Index(i));
+        if let Err(e) = std::fs::File::open(&consumer.env_file) {
+            let why = format!("cannot read {}: {e}", consumer.env_file.display());
+            out.push((path(&p, &["env_file"]), why));
+        }
+        if consumer.variable.trim().is_empty() {
+            let why = "must name the variable, e.g. TATUM_API_KEY".to_string();
+            out.push((path(&p, &["variable"]), why));
+        }
+        if let Some(program) = consumer.restart.first() {
+            if !command_exists(program) {
+                let why =
+                    format!("command `{program}` not found (not an executable path, not in PATH)");
+                out.push((path(&p, &["restart"]), why));
+            }
+        }
+    }
+}
+
+fn check_github(g: &GitHubConfig, out: &mut Found) {
+    let base = vec![key("github")];
+    if let Some(u) = &g.api_url {
+        check_url(out, path(&base, &["api_url"]), u);
+    }
+    if let Some(v) = &g.token_env {
+        check_env(out, path(&base, &["token_env"]), v);
+    }
+    if let Some(w) = &g.webhook {
+        check_env(out, path(&base, &["webhook", "secret_env"]), &w.secret_env);
+        check_listen(out, path(&base, &["webhook", "listen"]), &w.listen);
+    }
+    if let Some(app) = &g.app {
+        if let Err(e) = std::fs::File::open(&app.private_key_path) {
+            let why = format!("cannot read {}: {e}", app.private_key_path.display());
+            out.push((path(&base, &["app", "private_key_path"]), why));
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::alert::ActionResult;
 use crate::config::{Action, RemediationMode};
 use crate::scan::Secret;
 use crate::store::{IncidentRow, Outcome};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How a call's statuses are read.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +33,14 @@ impl Accept<'_> {
     };
 }
 
+/// Why an attempt is worth repeating.
+struct Retry {
+    retry_after: Option<std::time::Duration>,
+    reason: String,
+    /// The provider may have acted on the request.
+    maybe_done: bool,
+}
+
 pub struct Ctx<'a> {
     pub inner: &'a Inner,
     pub row: IncidentRow,
@@ -41,6 +50,10 @@ pub struct Ctx<'a> {
     pub new_secret: Option<Secret>,
     pub actions: Vec<ActionResult>,
     pub plan: Vec<String>,
+    /// The concurrency slot this pass runs in: a containment slot until the
+    /// key is contained, then a rotation slot (see [`Ctx::rotation_slot`]).
+    slot: Option<OwnedSemaphorePermit>,
+    rotating: bool,
     created: bool,
     start_state: String,
     start_reason: Option<String>,
@@ -57,8 +70,29 @@ impl<'a> Ctx<'a> {
             new_secret: None,
             actions: Vec::new(),
             plan: Vec::new(),
+            slot: None,
+            rotating: false,
             created,
         }
+    }
+
+    /// Runs this pass in `slot` (a containment slot).
+    pub fn with_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// Trades the containment slot for a rotation slot. Containment (verify,
+    /// freeze) and rotation have separate concurrency limits, so a batch of
+    /// findings is contained as fast as the provider allows while rotations
+    /// queue behind: the leak is stopped first, the key replaced second.
+    pub async fn rotation_slot(&mut self) {
+        if self.rotating || self.slot.is_none() {
+            return;
+        }
+        self.slot = None;
+        self.slot = self.inner.rotate_slots.clone().acquire_owned().await.ok();
+        self.rotating = true;
     }
 
     /// The action the policy gives this incident now.
@@ -147,62 +181,13 @@ impl<'a> Ctx<'a> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let entry = self.inner.store.journal_start(self.row.id, step)?;
-            let sent = self.inner.http.send(&self.row.provider, req).await;
-            let (retry_after, reason, maybe_done) = match sent {
-                Ok(reply) => {
-                    let retry = (reply.status == 429 || reply.status >= 500)
-                        && !accept.answers.contains(&reply.status);
-                    if !retry {
-                        // A read is done once answered (a 401 is an answer);
-                        // a change is done only when the provider accepted it.
-                        let outcome =
-                            if !accept.state_changing || (200..300).contains(&reply.status) {
-                                Outcome::Ok
-                            } else {
-                                Outcome::Failed
-                            };
-                        self.inner.store.journal_complete(
-                            entry,
-                            outcome,
-                            Some(reply.status),
-                            &req.label,
-                        )?;
-                        return Ok(reply);
-                    }
-                    // A 429 was refused before any work; a 5xx may not have been.
-                    let maybe = reply.status != 429;
-                    let outcome = if maybe && accept.state_changing {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Failed
-                    };
-                    self.inner.store.journal_complete(
-                        entry,
-                        outcome,
-                        Some(reply.status),
-                        &req.label,
-                    )?;
-                    (
-                        reply.retry_after,
-                        format!("answered {}", reply.status),
-                        maybe,
-                    )
-                }
-                Err(t) => {
-                    let outcome = if t.maybe_delivered() && accept.state_changing {
-                        Outcome::Unknown
-                    } else {
-                        Outcome::Failed
-                    };
-                    self.inner.store.journal_complete(
-                        entry,
-                        outcome,
-                        None,
-                        &format!("{}: {t}", req.label),
-                    )?;
-                    (None, t.to_string(), t.maybe_delivered())
-                }
+            let Retry {
+                retry_after,
+                reason,
+                maybe_done,
+            } = match self.attempt(step, req, accept).await? {
+                Ok(reply) => return Ok(reply),
+                Err(retry) => retry,
             };
             tracing::debug!(incident = self.row.id, step, attempt, reason = %reason, "provider call did not succeed");
             if accept.state_changing && maybe_done {
@@ -229,6 +214,54 @@ impl<'a> Ctx<'a> {
             }
             tokio::time::sleep(policy.delay(attempt, retry_after)).await;
         }
+    }
+
+    /// One journaled attempt: the answer, or why to try again.
+    async fn attempt(
+        &mut self,
+        step: &str,
+        req: &Request,
+        accept: Accept<'_>,
+    ) -> Result<Result<Reply, Retry>, StepError> {
+        let store = &self.inner.store;
+        let entry = store.journal_start(self.row.id, step)?;
+        let reply = match self.inner.http.send(&self.row.provider, req).await {
+            Ok(reply) => reply,
+            Err(t) => {
+                let outcome = if t.maybe_delivered() && accept.state_changing {
+                    Outcome::Unknown
+                } else {
+                    Outcome::Failed
+                };
+                let detail = format!("{}: {t}", req.label);
+                store.journal_complete(entry, outcome, None, &detail)?;
+                return Ok(Err(Retry {
+                    retry_after: None,
+                    reason: t.to_string(),
+                    maybe_done: t.maybe_delivered(),
+                }));
+            }
+        };
+        let status = reply.status;
+        let retry = (status == 429 || status >= 500) && !accept.answers.contains(&status);
+        // A read is done once answered (a 401 is an answer); a change only
+        // when the provider accepted it. A 429 was refused before any work;
+        // a 5xx to a change may or may not have been.
+        let outcome = match (retry, accept.state_changing) {
+            (false, false) => Outcome::Ok,
+            (false, true) if (200..300).contains(&status) => Outcome::Ok,
+            (true, true) if status != 429 => Outcome::Unknown,
+            _ => Outcome::Failed,
+        };
+        store.journal_complete(entry, outcome, Some(status), &req.label)?;
+        if !retry {
+            return Ok(Ok(reply));
+        }
+        Ok(Err(Retry {
+            retry_after: reply.retry_after,
+            reason: format!("answered {status}"),
+            maybe_done: status != 429,
+        }))
     }
 
     /// Saves the incident, alerts the owner if anything changed, and reports.

@@ -34,6 +34,7 @@ use retry::RetryPolicy;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemediateError {
@@ -138,7 +139,10 @@ struct Inner {
     alerter: Alerter,
     retry: RetryPolicy,
     restart_timeout: Duration,
-    concurrency: usize,
+    /// Passes working towards containment (verify, freeze, revoke) at once.
+    contain_slots: Arc<Semaphore>,
+    /// Passes past containment (inventory, rotation, hand-over) at once.
+    rotate_slots: Arc<Semaphore>,
     /// Keys seen by this process, by incident id: a later pass needs the key
     /// to call its provider, and the store must never hold it.
     secrets: Mutex<HashMap<i64, Secret>>,
@@ -179,6 +183,7 @@ impl Engine {
             .map_err(|e| RemediateError::Http(e.to_string()))?;
         let alerter =
             Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
+        let concurrency = r.concurrency.unwrap_or(16).max(1);
         Ok(Engine {
             inner: Arc::new(Inner {
                 config: config.clone(),
@@ -188,7 +193,8 @@ impl Engine {
                 alerter,
                 retry,
                 restart_timeout: Duration::from_secs(120),
-                concurrency: r.concurrency.unwrap_or(16).max(1),
+                contain_slots: Arc::new(Semaphore::new(concurrency)),
+                rotate_slots: Arc::new(Semaphore::new(concurrency)),
                 secrets: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashSet::new()),
             }),
@@ -301,14 +307,12 @@ impl Engine {
     }
 
     async fn run_all(&self, work: Vec<(i64, bool)>) -> Vec<IncidentOutcome> {
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.inner.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (id, created)) in work.into_iter().enumerate() {
             let inner = self.inner.clone();
-            let limit = limit.clone();
             tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await.ok();
-                (i, inner.run_incident(id, created).await)
+                let slot = inner.contain_slots.clone().acquire_owned().await.ok();
+                (i, inner.run_incident(id, created, slot).await)
             });
         }
         let mut done = Vec::with_capacity(tasks.len());
@@ -330,7 +334,12 @@ const DEFAULT_RATE: f64 = 50.0;
 impl Inner {
     /// One pass over an incident. `None` when it could not even be loaded
     /// (logged).
-    async fn run_incident(&self, id: i64, created: bool) -> Option<IncidentOutcome> {
+    async fn run_incident(
+        &self,
+        id: i64,
+        created: bool,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Option<IncidentOutcome> {
         let row = match self.store.incident(id) {
             Ok(Some(row)) => row,
             Ok(None) => return None,
@@ -349,7 +358,7 @@ impl Inner {
             return Some(IncidentOutcome::of(&row, created));
         }
         let secret = self.secret_for(&row);
-        let mut ctx = Ctx::new(self, row, secret, created);
+        let mut ctx = Ctx::new(self, row, secret, created).with_slot(slot);
         match mode {
             RemediationMode::DryRun => ctx.plan = plan::describe(&ctx),
             RemediationMode::Off => {}

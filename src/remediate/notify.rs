@@ -75,73 +75,77 @@ fn build(ctx: &Ctx<'_>) -> Alert {
 
 /// What the owner should do now, in order.
 pub fn next_steps(row: &IncidentRow, locations: &[String], consumers: &[String]) -> Vec<String> {
-    let tatum = row.provider == super::policy::TATUM;
-    let cleanup = format!(
-        "Remove the key from {} (and from git history if it was committed); keysentry will keep finding it there.",
-        if locations.is_empty() {
-            "where it was found".to_string()
-        } else {
-            locations.join(", ")
-        }
-    );
     let mut steps = Vec::new();
     match row.state.as_str() {
         "not-live" => steps.push(format!(
             "Nothing to rotate: {} already rejects this key (it was revoked or expired before keysentry saw it).",
             row.provider
         )),
-        "closed" if tatum && row.action.as_deref() == Some("expire") => {
-            steps.push("The leaked key was expired at Tatum; nothing used it that keysentry knows of.".into())
-        }
-        "closed" if tatum => steps.push(format!(
-            "The leaked key was regenerated at Tatum and no longer works; the new key was handed to the configured consumers ({}). Check that they run.",
-            if consumers.is_empty() { "none".to_string() } else { consumers.join(", ") }
-        )),
-        "closed" => steps.push(format!(
-            "The key was revoked at {}; create a new one for whatever used it, and store it in a secret manager.",
-            row.provider
-        )),
-        "waiting-manual" if tatum => {
-            let expire = row.action.as_deref() == Some("expire");
-            if row.stage == "rotated" {
-                steps.push(format!(
-                    "Copy the new key from the Tatum Dashboard ({DASHBOARD} → API Keys) and run `keysentry tatum set-key {}` with the key on standard input.",
-                    row.id
-                ));
-            } else {
-                steps.extend(dashboard_steps(row, expire));
-            }
-        }
-        "waiting-manual" => steps.push(format!(
-            "Revoke the key in {}'s settings (keysentry has no revoke action for rule {}); create a new one for whatever used it.",
-            row.provider, row.rule_id
-        )),
-        "failed" => {
-            steps.push(format!(
-                "keysentry could not finish ({}); it retries on the next run.",
-                row.reason.as_deref().unwrap_or("see `keysentry incidents show`")
-            ));
-            if tatum {
-                steps.push("To act now instead:".into());
-                steps.extend(dashboard_steps(row, false));
-            } else {
-                steps.push(format!("To act now, revoke the key in {}'s settings.", row.provider));
-            }
-        }
-        "detected" | "verified" | "contained" if tatum => {
-            if row.state == "contained" {
-                steps.push("The key is frozen (no transactions) but still exists.".into());
-            }
-            steps.extend(dashboard_steps(row, false));
-        }
-        "detected" | "verified" => steps.push(format!(
-            "The key works: revoke it in {}'s settings and create a new one.",
-            row.provider
+        "failed" => steps.push(format!(
+            "keysentry could not finish ({}); it retries on the next run. To act now instead:",
+            row.reason.as_deref().unwrap_or("see `keysentry incidents show`")
         )),
         _ => {}
     }
-    steps.push(cleanup);
+    if row.provider == super::policy::TATUM {
+        steps.extend(tatum_steps(row, consumers));
+    } else {
+        steps.extend(revoke_steps(row));
+    }
+    steps.push(format!(
+        "Remove the key from {} (and from git history if it was committed); keysentry will keep finding it there.",
+        if locations.is_empty() {
+            "where it was found".to_string()
+        } else {
+            locations.join(", ")
+        }
+    ));
     steps
+}
+
+fn tatum_steps(row: &IncidentRow, consumers: &[String]) -> Vec<String> {
+    let expire = row.action.as_deref() == Some("expire");
+    match row.state.as_str() {
+        "closed" if expire => {
+            vec!["The leaked key was expired at Tatum; nothing used it that keysentry knows of.".into()]
+        }
+        "closed" => vec![format!(
+            "The leaked key was regenerated at Tatum and no longer works; the new key was handed to the configured consumers ({}). Check that they run.",
+            if consumers.is_empty() { "none".to_string() } else { consumers.join(", ") }
+        )],
+        "waiting-manual" if row.stage == "rotated" => vec![format!(
+            "Copy the new key from the Tatum Dashboard ({DASHBOARD} → API Keys) and run `keysentry tatum set-key {}` with the key on standard input.",
+            row.id
+        )],
+        "waiting-manual" => dashboard_steps(row, expire),
+        "failed" | "detected" | "verified" => dashboard_steps(row, false),
+        "contained" => {
+            let mut steps = vec!["The key is frozen (no transactions) but still exists.".to_string()];
+            steps.extend(dashboard_steps(row, false));
+            steps
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn revoke_steps(row: &IncidentRow) -> Vec<String> {
+    let provider = &row.provider;
+    match row.state.as_str() {
+        "closed" => vec![format!(
+            "The key was revoked at {provider}; create a new one for whatever used it, and store it in a secret manager."
+        )],
+        "waiting-manual" => vec![format!(
+            "Revoke the key in {provider}'s settings (keysentry has no revoke action for rule {}); create a new one for whatever used it.",
+            row.rule_id
+        )],
+        "revoked" => vec![format!(
+            "{provider} accepted the revoke but still accepts the key: check in {provider}'s settings that it is gone."
+        )],
+        "failed" | "detected" | "verified" => vec![format!(
+            "The key works: revoke it in {provider}'s settings and create a new one."
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// The exact Dashboard steps for rotating a Tatum key by hand.

@@ -4,7 +4,7 @@
 use super::ctx::Ctx;
 use super::policy::action_name;
 use super::{propagate, revoke, tatum};
-use crate::config::Action;
+use crate::config::{Action, Consumer};
 
 pub fn describe(ctx: &Ctx<'_>) -> Vec<String> {
     if ctx.row.provider == super::policy::TATUM {
@@ -65,30 +65,11 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
         )),
     }
     if !expire {
-        for c in &cfg.consumers {
-            let holds = propagate::current_fingerprint(c)
-                .ok()
-                .flatten()
-                .is_some_and(|fp| fp.as_str() == ctx.row.fingerprint);
-            if holds {
-                let restart = if c.restart.is_empty() {
-                    String::new()
-                } else {
-                    format!(", then run `{}`", c.restart.join(" "))
-                };
-                plan.push(format!(
-                    "propagate: write the new key to {} ({}){restart}",
-                    c.env_file.display(),
-                    c.variable
-                ));
-            } else {
-                plan.push(format!(
-                    "leave consumer {} alone: {} does not hold the leaked key",
-                    c.name,
-                    c.env_file.display()
-                ));
-            }
-        }
+        plan.extend(
+            cfg.consumers
+                .iter()
+                .map(|c| consumer_plan(c, &ctx.row.fingerprint)),
+        );
     }
     plan.push(if expire {
         "confirm: the old key answers 401".into()
@@ -96,6 +77,30 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
         "confirm: the old key answers 401 and the new key 200".into()
     });
     plan
+}
+
+fn consumer_plan(c: &Consumer, leaked: &str) -> String {
+    let holds = propagate::current_fingerprint(c)
+        .ok()
+        .flatten()
+        .is_some_and(|fp| fp.as_str() == leaked);
+    if !holds {
+        return format!(
+            "leave consumer {} alone: {} does not hold the leaked key",
+            c.name,
+            c.env_file.display()
+        );
+    }
+    let restart = if c.restart.is_empty() {
+        String::new()
+    } else {
+        format!(", then run `{}`", c.restart.join(" "))
+    };
+    format!(
+        "propagate: write the new key to {} ({}){restart}",
+        c.env_file.display(),
+        c.variable
+    )
 }
 
 fn describe_template(ctx: &Ctx<'_>) -> Vec<String> {

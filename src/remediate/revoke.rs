@@ -184,7 +184,19 @@ async fn revoke(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
             return revoked(ctx, "an earlier call took effect (the key no longer works)");
         }
     }
-    let req = request(ctx, &t, &key, "revoke")?;
+    call_revoke(ctx, &key, &t, verify_t.as_ref()).await
+}
+
+/// Sends the revoke template. After an answer that may hide a revoke
+/// (timeout, 5xx) the key is verified first, when the rule can: dead means
+/// it happened.
+async fn call_revoke(
+    ctx: &mut Ctx<'_>,
+    key: &Secret,
+    t: &HttpTemplate,
+    verify_t: Option<&HttpTemplate>,
+) -> Result<Flow, StepError> {
+    let req = request(ctx, t, key, "revoke")?;
     let ok: Vec<u16> = if t.ok.is_empty() {
         vec![200, 202, 204]
     } else {
@@ -193,9 +205,9 @@ async fn revoke(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match ctx.call("revoke", &req, Accept::CHANGE).await {
+        let reason = match ctx.call("revoke", &req, Accept::CHANGE).await {
             Ok(reply) if ok.contains(&reply.status) => {
-                if let Some(err) = says_not_ok(&t, &reply) {
+                if let Some(err) = says_not_ok(t, &reply) {
                     return Err(ctx.provider_error(
                         "revoke",
                         format!("answered {} with error `{err}`", reply.status),
@@ -209,22 +221,21 @@ async fn revoke(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
                     format!("answered {}; expected one of {ok:?}", reply.status),
                 ))
             }
-            Err(StepError::Uncertain { reason, .. }) => {
-                if let Some(v) = &verify_t {
-                    if let Liveness::Dead = verify(ctx, v, &key, "verify").await? {
-                        return revoked(ctx, "took effect although the answer was lost");
-                    }
-                }
-                if attempt >= ctx.inner.retry.max_attempts {
-                    return Err(ctx.provider_error(
-                        "revoke",
-                        format!("{reason} ({attempt} attempts); will retry on the next run"),
-                    ));
-                }
-                tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
-            }
+            Err(StepError::Uncertain { reason, .. }) => reason,
             Err(e) => return Err(e),
+        };
+        if let Some(v) = verify_t {
+            if let Liveness::Dead = verify(ctx, v, key, "verify").await? {
+                return revoked(ctx, "took effect although the answer was lost");
+            }
         }
+        if attempt >= ctx.inner.retry.max_attempts {
+            return Err(ctx.provider_error(
+                "revoke",
+                format!("{reason} ({attempt} attempts); will retry on the next run"),
+            ));
+        }
+        tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
     }
 }
 

@@ -202,15 +202,34 @@ impl Workspace {
         std::fs::read_to_string(self.path(rel)).unwrap_or_default()
     }
 
-    /// Writes `config.yaml`: `{sim}` and `{dir}` in `body` are replaced, and
-    /// the state dir and fast retry settings are prepended.
+    /// Writes `config.yaml`: `{sim}` and `{dir}` in `body` are replaced; the
+    /// state dir is prepended and, unless `body` has its own, alerts to the
+    /// simulator's `owner` webhook and `slack` sinks appended.
     pub fn config(&self, body: &str) -> PathBuf {
         let dir = self.dir.path().display().to_string();
-        let text = format!(
-            "state_dir: {dir}/state\n{}",
-            body.replace("{sim}", &self.sim.url).replace("{dir}", &dir)
-        );
+        let mut text = format!("state_dir: {dir}/state\n{body}");
+        if !body.contains("\nalerts:") {
+            text.push_str(
+                "alerts:\n  - {type: webhook, url: '{sim}/_sink/webhook/owner'}\n  - {type: slack, url: '{sim}/_sink/webhook/slack'}\n",
+            );
+        }
+        let text = text.replace("{sim}", &self.sim.url).replace("{dir}", &dir);
         self.write("config.yaml", &text)
+    }
+
+    /// The alert bodies a simulator sink received, as text.
+    pub fn sink(&self, name: &str) -> Vec<String> {
+        match self
+            .sim
+            .request("GET", &format!("/_sim/sink/{name}"), None)
+            .1
+        {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i["body"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     pub fn keysentry(&self, args: &[&str]) -> Output {
@@ -282,7 +301,7 @@ impl Workspace {
     }
 
     /// No key in any store file (database, WAL), nor in `outputs`, nor in
-    /// any alert recorded for any incident.
+    /// any alert recorded for any incident or received by the sinks.
     pub fn assert_secrets_hidden(&self, keys: &[&str], outputs: &[&Output]) {
         let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in std::fs::read_dir(self.path("state")).expect("state dir") {
@@ -292,6 +311,11 @@ impl Workspace {
         for (i, out) in outputs.iter().enumerate() {
             haystacks.push((format!("output {i} stdout"), out.stdout.clone()));
             haystacks.push((format!("output {i} stderr"), out.stderr.clone()));
+        }
+        for sink in ["owner", "slack"] {
+            for body in self.sink(sink) {
+                haystacks.push((format!("alert sent to the {sink} sink"), body.into_bytes()));
+            }
         }
         for incident in self.incidents() {
             let (json, text) = self.show(&incident["id"]);

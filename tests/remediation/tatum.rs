@@ -122,6 +122,17 @@ fn regenerate_propagates_the_new_key_to_kms_and_restarts_it_once() {
         .expect("an alert was recorded");
     assert!(alert.contains("\"state\":\"closed\""), "{alert}");
     assert!(alert.contains("\"subscriptions\":2"), "{alert}");
+    assert!(
+        show["alerts"][0]["deliveries"]
+            .as_str()
+            .unwrap()
+            .contains("ok"),
+        "{show}"
+    );
+    let delivered = ws.sink("owner");
+    assert_eq!(delivered.len(), 1, "one alert for one pass");
+    assert!(delivered[0].contains(&fp(&key)), "{}", delivered[0]);
+    assert_eq!(ws.sink("slack").len(), 1);
     ws.assert_secrets_hidden(&[&key, &new_key], &[&out]);
 }
 
@@ -499,4 +510,56 @@ fn policy_per_rule_wins_over_the_provider_policy() {
         text(&out)
     );
     assert_eq!(ws.sim.state_changing_calls(), 0);
+}
+
+#[test]
+fn mode_off_records_and_alerts_but_calls_no_provider() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "off", 0, 0);
+    ws.config(&REGENERATE.replace("mode: auto", "mode: off"));
+
+    let out = ws.scan();
+
+    assert_eq!(
+        ws.incident_by_fp(&key)["state"],
+        "detected",
+        "{}",
+        text(&out)
+    );
+    let provider_calls = ws.sim.calls();
+    assert!(provider_calls.is_empty(), "{provider_calls:?}");
+    assert_eq!(ws.sink("owner").len(), 1, "the owner is still told");
+}
+
+#[test]
+fn a_manual_expire_is_noticed_by_the_next_run_and_closed() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "manual-expire", 0, 0);
+    ws.config(&MANUAL.replace(
+        "  mode: auto\n",
+        "  mode: auto\n  policy: {tatum: expire}\n",
+    ));
+    ws.scan();
+    let incident = ws.incident_by_fp(&key);
+    assert_eq!(incident["state"], "waiting-manual");
+    let (_, shown) = ws.show(&incident["id"]);
+    assert!(shown.contains("Click Expire"), "{shown}");
+
+    // The owner clicks Expire in the Dashboard; the next run polls verify.
+    let (status, _) = ws.sim.request(
+        "POST",
+        &format!("/_sim/tatum/keys/{}/expire", fp(&key)),
+        None,
+    );
+    assert_eq!(status, 204);
+    let out = ws.scan();
+
+    let incident = ws.incident_by_fp(&key);
+    assert_eq!(incident["state"], "closed", "{}", text(&out));
+    assert_eq!(incident["action"], "expire");
+    assert_eq!(
+        ws.sim.state_changing_calls(),
+        1,
+        "only the freeze: the owner expired it"
+    );
 }

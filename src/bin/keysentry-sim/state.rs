@@ -114,30 +114,7 @@ pub async fn record_and_inject(State(sim): State<Sim>, req: Request, next: Next)
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, 1 << 20).await.unwrap_or_default();
     let key = carried_key(&parts.headers, &bytes);
-    let (index, fault) = {
-        let mut s = sim.lock();
-        s.calls.push(Call {
-            method: method.clone(),
-            path: path.clone(),
-            status: None,
-            key_fingerprint: key.as_deref().map(fingerprint),
-            at_unix_ms: now_ms(),
-        });
-        let index = s.calls.len() - 1;
-        let fault = s.faults.iter_mut().find(|f| {
-            f.count > 0
-                && f.path == path
-                && f.method
-                    .as_deref()
-                    .map_or(true, |m| m.eq_ignore_ascii_case(&method))
-        });
-        let fault = fault.map(|f| {
-            f.count -= 1;
-            f.clone()
-        });
-        s.faults.retain(|f| f.count > 0);
-        (index, fault)
-    };
+    let (index, fault) = sim.record(method, path, key.as_deref());
     let req = Request::from_parts(parts, Body::from(bytes));
     let hang = fault
         .as_ref()
@@ -152,14 +129,7 @@ pub async fn record_and_inject(State(sim): State<Sim>, req: Request, next: Next)
             if let Some(h) = hang {
                 tokio::time::sleep(h).await;
             }
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = (status, "injected fault").into_response();
-            if let Some(secs) = retry_after {
-                if let Ok(v) = secs.to_string().parse() {
-                    r.headers_mut().insert("retry-after", v);
-                }
-            }
-            r
+            injected(status, retry_after)
         }
         _ => {
             let r = next.run(req).await;
@@ -173,4 +143,42 @@ pub async fn record_and_inject(State(sim): State<Sim>, req: Request, next: Next)
         call.status = Some(response.status().as_u16());
     }
     response
+}
+
+impl Sim {
+    /// Logs a call as received and takes the fault that applies to it.
+    fn record(&self, method: String, path: String, key: Option<&str>) -> (usize, Option<Fault>) {
+        let mut s = self.lock();
+        let fault = s.faults.iter_mut().find(|f| {
+            f.count > 0
+                && f.path == path
+                && f.method
+                    .as_deref()
+                    .map_or(true, |m| m.eq_ignore_ascii_case(&method))
+        });
+        let fault = fault.map(|f| {
+            f.count -= 1;
+            f.clone()
+        });
+        s.faults.retain(|f| f.count > 0);
+        s.calls.push(Call {
+            method,
+            path,
+            status: None,
+            key_fingerprint: key.map(fingerprint),
+            at_unix_ms: now_ms(),
+        });
+        (s.calls.len() - 1, fault)
+    }
+}
+
+fn injected(status: u16, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, "injected fault").into_response();
+    if let Some(secs) = retry_after {
+        if let Ok(v) = secs.to_string().parse() {
+            r.headers_mut().insert("retry-after", v);
+        }
+    }
+    r
 }

@@ -1,7 +1,8 @@
 //! Tatum: `/v3/tatum/version`, `/v3/tatum/freeze`, the two inventory counts,
 //! the management templates keysentry's config points at
 //! (`/mgmt/tatum/regenerate`, `/mgmt/tatum/expire`), and control endpoints
-//! that play the Dashboard (`/_sim/tatum/keys...`).
+//! that play the Dashboard (`/_sim/tatum/keys...`; `POST /_sim/tatum/keys`
+//! takes one key or an array).
 
 use crate::state::{fingerprint, Sim, SimState};
 use axum::body::Bytes;
@@ -215,19 +216,34 @@ async fn mgmt_expire(State(sim): State<Sim>, body: Bytes) -> Response {
     }
 }
 
-async fn add_key(State(sim): State<Sim>, Json(k): Json<NewKey>) -> StatusCode {
-    sim.lock().tatum.insert(
-        k.key,
-        TatumKey {
-            state: k.state,
-            testnet: k.testnet,
-            subscriptions: k.subscriptions,
-            accounts: k.accounts,
-            regenerations: 0,
-            expirations: 0,
-            replacement: None,
-        },
-    );
+/// One key, or an array of them (benchmarks add thousands).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NewKeys {
+    One(NewKey),
+    Many(Vec<NewKey>),
+}
+
+async fn add_key(State(sim): State<Sim>, Json(keys): Json<NewKeys>) -> StatusCode {
+    let keys = match keys {
+        NewKeys::One(k) => vec![k],
+        NewKeys::Many(ks) => ks,
+    };
+    let mut s = sim.lock();
+    for k in keys {
+        s.tatum.insert(
+            k.key,
+            TatumKey {
+                state: k.state,
+                testnet: k.testnet,
+                subscriptions: k.subscriptions,
+                accounts: k.accounts,
+                regenerations: 0,
+                expirations: 0,
+                replacement: None,
+            },
+        );
+    }
     StatusCode::NO_CONTENT
 }
 
