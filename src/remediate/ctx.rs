@@ -131,10 +131,13 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Records what the incident waits for without failing it.
+    /// Records what the incident waits for without failing it; the poller
+    /// (`retry_pending`) looks again after the poll interval.
     pub fn wait(&mut self, state: &str, reason: String) -> Result<(), StepError> {
         self.row.state = state.to_string();
         self.row.reason = Some(reason);
+        let poll = self.inner.poll_interval.as_millis() as i64;
+        self.row.retry_at_ms = Some(super::now_ms() + poll);
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
