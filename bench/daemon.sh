@@ -3,7 +3,8 @@
 # the containment call, under RATE lines/s spread over FILES files; RSS over
 # a soak; sustained tail throughput against `cat` of the same files.
 #
-#   bench/daemon.sh [SOAK_MINUTES]        # default 5; the issue asks for 30
+#   bench/daemon.sh [SOAK_MINUTES]        # default 5; the issue asks for 30;
+#                                         # 0 runs the throughput part only
 #
 # Environment: RATE (10000 lines/s), FILES (20), KPS (keys per second, 5),
 # THROUGHPUT_MB (1024). Builds the release binaries; talks only to a
@@ -59,7 +60,8 @@ pids+=("$!")
 wait_for "$work/sim.out" "listening on" 10
 sim=$(head -1 "$work/sim.out" | sed 's/^listening on //')
 
-# --- latency and soak ------------------------------------------------------
+# --- latency and soak (skipped with SOAK_MINUTES=0) ------------------------
+if [ "$SOAK_MINUTES" != 0 ]; then
 mkdir -p "$work/logs"
 cat >"$work/latency.yaml" <<YAML
 state_dir: $work/state
@@ -114,6 +116,7 @@ print(f"keys: {len(sent['keys'])} written, {len(lat)} contained, {dups} containe
 print(f"append -> freeze call latency ms: p50 {pct(50)}  p90 {pct(90)}  p99 {pct(99)}  max {lat[-1] if lat else 'n/a'}")
 PY
 echo "RSS KiB: start $rss_start  max $rss_max  end $rss_end (soak ${SOAK_MINUTES} min)"
+fi
 
 # --- throughput --------------------------------------------------------------
 mkdir -p "$work/tp"
@@ -123,11 +126,12 @@ d, n, mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 line = b"2024-05-01T12:00:00Z INFO GET /api/v1/orders/%08d status=200 took_ms=12 user=4711 ua=curl/8\n"
 per_file = mb * 1024 * 1024 // n
 block = b"".join(line % i for i in range(10000))
+# Whole lines only: the daemon leaves a last line without a newline unread.
+blocks = max(1, per_file // len(block))
 for i in range(n):
     with open(os.path.join(d, f"tp{i:02}.log"), "wb") as f:
-        left = per_file
-        while left > 0:
-            f.write(block[:left]); left -= len(block)
+        for _ in range(blocks):
+            f.write(block)
 PY
 total=$(cat "$work"/tp/*.log | wc -c)
 cat "$work"/tp/*.log >/dev/null # warm the page cache for both readers
@@ -145,12 +149,13 @@ remediation: {mode: "off"}
 YAML
 t2=$(date +%s.%N)
 start_daemon "$work/tp.yaml" "$work/tp.err"
-while :; do
+for _ in $(seq 12000); do # at most 10 minutes
     scanned=$(curl -s "127.0.0.1:$port/metrics" |
         awk '/^keysentry_scanned_bytes_total/ {s += $2} END {printf "%d", s}')
     [ "$scanned" -ge "$total" ] && break
     sleep 0.05
 done
+[ "$scanned" -ge "$total" ] || { echo "daemon scanned $scanned of $total bytes" >&2; exit 1; }
 t3=$(date +%s.%N)
 stop_daemon
 python3 -c "

@@ -19,6 +19,7 @@ pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkEr
 pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
 
 use crate::config::ConfigError;
+use crate::github::WebhookService;
 use crate::metrics::{Metrics, SourceState};
 use crate::remediate::Engine;
 use crate::rules::RuleError;
@@ -66,12 +67,14 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("cannot start remediation: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Webhook(#[from] crate::github::WebhookError),
     #[error("a start-up task failed: {0}")]
     Task(String),
 }
 
 /// The remediation engine as the pipeline's sink.
-pub struct EngineSink(Engine);
+pub struct EngineSink(pub Engine);
 
 impl FindingSink for EngineSink {
     async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
@@ -242,18 +245,30 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     ));
     let pipeline = Pipeline::start(shared.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut webhook = WebhookService::start(
+        &loaded.config,
+        &state_dir,
+        &loaded.rules,
+        shared.clone(),
+        stop_rx.clone(),
+    )?;
+    let mut app = router(AppState {
+        metrics: metrics.clone(),
+        store: Some(store.clone()),
+    });
+    let mut webhook_server = None;
+    if let Some(w) = webhook.as_mut() {
+        let hook = std::mem::take(&mut w.router);
+        // One server when the webhook listens where /healthz does.
+        if settings.http_listen.as_deref() == Some(w.listen.as_str()) {
+            app = app.merge(hook);
+        } else {
+            webhook_server =
+                Some(WebhookService::serve_alone(hook, &w.listen, stop_rx.clone()).await?);
+        }
+    }
     let server = match &settings.http_listen {
-        Some(listen) => Some(
-            serve(
-                listen,
-                AppState {
-                    metrics: metrics.clone(),
-                    store: Some(store.clone()),
-                },
-                stop_rx.clone(),
-            )
-            .await?,
-        ),
+        Some(listen) => Some(serve(listen, app, stop_rx.clone()).await?),
         None => None,
     };
     let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
@@ -302,7 +317,12 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     sources.stop(Duration::from_millis(500)).await;
     retry.abort();
-    if let Some(server) = server {
+    if let Some(webhook) = webhook {
+        webhook
+            .join(STOP_LIMIT.saturating_sub(stopping.elapsed()))
+            .await;
+    }
+    for server in [server, webhook_server].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     }
     tracing::info!("stopped");
@@ -365,7 +385,7 @@ async fn reload(
 
 async fn serve(
     listen: &str,
-    state: AppState,
+    app: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -381,7 +401,6 @@ async fn serve(
             source,
         })?;
     tracing::info!("listening on http://{addr}");
-    let app = router(state);
     Ok(tokio::spawn(async move {
         let shutdown = async move { stopped(&mut stop).await };
         if let Err(e) = axum::serve(listener, app)

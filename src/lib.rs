@@ -15,6 +15,8 @@
 //!   offsets, repository cursors (versioned schema).
 //! - [`remediate`]: the engine that verifies, contains, rotates or revokes
 //!   each leaked key and tells its owner (Tatum playbook, rule templates).
+//! - [`github`]: the GitHub webhook target (push events, secret scanning
+//!   alerts).
 //! - [`daemon`]: the long-running service — sources into one bounded
 //!   pipeline, signals, reload, systemd notification — with [`server`]
 //!   (`/healthz`, `/metrics`) and [`metrics`].
@@ -26,6 +28,7 @@
 pub mod alert;
 pub mod config;
 pub mod daemon;
+pub mod github;
 pub mod metrics;
 pub mod remediate;
 pub mod report;

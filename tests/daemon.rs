@@ -714,6 +714,13 @@ fn a_key_appended_to_a_watched_log_is_contained_exactly_once() {
     sim.wait_for_freeze(&k2);
     assert_eq!(sim.freezes_of(&k1), 1);
     assert_eq!(sim.freezes_of(&k2), 1);
+    let (_, metrics) = http_get(d.port(), "/metrics");
+    let incidents: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("keysentry_incidents{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(incidents, 2.0, "{metrics}");
     let (status, stderr) = d.terminate();
     assert!(status.success(), "{stderr}");
     assert!(

@@ -10,3 +10,4 @@ mod remediation;
 mod reports;
 mod scan_cli;
 mod support;
+mod webhook;

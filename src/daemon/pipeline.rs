@@ -374,3 +374,102 @@ fn log_finding(f: &Finding) {
         "finding"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+    use crate::scan::{Allowlist, Origin};
+    use crate::store::{FileId, LogOffset};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Refuses submissions while `fail` is above 0, then records.
+    #[derive(Default)]
+    struct TestSink {
+        fail: AtomicUsize,
+        offered: AtomicUsize,
+        taken: Mutex<Vec<usize>>,
+    }
+
+    impl FindingSink for Arc<TestSink> {
+        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+            self.offered.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                return Err(SinkError("engine down".into()));
+            }
+            self.taken.lock().unwrap().push(findings.len());
+            Ok(())
+        }
+
+        async fn retry_pending(&self) {}
+    }
+
+    fn chunk(text: &str) -> Chunk {
+        Chunk::whole(
+            Origin::Log {
+                path: "/var/log/app.log".into(),
+            },
+            text.as_bytes().to_vec(),
+        )
+    }
+
+    fn offset(n: u64) -> DaemonWrite {
+        DaemonWrite::Offset(LogOffset {
+            id: FileId { dev: 1, ino: 2 },
+            path: "/var/log/app.log".into(),
+            offset: n,
+            line: n,
+            head_len: 0,
+            head_hash: String::new(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offsets_are_persisted_only_after_the_sink_took_the_findings() {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(TestSink::default());
+        sink.fail.store(1, Ordering::SeqCst);
+        // (set to 0 below, once the refusal has been seen twice)
+        let store = Arc::new(Store::in_memory().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store.clone(),
+            metrics.clone(),
+        ));
+        let pipeline = Pipeline::start(shared);
+        let tx = pipeline.sender();
+        let key = "x-api-key: t-6677183273e3a22c239969cb-dbb1e8c8d1c012c954834afa\n";
+        for (i, text) in ["plain line\n", key, "another\n"].iter().enumerate() {
+            let work = Work {
+                source: Arc::from("log:test"),
+                payload: Payload::Chunk(chunk(text)),
+                then: Some(offset(i as u64 + 1)),
+                done: None,
+            };
+            tx.send(work).await.unwrap();
+        }
+        // While the sink refuses the key's finding, nothing from the key's
+        // line on is persisted.
+        while sink.offered.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stored = store.log_offsets().unwrap();
+        assert!(stored.iter().all(|o| o.offset < 2), "{stored:?}");
+        assert!(metrics.unhealthy().iter().any(|(n, _)| n == ENGINE_SOURCE));
+        sink.fail.store(0, Ordering::SeqCst);
+        assert!(pipeline.flush(Duration::from_secs(10)).await);
+        assert_eq!(*sink.taken.lock().unwrap(), vec![1]);
+        let stored = store.log_offsets().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].offset, 3);
+        let text = metrics.render(&Default::default());
+        assert!(
+            text.contains("keysentry_scanned_lines_total{source=\"log:test\"} 3"),
+            "{text}"
+        );
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+}

@@ -117,7 +117,10 @@ impl Store {
     /// order, each finding's incident id and whether this call created it.
     pub fn record_findings(&self, items: &[NewIncident]) -> Result<Vec<(i64, bool)>, StoreError> {
         self.with_conn(|conn| {
-            let tx = conn.transaction()?;
+            // IMMEDIATE: a deferred transaction that reads and then writes
+            // fails at once with SQLITE_BUSY (no busy wait) when another
+            // connection, such as the webhook's, wrote in between.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(items.len());
             {
                 let mut find =

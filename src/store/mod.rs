@@ -10,6 +10,7 @@
 mod daemon;
 mod incidents;
 mod journal;
+pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
 pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident};
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0001_remediation.sql"),
     ),
     ("0002_daemon", include_str!("migrations/0002_daemon.sql")),
+    ("0003_webhook", include_str!("migrations/0003_webhook.sql")),
 ];
 
 /// The database file name inside the state directory.

@@ -17,6 +17,7 @@
 mod alert_sinks;
 mod control;
 mod github;
+mod github_api;
 mod gitlab;
 mod slack;
 mod state;
@@ -40,6 +41,7 @@ fn router(sim: Sim) -> Router {
         ))
         .with_state(sim)
         .merge(alert_sinks::router())
+        .merge(github_api::router())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
