@@ -21,6 +21,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
         .await;
     let opts = Opts {
         engine: true,
+        comment: true,
         ..Opts::default()
     };
     let h = hook(&sim, &db(&dir), opts).await;
@@ -66,6 +67,13 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
     h.shutdown().await;
 
     assert_eq!(sim.all_freezes().await, 1, "one containment call in all");
+    let comments = sim.get("/_sim/github/comments").await;
+    assert_eq!(comments.len(), 1, "the commit is told once: {comments:?}");
+    let body = comments[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("`deploy/.env`") && body.contains("contained"),
+        "{body}"
+    );
     let incidents = incidents(&db(&dir));
     assert_eq!(incidents.len(), 1);
     let incident = &incidents[0];
@@ -328,4 +336,36 @@ async fn secret_scanning_alerts_feed_the_engine_with_the_fetched_secret() {
     assert_eq!(sim.calls("/secret-scanning/alerts/5").await.len(), 2);
     assert!(sim.calls("/alerts/6").await.is_empty());
     h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pusher_owns_a_key_whose_commit_names_no_author() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    sim.tatum_key(&key(21)).await;
+    let head = sim
+        .commit_with(
+            json!({"repo": "acme/app", "parent": base, "author": {"name": "bot"},
+                            "files": {"ci.env": format!("TATUM_API_KEY={}\n", key(21))}}),
+        )
+        .await;
+    let opts = Opts {
+        engine: true,
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
+    let mut payload = push("acme/app", "refs/heads/main", &base, &head, &[]);
+    payload["commits"] = json!([{"id": head, "message": "ci", "author": {"name": "bot"}}]);
+    assert_eq!(
+        h.send(signed("push", "o-1", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the containment call", || async {
+        sim.freezes(&key(21)).await == 1
+    })
+    .await;
+    h.shutdown().await;
+    let incidents = incidents(&db(&dir));
+    assert_eq!(incidents[0].owner.as_deref(), Some("pusher@example.com"));
 }
