@@ -16,21 +16,35 @@ pub struct Accept<'a> {
     /// Statuses that are answers even though they are 429 or 5xx (Tatum's
     /// verify reads 429 as "live but rate-limited").
     pub answers: &'a [u16],
+    /// Any status that is neither 2xx nor in `answers` means "unknown" and
+    /// is retried like a 5xx (verify: only live and dead are answers).
+    pub retry_others: bool,
     /// The call changes state at the provider (regenerate, expire, revoke):
     /// after a timeout or 5xx it may have happened, so it is not simply
     /// repeated; the caller verifies first.
     pub state_changing: bool,
 }
 
-impl Accept<'_> {
+impl<'a> Accept<'a> {
     pub const READ: Accept<'static> = Accept {
         answers: &[],
+        retry_others: false,
         state_changing: false,
     };
     pub const CHANGE: Accept<'static> = Accept {
         answers: &[],
+        retry_others: false,
         state_changing: true,
     };
+
+    /// A verify call: only `answers` (and 2xx) end it.
+    pub fn verify(answers: &'a [u16]) -> Accept<'a> {
+        Accept {
+            answers,
+            retry_others: true,
+            state_changing: false,
+        }
+    }
 }
 
 /// Why an attempt is worth repeating.
@@ -131,10 +145,13 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Records what the incident waits for without failing it.
+    /// Records what the incident waits for without failing it; the poller
+    /// (`retry_pending`) looks again after the poll interval.
     pub fn wait(&mut self, state: &str, reason: String) -> Result<(), StepError> {
         self.row.state = state.to_string();
         self.row.reason = Some(reason);
+        let poll = self.inner.poll_interval.as_millis() as i64;
+        self.row.retry_at_ms = Some(super::now_ms() + poll);
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
@@ -243,7 +260,8 @@ impl<'a> Ctx<'a> {
             }
         };
         let status = reply.status;
-        let retry = (status == 429 || status >= 500) && !accept.answers.contains(&status);
+        let answer = accept.answers.contains(&status) || (200..300).contains(&status);
+        let retry = !answer && (accept.retry_others || status == 429 || status >= 500);
         // A read is done once answered (a 401 is an answer); a change only
         // when the provider accepted it. A 429 was refused before any work;
         // a 5xx to a change may or may not have been.

@@ -139,6 +139,9 @@ struct Inner {
     alerter: Alerter,
     retry: RetryPolicy,
     restart_timeout: Duration,
+    /// How often `retry_pending` looks at a waiting incident (a manual
+    /// rotation, a revoke not yet effective).
+    poll_interval: Duration,
     /// Passes working towards containment (verify, freeze, revoke) at once.
     contain_slots: Arc<Semaphore>,
     /// Passes past containment (inventory, rotation, hand-over) at once.
@@ -193,6 +196,14 @@ impl Engine {
                 alerter,
                 retry,
                 restart_timeout: Duration::from_secs(120),
+                poll_interval: Duration::from_secs(
+                    config
+                        .providers
+                        .tatum
+                        .as_ref()
+                        .and_then(|t| t.poll_interval_secs)
+                        .unwrap_or(60),
+                ),
                 contain_slots: Arc::new(Semaphore::new(concurrency)),
                 rotate_slots: Arc::new(Semaphore::new(concurrency)),
                 secrets: Mutex::new(HashMap::new()),
@@ -237,17 +248,21 @@ impl Engine {
     }
 
     /// Takes up every open incident whose key this process can reach: retries
-    /// failed ones, polls manual rotations, finishes interrupted ones. The
-    /// daemon calls it periodically; errors are logged, not returned.
+    /// failed ones once their backoff has passed, polls waiting ones (manual
+    /// rotations) every `providers.tatum.poll_interval_secs` (default 60),
+    /// finishes interrupted ones. The daemon calls it periodically; errors
+    /// are logged, not returned.
     pub async fn retry_pending(&self) -> Vec<IncidentOutcome> {
         if self.inner.config.remediation.mode != RemediationMode::Auto {
             return Vec::new();
         }
         match self.inner.store.open_incidents() {
             Ok(rows) => {
+                let now = now_ms();
                 let work = rows
                     .into_iter()
                     .filter(|r| !self.inner.settled(r))
+                    .filter(|r| r.retry_at_ms.map_or(true, |t| now >= t))
                     .map(|r| (r.id, false))
                     .collect();
                 self.run_all(work).await

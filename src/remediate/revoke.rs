@@ -108,11 +108,7 @@ async fn verify(
 ) -> Result<Liveness, StepError> {
     let req = request(ctx, t, key, "verify")?;
     let answers: Vec<u16> = t.live.iter().chain(&t.dead).copied().collect();
-    let accept = Accept {
-        answers: &answers,
-        state_changing: false,
-    };
-    let reply = ctx.call(step, &req, accept).await?;
+    let reply = ctx.call(step, &req, Accept::verify(&answers)).await?;
     if t.dead.contains(&reply.status) {
         return Ok(Liveness::Dead);
     }

@@ -87,7 +87,7 @@ fn retry_pending_polls_a_manual_rotation_even_after_a_restart() {
     ws.write("kms/.env", &format!("TATUM_API_KEY={key}\n"));
     let manual = CONFIG.replace(
         "    management:\n      regenerate: {method: POST, url: '{sim}/mgmt/tatum/regenerate', body: '{\"apiKey\":\"{{secret}}\"}', new_key_pointer: /apiKey}\n",
-        "",
+        "    poll_interval_secs: 0\n",
     );
     let rt = runtime();
     let first = engine(&ws, &manual);

@@ -563,3 +563,73 @@ fn a_manual_expire_is_noticed_by_the_next_run_and_closed() {
         "only the freeze: the owner expired it"
     );
 }
+
+#[test]
+fn a_verify_timeout_is_retried() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "slow", 0, 0);
+    ws.config(&REGENERATE.replace("backoff_ms: 10", "backoff_ms: 10\n  timeout_secs: 1"));
+    ws.sim
+        .fault(json!({"path": "/v3/tatum/version", "hang_ms": 5000, "status": 200}));
+
+    let out = ws.scan();
+
+    assert_eq!(ws.incident_by_fp(&key)["state"], "closed", "{}", text(&out));
+    let verifies =
+        ws.sim.calls().into_iter().filter(|c| {
+            c["path"] == "/v3/tatum/version" && c["key_fingerprint"] == fp(&key).as_str()
+        });
+    // The timed-out one, the retry, and the confirmation.
+    assert_eq!(verifies.count(), 3);
+}
+
+#[test]
+fn a_regenerate_answered_500_is_verified_before_it_is_sent_again() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "flaky", 0, 0);
+    ws.config(REGENERATE);
+    // Refused without effect: the old key still works, so it is sent again.
+    ws.sim
+        .fault(json!({"path": "/mgmt/tatum/regenerate", "status": 500}));
+
+    let out = ws.scan();
+
+    assert_eq!(ws.incident_by_fp(&key)["state"], "closed", "{}", text(&out));
+    assert_eq!(ws.sim.count("POST", "/mgmt/tatum/regenerate"), 2);
+    assert_eq!(ws.sim.tatum_key(&key)["regenerations"], 1);
+}
+
+#[test]
+fn a_regenerate_whose_answer_is_lost_is_not_sent_again() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "lost", 0, 0);
+    with_kms(&ws, &key);
+    ws.config(&REGENERATE.replace("backoff_ms: 10", "backoff_ms: 10\n  timeout_secs: 1"));
+    // Tatum regenerates, but the answer never arrives in time.
+    ws.sim
+        .fault(json!({"path": "/mgmt/tatum/regenerate", "hang_ms": 5000}));
+
+    let out = ws.scan();
+
+    assert_eq!(
+        ws.sim.count("POST", "/mgmt/tatum/regenerate"),
+        1,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ws.sim.tatum_key(&key)["regenerations"], 1);
+    let incident = ws.incident_by_fp(&key);
+    assert_eq!(incident["state"], "waiting-manual");
+    assert!(
+        incident["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tatum set-key"),
+        "{incident}"
+    );
+    assert_eq!(
+        ws.read("kms/.env"),
+        KMS_ENV.replace("{key}", &key),
+        "KMS untouched until set-key"
+    );
+}

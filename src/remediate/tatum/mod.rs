@@ -103,11 +103,9 @@ pub(super) async fn verify(
         format!("{}/v3/tatum/version", api_url(&ctx.inner.config)),
     )
     .header("x-api-key", key.expose());
-    let accept = Accept {
-        answers: &[429],
-        state_changing: false,
-    };
-    let reply = ctx.call(step, &req, accept).await?;
+    let reply = ctx
+        .call(step, &req, Accept::verify(&[401, 403, 429]))
+        .await?;
     Ok(match reply.status {
         200..=299 => Liveness::Live {
             testnet: reply
