@@ -114,10 +114,21 @@ pub struct RemediationConfig {
     /// Provider calls per second, per provider.
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// Delay before the first retry of a provider call, in milliseconds
+    /// (doubled each attempt, with jitter; default 500).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// Timeout of one provider call, in seconds (default 15).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// Incidents remediated at the same time (default 16).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
+// No `deny_unknown_fields` here: with `flatten` it would reject every simple
+// provider; each of those is itself checked by `SimpleProviderConfig`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProvidersConfig {
     #[serde(default)]
     pub tatum: Option<TatumConfig>,
@@ -179,12 +190,17 @@ pub enum AlertConfig {
         url: Option<String>,
         #[serde(default)]
         url_env: Option<String>,
+        /// Seconds before a delivery counts as failed (default 10).
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     Slack {
         #[serde(default)]
         url: Option<String>,
         #[serde(default)]
         url_env: Option<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     Email {
         smtp: String,
@@ -192,6 +208,8 @@ pub enum AlertConfig {
         /// Fallback recipients when the owner has no email.
         #[serde(default)]
         to: Vec<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
     GithubIssue {
         repo: String,
@@ -199,6 +217,8 @@ pub enum AlertConfig {
         api_url: Option<String>,
         #[serde(default)]
         token_env: Option<String>,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
     },
 }
 
@@ -235,6 +255,10 @@ pub struct WatchConfig {
     pub from: Option<String>,
     #[serde(default)]
     pub repos: Vec<RepoWatch>,
+    /// How often log files are re-checked even without a file-system event
+    /// (notify can miss events, e.g. on network file systems), e.g. `1s`.
+    #[serde(default)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,15 @@
 //! - [`source`]: where bytes come from — files, stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
+//! - [`store`]: the SQLite state: incidents and their journal, log
+//!   offsets, repository cursors (versioned schema).
+//! - [`remediate`]: the engine that verifies, contains, rotates or revokes
+//!   each leaked key and tells its owner (Tatum playbook, rule templates).
+//! - [`github`]: the GitHub webhook target (push events, secret scanning
+//!   alerts).
+//! - [`daemon`]: the long-running service — sources into one bounded
+//!   pipeline, signals, reload, systemd notification — with [`server`]
+//!   (`/healthz`, `/metrics`) and [`metrics`].
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses arguments and wires
 //! these together.
@@ -18,7 +27,13 @@
 
 pub mod alert;
 pub mod config;
+pub mod daemon;
+pub mod github;
+pub mod metrics;
+pub mod remediate;
 pub mod report;
 pub mod rules;
 pub mod scan;
+pub mod server;
 pub mod source;
+pub mod store;

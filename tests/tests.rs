@@ -1,8 +1,13 @@
 //! Integration tests: one binary, one module per area (ripgrep's layout), so
 //! the crate links once. Shared helpers live in `support`.
 
+mod alerts;
+mod daemon;
 mod errors;
+mod git_history;
 mod no_leak;
+mod remediation;
 mod reports;
 mod scan_cli;
 mod support;
+mod webhook;

@@ -2,9 +2,34 @@
 //! remediation engine; channels (webhook, Slack, email, GitHub issue) render
 //! and deliver it. An alert never carries a key, only its redacted form and
 //! fingerprint.
+//!
+//! - [`render`]: the words every channel shares (subject, text, markdown).
+//! - `webhook`: generic JSON and Slack incoming webhooks.
+//! - `email`: SMTP through lettre.
+//! - `github_issue`: an issue through octocrab.
+//! - `owner`: who an alert is addressed to.
+//!
+//! Channels are built once from the config, failing early on a missing
+//! environment variable or a malformed address; sending never fails as a
+//! whole: each channel reports its own [`Delivery`], and one channel that is
+//! down or slow does not hold up the others.
 
-use crate::config::Config;
-use crate::scan::Finding;
+mod email;
+mod github_issue;
+mod owner;
+pub mod render;
+mod webhook;
+
+pub use owner::{resolve_owner, OwnerResolver};
+pub use render::location;
+pub use webhook::{generic_payload, slack_payload};
+
+use crate::config::{AlertConfig, Config};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 
 /// Everything an owner needs to act on one incident.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -46,33 +71,294 @@ pub struct Bound {
 /// Outcome of delivering one alert to one channel.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// e.g. `slack (alerts[1])`.
     pub channel: String,
+    /// The error names the channel, the cause and what to change.
     pub result: Result<(), String>,
 }
 
+impl Delivery {
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// A channel that cannot be built from the config. Names the YAML path and,
+/// for secrets taken from the environment, the variable; never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(
+        "{at}: environment variable {var} is not set; export it in keysentry's environment \
+         (for the systemd service: an EnvironmentFile) or remove the channel"
+    )]
+    MissingEnv { at: String, var: String },
+    #[error("{at}: {reason}")]
+    Invalid { at: String, reason: String },
+    #[error("owners[{index}].match.path: `{glob}` is not a valid glob ({reason}); fix its syntax")]
+    OwnerGlob {
+        index: usize,
+        glob: String,
+        reason: String,
+    },
+}
+
+/// How channels read `url_env` / `token_env`: the process environment, or a
+/// map in tests.
+pub type EnvLookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Fans an alert out to the configured channels.
-/// PLACEHOLDER (being replaced by the alerts work): delivers nothing.
 pub struct Alerter {
-    _private: (),
+    channels: Vec<Arc<Channel>>,
+    http: reqwest::Client,
+}
+
+struct Channel {
+    /// `slack (alerts[1])`: what deliveries and errors call it.
+    label: String,
+    /// `alerts[1]`, the YAML path.
+    at: String,
+    timeout: Duration,
+    kind: Kind,
+}
+
+enum Kind {
+    Webhook(webhook::Webhook),
+    Email(email::Email),
+    GithubIssue(github_issue::GithubIssue),
+}
+
+impl Kind {
+    fn new(
+        config: &Config,
+        at: &str,
+        c: &AlertConfig,
+        timeout: Duration,
+        env: &EnvLookup<'_>,
+    ) -> Result<Kind, AlertError> {
+        use webhook::{Shape, Webhook};
+        Ok(match c {
+            AlertConfig::Webhook { url, url_env, .. } => Kind::Webhook(Webhook::new(
+                at,
+                Shape::Generic,
+                url.as_deref(),
+                url_env.as_deref(),
+                env,
+            )?),
+            AlertConfig::Slack { url, url_env, .. } => Kind::Webhook(Webhook::new(
+                at,
+                Shape::Slack,
+                url.as_deref(),
+                url_env.as_deref(),
+                env,
+            )?),
+            AlertConfig::Email { smtp, from, to, .. } => {
+                Kind::Email(email::Email::new(at, smtp, from, to, timeout)?)
+            }
+            AlertConfig::GithubIssue {
+                repo,
+                api_url,
+                token_env,
+                ..
+            } => {
+                let github = config.github.as_ref();
+                let settings = github_issue::Settings {
+                    repo,
+                    api_url: api_url.as_deref(),
+                    token_env: token_env.as_deref(),
+                    github_api_url: github.and_then(|g| g.api_url.as_deref()),
+                    github_token_env: github.and_then(|g| g.token_env.as_deref()),
+                    timeout,
+                };
+                Kind::GithubIssue(github_issue::GithubIssue::new(at, settings, env)?)
+            }
+        })
+    }
 }
 
 impl Alerter {
-    pub fn from_config(_config: &Config) -> Result<Alerter, String> {
-        Ok(Alerter { _private: () })
+    /// Builds every channel in `alerts:`, reading `url_env` / `token_env`
+    /// from the process environment, and checks the `owners` globs.
+    pub fn from_config(config: &Config) -> Result<Alerter, AlertError> {
+        Alerter::from_config_with_env(config, &|name| std::env::var(name).ok())
     }
 
-    pub async fn send(&self, _alert: &Alert) -> Vec<Delivery> {
-        Vec::new()
+    pub fn from_config_with_env(
+        config: &Config,
+        env: &EnvLookup<'_>,
+    ) -> Result<Alerter, AlertError> {
+        OwnerResolver::new(config)?;
+        let channels = config
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Channel::new(config, i, c, env).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("keysentry/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET or resend the body
+            // elsewhere; report it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AlertError::Invalid {
+                at: "alerts".into(),
+                reason: format!(
+                    "cannot set up the HTTP client: {}",
+                    webhook::error_chain(&e)
+                ),
+            })?;
+        Ok(Alerter { channels, http })
+    }
+
+    /// Every problem in `alerts:` and `owners:` rather than the first, for
+    /// `keysentry config check`.
+    pub fn problems(config: &Config, env: &EnvLookup<'_>) -> Vec<AlertError> {
+        let mut problems = owner::problems(config);
+        for (i, c) in config.alerts.iter().enumerate() {
+            if let Err(e) = Channel::new(config, i, c, env) {
+                problems.push(e);
+            }
+        }
+        problems
+    }
+
+    /// The channels' labels, in config order.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.channels.iter().map(|c| c.label.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Delivers to every channel at once, each bounded by its timeout; one
+    /// `Delivery` per channel, in config order.
+    pub async fn send(&self, alert: &Alert) -> Vec<Delivery> {
+        let alert = Arc::new(alert.clone());
+        let mut tasks = JoinSet::new();
+        let mut index_of = HashMap::new();
+        for (i, channel) in self.channels.iter().enumerate() {
+            let (channel, alert, http) = (channel.clone(), alert.clone(), self.http.clone());
+            let handle = tasks.spawn(async move { channel.deliver(&http, &alert).await });
+            index_of.insert(handle.id(), i);
+        }
+        let mut results: Vec<Option<Result<(), String>>> = vec![None; self.channels.len()];
+        while let Some(joined) = tasks.join_next_with_id().await {
+            let (id, result) = match joined {
+                Ok((id, result)) => (id, result),
+                Err(e) => (e.id(), Err(format!("internal error: {e}"))),
+            };
+            if let Some(&i) = index_of.get(&id) {
+                results[i] = Some(result);
+            }
+        }
+        self.channels
+            .iter()
+            .zip(results)
+            .map(|(channel, result)| {
+                let result = result
+                    .unwrap_or_else(|| Err("internal error: delivery lost".into()))
+                    .map_err(|e| format!("{}: {e}", channel.label));
+                match &result {
+                    Ok(()) => tracing::info!(channel = %channel.label, incident = alert.incident_id, "alert delivered"),
+                    Err(e) => tracing::warn!(channel = %channel.label, incident = alert.incident_id, error = %e, "alert not delivered"),
+                }
+                Delivery {
+                    channel: channel.label.clone(),
+                    result,
+                }
+            })
+            .collect()
     }
 }
 
-/// The owner of a finding: the first matching `owners` entry, else the commit
-/// author, else `default_owner`.
-/// PLACEHOLDER (being replaced by the alerts work): author, then default.
-pub fn resolve_owner(config: &Config, finding: &Finding) -> Option<String> {
-    finding
-        .origin
-        .author_email()
-        .map(str::to_string)
-        .or_else(|| config.default_owner.clone())
+impl fmt::Debug for Alerter {
+    /// Labels only: URLs and tokens stay out of debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alerter")
+            .field("channels", &self.channels().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Channel {
+    fn new(
+        config: &Config,
+        index: usize,
+        c: &AlertConfig,
+        env: &EnvLookup<'_>,
+    ) -> Result<Channel, AlertError> {
+        let at = format!("alerts[{index}]");
+        let (name, secs) = match c {
+            AlertConfig::Webhook { timeout_secs, .. } => ("webhook", timeout_secs),
+            AlertConfig::Slack { timeout_secs, .. } => ("slack", timeout_secs),
+            AlertConfig::Email { timeout_secs, .. } => ("email", timeout_secs),
+            AlertConfig::GithubIssue { timeout_secs, .. } => ("github_issue", timeout_secs),
+        };
+        let timeout = secs.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        if timeout.is_zero() {
+            return Err(AlertError::Invalid {
+                at: format!("{at}.timeout_secs"),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Channel {
+            label: format!("{name} ({at})"),
+            kind: Kind::new(config, &at, c, timeout, env)?,
+            at,
+            timeout,
+        })
+    }
+
+    async fn deliver(&self, http: &reqwest::Client, alert: &Alert) -> Result<(), String> {
+        let attempt = async {
+            match &self.kind {
+                Kind::Webhook(hook) => hook.deliver(http, alert).await,
+                Kind::Email(mail) => mail.deliver(alert).await,
+                Kind::GithubIssue(issue) => issue.deliver(alert).await,
+            }
+        };
+        tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within {} s; check that the receiver is up and reachable, \
+                     or raise {}.timeout_secs",
+                    self.timeout.as_secs(),
+                    self.at
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine holds one `Alerter` across tasks and awaits `send` inside
+    /// spawned work.
+    #[test]
+    fn alerter_and_its_future_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let alerter = Alerter::from_config(&Config::default()).expect("no channels");
+        send_sync(&alerter);
+        let alert = Alert {
+            incident_id: 1,
+            owner: None,
+            provider: "tatum".into(),
+            rule_id: "tatum.api-key".into(),
+            rule_name: "Tatum API key".into(),
+            redacted: "t-66…[51 chars]".into(),
+            fingerprint: "0".repeat(64),
+            state: "detected".into(),
+            locations: Vec::new(),
+            actions: Vec::new(),
+            bound: None,
+            next_steps: Vec::new(),
+        };
+        send(&alerter.send(&alert));
+        assert!(alerter.is_empty());
+    }
 }

@@ -7,7 +7,7 @@ use keysentry::config::Config;
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
-use keysentry::source::{fs, stdin, ScanStats};
+use keysentry::source::{fs, git, stdin, ScanStats};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +50,9 @@ pub struct ScanArgs {
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    if args.remediate && args.config.is_none() {
+        anyhow::bail!("--remediate needs --config FILE (state_dir, remediation policy, providers)");
+    }
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -72,7 +75,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let findings = if args.path == Path::new("-") {
         stdin::scan_reader(std::io::stdin().lock(), &scanner, &stats)?
     } else if args.git {
-        anyhow::bail!("--git is not available in this build yet")
+        let opts = git::GitOptions {
+            max_blob_size: max_file_size,
+            ..git::GitOptions::default()
+        };
+        git::scan_repo(&args.path, &scanner, &opts, &stats, &[])?.findings
     } else {
         let bar = progress_bar();
         let opts = fs::FsOptions {
@@ -112,7 +119,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         }
     }
     print_summary(&stats, &findings, started.elapsed());
-    Ok(if findings.is_empty() {
+    let found = !findings.is_empty();
+    if args.remediate && found {
+        super::incidents::remediate(&config, rules, findings)?;
+    }
+    Ok(if !found {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

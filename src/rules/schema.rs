@@ -57,6 +57,11 @@ pub struct HttpTemplate {
     /// revoke and management calls: statuses meaning success.
     #[serde(default)]
     pub ok: Vec<u16>,
+    /// When set, a `live` or `ok` status counts only if the response body
+    /// contains this text: Slack answers 200 with `{"ok":false}` for dead
+    /// tokens.
+    #[serde(default)]
+    pub body_contains: Option<String>,
     /// Management calls: RFC 6901 pointer to a new key in the JSON response.
     #[serde(default)]
     pub new_key_pointer: Option<String>,

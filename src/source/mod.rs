@@ -2,6 +2,9 @@
 //! pushes) into `Chunk`s for the scanner.
 
 pub mod fs;
+pub mod git;
+pub mod log_tail;
+pub mod repo_watch;
 pub mod stdin;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -51,6 +54,6 @@ pub enum SourceError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Git(String),
+    #[error(transparent)]
+    Git(#[from] git::GitError),
 }

@@ -1,0 +1,445 @@
+//! `keysentry daemon`: the long-running service.
+//!
+//! Start-up order matters to systemd: config, rules and store are loaded,
+//! the HTTP endpoint bound and the sources started before `READY=1`, so a
+//! unit that is "active" really watches. Signals:
+//!
+//! - SIGTERM / SIGINT: stop reading, let the remediation in flight end (or
+//!   give up on it after [`STOP_LIMIT`]; the engine journals before every
+//!   call), persist offsets, exit 0.
+//! - SIGHUP: re-read config and rules. A file that does not load is logged,
+//!   naming the problem, and the running config stays. A good one replaces
+//!   the scanner and the engine, and the sources restart from their
+//!   persisted offsets once everything read so far is handled.
+
+mod pipeline;
+mod settings;
+
+pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkError, Work};
+pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
+
+use crate::config::ConfigError;
+use crate::github::WebhookService;
+use crate::metrics::{Metrics, SourceState};
+use crate::remediate::Engine;
+use crate::rules::RuleError;
+use crate::scan::{AllowlistError, Finding, PrefilterError};
+use crate::server::{router, AppState};
+use crate::source::log_tail::{LogTail, LogTailError};
+use crate::source::repo_watch::watch_repo;
+use crate::store::{self, Store, StoreError};
+use sd_notify::NotifyState;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// SIGTERM to exit: systemd's default stop timeout is 90 s, ours is 10.
+pub const STOP_LIMIT: Duration = Duration::from_secs(9);
+/// How long a reload waits for the pipeline to hand on what was read.
+const RELOAD_FLUSH_LIMIT: Duration = Duration::from_secs(30);
+/// How often interrupted or failed remediations are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Allowlist(#[from] AllowlistError),
+    #[error(transparent)]
+    Prefilter(#[from] PrefilterError),
+    #[error("config: `{at}`: {message}")]
+    Setting { at: String, message: String },
+    #[error(transparent)]
+    LogTail(#[from] LogTailError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {listen} (http.listen): {source}; pick a free port or address")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install the signal handlers: {0}")]
+    Signal(std::io::Error),
+    #[error("cannot start remediation: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    Webhook(#[from] crate::github::WebhookError),
+    #[error("a start-up task failed: {0}")]
+    Task(String),
+}
+
+/// The remediation engine as the pipeline's sink.
+pub struct EngineSink(pub Engine);
+
+impl FindingSink for EngineSink {
+    async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+        let outcomes = self
+            .0
+            .process(findings)
+            .await
+            .map_err(|e| SinkError(e.to_string()))?;
+        for o in outcomes {
+            tracing::info!(
+                incident = o.incident_id,
+                provider = %o.provider,
+                fingerprint = %&o.fingerprint[..o.fingerprint.len().min(12)],
+                state = %o.state,
+                reason = o.reason.as_deref(),
+                new = o.created,
+                "incident"
+            );
+        }
+        Ok(())
+    }
+
+    async fn retry_pending(&self) {
+        for o in self.0.retry_pending().await {
+            tracing::info!(incident = o.incident_id, state = %o.state, reason = o.reason.as_deref(), "incident retried");
+        }
+    }
+}
+
+/// The sink the daemon runs.
+type Sink = EngineSink;
+
+fn open_sink(loaded: &Loaded) -> Result<Sink, DaemonError> {
+    Engine::open_with_rules(&loaded.config, loaded.rules.clone())
+        .map(EngineSink)
+        .map_err(|e| DaemonError::Engine(e.to_string()))
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn notify(state: &[NotifyState]) {
+    // Without NOTIFY_SOCKET (not under systemd) this does nothing.
+    let _ = sd_notify::notify(false, state);
+}
+
+/// The running sources; restarted as a whole on reload.
+struct Sources {
+    logs: Option<LogTail>,
+    repos: Vec<tokio::task::JoinHandle<()>>,
+    stop_repos: watch::Sender<bool>,
+}
+
+impl Sources {
+    async fn start<S: FindingSink>(
+        settings: &Settings,
+        shared: &Arc<Shared<S>>,
+        pipeline: &Pipeline,
+    ) -> Result<Sources, DaemonError> {
+        let logs = if settings.logs.globs.is_empty() {
+            None
+        } else {
+            let (logs, store) = (settings.logs.clone(), shared.store.clone());
+            let (metrics, out) = (shared.metrics.clone(), ChannelOutput(pipeline.sender()));
+            let started =
+                tokio::task::spawn_blocking(move || LogTail::start(&logs, &store, metrics, out))
+                    .await
+                    .map_err(|e| DaemonError::Task(e.to_string()))?;
+            Some(started?)
+        };
+        let (stop_repos, stop) = watch::channel(false);
+        let repos = settings
+            .repos
+            .iter()
+            .map(|r| {
+                tokio::spawn(watch_repo(
+                    r.clone(),
+                    shared.store.clone(),
+                    shared.scanner(),
+                    shared.metrics.clone(),
+                    ChannelOutput(pipeline.sender()),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Ok(Sources {
+            logs,
+            repos,
+            stop_repos,
+        })
+    }
+
+    /// Tells every source to stop, without waiting.
+    fn request_stop(&self) {
+        if let Some(logs) = &self.logs {
+            logs.request_stop();
+        }
+        let _ = self.stop_repos.send(true);
+    }
+
+    /// Stops every source and waits for it, at most `limit`: a tailer
+    /// blocked on a full pipeline behind a stuck provider is left to end
+    /// on its own.
+    async fn stop(self, limit: Duration) {
+        self.request_stop();
+        if let Some(logs) = self.logs {
+            let join = tokio::task::spawn_blocking(move || logs.stop());
+            if tokio::time::timeout(limit, join).await.is_err() {
+                tracing::warn!("the log tailer did not stop in time");
+            }
+        }
+        for r in self.repos {
+            // A scan in progress runs on a blocking thread and ends by
+            // itself; its result is dropped, its cursor never written.
+            if tokio::time::timeout(limit, r).await.is_err() {
+                tracing::warn!("a repository watcher did not stop in time");
+            }
+        }
+    }
+
+    /// A source that ended by itself has failed: say so in `/healthz`.
+    fn check(&self, settings: &Settings, metrics: &Metrics) {
+        if let Some(logs) = &self.logs {
+            if !logs.is_running() {
+                for g in &settings.logs.globs {
+                    metrics.set_source(
+                        &format!("log:{g}"),
+                        SourceState::Failed("the log tailer stopped; see the daemon's log".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn source_names(settings: &Settings) -> Vec<String> {
+    let mut names: Vec<String> = settings
+        .logs
+        .globs
+        .iter()
+        .map(|g| format!("log:{g}"))
+        .collect();
+    names.extend(
+        settings
+            .repos
+            .iter()
+            .map(|r| format!("repo:{}", r.path.display())),
+    );
+    names.push(pipeline::ENGINE_SOURCE.to_string());
+    names
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
+    let loaded = Loaded::from_file(config_path)?;
+    let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
+    let store = Arc::new(Store::open(&state_dir)?);
+    let sink = open_sink(&loaded)?;
+    let metrics = Arc::new(Metrics::new());
+    let mut settings = loaded.settings;
+    let shared = Arc::new(Shared::new(
+        loaded.scanner,
+        sink,
+        store.clone(),
+        metrics.clone(),
+    ));
+    let pipeline = Pipeline::start(shared.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut webhook = WebhookService::start(
+        &loaded.config,
+        &state_dir,
+        &loaded.rules,
+        shared.clone(),
+        stop_rx.clone(),
+    )?;
+    let mut app = router(AppState {
+        metrics: metrics.clone(),
+        store: Some(store.clone()),
+    });
+    let mut webhook_server = None;
+    if let Some(w) = webhook.as_mut() {
+        let hook = std::mem::take(&mut w.router);
+        // One server when the webhook listens where /healthz does.
+        if settings.http_listen.as_deref() == Some(w.listen.as_str()) {
+            app = app.merge(hook);
+        } else {
+            webhook_server =
+                Some(WebhookService::serve_alone(hook, &w.listen, stop_rx.clone()).await?);
+        }
+    }
+    let server = match &settings.http_listen {
+        Some(listen) => Some(serve(listen, app, stop_rx.clone()).await?),
+        None => None,
+    };
+    let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
+    let retry = tokio::spawn(retry_loop(shared.clone(), stop_rx.clone()));
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let mut watchdog = watchdog_interval();
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    tracing::info!(
+        config = %config_path.display(),
+        state_dir = %state_dir.display(),
+        "keysentry daemon ready: watching {} log globs, {} repositories",
+        settings.logs.globs.len(),
+        settings.repos.len()
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status("watching")]);
+    let why = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                if let Some(new) = reload(config_path, &settings, &shared, &pipeline, sources).await {
+                    settings = new.0;
+                    sources = new.1;
+                } else {
+                    sources = Sources::start(&settings, &shared, &pipeline).await?;
+                }
+            }
+            _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
+            _ = health.tick() => sources.check(&settings, &metrics),
+        }
+    };
+    let stopping = Instant::now();
+    tracing::info!("{why}: stopping");
+    notify(&[NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    // The pipeline stops taking work first, so a source blocked on a full
+    // queue is released at once rather than after the backlog.
+    sources.request_stop();
+    if !pipeline
+        .shutdown(STOP_LIMIT.saturating_sub(stopping.elapsed()))
+        .await
+    {
+        tracing::warn!("remediation in flight did not finish in time; it resumes from its journal on the next start");
+    }
+    sources.stop(Duration::from_millis(500)).await;
+    retry.abort();
+    if let Some(webhook) = webhook {
+        webhook
+            .join(STOP_LIMIT.saturating_sub(stopping.elapsed()))
+            .await;
+    }
+    for server in [server, webhook_server].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the config. On success returns the new settings and the
+/// restarted sources; on failure the old sources keep running untouched
+/// (`None` means they were stopped and must be restarted by the caller).
+async fn reload(
+    config_path: &Path,
+    old: &Settings,
+    shared: &Arc<Shared<Sink>>,
+    pipeline: &Pipeline,
+    sources: Sources,
+) -> Option<(Settings, Sources)> {
+    notify(&[NotifyState::Reloading]);
+    tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
+    let loaded = Loaded::from_file(config_path);
+    let loaded = match loaded.and_then(|l| open_sink(&l).map(|s| (l, s))) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("reload failed, still running the previous config: {e}");
+            notify(&[NotifyState::Ready]);
+            return Some((old.clone(), sources));
+        }
+    };
+    let (loaded, sink) = loaded;
+    if loaded.settings.http_listen != old.http_listen {
+        tracing::warn!("http.listen changed; restart the daemon to apply it");
+    }
+    sources.stop(RELOAD_FLUSH_LIMIT).await;
+    if !pipeline.flush(RELOAD_FLUSH_LIMIT).await {
+        tracing::warn!(
+            "the pipeline did not drain before the reload; some lines may be scanned twice"
+        );
+    }
+    shared.replace(loaded.scanner, sink);
+    let names = source_names(&loaded.settings);
+    shared
+        .metrics
+        .retain_sources(&|n| names.iter().any(|k| k == n));
+    let restarted = match Sources::start(&loaded.settings, shared, pipeline).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(
+                "reload: cannot start the new sources ({e}); going back to the previous config"
+            );
+            return None;
+        }
+    };
+    tracing::info!(
+        "reloaded: watching {} log globs, {} repositories",
+        loaded.settings.logs.globs.len(),
+        loaded.settings.repos.len()
+    );
+    notify(&[NotifyState::Ready]);
+    Some((loaded.settings, restarted))
+}
+
+async fn serve(
+    listen: &str,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            listen: listen.to_string(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            listen: listen.to_string(),
+            source,
+        })?;
+    tracing::info!("listening on http://{addr}");
+    Ok(tokio::spawn(async move {
+        let shutdown = async move { stopped(&mut stop).await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("http server stopped: {e}");
+        }
+    }))
+}
+
+async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(RETRY_EVERY);
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = every.tick() => shared.sink().retry_pending().await,
+        }
+    }
+}
+
+/// Pings at half the watchdog period systemd asked for, if it asked.
+/// As sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be ours (the
+/// sd-notify crate also insists that it is set at all).
+fn watchdog_interval() -> Option<tokio::time::Interval> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| tokio::time::interval(Duration::from_micros(usec / 2)))
+}
+
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

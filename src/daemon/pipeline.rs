@@ -1,0 +1,475 @@
+//! The one pipeline every daemon source feeds:
+//!
+//! ```text
+//! sources ──Work──▶ scan stage ──Scanned──▶ sink stage ──▶ FindingSink (engine)
+//!  (bounded)         (rayon, off the         (in order)  └─▶ store: offsets, cursors
+//!                     async runtime)
+//! ```
+//!
+//! Both channels are bounded, so a slow engine slows the scanner, which
+//! slows the readers: memory never grows with the backlog. Work carries the
+//! [`DaemonWrite`] that records its progress (a log offset, a repository
+//! cursor); the sink stage applies it only after the findings from that work
+//! were accepted by the sink, and in the order the work was sent. That is
+//! what makes a restart neither miss nor re-report anything.
+
+use crate::metrics::{Metrics, SourceState};
+use crate::scan::{Chunk, Finding, Scanner};
+use crate::source::log_tail::{Stopped, TailOutput};
+use crate::source::repo_watch::RepoOutput;
+use crate::store::{DaemonWrite, Store};
+use rayon::prelude::*;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Work items waiting for the scanner. Each holds at most one chunk of at
+/// most `MAX_PIECE` (1 MiB), so this bounds queued data to 16 MiB.
+const QUEUE: usize = 16;
+/// Scanned batches waiting for the sink.
+const SCANNED_QUEUE: usize = 2;
+/// Work items scanned together (in parallel) at most.
+const MAX_BATCH: usize = 64;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Longest wait between two attempts to hand findings to a failing sink.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The health entry for the sink.
+pub const ENGINE_SOURCE: &str = "remediation";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Where findings go: the remediation engine.
+pub trait FindingSink: Send + Sync + 'static {
+    /// Takes findings durably. `Ok` means they are recorded (one incident
+    /// per fingerprint) and the data they came from need never be read
+    /// again; `Err` means nothing may be assumed recorded, and the pipeline
+    /// offers the same findings again later. Must be idempotent: after a
+    /// crash the same findings can arrive twice.
+    fn submit(&self, findings: Vec<Finding>) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Periodic work: resume remediations interrupted or failed earlier.
+    fn retry_pending(&self) -> impl Future<Output = ()> + Send;
+}
+
+pub enum Payload {
+    Chunk(Chunk),
+    /// Already scanned (git history is scanned by its own source).
+    Findings(Vec<Finding>),
+    Nothing,
+}
+
+pub struct Work {
+    /// `log:<glob>` or `repo:<path>`: the label in metrics.
+    pub source: Arc<str>,
+    pub payload: Payload,
+    /// Applied once the payload's findings are with the sink.
+    pub then: Option<DaemonWrite>,
+    /// Answered once everything sent before it has been handled.
+    pub done: Option<oneshot::Sender<()>>,
+}
+
+struct Scanned {
+    source: Arc<str>,
+    findings: Vec<Finding>,
+    then: Option<DaemonWrite>,
+    done: Option<oneshot::Sender<()>>,
+    bytes: u64,
+    lines: u64,
+}
+
+/// What the stages share and a reload swaps.
+pub struct Shared<S> {
+    scanner: RwLock<Arc<Scanner>>,
+    sink: RwLock<Arc<S>>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl<S: FindingSink> Shared<S> {
+    pub fn new(scanner: Scanner, sink: S, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
+        Shared {
+            scanner: RwLock::new(Arc::new(scanner)),
+            sink: RwLock::new(Arc::new(sink)),
+            store,
+            metrics,
+        }
+    }
+
+    pub fn scanner(&self) -> Arc<Scanner> {
+        self.scanner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn sink(&self) -> Arc<S> {
+        self.sink.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, scanner: Scanner, sink: S) {
+        *self.scanner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(scanner);
+        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(sink);
+    }
+}
+
+pub struct Pipeline {
+    tx: mpsc::Sender<Work>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn start<S: FindingSink>(shared: Arc<Shared<S>>) -> Pipeline {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (scanned_tx, scanned_rx) = mpsc::channel(SCANNED_QUEUE);
+        let (stop, stop_rx) = watch::channel(false);
+        shared
+            .metrics
+            .set_source(ENGINE_SOURCE, SourceState::Running);
+        let tasks = vec![
+            tokio::spawn(scan_stage(shared.clone(), rx, scanned_tx, stop_rx.clone())),
+            tokio::spawn(sink_stage(shared, scanned_rx, stop_rx)),
+        ];
+        Pipeline { tx, stop, tasks }
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Work> {
+        self.tx.clone()
+    }
+
+    /// Waits until everything sent so far has been handled (offsets
+    /// persisted). `false` if that did not happen within `limit`.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, wait) = oneshot::channel();
+        let work = Work {
+            source: Arc::from("flush"),
+            payload: Payload::Nothing,
+            then: None,
+            done: Some(done),
+        };
+        let flushed = async { self.tx.send(work).await.is_ok() && wait.await.is_ok() };
+        tokio::time::timeout(limit, flushed).await.unwrap_or(false)
+    }
+
+    /// Stops taking work, lets the batch in the sink (its remediation) end,
+    /// and returns. Work not yet handed to the sink is dropped: its offsets
+    /// were never persisted, so it is read again on the next start.
+    pub async fn shutdown(self, limit: Duration) -> bool {
+        let _ = self.stop.send(true);
+        drop(self.tx);
+        let all = futures_join(self.tasks);
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Hands log chunks from the tailer thread to the pipeline; blocks while the
+/// pipeline is full.
+pub struct ChannelOutput(pub mpsc::Sender<Work>);
+
+impl TailOutput for ChannelOutput {
+    fn emit(
+        &mut self,
+        source: &Arc<str>,
+        chunk: Option<Chunk>,
+        then: DaemonWrite,
+    ) -> Result<(), Stopped> {
+        let work = Work {
+            source: source.clone(),
+            payload: chunk.map_or(Payload::Nothing, Payload::Chunk),
+            then: Some(then),
+            done: None,
+        };
+        self.0.blocking_send(work).map_err(|_| Stopped)
+    }
+}
+
+impl RepoOutput for ChannelOutput {
+    async fn emit(
+        &self,
+        source: &Arc<str>,
+        findings: Vec<Finding>,
+        then: DaemonWrite,
+    ) -> Result<(), Stopped> {
+        let work = Work {
+            source: source.clone(),
+            payload: Payload::Findings(findings),
+            then: Some(then),
+            done: None,
+        };
+        self.0.send(work).await.map_err(|_| Stopped)
+    }
+}
+
+async fn scan_stage<S: FindingSink>(
+    shared: Arc<Shared<S>>,
+    mut rx: mpsc::Receiver<Work>,
+    out: mpsc::Sender<Vec<Scanned>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = super::stopped(&mut stop) => return,
+            w = rx.recv() => match w { Some(w) => w, None => return },
+        };
+        let mut bytes = work_bytes(&first);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(w) => {
+                    bytes += work_bytes(&w);
+                    batch.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        let scanner = shared.scanner();
+        let scanned = match tokio::task::spawn_blocking(move || scan_batch(&scanner, batch)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("the scanner failed on a batch: {e}; its data will be read again after a restart");
+                return;
+            }
+        };
+        if out.send(scanned).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn work_bytes(w: &Work) -> usize {
+    match &w.payload {
+        Payload::Chunk(c) => c.data.len(),
+        _ => 0,
+    }
+}
+
+fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
+    batch
+        .into_par_iter()
+        .map(|w| {
+            let (findings, bytes, lines) = match w.payload {
+                Payload::Chunk(c) => {
+                    let lines = c.data.iter().filter(|&&b| b == b'\n').count() as u64;
+                    (scanner.scan(&c), c.data.len() as u64, lines)
+                }
+                Payload::Findings(f) => (f, 0, 0),
+                Payload::Nothing => (Vec::new(), 0, 0),
+            };
+            Scanned {
+                source: w.source,
+                findings,
+                then: w.then,
+                done: w.done,
+                bytes,
+                lines,
+            }
+        })
+        .collect()
+}
+
+async fn sink_stage<S: FindingSink>(
+    shared: Arc<Shared<S>>,
+    mut rx: mpsc::Receiver<Vec<Scanned>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = super::stopped(&mut stop) => return,
+            b = rx.recv() => match b { Some(b) => b, None => return },
+        };
+        let mut findings = Vec::new();
+        let mut writes = Vec::new();
+        let mut acks = Vec::new();
+        for s in batch {
+            for f in &s.findings {
+                log_finding(f);
+                shared.metrics.finding(&f.provider);
+            }
+            findings.extend(s.findings);
+            if s.bytes > 0 {
+                shared.metrics.scanned(&s.source, s.bytes, s.lines);
+            }
+            writes.extend(s.then);
+            acks.extend(s.done);
+        }
+        if !findings.is_empty() && !submit(&shared, findings, &mut stop).await {
+            return;
+        }
+        let store = shared.store.clone();
+        let persisted =
+            tokio::task::spawn_blocking(move || store.apply_daemon_writes(&writes)).await;
+        match persisted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot persist log offsets / repository cursors: {e}; what was read since the last success will be read again after a restart"),
+            Err(e) => tracing::error!("persisting offsets failed: {e}"),
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+    }
+}
+
+/// Offers findings to the sink until it takes them. `false` if asked to stop
+/// first (the findings' offsets then stay unpersisted).
+async fn submit<S: FindingSink>(
+    shared: &Shared<S>,
+    findings: Vec<Finding>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let sink = shared.sink();
+        let started = Instant::now();
+        match sink.submit(findings.clone()).await {
+            Ok(()) => {
+                shared.metrics.remediation_latency(started.elapsed());
+                shared
+                    .metrics
+                    .set_source(ENGINE_SOURCE, SourceState::Running);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the remediation engine did not take {} findings: {e}; retrying in {backoff:?}",
+                    findings.len()
+                );
+                shared
+                    .metrics
+                    .set_source(ENGINE_SOURCE, SourceState::Failed(e.to_string()));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = super::stopped(stop) => return false,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One line per finding, never the key: fingerprint and redacted form.
+fn log_finding(f: &Finding) {
+    tracing::info!(
+        rule = %f.rule_id,
+        provider = %f.provider,
+        fingerprint = %f.fingerprint.short(),
+        redacted = %f.secret.redacted(),
+        source = f.origin.kind(),
+        path = %f.origin.path(),
+        line = f.line,
+        offset = f.offset,
+        commit = f.origin.commit(),
+        "finding"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+    use crate::scan::{Allowlist, Origin};
+    use crate::store::{FileId, LogOffset};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Refuses submissions while `fail` is above 0, then records.
+    #[derive(Default)]
+    struct TestSink {
+        fail: AtomicUsize,
+        offered: AtomicUsize,
+        taken: Mutex<Vec<usize>>,
+    }
+
+    impl FindingSink for Arc<TestSink> {
+        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+            self.offered.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) > 0 {
+                return Err(SinkError("engine down".into()));
+            }
+            self.taken.lock().unwrap().push(findings.len());
+            Ok(())
+        }
+
+        async fn retry_pending(&self) {}
+    }
+
+    fn chunk(text: &str) -> Chunk {
+        Chunk::whole(
+            Origin::Log {
+                path: "/var/log/app.log".into(),
+            },
+            text.as_bytes().to_vec(),
+        )
+    }
+
+    fn offset(n: u64) -> DaemonWrite {
+        DaemonWrite::Offset(LogOffset {
+            id: FileId { dev: 1, ino: 2 },
+            path: "/var/log/app.log".into(),
+            offset: n,
+            line: n,
+            head_len: 0,
+            head_hash: String::new(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offsets_are_persisted_only_after_the_sink_took_the_findings() {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(TestSink::default());
+        sink.fail.store(1, Ordering::SeqCst);
+        // (set to 0 below, once the refusal has been seen twice)
+        let store = Arc::new(Store::in_memory().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store.clone(),
+            metrics.clone(),
+        ));
+        let pipeline = Pipeline::start(shared);
+        let tx = pipeline.sender();
+        let key = "x-api-key: t-6677183273e3a22c239969cb-dbb1e8c8d1c012c954834afa\n";
+        for (i, text) in ["plain line\n", key, "another\n"].iter().enumerate() {
+            let work = Work {
+                source: Arc::from("log:test"),
+                payload: Payload::Chunk(chunk(text)),
+                then: Some(offset(i as u64 + 1)),
+                done: None,
+            };
+            tx.send(work).await.unwrap();
+        }
+        // While the sink refuses the key's finding, nothing from the key's
+        // line on is persisted.
+        while sink.offered.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stored = store.log_offsets().unwrap();
+        assert!(stored.iter().all(|o| o.offset < 2), "{stored:?}");
+        assert!(metrics.unhealthy().iter().any(|(n, _)| n == ENGINE_SOURCE));
+        sink.fail.store(0, Ordering::SeqCst);
+        assert!(pipeline.flush(Duration::from_secs(10)).await);
+        assert_eq!(*sink.taken.lock().unwrap(), vec![1]);
+        let stored = store.log_offsets().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].offset, 3);
+        let text = metrics.render(&Default::default());
+        assert!(
+            text.contains("keysentry_scanned_lines_total{source=\"log:test\"} 3"),
+            "{text}"
+        );
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+}

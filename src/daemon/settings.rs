@@ -1,0 +1,163 @@
+//! The config file turned into what the daemon runs: validated once, so a
+//! reload with a bad file is refused before anything is stopped.
+
+use super::DaemonError;
+use crate::config::Config;
+use crate::rules::RuleSet;
+use crate::scan::{Allowlist, Scanner};
+use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
+pub use crate::source::repo_watch::RepoSettings;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULT_LOG_POLL: Duration = Duration::from_secs(1);
+const DEFAULT_REPO_POLL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub logs: LogTailSettings,
+    pub repos: Vec<RepoSettings>,
+    pub http_listen: Option<String>,
+}
+
+/// Everything a (re)load produces.
+pub struct Loaded {
+    pub config: Config,
+    pub settings: Settings,
+    pub scanner: Scanner,
+    /// Also handed to the engine: findings' `verify`/`revoke` templates.
+    pub rules: RuleSet,
+}
+
+impl Loaded {
+    /// Reads and validates the config, its rules and allowlist.
+    pub fn from_file(path: &Path) -> Result<Loaded, DaemonError> {
+        let config = Config::load(path)?;
+        let settings = Settings::from_config(&config)?;
+        let rules = RuleSet::load(&config.scan.rules)?;
+        let allowlist =
+            Allowlist::new(&config.scan.allowlist.paths, &config.scan.allowlist.secrets)?;
+        let scanner = Scanner::new(&rules, allowlist)?;
+        Ok(Loaded {
+            config,
+            settings,
+            scanner,
+            rules,
+        })
+    }
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Result<Settings, DaemonError> {
+        let bad = |at: &str, message: String| DaemonError::Setting {
+            at: at.to_string(),
+            message,
+        };
+        let from = match c.watch.from.as_deref() {
+            None | Some("end") => StartFrom::End,
+            Some("start") => StartFrom::Start,
+            Some(other) => {
+                return Err(bad(
+                    "watch.from",
+                    format!("`{other}` is neither `start` nor `end`"),
+                ))
+            }
+        };
+        let poll = match &c.watch.poll {
+            Some(p) => parse_duration(p).map_err(|m| bad("watch.poll", m))?,
+            None => DEFAULT_LOG_POLL,
+        };
+        check_globs(&c.watch.logs).map_err(|e| bad("watch.logs", e.to_string()))?;
+        let mut repos = Vec::new();
+        for (i, r) in c.watch.repos.iter().enumerate() {
+            let poll = match &r.poll {
+                Some(p) => {
+                    parse_duration(p).map_err(|m| bad(&format!("watch.repos[{i}].poll"), m))?
+                }
+                None => DEFAULT_REPO_POLL,
+            };
+            repos.push(RepoSettings {
+                path: r.path.clone(),
+                poll,
+                history: r.history.unwrap_or(true),
+            });
+        }
+        if let Some(h) = &c.http {
+            h.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                bad(
+                    "http.listen",
+                    format!("`{}`: {e}; use HOST:PORT, e.g. 127.0.0.1:9187", h.listen),
+                )
+            })?;
+        }
+        Ok(Settings {
+            logs: LogTailSettings {
+                globs: c.watch.logs.clone(),
+                from,
+                poll,
+            },
+            repos,
+            http_listen: c.http.as_ref().map(|h| h.listen.clone()),
+        })
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 500ms, 30s, 5m or 1h"))?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}` has an unknown unit; use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("`{s}` must be more than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn bad_settings_name_their_place() {
+        let c = Config::parse(Path::new("c.yaml"), "watch:\n  from: middle\n").unwrap();
+        let e = Settings::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("watch.from") && e.contains("middle"), "{e}");
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "watch:\n  repos:\n    - path: /srv/r\n      poll: often\n",
+        )
+        .unwrap();
+        let e = Settings::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("watch.repos[0].poll"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_in_systemd_is_valid() {
+        let text = include_str!("../../systemd/keysentry.yaml");
+        let c = Config::parse(Path::new("systemd/keysentry.yaml"), text).unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.from, StartFrom::End);
+        assert_eq!(s.repos[0].poll, Duration::from_secs(30));
+    }
+}

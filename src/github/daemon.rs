@@ -1,0 +1,116 @@
+//! The webhook inside `keysentry daemon`: its router (merged into the
+//! daemon's server when `github.webhook.listen` equals `http.listen`, else
+//! served on its own), its worker (stopped with the daemon; what it has not
+//! finished stays pending for the next start), and the daemon's current
+//! engine and scanner, looked up per delivery so that SIGHUP applies.
+
+use super::{
+    remediable_providers, BoxFuture, CurrentScanner, FindingSink, GitHubWebhook, Handled,
+    SinkError, WebhookError, WebhookSettings,
+};
+use crate::config::Config;
+use crate::daemon::{EngineSink, Shared};
+use crate::rules::RuleSet;
+use crate::scan::Finding;
+use crate::store::webhook::DeliveryStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The daemon's engine, whichever one the last reload installed.
+pub struct DaemonSink(pub Arc<Shared<EngineSink>>);
+
+impl FindingSink for DaemonSink {
+    fn process(
+        &self,
+        findings: Vec<Finding>,
+        fallback_owner: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+        let engine = self.0.sink();
+        Box::pin(async move { FindingSink::process(&engine.0, findings, fallback_owner).await })
+    }
+}
+
+/// A running webhook: the router to serve and the worker behind it.
+pub struct WebhookService {
+    pub router: axum::Router,
+    /// `github.webhook.listen`.
+    pub listen: String,
+    worker: JoinHandle<()>,
+}
+
+impl WebhookService {
+    /// `None` when the config has no `github.webhook`. The worker runs until
+    /// `stop` turns true.
+    pub fn start(
+        config: &Config,
+        state_dir: &Path,
+        rules: &RuleSet,
+        shared: Arc<Shared<EngineSink>>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Option<WebhookService>, WebhookError> {
+        let Some(settings) = WebhookSettings::from_config(config)? else {
+            return Ok(None);
+        };
+        let listen = config
+            .github
+            .as_ref()
+            .and_then(|g| g.webhook.as_ref())
+            .map(|w| w.listen.clone())
+            .unwrap_or_default();
+        let store = Arc::new(DeliveryStore::open(state_dir)?);
+        let current = shared.clone();
+        let scanner: CurrentScanner = Arc::new(move || current.scanner());
+        let hook = GitHubWebhook::new(
+            config,
+            settings,
+            store,
+            scanner,
+            remediable_providers(rules),
+            Arc::new(DaemonSink(shared)),
+        )?;
+        let worker = tokio::spawn(hook.worker.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+        Ok(Some(WebhookService {
+            router: hook.router,
+            listen,
+            worker,
+        }))
+    }
+
+    /// Serves the router on `github.webhook.listen` until `stop` turns true.
+    pub async fn serve_alone(
+        router: axum::Router,
+        listen: &str,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, WebhookError> {
+        let bind = |source| WebhookError::Listen {
+            listen: listen.to_string(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        tracing::info!("GitHub webhook listening on http://{addr}");
+        Ok(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("GitHub webhook server stopped: {e}");
+            }
+        }))
+    }
+
+    /// Waits (at most `limit`) for the worker to record what it finished.
+    pub async fn join(self, limit: Duration) {
+        if tokio::time::timeout(limit, self.worker).await.is_err() {
+            tracing::warn!("webhook deliveries in flight did not finish in time; they resume on the next start");
+        }
+    }
+}

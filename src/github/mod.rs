@@ -1,0 +1,211 @@
+//! GitHub as a source: the webhook target that scans every push within
+//! seconds and feeds GitHub's own secret scanning alerts to the engine.
+//!
+//! ```text
+//! POST github.webhook.path
+//!   └─ signature (HMAC of the raw body) ─ 401 ─┐
+//!   └─ job stored, keyed by X-GitHub-Delivery ─┴─ answered at once (202)
+//!          │ worker (deliveries), resumes after a restart
+//!          ▼
+//!   push:  compare / commits / blobs (api) → added lines (push, patch) → Scanner
+//!   secret_scanning_alert: alerts API (secret_scanning)                → Scanner
+//!          ▼
+//!   FindingSink (the remediation engine) → optional commit comment
+//! ```
+//!
+//! - [`signature`]: `X-Hub-Signature-256`, constant time.
+//! - [`webhook`]: the axum router (`webhook_router`).
+//! - [`deliveries`]: the durable queue and its worker; GitHub rate limits
+//!   and outages reschedule a delivery, never drop it.
+//! - [`api`]: the REST calls through octocrab (token or GitHub App).
+//! - [`WebhookService`]: all of it inside `keysentry daemon`.
+
+mod api;
+mod daemon;
+mod deliveries;
+mod engine_sink;
+mod patch;
+mod processor;
+mod push;
+mod secret_scanning;
+mod signature;
+mod webhook;
+
+pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
+pub use daemon::{DaemonSink, WebhookService};
+pub use deliveries::{DeliveryQueue, Job, Worker};
+pub use processor::{ProcessError, Processor};
+pub use push::{parse_push, PayloadError, PushEvent, PushJob, PushLimits, PushedCommit};
+pub use secret_scanning::{parse_alert, provider_of, AlertEvent, AlertJob};
+pub use signature::{SignatureError, WebhookSecret};
+pub use webhook::{webhook_router, WebhookState};
+
+use crate::config::Config;
+use crate::rules::RuleSet;
+use crate::scan::{Finding, Fingerprint, Scanner};
+use crate::store::webhook::{DeliveryStore, WebhookStoreError};
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The scanner for the next delivery: a fixed one, or the daemon's current
+/// one (a reload swaps it).
+pub type CurrentScanner = Arc<dyn Fn() -> Arc<Scanner> + Send + Sync>;
+
+/// A [`CurrentScanner`] that never changes.
+pub fn fixed_scanner(scanner: Arc<Scanner>) -> CurrentScanner {
+    Arc::new(move || scanner.clone())
+}
+
+/// The default `github.webhook.path`.
+pub const DEFAULT_PATH: &str = "/github/webhook";
+/// GitHub caps payloads at 25 MiB; so does the default `max_body`.
+pub const DEFAULT_MAX_BODY: usize = 25 << 20;
+/// Deliveries processed at once.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Where the webhook's findings go: the remediation engine in the daemon, a
+/// collector in tests.
+pub trait FindingSink: Send + Sync {
+    /// Records and remediates one delivery's findings. `fallback_owner` (the
+    /// pusher) is told when no `owners` entry matches and the commit names no
+    /// author. Returns, per key, whether it is now contained.
+    ///
+    /// `Err` leaves the delivery pending and it is processed again later, so
+    /// a sink must be idempotent per key (the engine keeps one incident per
+    /// fingerprint).
+    fn process(
+        &self,
+        findings: Vec<Finding>,
+        fallback_owner: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>>;
+}
+
+/// What the sink did with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    pub fingerprint: Fingerprint,
+    /// The key can no longer be used (frozen, revoked, rotated...).
+    pub contained: bool,
+}
+
+/// The sink could not record the findings; the delivery is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("remediation failed: {0}")]
+pub struct SinkError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("environment variable {name} (github.webhook.secret_env) is unset or empty; set it to the secret configured on the GitHub webhook")]
+    SecretEnv { name: String },
+    #[error("github.webhook.path `{path}` must start with `/`")]
+    Path { path: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] WebhookStoreError),
+    #[error("github.webhook.listen `{listen}`: {source}; pick a free port or address")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+}
+
+/// The `github` section, validated: everything the router and worker need.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub path: String,
+    pub secret: WebhookSecret,
+    pub max_body: usize,
+    /// Comment on the offending commit once a key is contained.
+    pub comment: bool,
+    pub max_file_size: u64,
+    pub concurrency: usize,
+}
+
+impl WebhookSettings {
+    /// `None` when the config has no `github.webhook`.
+    pub fn from_config(config: &Config) -> Result<Option<WebhookSettings>, WebhookError> {
+        let Some(gh) = &config.github else {
+            return Ok(None);
+        };
+        let Some(hook) = &gh.webhook else {
+            return Ok(None);
+        };
+        let secret = std::env::var(&hook.secret_env)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| WebhookError::SecretEnv {
+                name: hook.secret_env.clone(),
+            })?;
+        let path = hook.path.clone().unwrap_or_else(|| DEFAULT_PATH.into());
+        if !path.starts_with('/') {
+            return Err(WebhookError::Path { path });
+        }
+        Ok(Some(WebhookSettings {
+            path,
+            secret: WebhookSecret::new(secret),
+            max_body: hook.max_body.unwrap_or(DEFAULT_MAX_BODY),
+            comment: gh.comment,
+            max_file_size: config.scan.max_file_size.unwrap_or(20 << 20),
+            concurrency: DEFAULT_CONCURRENCY,
+        }))
+    }
+}
+
+/// The providers keysentry can remediate: those whose rules carry a `revoke`
+/// template, and Tatum (a playbook).
+pub fn remediable_providers(rules: &RuleSet) -> HashSet<String> {
+    let mut set: HashSet<String> = rules
+        .rules()
+        .iter()
+        .filter(|r| r.spec.revoke.is_some())
+        .map(|r| r.spec.provider.clone())
+        .collect();
+    set.insert("tatum".into());
+    set
+}
+
+/// The router and its worker, wired: merge `router` into the server and run
+/// `worker` until shutdown.
+pub struct GitHubWebhook {
+    pub router: axum::Router,
+    pub worker: Worker,
+    pub queue: DeliveryQueue,
+}
+
+impl GitHubWebhook {
+    /// Must run inside a tokio runtime (the GitHub client lives there).
+    pub fn new(
+        config: &Config,
+        settings: WebhookSettings,
+        store: Arc<DeliveryStore>,
+        scanner: CurrentScanner,
+        remediable: HashSet<String>,
+        sink: Arc<dyn FindingSink>,
+    ) -> Result<GitHubWebhook, WebhookError> {
+        let gh = config.github.clone().unwrap_or_default();
+        let api = GitHubApi::from_config(&gh)?;
+        let queue = DeliveryQueue::new(store.clone());
+        let processor = Processor {
+            api,
+            scanner,
+            sink,
+            store,
+            comment: settings.comment,
+            limits: PushLimits {
+                max_file_size: settings.max_file_size,
+            },
+        };
+        let worker = Worker::new(queue.clone(), Arc::new(processor), settings.concurrency);
+        let state = WebhookState::new(&settings, queue.clone(), remediable);
+        Ok(GitHubWebhook {
+            router: webhook_router(state),
+            worker,
+            queue,
+        })
+    }
+}

@@ -1,0 +1,487 @@
+//! Push events: exactly what a push added, scanned, each finding attributed
+//! to the repository, the commit that added the line, its author, the path
+//! and the line in the new file.
+//!
+//! - an existing branch: `compare before...after` (GitHub diffs from the merge
+//!   base, so a force push yields what it newly brought in);
+//! - a new branch or tag (`before` all zeros): `compare <default>...after`,
+//!   or, for the default branch itself (a repository's first push), the
+//!   listed commits one by one;
+//! - a deleted branch: nothing (filtered before it is stored);
+//! - a file whose patch GitHub omits (too large) is fetched as a blob and
+//!   scanned whole.
+//!
+//! Known gaps: a key added and removed again within one push is not in the
+//! compare diff; a compare truncated at GitHub's 300-file cap falls back to
+//! the commits it lists, whose own file lists are not paged.
+
+use super::api::{ApiError, CommitData, FileChange, RepoClient};
+use super::patch;
+use crate::scan::{Chunk, Finding, Origin, Scanner};
+use crate::source::looks_binary;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// GitHub's compare response lists at most this many files.
+const COMPARE_FILE_CAP: usize = 300;
+
+/// What processing a push needs, extracted from the payload at receipt and
+/// stored as the delivery's job. Commit messages are left out on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushJob {
+    pub repo: String,
+    pub git_ref: String,
+    pub before: String,
+    pub after: String,
+    pub created: bool,
+    pub forced: bool,
+    pub default_branch: Option<String>,
+    pub commits: Vec<PushedCommit>,
+    /// The owner of last resort, after `owners` and the commit author.
+    pub pusher_email: Option<String>,
+    pub installation: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedCommit {
+    pub id: String,
+    pub author_email: Option<String>,
+}
+
+/// What to do with a push delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushEvent {
+    Ignored(&'static str),
+    Scan(PushJob),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("malformed {event} payload: {message}")]
+    Json {
+        event: &'static str,
+        message: String,
+    },
+    #[error("malformed {event} payload: {field} `{value}` is not valid")]
+    Field {
+        event: &'static str,
+        field: &'static str,
+        value: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    #[serde(default)]
+    created: bool,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    forced: bool,
+    #[serde(default)]
+    commits: Vec<PayloadCommit>,
+    repository: PayloadRepo,
+    #[serde(default)]
+    pusher: Option<PayloadPerson>,
+    #[serde(default)]
+    installation: Option<PayloadInstallation>,
+}
+
+#[derive(Deserialize)]
+struct PayloadCommit {
+    id: String,
+    #[serde(default)]
+    author: Option<PayloadPerson>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PayloadRepo {
+    pub(super) full_name: String,
+    #[serde(default)]
+    default_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PayloadPerson {
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PayloadInstallation {
+    pub(super) id: u64,
+}
+
+pub fn parse_push(body: &[u8]) -> Result<PushEvent, PayloadError> {
+    let p: Payload = serde_json::from_slice(body).map_err(|e| PayloadError::Json {
+        event: "push",
+        message: e.to_string(),
+    })?;
+    if p.deleted {
+        return Ok(PushEvent::Ignored("branch deleted"));
+    }
+    check_repo("push", &p.repository.full_name)?;
+    for (field, sha) in [("before", &p.before), ("after", &p.after)] {
+        check_sha("push", field, sha)?;
+    }
+    let commits = p
+        .commits
+        .into_iter()
+        .map(|c| {
+            check_sha("push", "commits[].id", &c.id)?;
+            Ok(PushedCommit {
+                id: c.id,
+                author_email: c.author.and_then(|a| a.email).filter(|e| !e.is_empty()),
+            })
+        })
+        .collect::<Result<Vec<_>, PayloadError>>()?;
+    Ok(PushEvent::Scan(PushJob {
+        repo: p.repository.full_name,
+        git_ref: p.git_ref,
+        created: p.created || is_zero(&p.before),
+        forced: p.forced,
+        before: p.before,
+        after: p.after,
+        default_branch: p.repository.default_branch,
+        commits,
+        pusher_email: p.pusher.and_then(|u| u.email).filter(|e| !e.is_empty()),
+        installation: p.installation.map(|i| i.id),
+    }))
+}
+
+/// `owner/name`, nothing that could step outside the `/repos/` path.
+pub(super) fn check_repo(event: &'static str, repo: &str) -> Result<(), PayloadError> {
+    let ok_part = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if ok_part(owner) && ok_part(name) => Ok(()),
+        _ => Err(PayloadError::Field {
+            event,
+            field: "repository.full_name",
+            value: repo.to_string(),
+        }),
+    }
+}
+
+fn check_sha(event: &'static str, field: &'static str, sha: &str) -> Result<(), PayloadError> {
+    let ok = matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(())
+    } else {
+        Err(PayloadError::Field {
+            event,
+            field,
+            value: sha.to_string(),
+        })
+    }
+}
+
+fn is_zero(sha: &str) -> bool {
+    sha.bytes().all(|b| b == b'0')
+}
+
+/// Limits on what is fetched and scanned.
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    /// Blobs larger than this are skipped, as `scan.max_file_size` says.
+    pub max_file_size: u64,
+}
+
+/// Every key the push added, attributed to the commit that added it.
+pub async fn scan_push(
+    client: &RepoClient,
+    job: &PushJob,
+    scanner: &Arc<Scanner>,
+    limits: PushLimits,
+) -> Result<Vec<Finding>, ApiError> {
+    let ctx = Ctx {
+        client,
+        job,
+        scanner,
+        limits,
+    };
+    match ctx.diff().await? {
+        Diff::Compare(cmp) if cmp.files.len() < COMPARE_FILE_CAP => {
+            let (sha, email) = match cmp.commits.as_slice() {
+                [only] => (only.sha.clone(), ctx.author(only)),
+                _ => (job.after.clone(), ctx.listed_author(&job.after)),
+            };
+            let mut findings = ctx.scan_files(&cmp.files, &sha, email).await?;
+            if cmp.commits.len() > 1 && !findings.is_empty() {
+                ctx.attribute(&cmp.commits, &mut findings).await?;
+            }
+            Ok(findings)
+        }
+        Diff::Compare(cmp) => {
+            let shas = cmp.commits.iter().map(|c| c.sha.clone()).collect();
+            ctx.walk(shas).await
+        }
+        Diff::Commits(shas) => ctx.walk(shas).await,
+    }
+}
+
+enum Diff {
+    Compare(Compare),
+    Commits(Vec<String>),
+}
+
+type Compare = super::api::Compare;
+
+struct Ctx<'a> {
+    client: &'a RepoClient,
+    job: &'a PushJob,
+    scanner: &'a Arc<Scanner>,
+    limits: PushLimits,
+}
+
+impl Ctx<'_> {
+    /// Which diff says what the push added.
+    async fn diff(&self) -> Result<Diff, ApiError> {
+        let job = self.job;
+        let listed = || Diff::Commits(job.commits.iter().map(|c| c.id.clone()).collect());
+        let base = if !job.created {
+            job.before.clone()
+        } else {
+            let default = match &job.default_branch {
+                Some(b) => b.clone(),
+                None => self.client.default_branch(&job.repo).await?,
+            };
+            if job.git_ref == format!("refs/heads/{default}") {
+                // The default branch itself is new: nothing to compare with.
+                return Ok(listed());
+            }
+            default
+        };
+        match self.client.compare(&job.repo, &base, &job.after).await {
+            Ok(c) => Ok(Diff::Compare(c)),
+            // The base is gone (an empty default branch, a garbage-collected
+            // `before`): the commits the payload lists are all we have.
+            Err(ApiError::Refused { status: 404, .. }) => Ok(listed()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn walk(&self, shas: Vec<String>) -> Result<Vec<Finding>, ApiError> {
+        let mut findings = Vec::new();
+        for sha in shas {
+            let c = self.client.commit(&self.job.repo, &sha).await?;
+            let email = self.author(&c);
+            findings.extend(self.scan_files(&c.files, &c.sha, email).await?);
+        }
+        Ok(findings)
+    }
+
+    fn author(&self, c: &CommitData) -> Option<String> {
+        c.commit
+            .author
+            .as_ref()
+            .and_then(|a| a.email.clone())
+            .filter(|e| !e.is_empty())
+            .or_else(|| self.listed_author(&c.sha))
+    }
+
+    fn listed_author(&self, sha: &str) -> Option<String> {
+        self.job
+            .commits
+            .iter()
+            .find(|c| c.id == sha)
+            .and_then(|c| c.author_email.clone())
+    }
+
+    /// The added lines of `files` (patches, or whole blobs where GitHub
+    /// omitted the patch), scanned.
+    async fn scan_files(
+        &self,
+        files: &[FileChange],
+        commit: &str,
+        author_email: Option<String>,
+    ) -> Result<Vec<Finding>, ApiError> {
+        let mut work: Vec<(Chunk, Option<Arc<HashSet<u64>>>)> = Vec::new();
+        for f in files {
+            if f.status == "removed" {
+                continue;
+            }
+            let origin = Arc::new(Origin::GitHub {
+                repo: self.job.repo.clone(),
+                commit: commit.to_string(),
+                author_email: author_email.clone(),
+                path: f.filename.clone(),
+            });
+            if let Some(p) = &f.patch {
+                let side = patch::new_side(p, &origin);
+                let added = Arc::new(side.added);
+                work.extend(side.chunks.into_iter().map(|c| (c, Some(added.clone()))));
+            } else if let Some(chunk) = self.blob_chunk(f, origin).await? {
+                work.push((chunk, None));
+            }
+        }
+        if work.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scanner = self.scanner.clone();
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            for (chunk, added) in &work {
+                found.extend(
+                    scanner
+                        .scan(chunk)
+                        .into_iter()
+                        .filter(|f| added.as_ref().map_or(true, |a| a.contains(&f.line))),
+                );
+            }
+            found
+        })
+        .await;
+        scanned.map_err(|e| ApiError::Decode {
+            what: format!("scanning {}@{commit}", self.job.repo),
+            message: e.to_string(),
+        })
+    }
+
+    /// The new blob of a file whose patch GitHub left out, unless it is
+    /// binary, too large, or the change added nothing (a pure rename).
+    async fn blob_chunk(
+        &self,
+        f: &FileChange,
+        origin: Arc<Origin>,
+    ) -> Result<Option<Chunk>, ApiError> {
+        let Some(sha) = &f.sha else {
+            return Ok(None);
+        };
+        if f.additions == 0 && f.status != "added" {
+            return Ok(None);
+        }
+        let data = self.client.blob(&self.job.repo, sha).await?;
+        if data.len() as u64 > self.limits.max_file_size {
+            tracing::warn!(
+                repo = %self.job.repo, path = %f.filename, bytes = data.len(),
+                "skipped: larger than scan.max_file_size"
+            );
+            return Ok(None);
+        }
+        if looks_binary(&data) {
+            return Ok(None);
+        }
+        Ok(Some(Chunk {
+            origin,
+            data,
+            first_line: 1,
+            base_offset: 0,
+        }))
+    }
+
+    /// Moves each finding of a multi-commit compare to the newest commit
+    /// whose own patch added the key (else the newest that touched the file).
+    async fn attribute(
+        &self,
+        commits: &[CommitData],
+        findings: &mut [Finding],
+    ) -> Result<(), ApiError> {
+        let mut details: HashMap<String, CommitData> = HashMap::new();
+        for finding in findings.iter_mut() {
+            let path = finding.origin.path();
+            let mut touched: Option<&CommitData> = None;
+            let mut added_by: Option<&CommitData> = None;
+            for c in commits.iter().rev() {
+                if !details.contains_key(&c.sha) {
+                    let d = self.client.commit(&self.job.repo, &c.sha).await?;
+                    details.insert(c.sha.clone(), d);
+                }
+                let Some(file) = details
+                    .get(&c.sha)
+                    .and_then(|d| d.files.iter().find(|f| f.filename == path))
+                else {
+                    continue;
+                };
+                touched = touched.or(Some(c));
+                if file
+                    .patch
+                    .as_deref()
+                    .is_some_and(|p| patch::added_line_contains(p, finding.secret.expose()))
+                {
+                    added_by = Some(c);
+                    break;
+                }
+            }
+            if let Some(c) = added_by.or(touched) {
+                finding.origin = Arc::new(Origin::GitHub {
+                    repo: self.job.repo.clone(),
+                    commit: c.sha.clone(),
+                    author_email: self.author(c),
+                    path,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(before: &str, deleted: bool) -> String {
+        serde_json::json!({
+            "ref": "refs/heads/feature",
+            "before": before,
+            "after": "b".repeat(40),
+            "created": before.bytes().all(|b| b == b'0'),
+            "deleted": deleted,
+            "forced": false,
+            "commits": [{"id": "b".repeat(40), "message": "add t-key",
+                         "author": {"name": "Dev", "email": "dev@example.com"}}],
+            "head_commit": null,
+            "repository": {"full_name": "acme/app", "default_branch": "main"},
+            "pusher": {"name": "dev", "email": "pusher@example.com"},
+            "sender": {"login": "dev"}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_push_becomes_a_job_without_commit_messages() {
+        let PushEvent::Scan(job) = parse_push(payload(&"a".repeat(40), false).as_bytes()).unwrap()
+        else {
+            panic!("expected a job")
+        };
+        assert_eq!(job.repo, "acme/app");
+        assert!(!job.created);
+        assert_eq!(
+            job.commits[0].author_email.as_deref(),
+            Some("dev@example.com")
+        );
+        assert_eq!(job.pusher_email.as_deref(), Some("pusher@example.com"));
+        assert!(!serde_json::to_string(&job).unwrap().contains("add t-key"));
+    }
+
+    #[test]
+    fn new_and_deleted_branches() {
+        let zero = "0".repeat(40);
+        let PushEvent::Scan(job) = parse_push(payload(&zero, false).as_bytes()).unwrap() else {
+            panic!("expected a job")
+        };
+        assert!(job.created);
+        assert_eq!(
+            parse_push(payload(&"a".repeat(40), true).as_bytes()).unwrap(),
+            PushEvent::Ignored("branch deleted")
+        );
+    }
+
+    #[test]
+    fn rejects_paths_that_leave_the_repo() {
+        assert!(check_repo("push", "acme/app.js").is_ok());
+        for bad in ["acme", "../x", "acme/..", "a/b/c", "a/b?x"] {
+            assert!(check_repo("push", bad).is_err(), "{bad}");
+        }
+    }
+}

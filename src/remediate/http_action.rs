@@ -1,0 +1,332 @@
+//! HTTP calls described as data (the rule YAML's `verify`/`revoke`, the
+//! Tatum management templates) and the one HTTP client every provider call
+//! goes through: explicit timeouts, the per-provider rate limit, and errors
+//! that never carry a URL, header or body (any of which may hold a key).
+
+use super::retry::{parse_retry_after, RateLimiter};
+use crate::rules::HttpTemplate;
+use crate::scan::Secret;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Method;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a template may refer to.
+pub struct Vars<'a> {
+    pub secret: &'a Secret,
+    /// `{{api_url}}`, without a trailing `/`.
+    pub api_url: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{what}: unknown placeholder `{{{{{name}}}}}`; use {{{{secret}}}}, {{{{api_url}}}} or {{{{env.NAME}}}}")]
+    Unknown { what: String, name: String },
+    #[error("{what}: environment variable {name} is not set; set it in keysentry's environment (e.g. the systemd unit's EnvironmentFile)")]
+    MissingEnv { what: String, name: String },
+    #[error("{what}: `{{{{` without a closing `}}}}`")]
+    Unclosed { what: String },
+    #[error("{what}: `{value}` is not a valid {part}")]
+    Invalid {
+        what: String,
+        part: &'static str,
+        value: String,
+    },
+}
+
+/// Expands `{{secret}}`, `{{api_url}}` and `{{env.NAME}}` in `text`. `what`
+/// names the template in errors (`rule github.pat verify url`); errors never
+/// include the expanded text.
+pub fn render(text: &str, vars: &Vars<'_>, what: &str) -> Result<String, TemplateError> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
+            what: what.to_string(),
+        })?;
+        let name = after[..end].trim();
+        match name {
+            "secret" => out.push_str(vars.secret.expose()),
+            "api_url" => out.push_str(vars.api_url.trim_end_matches('/')),
+            _ => match name.strip_prefix("env.") {
+                Some(var) => {
+                    let value = std::env::var(var).map_err(|_| TemplateError::MissingEnv {
+                        what: what.to_string(),
+                        name: var.to_string(),
+                    })?;
+                    out.push_str(&value);
+                }
+                None => {
+                    return Err(TemplateError::Unknown {
+                        what: what.to_string(),
+                        name: name.to_string(),
+                    })
+                }
+            },
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The `{{env.NAME}}` variables a template string refers to (for `config
+/// check`).
+pub fn env_refs(text: &str) -> Vec<String> {
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        if let Some(var) = after[..end].trim().strip_prefix("env.") {
+            refs.push(var.to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    refs
+}
+
+/// A ready-to-send request. It may hold a key in its URL, headers or body,
+/// so `Debug` shows only its label.
+pub struct Request {
+    method: Method,
+    url: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<String>,
+    /// `METHOD url-template`: what logs and errors may show.
+    pub label: String,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Request({})", self.label)
+    }
+}
+
+impl Request {
+    /// A request to a URL that holds no key (the key goes in a header).
+    pub fn new(method: Method, url: String) -> Request {
+        let label = format!("{method} {url}");
+        Request {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+            label,
+        }
+    }
+
+    /// Adds a header; its value is marked sensitive so that no debug output
+    /// of the HTTP stack prints it.
+    pub fn header(mut self, name: &'static str, value: &str) -> Request {
+        if let Ok(mut v) = HeaderValue::from_str(value) {
+            v.set_sensitive(true);
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+
+    pub fn from_template(
+        t: &HttpTemplate,
+        vars: &Vars<'_>,
+        what: &str,
+    ) -> Result<Request, TemplateError> {
+        let invalid = |part, value: &str| TemplateError::Invalid {
+            what: what.to_string(),
+            part,
+            value: value.to_string(),
+        };
+        let method = Method::from_bytes(t.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| invalid("HTTP method", &t.method))?;
+        let url = render(&t.url, vars, &format!("{what} url"))?;
+        let mut headers = Vec::with_capacity(t.headers.len());
+        for (name, value) in &t.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid("header name", name))?;
+            let rendered = render(value, vars, &format!("{what} header {name}"))?;
+            // The rendered value may hold the key: never echo it.
+            let mut value = HeaderValue::from_str(&rendered)
+                .map_err(|_| invalid("header value (after expansion)", name))?;
+            value.set_sensitive(true);
+            headers.push((header, value));
+        }
+        let body = match &t.body {
+            Some(b) => Some(render(b, vars, &format!("{what} body"))?),
+            None => None,
+        };
+        Ok(Request {
+            label: format!("{method} {}", t.url),
+            method,
+            url,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A provider's answer. The body is kept for parsing, never for logging.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// A call that got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Transport {
+    #[error("no answer within the timeout")]
+    Timeout,
+    /// The request never left: safe to send again.
+    #[error("cannot connect ({0})")]
+    Connect(String),
+    #[error("connection failed ({0})")]
+    Other(String),
+}
+
+impl Transport {
+    /// True when the provider may have received and acted on the request.
+    pub fn maybe_delivered(&self) -> bool {
+        !matches!(self, Transport::Connect(_))
+    }
+}
+
+/// The HTTP client for every provider call.
+pub struct HttpClient {
+    client: reqwest::Client,
+    limiter: Arc<RateLimiter>,
+}
+
+impl HttpClient {
+    pub fn new(
+        timeout: Duration,
+        rate_per_provider: Option<f64>,
+    ) -> Result<HttpClient, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            // A redirect could carry the key's headers somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("keysentry/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(HttpClient {
+            client,
+            limiter: RateLimiter::new(rate_per_provider),
+        })
+    }
+
+    /// One attempt, after waiting for the provider's rate-limit slot.
+    pub async fn send(&self, provider: &str, req: &Request) -> Result<Reply, Transport> {
+        self.limiter.acquire(provider).await;
+        let mut builder = self.client.request(req.method.clone(), &req.url);
+        for (name, value) in &req.headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let resp = builder.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        Ok(Reply {
+            status,
+            body,
+            retry_after,
+        })
+    }
+}
+
+fn transport(e: reqwest::Error) -> Transport {
+    // The URL may hold a key (`?token=`): drop it before anything prints.
+    let e = e.without_url();
+    if e.is_timeout() {
+        Transport::Timeout
+    } else if e.is_connect() {
+        Transport::Connect(root_cause(&e))
+    } else {
+        Transport::Other(root_cause(&e))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn renders_placeholders_and_names_what_is_missing() {
+        let secret = Secret::new("ghp_s3cr3t");
+        let vars = Vars {
+            secret: &secret,
+            api_url: "http://127.0.0.1:9/",
+        };
+        assert_eq!(
+            render(r#"{{api_url}}/x?k={{ secret }}&h={{env.HOME}}"#, &vars, "t").unwrap(),
+            format!(
+                "http://127.0.0.1:9/x?k=ghp_s3cr3t&h={}",
+                std::env::var("HOME").unwrap()
+            )
+        );
+        let err = render(
+            "{{env.KEYSENTRY_TEST_UNSET_VAR}}",
+            &vars,
+            "rule x verify url",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("KEYSENTRY_TEST_UNSET_VAR"),
+            "{err}"
+        );
+        let err = render("{{token}}", &vars, "t").unwrap_err();
+        assert!(matches!(err, TemplateError::Unknown { .. }));
+        assert!(render("{{secret", &vars, "t").is_err());
+        assert_eq!(env_refs("a {{env.A}} {{secret}} {{ env.B }}"), ["A", "B"]);
+    }
+
+    #[test]
+    fn a_request_never_shows_its_key() {
+        let secret = Secret::new("ghp_s3cr3t");
+        let vars = Vars {
+            secret: &secret,
+            api_url: "https://api.github.com",
+        };
+        let t = HttpTemplate {
+            method: "post".into(),
+            url: "{{api_url}}/credentials/revoke?t={{secret}}".into(),
+            headers: BTreeMap::from([("authorization".into(), "token {{secret}}".into())]),
+            body: Some(r#"{"credentials":["{{secret}}"]}"#.into()),
+            live: vec![],
+            dead: vec![],
+            ok: vec![202],
+            body_contains: None,
+            new_key_pointer: None,
+        };
+        let req = Request::from_template(&t, &vars, "rule github.pat revoke").unwrap();
+        assert_eq!(
+            req.url,
+            "https://api.github.com/credentials/revoke?t=ghp_s3cr3t"
+        );
+        let shown = format!("{req:?} {}", req.label);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+}

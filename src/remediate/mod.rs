@@ -1,0 +1,520 @@
+//! The remediation engine: findings in, incidents out.
+//!
+//! [`Engine::process`] records each finding as an incident (one per key
+//! fingerprint) and runs its provider's playbook under the configured
+//! policy: the Tatum playbook ([`tatum`]) or, for every other provider, the
+//! rule's `verify`/`revoke` templates ([`revoke`]). Every provider call goes
+//! through one loop ([`ctx`]) that journals it before it is made, retries with
+//! backoff, and resolves calls a crash left open. Incidents that fail are
+//! alerted and picked up again by the next run or [`Engine::retry_pending`].
+//!
+//! The engine never stores a key. Keys seen by this process are kept in
+//! memory, so a later pass (a retry, a poll for a manual rotation) can use
+//! them; for Tatum they can also be read back from a consumer's env file.
+
+mod ctx;
+pub mod http_action;
+mod notify;
+mod plan;
+pub mod policy;
+pub mod propagate;
+pub mod retry;
+mod revoke;
+mod tatum;
+
+use crate::alert::{resolve_owner, ActionResult, Alerter};
+use crate::config::{Config, RemediationMode};
+use crate::rules::{RuleError, RuleSet};
+use crate::scan::{Finding, Secret};
+use crate::store::{IncidentRow, LocationRow, NewIncident, Store, StoreError};
+use ctx::Ctx;
+use http_action::{HttpClient, TemplateError};
+use propagate::PropagateError;
+use retry::RetryPolicy;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemediateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error("cannot set up alert channels: {0}; fix `alerts` in the config")]
+    Alerts(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("no incident {0}; `keysentry incidents list` shows them")]
+    NoIncident(i64),
+    #[error("incident {id} is a {provider} key; `tatum set-key` finishes Tatum rotations only")]
+    NotTatum { id: i64, provider: String },
+    #[error("incident {id} is already {state}; there is nothing to finish")]
+    Finished { id: i64, state: String },
+    #[error(
+        "incident {0} is being handled by another task of this process; try again when it is done"
+    )]
+    Busy(i64),
+    #[error("the key given is the leaked key itself (fingerprint {0}); paste the NEW key from the Tatum Dashboard")]
+    SameKey(String),
+    #[error("Tatum refused the new key ({0}); check that the whole new key was pasted")]
+    NewKeyRejected(String),
+    #[error("incident {id}: {source}")]
+    Step { id: i64, source: StepError },
+}
+
+/// Why a playbook step could not finish. Never holds a key.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{provider} {step}: {reason}")]
+    Provider {
+        provider: String,
+        step: String,
+        reason: String,
+    },
+    /// A state-changing call whose effect is unknown (timeout, 5xx): the
+    /// caller must verify before trying again.
+    #[error("{provider} {step}: {reason}; it may or may not have taken effect")]
+    Uncertain {
+        provider: String,
+        step: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Propagate(#[from] PropagateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one pass over an incident did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentOutcome {
+    pub incident_id: i64,
+    pub fingerprint: String,
+    pub provider: String,
+    pub rule_id: String,
+    pub redacted: String,
+    /// The incident's state after the pass (see the store's schema).
+    pub state: String,
+    /// Why it failed, or what it is waiting for.
+    pub reason: Option<String>,
+    /// This pass created the incident.
+    pub created: bool,
+    /// Provider calls and side effects of this pass, in order.
+    pub actions: Vec<ActionResult>,
+    /// In dry-run mode: what would be done.
+    pub plan: Vec<String>,
+}
+
+impl IncidentOutcome {
+    fn of(row: &IncidentRow, created: bool) -> IncidentOutcome {
+        IncidentOutcome {
+            incident_id: row.id,
+            fingerprint: row.fingerprint.clone(),
+            provider: row.provider.clone(),
+            rule_id: row.rule_id.clone(),
+            redacted: row.redacted.clone(),
+            state: row.state.clone(),
+            reason: row.reason.clone(),
+            created,
+            actions: Vec::new(),
+            plan: Vec::new(),
+        }
+    }
+}
+
+/// The engine. `Send + Sync`; share it behind an `Arc`.
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    rules: RuleSet,
+    store: Store,
+    http: HttpClient,
+    alerter: Alerter,
+    retry: RetryPolicy,
+    restart_timeout: Duration,
+    /// How often `retry_pending` looks at a waiting incident (a manual
+    /// rotation, a revoke not yet effective).
+    poll_interval: Duration,
+    /// Passes working towards containment (verify, freeze, revoke) at once.
+    contain_slots: Arc<Semaphore>,
+    /// Passes past containment (inventory, rotation, hand-over) at once.
+    rotate_slots: Arc<Semaphore>,
+    /// Keys seen by this process, by incident id: a later pass needs the key
+    /// to call its provider, and the store must never hold it.
+    secrets: Mutex<HashMap<i64, Secret>>,
+    /// Incidents a task of this process is working on right now.
+    active: Mutex<HashSet<i64>>,
+}
+
+impl Engine {
+    /// Opens the store under the config's state directory, with the built-in
+    /// rules plus `scan.rules`.
+    pub fn open(config: &Config) -> Result<Engine, RemediateError> {
+        let rules = RuleSet::load(&config.scan.rules)?;
+        Engine::open_with_rules(config, rules)
+    }
+
+    /// As [`Engine::open`], with the rule set the findings came from (their
+    /// `verify`/`revoke` templates drive the simple providers).
+    pub fn open_with_rules(config: &Config, rules: RuleSet) -> Result<Engine, RemediateError> {
+        let store = Store::open(&crate::store::state_dir(config.state_dir.as_deref()))?;
+        Engine::with_store(config, rules, store)
+    }
+
+    pub fn with_store(
+        config: &Config,
+        rules: RuleSet,
+        store: Store,
+    ) -> Result<Engine, RemediateError> {
+        let r = &config.remediation;
+        let mut retry = RetryPolicy::default();
+        if let Some(n) = r.max_attempts {
+            retry.max_attempts = n.max(1);
+        }
+        if let Some(ms) = r.backoff_ms {
+            retry.base = Duration::from_millis(ms);
+        }
+        let timeout = Duration::from_secs(r.timeout_secs.unwrap_or(15).max(1));
+        let http = HttpClient::new(timeout, Some(r.rate_limit.unwrap_or(DEFAULT_RATE)))
+            .map_err(|e| RemediateError::Http(e.to_string()))?;
+        let alerter =
+            Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
+        let concurrency = r.concurrency.unwrap_or(16).max(1);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                rules,
+                store,
+                http,
+                alerter,
+                retry,
+                restart_timeout: Duration::from_secs(120),
+                poll_interval: Duration::from_secs(
+                    config
+                        .providers
+                        .tatum
+                        .as_ref()
+                        .and_then(|t| t.poll_interval_secs)
+                        .unwrap_or(60),
+                ),
+                contain_slots: Arc::new(Semaphore::new(concurrency)),
+                rotate_slots: Arc::new(Semaphore::new(concurrency)),
+                secrets: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Records the findings (one incident per key, every location) and
+    /// remediates each incident per the policy. Incidents already closed or
+    /// settled make no provider call. Outcomes come in the order of the
+    /// findings' first appearance.
+    pub async fn process(
+        &self,
+        findings: Vec<Finding>,
+    ) -> Result<Vec<IncidentOutcome>, RemediateError> {
+        let items: Vec<NewIncident> = findings
+            .iter()
+            .map(|f| new_incident(&self.inner.config, f))
+            .collect();
+        let ids = self.inner.store.record_findings(&items)?;
+        let mut order: Vec<(i64, bool)> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        {
+            let mut secrets = lock(&self.inner.secrets);
+            for (finding, &(id, created)) in findings.iter().zip(&ids) {
+                match index.get(&id) {
+                    Some(&i) => order[i].1 |= created,
+                    None => {
+                        index.insert(id, order.len());
+                        order.push((id, created));
+                    }
+                }
+                secrets.entry(id).or_insert_with(|| finding.secret.clone());
+            }
+        }
+        Ok(self.run_all(order).await)
+    }
+
+    /// Takes up every open incident whose key this process can reach: retries
+    /// failed ones once their backoff has passed, polls waiting ones (manual
+    /// rotations) every `providers.tatum.poll_interval_secs` (default 60),
+    /// finishes interrupted ones. The daemon calls it periodically; errors
+    /// are logged, not returned.
+    pub async fn retry_pending(&self) -> Vec<IncidentOutcome> {
+        if self.inner.config.remediation.mode != RemediationMode::Auto {
+            return Vec::new();
+        }
+        match self.inner.store.open_incidents() {
+            Ok(rows) => {
+                let now = now_ms();
+                let work = rows
+                    .into_iter()
+                    .filter(|r| !self.inner.settled(r))
+                    .filter(|r| r.retry_at_ms.map_or(true, |t| now >= t))
+                    .map(|r| (r.id, false))
+                    .collect();
+                self.run_all(work).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list open incidents");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Finishes a manual Tatum rotation: checks the new key with Tatum,
+    /// writes it to every consumer holding the leaked key, restarts them,
+    /// confirms (old key 401, new key 200) and closes the incident.
+    pub async fn set_tatum_key(
+        &self,
+        incident: i64,
+        new_key: Secret,
+    ) -> Result<IncidentOutcome, RemediateError> {
+        let inner = &self.inner;
+        let row = inner
+            .store
+            .incident(incident)?
+            .ok_or(RemediateError::NoIncident(incident))?;
+        if row.provider != policy::TATUM {
+            return Err(RemediateError::NotTatum {
+                id: incident,
+                provider: row.provider,
+            });
+        }
+        if matches!(row.state.as_str(), "closed" | "not-live") {
+            return Err(RemediateError::Finished {
+                id: incident,
+                state: row.state,
+            });
+        }
+        if new_key.fingerprint().as_str() == row.fingerprint {
+            return Err(RemediateError::SameKey(row.fingerprint));
+        }
+        let _guard = ActiveGuard::claim(inner, incident).ok_or(RemediateError::Busy(incident))?;
+        let secret = inner.secret_for(&row);
+        let mut ctx = Ctx::new(inner, row, secret, false);
+        inner.store.close_interrupted(incident)?;
+        let result = tatum::set_key(&mut ctx, new_key).await;
+        match result {
+            Err(tatum::SetKeyError::Rejected(why)) => Err(RemediateError::NewKeyRejected(why)),
+            Err(tatum::SetKeyError::Step(e)) => {
+                ctx.fail(&e);
+                ctx.finish().await;
+                Err(RemediateError::Step {
+                    id: incident,
+                    source: e,
+                })
+            }
+            Ok(()) => Ok(ctx.finish().await),
+        }
+    }
+
+    async fn run_all(&self, work: Vec<(i64, bool)>) -> Vec<IncidentOutcome> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (id, created)) in work.into_iter().enumerate() {
+            let inner = self.inner.clone();
+            tasks.spawn(async move {
+                let slot = inner.contain_slots.clone().acquire_owned().await.ok();
+                (i, inner.run_incident(id, created, slot).await)
+            });
+        }
+        let mut done = Vec::with_capacity(tasks.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((i, Some(outcome))) => done.push((i, outcome)),
+                Ok((_, None)) => {}
+                Err(e) => tracing::error!(error = %e, "an incident task panicked"),
+            }
+        }
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, o)| o).collect()
+    }
+}
+
+/// Provider calls per second when the config sets no `rate_limit`.
+const DEFAULT_RATE: f64 = 50.0;
+
+impl Inner {
+    /// One pass over an incident. `None` when it could not even be loaded
+    /// (logged).
+    async fn run_incident(
+        &self,
+        id: i64,
+        created: bool,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Option<IncidentOutcome> {
+        let row = match self.store.incident(id) {
+            Ok(Some(row)) => row,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::error!(incident = id, error = %e, "cannot load incident");
+                return None;
+            }
+        };
+        let Some(_guard) = ActiveGuard::claim(self, id) else {
+            // Another task of this process has it; its pass reports.
+            return Some(IncidentOutcome::of(&row, created));
+        };
+        let mode = self.config.remediation.mode;
+        let backing_off = row.state == "failed" && row.retry_at_ms.is_some_and(|t| now_ms() < t);
+        if !created && (self.settled(&row) || mode == RemediationMode::Off || backing_off) {
+            return Some(IncidentOutcome::of(&row, created));
+        }
+        let secret = self.secret_for(&row);
+        let mut ctx = Ctx::new(self, row, secret, created).with_slot(slot);
+        match mode {
+            RemediationMode::DryRun => ctx.plan = plan::describe(&ctx),
+            RemediationMode::Off => {}
+            RemediationMode::Auto => {
+                let result = match self.store.close_interrupted(id) {
+                    Err(e) => Err(e.into()),
+                    Ok(_) if ctx.row.provider == policy::TATUM => tatum::run(&mut ctx).await,
+                    Ok(_) => revoke::run(&mut ctx).await,
+                };
+                if let Err(e) = result {
+                    ctx.fail(&e);
+                }
+            }
+        }
+        Some(ctx.finish().await)
+    }
+
+    /// True when the incident needs no more work under the current policy.
+    fn settled(&self, row: &IncidentRow) -> bool {
+        let action = policy::action_for(&self.config.remediation, &row.provider, &row.rule_id);
+        match row.state.as_str() {
+            "closed" | "not-live" => true,
+            "verified" => action == crate::config::Action::Notify,
+            "contained" => row.provider == policy::TATUM && action == crate::config::Action::Freeze,
+            _ => false,
+        }
+    }
+
+    /// The incident's key, if this process has seen it or (Tatum) a consumer
+    /// still holds it.
+    fn secret_for(&self, row: &IncidentRow) -> Option<Secret> {
+        if let Some(s) = lock(&self.secrets).get(&row.id) {
+            return Some(s.clone());
+        }
+        if row.provider != policy::TATUM {
+            return None;
+        }
+        tatum::key_from_consumers(&self.config, &row.fingerprint)
+    }
+
+    fn forget_secret(&self, id: i64) {
+        lock(&self.secrets).remove(&id);
+    }
+}
+
+fn new_incident(config: &Config, f: &Finding) -> NewIncident {
+    let o = &f.origin;
+    NewIncident {
+        fingerprint: f.fingerprint.as_str().to_string(),
+        provider: f.provider.to_string(),
+        rule_id: f.rule_id.to_string(),
+        rule_name: f.rule_name.to_string(),
+        redacted: f.secret.redacted(),
+        owner: resolve_owner(config, f),
+        location: LocationRow {
+            source: o.kind().to_string(),
+            path: o.path(),
+            line: f.line,
+            column: f.column,
+            commit: o.commit().map(str::to_string),
+            repo: o.repo().map(str::to_string),
+            author_email: o.author_email().map(str::to_string),
+            rule_id: f.rule_id.to_string(),
+            first_seen: String::new(),
+        },
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a process may hold an incident before another may take it
+/// over; longer than any pass (retries, timeouts, restart commands).
+const LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// Marks an incident as being worked on by this task until dropped: no other
+/// task of this process, and (through a lease in the store) no other process
+/// runs its playbook meanwhile.
+struct ActiveGuard<'a> {
+    inner: &'a Inner,
+    id: i64,
+}
+
+impl<'a> ActiveGuard<'a> {
+    fn claim(inner: &'a Inner, id: i64) -> Option<ActiveGuard<'a>> {
+        if !lock(&inner.active).insert(id) {
+            return None;
+        }
+        let now = now_ms();
+        let leased = inner.store.try_lease(
+            id,
+            std::process::id(),
+            now,
+            now + LEASE.as_millis() as i64,
+            alive,
+        );
+        match leased {
+            Ok(true) => Some(ActiveGuard { inner, id }),
+            other => {
+                if let Err(e) = other {
+                    tracing::error!(incident = id, error = %e, "cannot lease incident");
+                }
+                lock(&inner.active).remove(&id);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.inner.store.release_lease(self.id, std::process::id()) {
+            tracing::warn!(incident = self.id, error = %e, "cannot release incident lease");
+        }
+        lock(&self.inner.active).remove(&self.id);
+    }
+}
+
+/// Whether a process still exists. Where `/proc` is missing, every holder
+/// counts as alive and its lease simply expires.
+fn alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_sync() {
+        assert_send_sync::<Engine>();
+    }
+}

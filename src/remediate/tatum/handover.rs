@@ -1,0 +1,200 @@
+//! Handing the new key over: propagate it to every consumer that holds the
+//! leaked key, restart them, confirm both keys with Tatum. Also the entry
+//! point of `tatum set-key`.
+
+use super::super::ctx::Ctx;
+use super::super::{propagate, StepError};
+use super::{key_in, run, tatum_config, verify, Flow, Liveness};
+use crate::config::Consumer;
+use crate::scan::{Fingerprint, Secret};
+use crate::store::Outcome;
+
+/// The configured consumers by what their env file holds now.
+#[derive(Default)]
+struct Holders {
+    old: Vec<Consumer>,
+    new: Vec<Consumer>,
+    /// A consumer that could not be read: it might hold the leaked key.
+    unreadable: Option<propagate::PropagateError>,
+}
+
+fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Holders {
+    let mut h = Holders::default();
+    for c in tatum_config(ctx).consumers {
+        match propagate::current_fingerprint(&c) {
+            Ok(Some(fp)) if fp == *old_fp => h.old.push(c),
+            Ok(Some(fp)) if Some(fp.as_str()) == new_fp => h.new.push(c),
+            Ok(_) => {}
+            // A file that does not exist holds no key.
+            Err(propagate::PropagateError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let why = format!("skipped: {} does not exist", c.env_file.display());
+                ctx.note(&format!("propagate:{}", c.name), why);
+            }
+            Err(e) => h.unreadable = Some(e),
+        }
+    }
+    h
+}
+
+pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let old_fp = Fingerprint::parse(&ctx.row.fingerprint)
+        .ok_or_else(|| ctx.provider_error("propagate", "the stored fingerprint is malformed"))?;
+    let new_fp = ctx.row.new_fingerprint.clone();
+    let holders = holders(ctx, &old_fp, new_fp.as_deref());
+    if ctx.new_secret.is_none() {
+        // A previous run wrote it to a consumer before it stopped.
+        ctx.new_secret = new_fp.as_deref().and_then(|fp| key_in(&holders.new, fp));
+    }
+    let Some(new) = ctx.new_secret.clone() else {
+        if holders.old.is_empty() && holders.unreadable.is_none() {
+            ctx.note("propagate", "no consumer held the leaked key");
+            ctx.advance("propagated", "rotated")?;
+            return Ok(Flow::Next);
+        }
+        let names: Vec<&str> = holders.old.iter().map(|c| c.name.as_str()).collect();
+        let reason = format!(
+            "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
+            ctx.row.id,
+            if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
+        );
+        ctx.wait("waiting-manual", reason)?;
+        return Ok(Flow::Stop);
+    };
+    for c in &holders.old {
+        write_new_key(ctx, c, &old_fp, &new)?;
+        restart(ctx, c).await?;
+    }
+    for c in &holders.new {
+        // Written by a run that stopped before the restart completed.
+        let step = format!("restart:{}", c.name);
+        if !ctx.inner.store.step_done(ctx.row.id, &step)? {
+            restart(ctx, c).await?;
+        }
+    }
+    if let Some(e) = holders.unreadable {
+        return Err(e.into());
+    }
+    ctx.advance("propagated", "rotated")?;
+    Ok(Flow::Next)
+}
+
+fn write_new_key(
+    ctx: &mut Ctx<'_>,
+    c: &Consumer,
+    old_fp: &Fingerprint,
+    new: &Secret,
+) -> Result<(), StepError> {
+    let step = format!("propagate:{}", c.name);
+    let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
+    let written = propagate::rewrite(c, old_fp, new);
+    let (outcome, detail) = match &written {
+        Ok(_) => (Outcome::Ok, c.env_file.display().to_string()),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    ctx.inner
+        .store
+        .journal_complete(entry, outcome, None, &detail)?;
+    written?;
+    let what = format!(
+        "wrote the new key to {} ({})",
+        c.env_file.display(),
+        c.variable
+    );
+    ctx.note(&step, what);
+    Ok(())
+}
+
+async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
+    if c.restart.is_empty() {
+        return Ok(());
+    }
+    let step = format!("restart:{}", c.name);
+    let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
+    let ran = propagate::restart(c, ctx.inner.restart_timeout).await;
+    let (outcome, detail) = match &ran {
+        Ok(_) => (Outcome::Ok, c.restart.join(" ")),
+        Err(e) => (Outcome::Failed, e.to_string()),
+    };
+    ctx.inner
+        .store
+        .journal_complete(entry, outcome, None, &detail)?;
+    ran?;
+    ctx.note(&step, format!("ran `{}`", c.restart.join(" ")));
+    Ok(())
+}
+
+pub(super) async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    match ctx.secret.clone() {
+        Some(old) => match verify(ctx, &old, "confirm:old").await? {
+            Liveness::Dead => ctx.note("confirm:old", "old key answers 401"),
+            _ => {
+                let state = ctx.row.state.clone();
+                ctx.wait(
+                    &state,
+                    "the old key still works at Tatum; keysentry checks again on the next run"
+                        .into(),
+                )?;
+                return Ok(Flow::Stop);
+            }
+        },
+        None => ctx.note(
+            "confirm:old",
+            "skipped: this process has no copy of the old key",
+        ),
+    }
+    if ctx.row.stage == "propagated" {
+        let new = ctx.new_secret.clone().or_else(|| {
+            let fp = ctx.row.new_fingerprint.clone()?;
+            key_in(&tatum_config(ctx).consumers, &fp)
+        });
+        match new {
+            Some(new) => match verify(ctx, &new, "confirm:new").await? {
+                Liveness::Dead => {
+                    return Err(ctx.provider_error(
+                        "confirm:new",
+                        "the new key answers 401; regenerate again in the Tatum Dashboard and run `keysentry tatum set-key`",
+                    ))
+                }
+                _ => ctx.note("confirm:new", "new key works (200)"),
+            },
+            None => ctx.note("confirm:new", "skipped: the new key is not available to this process"),
+        }
+    }
+    ctx.advance("confirmed", "confirmed")?;
+    Ok(Flow::Next)
+}
+
+/// Why `tatum set-key` did not finish.
+pub(crate) enum SetKeyError {
+    /// Tatum does not accept the new key.
+    Rejected(String),
+    Step(StepError),
+}
+
+impl From<StepError> for SetKeyError {
+    fn from(e: StepError) -> Self {
+        SetKeyError::Step(e)
+    }
+}
+
+/// Finishes a manual rotation with the new key the owner pasted.
+pub(crate) async fn set_key(ctx: &mut Ctx<'_>, new: Secret) -> Result<(), SetKeyError> {
+    match verify(ctx, &new, "verify:new").await? {
+        Liveness::Dead => return Err(SetKeyError::Rejected("it answers 401".into())),
+        Liveness::Live { .. } => ctx.note("set-key", "new key accepted by Tatum (200)"),
+        Liveness::Limited(s) => {
+            ctx.note("set-key", format!("new key is live but rate-limited ({s})"))
+        }
+    }
+    ctx.row.new_fingerprint = Some(new.fingerprint().as_str().to_string());
+    ctx.row.new_redacted = Some(new.redacted());
+    ctx.row.action = Some("regenerate".into());
+    ctx.new_secret = Some(new);
+    if !matches!(ctx.row.stage.as_str(), "propagated" | "confirmed") {
+        ctx.advance("rotated", "rotated")?;
+    }
+    run(ctx).await?;
+    Ok(())
+}

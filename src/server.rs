@@ -1,0 +1,113 @@
+//! The daemon's HTTP side: `/healthz`, `/metrics`, and (merged in by the
+//! webhook module) `/github/webhook`. [`router`] builds it without a socket,
+//! so tests call it with `oneshot`.
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    /// Incident counts come from here at scrape time; `None` in tests that
+    /// have no store.
+    pub store: Option<Arc<Store>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// 200 `ok` when every source runs; 503 and one `source: reason` line per
+/// source that does not.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let bad = state.metrics.unhealthy();
+    if bad.is_empty() {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    let body: String = bad
+        .iter()
+        .map(|(name, why)| format!("{name}: {why}\n"))
+        .collect();
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let incidents = match state.store.clone() {
+        // SQLite is blocking; keep it off the runtime's worker threads.
+        Some(store) => tokio::task::spawn_blocking(move || store.incident_counts())
+            .await
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&incidents),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::SourceState;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get_text(app: Router, uri: &str) -> (StatusCode, String) {
+        let resp = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_names_the_failed_source() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_source("log:/a/*.log", SourceState::Running);
+        let state = AppState {
+            metrics: metrics.clone(),
+            store: None,
+        };
+        assert_eq!(
+            get_text(router(state.clone()), "/healthz").await.0,
+            StatusCode::OK
+        );
+        metrics.set_source(
+            "repo:/srv/r",
+            SourceState::Failed("not a git repository".into()),
+        );
+        let (status, body) = get_text(router(state), "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "repo:/srv/r: not a git repository\n");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_prometheus_text() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.scanned("log:/a/*.log", 10, 1);
+        let state = AppState {
+            metrics,
+            store: Some(Arc::new(Store::in_memory().unwrap())),
+        };
+        let (status, body) = get_text(router(state), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("# TYPE keysentry_scanned_bytes_total counter"));
+        assert!(body.contains("keysentry_scanned_bytes_total{source=\"log:/a/*.log\"} 10"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Repository watching: each `watch.repos` entry is polled for commits on
+//! any ref that are not reachable from the tips of the previous scan (the
+//! cursor, persisted in the store). Only the blobs those commits introduced
+//! are scanned (see [`crate::source::git::scan_repo`]).
+//!
+//! The first start scans the whole history once, unless `history: false`,
+//! which takes the current tips as the cursor and reports only what comes
+//! after. A force-push or a deleted branch leaves cursor entries that no
+//! longer resolve; the scan ignores them, so the cursor never breaks: at
+//! worst an old commit that became reachable again is scanned again, which
+//! the engine deduplicates by fingerprint.
+
+use super::git::{scan_repo, GitOptions};
+use super::log_tail::Stopped;
+use super::ScanStats;
+use crate::metrics::{Metrics, SourceState};
+use crate::scan::{Finding, Scanner};
+use crate::store::{DaemonWrite, Store};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSettings {
+    pub path: PathBuf,
+    pub poll: Duration,
+    /// Scan the whole history on first sight.
+    pub history: bool,
+}
+
+impl RepoSettings {
+    /// `repo:<path>`: the label in metrics and health, and the cursor's key.
+    pub fn name(&self) -> String {
+        format!("repo:{}", self.path.display())
+    }
+}
+
+/// Where a repository watcher hands its findings.
+pub trait RepoOutput: Send + Sync + 'static {
+    /// Hands on `findings`; `then` (the new cursor) is persisted once they
+    /// are with the engine. Waits while the pipeline is full.
+    fn emit(
+        &self,
+        source: &Arc<str>,
+        findings: Vec<Finding>,
+        then: DaemonWrite,
+    ) -> impl Future<Output = Result<(), Stopped>> + Send;
+}
+
+/// Polls one repository until `stop` turns true.
+pub async fn watch_repo(
+    settings: RepoSettings,
+    store: Arc<Store>,
+    scanner: Arc<Scanner>,
+    metrics: Arc<Metrics>,
+    out: impl RepoOutput,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name: Arc<str> = settings.name().into();
+    metrics.set_source(&name, SourceState::Starting);
+    let mut since = match cursor(&store, &name).await {
+        Ok(c) => c,
+        Err(why) => {
+            metrics.set_source(&name, SourceState::Failed(why));
+            None
+        }
+    };
+    loop {
+        match poll_once(&settings, &name, &scanner, &metrics, since.clone()).await {
+            Ok((findings, tips)) => {
+                let moved = since.as_ref() != Some(&tips);
+                if moved || !findings.is_empty() {
+                    if !findings.is_empty() {
+                        tracing::info!(repo = %settings.path.display(), "{} findings in new commits", findings.len());
+                    }
+                    let write = DaemonWrite::RepoTips {
+                        repo: name.to_string(),
+                        tips: tips.clone(),
+                    };
+                    if out.emit(&name, findings, write).await.is_err() {
+                        return;
+                    }
+                }
+                since = Some(tips);
+                metrics.set_source(&name, SourceState::Running);
+            }
+            Err(why) => {
+                metrics.source_error(&name);
+                tracing::warn!(repo = %settings.path.display(), "repository scan failed: {why}");
+                metrics.set_source(&name, SourceState::Failed(why));
+            }
+        }
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(settings.poll) => {}
+            _ = stopped => return,
+        }
+    }
+}
+
+async fn cursor(store: &Arc<Store>, name: &Arc<str>) -> Result<Option<Vec<String>>, String> {
+    let (store, key) = (store.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || store.repo_tips(&key))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// One scan, off the runtime: the findings since `since` and the new tips.
+async fn poll_once(
+    settings: &RepoSettings,
+    name: &Arc<str>,
+    scanner: &Arc<Scanner>,
+    metrics: &Arc<Metrics>,
+    since: Option<Vec<String>>,
+) -> Result<(Vec<Finding>, Vec<String>), String> {
+    let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
+    let stats = Arc::new(ScanStats::default());
+    let counted = stats.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let since = match since {
+            Some(s) => s,
+            // First sight without history: today's tips are the cursor.
+            None if !history => return Ok((Vec::new(), current_tips(&path)?)),
+            None => Vec::new(),
+        };
+        let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
+            .map_err(|e| e.to_string())?;
+        Ok((scan.findings, scan.tips))
+    })
+    .await
+    .map_err(|e| format!("repository scan task failed: {e}"))?;
+    metrics.scanned(name, stats.bytes.load(Relaxed), 0);
+    scanned
+}
+
+/// The commits every ref points at, without scanning anything.
+fn current_tips(repo: &Path) -> Result<Vec<String>, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["rev-list", "--all", "--no-walk"])
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot run git in {}: {e}; is git installed?",
+                repo.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: git rev-list failed: {}; is it a git repository?",
+            repo.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut tips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    tips.sort();
+    tips.dedup();
+    Ok(tips)
+}

@@ -1,0 +1,441 @@
+//! Incidents, their locations and the alerts sent about them.
+
+use super::{Store, StoreError};
+use rusqlite::{params, OptionalExtension, Row};
+
+/// A leaked key as the store knows it: fingerprint and redacted form only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub provider: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub redacted: String,
+    pub owner: Option<String>,
+    pub state: String,
+    pub stage: String,
+    pub action: Option<String>,
+    pub reason: Option<String>,
+    pub testnet: Option<bool>,
+    pub subscriptions: Option<u64>,
+    pub virtual_accounts: Option<u64>,
+    pub new_fingerprint: Option<String>,
+    pub new_redacted: Option<String>,
+    pub failures: u32,
+    /// A failed incident is not tried again before this time (unix ms).
+    pub retry_at_ms: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a finding contributes to a new incident.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub fingerprint: String,
+    pub provider: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub redacted: String,
+    pub owner: Option<String>,
+    pub location: LocationRow,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LocationRow {
+    /// `file`, `git`, `log`, `github`, `stdin`.
+    pub source: String,
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+    pub commit: Option<String>,
+    pub repo: Option<String>,
+    pub author_email: Option<String>,
+    pub rule_id: String,
+    /// Empty on a location not yet stored.
+    pub first_seen: String,
+}
+
+impl LocationRow {
+    /// `path:line`, `repo@commit:path:line` — how alerts and listings show it.
+    pub fn display(&self) -> String {
+        let mut s = String::new();
+        if let Some(repo) = &self.repo {
+            s.push_str(repo);
+        }
+        if let Some(commit) = &self.commit {
+            s.push('@');
+            s.push_str(&commit[..commit.len().min(12)]);
+        }
+        if !s.is_empty() {
+            s.push(':');
+        }
+        s.push_str(&format!("{}:{}", self.path, self.line));
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertRow {
+    pub sent_at: String,
+    pub body: String,
+    pub deliveries: String,
+}
+
+const INCIDENT_COLUMNS: &str = "id, fingerprint, provider, rule_id, rule_name, redacted, owner, \
+     state, stage, action, reason, testnet, subscriptions, virtual_accounts, new_fingerprint, \
+     new_redacted, failures, retry_at_ms, created_at, updated_at";
+
+fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
+    Ok(IncidentRow {
+        id: r.get(0)?,
+        fingerprint: r.get(1)?,
+        provider: r.get(2)?,
+        rule_id: r.get(3)?,
+        rule_name: r.get(4)?,
+        redacted: r.get(5)?,
+        owner: r.get(6)?,
+        state: r.get(7)?,
+        stage: r.get(8)?,
+        action: r.get(9)?,
+        reason: r.get(10)?,
+        testnet: r.get(11)?,
+        subscriptions: r.get::<_, Option<i64>>(12)?.map(|n| n.max(0) as u64),
+        virtual_accounts: r.get::<_, Option<i64>>(13)?.map(|n| n.max(0) as u64),
+        new_fingerprint: r.get(14)?,
+        new_redacted: r.get(15)?,
+        failures: r.get::<_, i64>(16)?.clamp(0, u32::MAX as i64) as u32,
+        retry_at_ms: r.get(17)?,
+        created_at: r.get(18)?,
+        updated_at: r.get(19)?,
+    })
+}
+
+impl Store {
+    /// Records findings in one transaction: a new incident per unseen
+    /// fingerprint (in state `detected`), and every location. Returns, in
+    /// order, each finding's incident id and whether this call created it.
+    pub fn record_findings(&self, items: &[NewIncident]) -> Result<Vec<(i64, bool)>, StoreError> {
+        self.with_conn(|conn| {
+            // IMMEDIATE: a deferred transaction that reads and then writes
+            // fails at once with SQLITE_BUSY (no busy wait) when another
+            // connection, such as the webhook's, wrote in between.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut out = Vec::with_capacity(items.len());
+            {
+                let mut find =
+                    tx.prepare_cached("SELECT id FROM incidents WHERE fingerprint = ?1")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO incidents (fingerprint, provider, rule_id, rule_name, redacted, \
+                     owner, state, stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'detected', 'detected')",
+                )?;
+                let mut locate = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO locations (incident_id, source, path, line, col, \
+                     commit_sha, repo, author_email, rule_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for item in items {
+                    let existing: Option<i64> = find
+                        .query_row([&item.fingerprint], |r| r.get(0))
+                        .optional()?;
+                    let (id, created) = match existing {
+                        Some(id) => (id, false),
+                        None => {
+                            insert.execute(params![
+                                item.fingerprint,
+                                item.provider,
+                                item.rule_id,
+                                item.rule_name,
+                                item.redacted,
+                                item.owner,
+                            ])?;
+                            (tx.last_insert_rowid(), true)
+                        }
+                    };
+                    let l = &item.location;
+                    locate.execute(params![
+                        id,
+                        l.source,
+                        l.path,
+                        l.line as i64,
+                        l.column as i64,
+                        l.commit.as_deref().unwrap_or(""),
+                        l.repo.as_deref().unwrap_or(""),
+                        l.author_email,
+                        l.rule_id,
+                    ])?;
+                    out.push((id, created));
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    pub fn incident(&self, id: i64) -> Result<Option<IncidentRow>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+                [id],
+                incident_from_row,
+            )
+            .optional()
+        })
+    }
+
+    pub fn incident_by_fingerprint(&self, fp: &str) -> Result<Option<IncidentRow>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint = ?1"),
+                [fp],
+                incident_from_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Every incident, oldest first.
+    pub fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        self.query_incidents("1 = 1")
+    }
+
+    /// Incidents the engine still has work or waiting to do.
+    pub fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
+        self.query_incidents("state NOT IN ('closed', 'not-live')")
+    }
+
+    fn query_incidents(&self, filter: &str) -> Result<Vec<IncidentRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {filter} ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([], incident_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Writes back every mutable column of `row`.
+    pub fn save_incident(&self, row: &IncidentRow) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET owner = ?2, state = ?3, stage = ?4, action = ?5, \
+                 reason = ?6, testnet = ?7, subscriptions = ?8, virtual_accounts = ?9, \
+                 new_fingerprint = ?10, new_redacted = ?11, failures = ?12, retry_at_ms = ?13, \
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                params![
+                    row.id,
+                    row.owner,
+                    row.state,
+                    row.stage,
+                    row.action,
+                    row.reason,
+                    row.testnet,
+                    row.subscriptions.map(|n| n as i64),
+                    row.virtual_accounts.map(|n| n as i64),
+                    row.new_fingerprint,
+                    row.new_redacted,
+                    row.failures as i64,
+                    row.retry_at_ms,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn locations(&self, incident: i64) -> Result<Vec<LocationRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT source, path, line, col, commit_sha, repo, author_email, rule_id, \
+                 first_seen FROM locations WHERE incident_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([incident], |r| {
+                let opt = |s: String| (!s.is_empty()).then_some(s);
+                Ok(LocationRow {
+                    source: r.get(0)?,
+                    path: r.get(1)?,
+                    line: r.get::<_, i64>(2)?.max(0) as u64,
+                    column: r.get::<_, i64>(3)?.max(0) as u64,
+                    commit: opt(r.get(4)?),
+                    repo: opt(r.get(5)?),
+                    author_email: r.get(6)?,
+                    rule_id: r.get(7)?,
+                    first_seen: r.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Takes the incident for process `pid` until `until_ms`, unless another
+    /// process holds it: a lease is free when unset, expired, ours, or held
+    /// by a process `alive` says is gone (a killed scan must not block the
+    /// next one).
+    pub fn try_lease(
+        &self,
+        id: i64,
+        pid: u32,
+        now_ms: i64,
+        until_ms: i64,
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let held: Option<(Option<i64>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT lease_pid, lease_until_ms FROM incidents WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let free = match held {
+                None => return Ok(false),
+                Some((Some(holder), Some(until))) => {
+                    holder == pid as i64 || until < now_ms || !alive(holder as u32)
+                }
+                Some(_) => true,
+            };
+            if free {
+                tx.execute(
+                    "UPDATE incidents SET lease_pid = ?2, lease_until_ms = ?3 WHERE id = ?1",
+                    params![id, pid, until_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(free)
+        })
+    }
+
+    pub fn release_lease(&self, id: i64, pid: u32) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET lease_pid = NULL, lease_until_ms = NULL \
+                 WHERE id = ?1 AND lease_pid = ?2",
+                params![id, pid],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records an alert (already redacted) and how each channel took it.
+    pub fn record_alert(
+        &self,
+        incident: i64,
+        body: &str,
+        deliveries: &str,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO alerts (incident_id, body, deliveries) VALUES (?1, ?2, ?3)",
+                params![incident, body, deliveries],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn alerts(&self, incident: i64) -> Result<Vec<AlertRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT sent_at, body, deliveries FROM alerts WHERE incident_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([incident], |r| {
+                Ok(AlertRow {
+                    sent_at: r.get(0)?,
+                    body: r.get(1)?,
+                    deliveries: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(fp: &str, path: &str) -> NewIncident {
+        NewIncident {
+            fingerprint: fp.into(),
+            provider: "tatum".into(),
+            rule_id: "tatum.api-key".into(),
+            rule_name: "Tatum API key".into(),
+            redacted: "t-66…[51 chars]".into(),
+            owner: None,
+            location: LocationRow {
+                source: "file".into(),
+                path: path.into(),
+                line: 3,
+                column: 7,
+                commit: None,
+                repo: None,
+                author_email: None,
+                rule_id: "tatum.api-key".into(),
+                first_seen: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn one_incident_per_fingerprint_with_every_location() {
+        let store = Store::in_memory().unwrap();
+        let first = store
+            .record_findings(&[new("aa", "a.env"), new("aa", "b.env"), new("bb", "a.env")])
+            .unwrap();
+        assert_eq!(first[0], (first[1].0, true));
+        assert!(!first[1].1);
+        assert!(first[2].1 && first[2].0 != first[0].0);
+        // Seen again at a known place: no new incident, no duplicate location.
+        let again = store.record_findings(&[new("aa", "a.env")]).unwrap();
+        assert_eq!(again, vec![(first[0].0, false)]);
+        let locs = store.locations(first[0].0).unwrap();
+        assert_eq!(
+            locs.iter().map(|l| l.display()).collect::<Vec<_>>(),
+            ["a.env:3", "b.env:3"]
+        );
+    }
+
+    #[test]
+    fn save_round_trips() {
+        let store = Store::in_memory().unwrap();
+        let id = store.record_findings(&[new("aa", "a")]).unwrap()[0].0;
+        let mut row = store.incident(id).unwrap().unwrap();
+        row.state = "contained".into();
+        row.subscriptions = Some(2);
+        row.testnet = Some(true);
+        store.save_incident(&row).unwrap();
+        let back = store.incident_by_fingerprint("aa").unwrap().unwrap();
+        assert_eq!(back.state, "contained");
+        assert_eq!(back.subscriptions, Some(2));
+        assert_eq!(back.testnet, Some(true));
+        assert_eq!(store.open_incidents().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_lease_excludes_other_live_processes_only() {
+        let store = Store::in_memory().unwrap();
+        let id = store.record_findings(&[new("aa", "a")]).unwrap()[0].0;
+        let alive = |_| true;
+        assert!(store.try_lease(id, 1, 0, 1000, alive).unwrap());
+        assert!(
+            store.try_lease(id, 1, 10, 1000, alive).unwrap(),
+            "re-entrant"
+        );
+        assert!(
+            !store.try_lease(id, 2, 10, 1000, alive).unwrap(),
+            "held by 1"
+        );
+        assert!(
+            store.try_lease(id, 2, 10, 1000, |pid| pid != 1).unwrap(),
+            "1 died"
+        );
+        assert!(
+            store.try_lease(id, 3, 2000, 3000, alive).unwrap(),
+            "expired"
+        );
+        store.release_lease(id, 3).unwrap();
+        assert!(
+            store.try_lease(id, 4, 2001, 3000, alive).unwrap(),
+            "released"
+        );
+    }
+}

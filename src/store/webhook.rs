@@ -1,0 +1,292 @@
+//! The webhook delivery queue (`migrations/0003_webhook.sql`): deliveries
+//! stored before they are acknowledged, claimed by the worker, and finished,
+//! rescheduled or failed; plus the commit comments already posted.
+//!
+//! Every method is synchronous (rusqlite); async callers run them on the
+//! blocking pool.
+
+use super::{Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookStoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store {path}: a query task failed: {message}; restart keysentry")]
+    Task { path: String, message: String },
+}
+
+/// What `insert` did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    New,
+    /// The id was stored before: acknowledge, do not process again.
+    Duplicate,
+}
+
+/// A pending delivery whose time has come.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: String,
+    pub event: String,
+    pub job: String,
+    pub attempts: u32,
+}
+
+/// A delivery's state, for inspection and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// The commit comment a finding got: one per (repo, commit, path, line, key).
+#[derive(Debug, Clone)]
+pub struct CommentKey {
+    pub repo: String,
+    pub commit: String,
+    pub path: String,
+    pub line: u64,
+    pub fingerprint: String,
+}
+
+/// The webhook's own connection to the store: acknowledging a delivery never
+/// waits behind the engine's queries.
+pub struct DeliveryStore {
+    store: Store,
+}
+
+impl DeliveryStore {
+    /// Opens `<state_dir>/keysentry.db` through the store's migration runner.
+    pub fn open(state_dir: &Path) -> Result<DeliveryStore, WebhookStoreError> {
+        Ok(DeliveryStore {
+            store: Store::open(state_dir)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, WebhookStoreError> {
+        Ok(self.store.with_conn(|c| f(c))?)
+    }
+
+    /// Stores a delivery unless its id is known.
+    pub fn insert(
+        &self,
+        id: &str,
+        event: &str,
+        job: &str,
+        now_ms: i64,
+    ) -> Result<Enqueued, WebhookStoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries
+                   (id, event, job, state, attempts, next_attempt_at, received_at)
+                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+                params![id, event, job, now_ms],
+            )
+        })?;
+        Ok(if n == 1 {
+            Enqueued::New
+        } else {
+            Enqueued::Duplicate
+        })
+    }
+
+    /// Up to `limit` pending deliveries due at `now_ms`, oldest first, minus
+    /// those in `running`.
+    pub fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        running: &HashSet<String>,
+    ) -> Result<Vec<DueDelivery>, WebhookStoreError> {
+        let fetch = (limit + running.len()) as i64;
+        let rows = self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, event, job, attempts FROM webhook_deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, received_at LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, fetch], |r| {
+                Ok(DueDelivery {
+                    id: r.get(0)?,
+                    event: r.get(1)?,
+                    job: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter(|d| !running.contains(&d.id))
+            .take(limit)
+            .collect())
+    }
+
+    /// When the earliest pending delivery not yet due at `now_ms` is due.
+    pub fn next_due_after(&self, now_ms: i64) -> Result<Option<i64>, WebhookStoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT MIN(next_attempt_at) FROM webhook_deliveries
+                 WHERE state = 'pending' AND next_attempt_at > ?1",
+                params![now_ms],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub fn mark_done(&self, id: &str, now_ms: i64) -> Result<(), WebhookStoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_deliveries
+                 SET state = 'done', attempts = attempts + 1, finished_at = ?2, last_error = NULL
+                 WHERE id = ?1",
+                params![id, now_ms],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Leaves the delivery pending, to be tried again at `at_ms`.
+    pub fn reschedule(&self, id: &str, at_ms: i64, error: &str) -> Result<(), WebhookStoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_deliveries
+                 SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, at_ms, error],
+            )
+        })
+        .map(drop)
+    }
+
+    /// A delivery that cannot succeed (bad job, repository gone): kept, with
+    /// the reason, for an operator to look at.
+    pub fn mark_failed(&self, id: &str, now_ms: i64, error: &str) -> Result<(), WebhookStoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE webhook_deliveries
+                 SET state = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, now_ms, error],
+            )
+        })
+        .map(drop)
+    }
+
+    pub fn status(&self, id: &str) -> Result<Option<DeliveryStatus>, WebhookStoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT state, attempts, last_error FROM webhook_deliveries WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(DeliveryStatus {
+                        state: r.get(0)?,
+                        attempts: r.get(1)?,
+                        last_error: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Number of deliveries per state.
+    pub fn counts(&self) -> Result<BTreeMap<String, u64>, WebhookStoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    pub fn comment_posted(&self, key: &CommentKey) -> Result<bool, WebhookStoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM webhook_comments
+                 WHERE repo = ?1 AND commit_sha = ?2 AND path = ?3 AND line = ?4 AND fingerprint = ?5",
+                params![key.repo, key.commit, key.path, key.line as i64, key.fingerprint],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+        })
+    }
+
+    pub fn record_comment(&self, key: &CommentKey, now_ms: i64) -> Result<(), WebhookStoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO webhook_comments
+                   (repo, commit_sha, path, line, fingerprint, posted_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.repo,
+                    key.commit,
+                    key.path,
+                    key.line as i64,
+                    key.fingerprint,
+                    now_ms
+                ],
+            )
+        })
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, DeliveryStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DeliveryStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_known_delivery_id_is_a_duplicate() {
+        let (_d, s) = store();
+        assert_eq!(s.insert("a", "push", "{}", 1).unwrap(), Enqueued::New);
+        assert_eq!(s.insert("a", "push", "{}", 2).unwrap(), Enqueued::Duplicate);
+        s.mark_done("a", 3).unwrap();
+        assert_eq!(s.insert("a", "push", "{}", 4).unwrap(), Enqueued::Duplicate);
+    }
+
+    #[test]
+    fn rescheduled_deliveries_wait_and_running_ones_are_skipped() {
+        let (_d, s) = store();
+        s.insert("a", "push", "{}", 10).unwrap();
+        s.insert("b", "push", "{}", 11).unwrap();
+        s.reschedule("a", 100, "GitHub answered 502").unwrap();
+        let due = s.due(50, 10, &HashSet::new()).unwrap();
+        assert_eq!(due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        let running: HashSet<String> = ["b".to_string()].into();
+        assert!(s.due(50, 10, &running).unwrap().is_empty());
+        assert_eq!(s.next_due_after(50).unwrap(), Some(100));
+        let a = s.status("a").unwrap().unwrap();
+        assert_eq!((a.state.as_str(), a.attempts), ("pending", 1));
+        assert_eq!(s.due(100, 10, &running).unwrap()[0].id, "a");
+    }
+
+    #[test]
+    fn schema_applies_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        DeliveryStore::open(dir.path())
+            .unwrap()
+            .insert("x", "push", "{}", 1)
+            .unwrap();
+        let again = DeliveryStore::open(dir.path()).unwrap();
+        assert_eq!(again.counts().unwrap().get("pending"), Some(&1));
+    }
+}

@@ -1,0 +1,9 @@
+//! Remediation end to end: the real `keysentry` binary (and, in `engine`,
+//! the library's `Engine` as the daemon uses it) against `keysentry-sim`,
+//! one simulator and temp workspace per test.
+
+mod config_check;
+mod engine;
+mod harness;
+mod revoke;
+mod tatum;

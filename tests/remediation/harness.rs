@@ -1,0 +1,364 @@
+//! A simulator process, a temp workspace (rules, scanned tree, consumer
+//! files, config, state) and the assertions the remediation tests share.
+
+use crate::support;
+use keysentry::scan::Fingerprint;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `keysentry-sim` on 127.0.0.1:0, killed on drop.
+pub struct Sim {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    pub url: String,
+    addr: String,
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start keysentry-sim");
+        let mut stdout = BufReader::new(child.stdout.take().expect("sim stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("sim prints its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        Sim {
+            child,
+            _stdout: stdout,
+            url,
+            addr,
+        }
+    }
+
+    /// A minimal HTTP/1.1 exchange: tests need no async client.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut s = TcpStream::connect(&self.addr).expect("connect to sim");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read sim response");
+        let status = resp
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    pub fn add_tatum_key(&self, key: &str, testnet: bool, subscriptions: u64, accounts: u64) {
+        let (status, _) = self.request(
+            "POST",
+            "/_sim/tatum/keys",
+            Some(&json!({"key": key, "testnet": testnet, "subscriptions": subscriptions, "accounts": accounts})),
+        );
+        assert_eq!(status, 204);
+    }
+
+    pub fn fault(&self, fault: Value) {
+        assert_eq!(self.request("POST", "/_sim/fault", Some(&fault)).0, 204);
+    }
+
+    pub fn calls(&self) -> Vec<Value> {
+        match self.request("GET", "/_sim/calls", None).1 {
+            Value::Array(calls) => calls,
+            other => panic!("calls: {other}"),
+        }
+    }
+
+    /// Calls received for `method path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c["method"] == method && c["path"] == path)
+            .count()
+    }
+
+    /// Calls that change state at a provider.
+    pub fn state_changing_calls(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c["method"] != "GET" && c["path"] != "/api/auth.test")
+            .count()
+    }
+
+    pub fn tatum_key(&self, key: &str) -> Value {
+        let (status, v) = self.request("GET", &format!("/_sim/tatum/keys/{}", fp(key)), None);
+        assert_eq!(status, 200, "sim knows the key");
+        v
+    }
+
+    /// Polls the call log until `pred` holds, or panics at the deadline.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if pred(&self.calls()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn fp(key: &str) -> String {
+    Fingerprint::of(key.as_bytes()).as_str().to_string()
+}
+
+/// A well-formed, high-entropy Tatum key, distinct per seed.
+pub fn tatum_key(seed: &str) -> String {
+    let h = fp(seed);
+    format!("t-{}-{}", &h[..24], &h[24..48])
+}
+
+pub const RULES: &str = r#"rules:
+  - id: tatum.test-key
+    name: Tatum API key (test)
+    provider: tatum
+    keywords: ["t-"]
+    pattern: '\b(?P<secret>t-[0-9a-f]{24}-[0-9a-f]{24})\b'
+  - id: github.test-pat
+    name: GitHub token (test)
+    provider: github
+    keywords: ["ghp_"]
+    pattern: '\b(?P<secret>ghp_[A-Za-z0-9]{36})\b'
+    verify: {method: GET, url: "{{api_url}}/user", headers: {authorization: "token {{secret}}"}, live: [200], dead: [401]}
+    revoke: {method: POST, url: "{{api_url}}/credentials/revoke", headers: {content-type: application/json}, body: '{"credentials":["{{secret}}"]}', ok: [202]}
+  - id: github.test-oauth
+    name: GitHub OAuth token (test)
+    provider: github
+    keywords: ["gho_"]
+    pattern: '\b(?P<secret>gho_[A-Za-z0-9]{36})\b'
+    verify: {method: GET, url: "{{api_url}}/user", headers: {authorization: "token {{secret}}"}, live: [200], dead: [401]}
+    revoke: {method: POST, url: "{{api_url}}/credentials/revoke", headers: {content-type: application/json}, body: '{"credentials":["{{secret}}"]}', ok: [202]}
+  - id: slack.test-bot
+    name: Slack bot token (test)
+    provider: slack
+    keywords: ["xoxb-"]
+    pattern: '\b(?P<secret>xoxb-[0-9]{10,13}-[0-9]{10,13}-[A-Za-z0-9]{24})\b'
+    verify: {method: POST, url: "{{api_url}}/api/auth.test", headers: {authorization: "Bearer {{secret}}"}, live: [200], dead: [401]}
+    revoke: {method: POST, url: "{{api_url}}/api/auth.revoke", headers: {authorization: "Bearer {{secret}}"}, ok: [200]}
+  - id: gitlab.test-pat
+    name: GitLab token (test)
+    provider: gitlab
+    keywords: ["glpat-"]
+    pattern: '\b(?P<secret>glpat-[A-Za-z0-9_-]{20})\b'
+    verify: {method: GET, url: "{{api_url}}/api/v4/personal_access_tokens/self", headers: {private-token: "{{secret}}"}, live: [200], dead: [401]}
+    revoke: {method: DELETE, url: "{{api_url}}/api/v4/personal_access_tokens/self", headers: {private-token: "{{secret}}"}, ok: [204]}
+"#;
+
+/// A temp workspace with the test rules, a tree to scan, and a simulator.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub sim: Sim,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("tempdir");
+        support::write(dir.path(), "rules/test.yaml", RULES);
+        std::fs::create_dir_all(dir.path().join("tree")).unwrap();
+        Workspace {
+            dir,
+            sim: Sim::start(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        support::write(self.dir.path(), rel, content);
+        self.path(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// Writes `config.yaml`: `{sim}` and `{dir}` in `body` are replaced; the
+    /// state dir is prepended and, unless `body` has its own, alerts to the
+    /// simulator's `owner` webhook and `slack` sinks appended.
+    pub fn config(&self, body: &str) -> PathBuf {
+        let dir = self.dir.path().display().to_string();
+        let mut text = format!("state_dir: {dir}/state\n{body}");
+        if !body.contains("\nalerts:") {
+            text.push_str(
+                "alerts:\n  - {type: webhook, url: '{sim}/_sink/webhook/owner'}\n  - {type: slack, url: '{sim}/_sink/webhook/slack'}\n",
+            );
+        }
+        let text = text.replace("{sim}", &self.sim.url).replace("{dir}", &dir);
+        self.write("config.yaml", &text)
+    }
+
+    /// The alert bodies a simulator sink received, as text.
+    pub fn sink(&self, name: &str) -> Vec<String> {
+        match self
+            .sim
+            .request("GET", &format!("/_sim/sink/{name}"), None)
+            .1
+        {
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i["body"].as_str().unwrap_or_default().to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn keysentry(&self, args: &[&str]) -> Output {
+        let mut cmd = support::keysentry();
+        cmd.current_dir(self.dir.path())
+            .env("KEYSENTRY_LOG", "keysentry=debug")
+            .args(args);
+        cmd.output().expect("run keysentry")
+    }
+
+    pub fn scan_args(&self) -> Vec<String> {
+        let p = |r: &str| self.path(r).display().to_string();
+        vec![
+            "scan".into(),
+            p("tree"),
+            "--rules".into(),
+            p("rules"),
+            "--config".into(),
+            p("config.yaml"),
+            "--remediate".into(),
+        ]
+    }
+
+    /// `keysentry scan tree --remediate`; findings mean exit 1.
+    pub fn scan(&self) -> Output {
+        let args = self.scan_args();
+        let out = self.keysentry(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "scan with findings exits 1\n{}",
+            text(&out)
+        );
+        out
+    }
+
+    pub fn incidents(&self) -> Vec<Value> {
+        let config = self.path("config.yaml").display().to_string();
+        let out = self.keysentry(&["incidents", "list", "--json", "--config", &config]);
+        assert!(out.status.success(), "{}", text(&out));
+        match serde_json::from_slice(&out.stdout).expect("incidents JSON") {
+            Value::Array(a) => a,
+            other => panic!("{other}"),
+        }
+    }
+
+    pub fn incident_by_fp(&self, key: &str) -> Value {
+        let f = fp(key);
+        self.incidents()
+            .into_iter()
+            .find(|i| i["fingerprint"] == f.as_str())
+            .unwrap_or_else(|| panic!("no incident for {}", &f[..12]))
+    }
+
+    pub fn show(&self, id: &Value) -> (Value, String) {
+        let config = self.path("config.yaml").display().to_string();
+        let id = id.to_string();
+        let json = self.keysentry(&["incidents", "show", &id, "--json", "--config", &config]);
+        let txt = self.keysentry(&["incidents", "show", &id, "--config", &config]);
+        assert!(
+            json.status.success() && txt.status.success(),
+            "{}",
+            text(&txt)
+        );
+        (
+            serde_json::from_slice(&json.stdout).expect("show JSON"),
+            String::from_utf8_lossy(&txt.stdout).into_owned(),
+        )
+    }
+
+    /// No key in any store file (database, WAL), nor in `outputs`, nor in
+    /// any alert recorded for any incident or received by the sinks.
+    pub fn assert_secrets_hidden(&self, keys: &[&str], outputs: &[&Output]) {
+        let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
+        for entry in std::fs::read_dir(self.path("state")).expect("state dir") {
+            let path = entry.unwrap().path();
+            haystacks.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+        for (i, out) in outputs.iter().enumerate() {
+            haystacks.push((format!("output {i} stdout"), out.stdout.clone()));
+            haystacks.push((format!("output {i} stderr"), out.stderr.clone()));
+        }
+        for sink in ["owner", "slack"] {
+            for body in self.sink(sink) {
+                haystacks.push((format!("alert sent to the {sink} sink"), body.into_bytes()));
+            }
+        }
+        for incident in self.incidents() {
+            let (json, text) = self.show(&incident["id"]);
+            haystacks.push((
+                "incidents show --json".into(),
+                json.to_string().into_bytes(),
+            ));
+            haystacks.push(("incidents show".into(), text.into_bytes()));
+        }
+        for key in keys {
+            // The redacted form shows a short prefix: look for the rest.
+            let tail = &key.as_bytes()[6..];
+            for (name, hay) in &haystacks {
+                assert!(
+                    !hay.windows(tail.len()).any(|w| w == tail),
+                    "a key leaked into {name}"
+                );
+            }
+        }
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}

@@ -1,0 +1,433 @@
+//! Shared by the webhook tests: the simulator, a router with its worker and
+//! a collecting sink (or the real engine), signed real-shaped deliveries.
+
+pub use axum::body::Body;
+pub use axum::http::{Request, StatusCode};
+use axum::Router;
+use keysentry::config::Config;
+pub use keysentry::github::WebhookSecret;
+use keysentry::github::{
+    fixed_scanner, BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError, WebhookSettings,
+};
+use keysentry::remediate::Engine;
+use keysentry::rules::RuleSet;
+pub use keysentry::scan::Fingerprint;
+use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::store::webhook::DeliveryStore;
+pub use keysentry::store::{IncidentRow, Store};
+pub use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+pub use std::collections::HashSet;
+use std::future::Future;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+pub use std::time::{Duration, Instant};
+pub use tower::ServiceExt;
+
+pub const SECRET: &str = "webhook-secret-for-tests";
+pub const PATH: &str = "/github/webhook";
+pub const ZERO: &str = "0000000000000000000000000000000000000000";
+pub const RULES: &str = r#"
+rules:
+  - id: tatum.api-key
+    name: Tatum API key
+    provider: tatum
+    keywords: ["t-"]
+    pattern: '\b(?P<secret>t-[0-9a-f]{24}-[0-9a-f]{24})\b'
+    min_entropy: 3.0
+"#;
+
+/// A distinct, valid-looking Tatum key per `n`.
+pub fn key(n: u32) -> String {
+    let h: String = Sha256::digest(format!("key{n}"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t-{}-{}", &h[..24], &h[24..48])
+}
+
+/// The GitHub simulator, killed on drop.
+pub struct Sim {
+    pub child: std::process::Child,
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Sim {
+    pub fn start() -> Sim {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start keysentry-sim");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("sim stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("sim prints its address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        Sim {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim reachable");
+        assert!(res.status().is_success(), "sim {path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> Vec<Value> {
+        let res = self.http.get(format!("{}{path}", self.url)).send().await;
+        let v: Value = res.expect("sim reachable").json().await.expect("json");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// API calls whose path contains `part`, as (method, path, status).
+    pub async fn calls(&self, part: &str) -> Vec<(String, String, u64)> {
+        self.get("/_sim/github/calls")
+            .await
+            .into_iter()
+            .filter(|c| c["path"].as_str().is_some_and(|p| p.contains(part)))
+            .map(|c| {
+                (
+                    c["method"].as_str().unwrap_or("").to_string(),
+                    c["path"].as_str().unwrap_or("").to_string(),
+                    c["status"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Makes `key` a live key at the simulated Tatum.
+    pub async fn tatum_key(&self, key: &str) {
+        let res = self
+            .http
+            .post(format!("{}/_sim/tatum/keys", self.url))
+            .json(&json!({"key": key, "testnet": false, "subscriptions": 0, "accounts": 0}))
+            .send()
+            .await
+            .expect("sim reachable");
+        assert!(res.status().is_success());
+    }
+
+    /// Containment calls (`PUT /v3/tatum/freeze`) that carried `key`.
+    pub async fn freezes(&self, key: &str) -> usize {
+        let fp = Fingerprint::of(key.as_bytes()).to_string();
+        self.get("/_sim/calls")
+            .await
+            .iter()
+            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
+            .filter(|c| c["key_fingerprint"] == fp.as_str())
+            .count()
+    }
+
+    pub async fn all_freezes(&self) -> usize {
+        self.get("/_sim/calls")
+            .await
+            .iter()
+            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
+            .count()
+    }
+
+    pub async fn repo(&self, repo: &str) {
+        self.post(
+            "/_sim/github/repos",
+            json!({"repo": repo, "default_branch": "main"}),
+        )
+        .await;
+    }
+
+    /// A commit by `email` on top of `parent` setting `files`; returns its sha.
+    pub async fn commit(
+        &self,
+        repo: &str,
+        parent: Option<&str>,
+        email: &str,
+        files: Value,
+    ) -> String {
+        self.commit_with(
+            json!({"repo": repo, "parent": parent, "files": files, "message": "change",
+                   "author": {"name": "Dev", "email": email, "date": "2024-05-01T10:00:00Z"}}),
+        )
+        .await
+    }
+
+    pub async fn commit_with(&self, body: Value) -> String {
+        let v = self.post("/_sim/github/commits", body).await;
+        v["sha"].as_str().expect("sha").to_string()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stands in for the remediation engine: records what it is given.
+#[derive(Default)]
+pub struct Collect {
+    pub seen: Mutex<Vec<(Finding, Option<String>)>>,
+}
+
+impl Collect {
+    pub fn findings(&self) -> Vec<(Finding, Option<String>)> {
+        self.seen.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+impl FindingSink for Collect {
+    fn process(
+        &self,
+        findings: Vec<Finding>,
+        fallback_owner: Option<String>,
+    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+        Box::pin(async move {
+            let handled = findings
+                .iter()
+                .map(|f| Handled {
+                    fingerprint: f.fingerprint.clone(),
+                    contained: true,
+                })
+                .collect();
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(findings.into_iter().map(|f| (f, fallback_owner.clone())));
+            Ok(handled)
+        })
+    }
+}
+
+pub struct Hook {
+    pub router: Router,
+    pub sink: Arc<Collect>,
+    pub store: Arc<DeliveryStore>,
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Opts {
+    pub comment: bool,
+    pub max_body: usize,
+    pub run_worker: bool,
+    /// More YAML under `github:`.
+    pub github: String,
+    /// The real remediation engine behind the webhook (Tatum freeze policy,
+    /// against the simulator) instead of a collector.
+    pub engine: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            comment: false,
+            max_body: 25 << 20,
+            run_worker: true,
+            github: String::new(),
+            engine: false,
+        }
+    }
+}
+
+pub const ENGINE: &str = "state_dir: {state}
+remediation:
+  mode: auto
+  policy: {tatum: freeze}
+  backoff_ms: 10
+  max_attempts: 3
+  rate_limit: 1000
+providers:
+  tatum:
+    api_url: {sim}
+";
+
+pub async fn hook(sim: &Sim, state: &Path, opts: Opts) -> Hook {
+    let mut yaml = format!("github:\n  api_url: {}\n{}", sim.url, opts.github);
+    if opts.engine {
+        yaml.push_str(
+            &ENGINE
+                .replace("{state}", &state.display().to_string())
+                .replace("{sim}", &sim.url),
+        );
+    }
+    let config = Config::parse(Path::new("test.yaml"), &yaml).unwrap();
+    let mut rules = RuleSet::default();
+    rules.add_file(Path::new("test.yaml"), RULES).unwrap();
+    let scanner = Arc::new(Scanner::new(&rules, Allowlist::default()).unwrap());
+    let settings = WebhookSettings {
+        path: PATH.into(),
+        secret: WebhookSecret::new(SECRET),
+        max_body: opts.max_body,
+        comment: opts.comment,
+        max_file_size: 20 << 20,
+        concurrency: 8,
+    };
+    let store = Arc::new(DeliveryStore::open(state).unwrap());
+    let collect = Arc::new(Collect::default());
+    let sink: Arc<dyn FindingSink> = if opts.engine {
+        Arc::new(Engine::open_with_rules(&config, rules).unwrap())
+    } else {
+        collect.clone()
+    };
+    let remediable: HashSet<String> = ["tatum".to_string()].into();
+    let gh = GitHubWebhook::new(
+        &config,
+        settings,
+        store.clone(),
+        fixed_scanner(scanner),
+        remediable,
+        sink,
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = opts.run_worker.then(|| {
+        tokio::spawn(gh.worker.run(async {
+            let _ = rx.await;
+        }))
+    });
+    Hook {
+        router: gh.router,
+        sink: collect,
+        store,
+        stop: Some(tx),
+        worker,
+    }
+}
+
+impl Hook {
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(w) = self.worker.take() {
+            let _ = w.await;
+        }
+    }
+}
+
+pub fn signed(event: &str, id: &str, body: &Value) -> Request<Body> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    request(
+        event,
+        id,
+        "application/json",
+        &WebhookSecret::new(SECRET).sign(&bytes),
+        bytes,
+    )
+}
+
+pub fn request(
+    event: &str,
+    id: &str,
+    content_type: &str,
+    sig: &str,
+    body: Vec<u8>,
+) -> Request<Body> {
+    Request::post(PATH)
+        .header("content-type", content_type)
+        .header("user-agent", "GitHub-Hookshot/abc123")
+        .header("x-github-event", event)
+        .header("x-github-delivery", id)
+        .header("x-github-hook-id", "1")
+        .header("x-hub-signature-256", sig)
+        .header("content-length", body.len())
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// The documented push payload shape.
+pub fn push(
+    repo: &str,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+    commits: &[(&str, &str)],
+) -> Value {
+    let (owner, name) = repo.split_once('/').unwrap();
+    let commit = |(id, email): &(&str, &str)| {
+        json!({
+            "id": id, "tree_id": "f".repeat(40), "distinct": true,
+            "message": "update config", "timestamp": "2024-05-01T10:00:00Z",
+            "url": format!("https://github.com/{repo}/commit/{id}"),
+            "author": {"name": "Dev", "email": email, "username": "dev"},
+            "committer": {"name": "Dev", "email": email, "username": "dev"},
+            "added": [], "removed": [], "modified": []
+        })
+    };
+    let commits: Vec<Value> = commits.iter().map(commit).collect();
+    json!({
+        "ref": git_ref, "before": before, "after": after,
+        "created": before == ZERO, "deleted": after == ZERO, "forced": false,
+        "base_ref": null, "compare": format!("https://github.com/{repo}/compare/x...y"),
+        "head_commit": commits.last().cloned(),
+        "commits": commits,
+        "repository": {
+            "id": 1, "node_id": "R_1", "name": name, "full_name": repo, "private": true,
+            "owner": {"login": owner, "name": owner, "email": null},
+            "default_branch": "main", "master_branch": "main"
+        },
+        "pusher": {"name": "pusher", "email": "pusher@example.com"},
+        "sender": {"login": "pusher", "id": 7, "type": "User"}
+    })
+}
+
+/// Polls `check` until it holds, failing after 30 s.
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The incidents the engine recorded.
+pub fn incidents(state: &Path) -> Vec<IncidentRow> {
+    Store::open(state).unwrap().incidents().unwrap()
+}
+
+/// The state directory (the store is `keysentry.db` in it).
+pub fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}
+
+/// A repo with one commit on main; returns its sha.
+pub async fn repo_with_base(sim: &Sim, repo: &str) -> String {
+    sim.repo(repo).await;
+    sim.commit_with(
+        json!({"repo": repo, "branch": "main", "files": {"README.md": "hello\n"},
+                           "author": {"name": "Dev", "email": "dev@example.com"}}),
+    )
+    .await
+}
