@@ -108,69 +108,80 @@ PLANTERS = [
 # --- ordinary lines, by file kind -------------------------------------------
 
 
+# Keyword-bearing but harmless lines (the words scanners key on, in code
+# that holds no key) make up KEYWORD_RATE of ordinary lines: about three
+# times the rate measured in a real tree of Rust crates (1.4% of lines hit one
+# of the built-in rules' keywords), so the prefilter and the regexes behind it
+# get more work than usual, not less.
+KEYWORD_RATE = 0.04
+
+
 def py_line(r):
-    k = r.randrange(16)
+    if r.random() < KEYWORD_RATE:
+        return r.choice([
+            "    token = request.headers.get(\"Authorization\", \"\").removeprefix(\"Bearer \")",
+            "    secret_key = settings.SECRET_KEY  # loaded from the vault at start-up",
+            f"    api_key = os.environ[\"{ident(r, 1).upper()}_API_KEY\"]",
+            f"    # TODO: retry the {ident(r, 1)} call when the token has expired",
+        ])
+    k = r.randrange(8)
     if k == 0:
         return f"def {ident(r)}(self, {ident(r, 1)}, {ident(r, 1)}=None):"
     if k == 1:
-        return f"    token = request.headers.get(\"Authorization\", \"\").removeprefix(\"Bearer \")"
-    if k == 2:
-        return f"    secret_key = settings.SECRET_KEY  # loaded from the vault at start-up"
-    if k == 3:
         return f"    {ident(r)} = self.{ident(r)}.get({ident(r, 1)!r}, {r.randrange(1000)})"
-    if k == 4:
+    if k == 2:
         return f"    if not {ident(r)}:\n        raise ValueError(\"missing {ident(r, 1)}\")"
-    if k == 5:
+    if k == 3:
         return f"    logger.debug(\"%s took %.2fms\", {ident(r, 1)!r}, elapsed * 1000)"
-    if k == 6:
+    if k == 4:
         return f"from .{ident(r, 1)} import {camel(r)}, {camel(r)}"
-    if k == 7:
+    if k == 5:
         return f"    return {{\"{ident(r, 1)}\": {ident(r)}, \"count\": len({ident(r, 1)})}}"
-    if k == 8:
-        return f"    # TODO: retry the {ident(r, 1)} call when the token has expired"
-    if k == 9:
-        return f"    api_key = os.environ[\"{ident(r, 1).upper()}_API_KEY\"]"
-    if k == 10:
+    if k == 6:
         return f"    for {ident(r, 1)} in self.{ident(r)}:"
     return f"        {ident(r)} += {ident(r, 1)}.{ident(r, 1)}({r.randrange(100)})"
 
 
 def js_line(r):
-    k = r.randrange(14)
+    if r.random() < KEYWORD_RATE:
+        return r.choice([
+            f"  const apiKey = process.env.{ident(r, 1).upper()}_API_KEY;",
+            "  headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },",
+            f"  // refresh the access token before it expires ({r.randrange(60)}s margin)",
+            f"  <div className=\"font-bold text-{r.choice(['sm', 'lg'])} mt-{r.randrange(8)}\">"
+            f"{{t('{ident(r, 1)}.title')}}</div>",
+        ])
+    k = r.randrange(6)
     if k == 0:
         return f"export async function {camel(r, 3)}({camel(r)}, {camel(r)}) {{"
     if k == 1:
-        return f"  const apiKey = process.env.{ident(r, 1).upper()}_API_KEY;"
-    if k == 2:
-        return f"  headers: {{ Authorization: `Bearer ${{token}}`, 'Content-Type': 'application/json' }},"
-    if k == 3:
-        return f"  <div className=\"font-{r.choice(['bold','mono'])} text-{r.choice(['sm','lg'])} mt-{r.randrange(8)}\">{{t('{ident(r, 1)}.title')}}</div>"
-    if k == 4:
         return f"  const {camel(r)} = await this.{camel(r)}.{camel(r)}({camel(r)});"
-    if k == 5:
+    if k == 2:
         return f"  if (!{camel(r)}) throw new Error('{camel(r)} is required');"
-    if k == 6:
+    if k == 3:
         return f"import {{ {camel(r)}, {camel(r)} }} from './{ident(r, 1)}';"
-    if k == 7:
-        return f"  // refresh the access token before it expires ({r.randrange(60)}s margin)"
     return f"  {camel(r)}.{camel(r)} = {camel(r)}[{r.randrange(10)}] ?? null;"
 
 
 def go_line(r):
-    k = r.randrange(10)
+    if r.random() < KEYWORD_RATE:
+        return "\treq.Header.Set(\"x-api-key\", cfg.APIKey)"
+    k = r.randrange(5)
     if k == 0:
         return f"func (s *{camel(r).capitalize()}) {camel(r).capitalize()}(ctx context.Context, id string) error {{"
     if k == 1:
-        return f"\treq.Header.Set(\"x-api-key\", cfg.APIKey)"
-    if k == 2:
         return f"\tif err != nil {{\n\t\treturn fmt.Errorf(\"{ident(r, 1)}: %w\", err)\n\t}}"
-    if k == 3:
+    if k == 2:
         return f"\t{camel(r)} := s.{camel(r)}[{camel(r)}]"
     return f"\t{camel(r)}, err := s.store.{camel(r).capitalize()}(ctx, {camel(r)})"
 
 
 def yaml_block(r):
     name = ident(r, 1)
+    env = [f"            - name: LOG_LEVEL\n              value: {r.choice(['info', 'debug'])}"]
+    if r.random() < 0.3:
+        env.append(f"            - name: {name.upper()}_TOKEN\n              valueFrom:\n"
+                   f"                secretKeyRef: {{name: {name}-secret, key: token}}")
     return "\n".join([
         "apiVersion: apps/v1",
         "kind: Deployment",
@@ -180,31 +191,33 @@ def yaml_block(r):
         "  template:\n    spec:\n      containers:",
         f"        - name: {name}\n          image: registry.local/{name}:{r.randrange(1, 9)}.{r.randrange(20)}",
         "          env:",
-        f"            - name: {name.upper()}_TOKEN\n              valueFrom:\n"
-        f"                secretKeyRef: {{name: {name}-secret, key: token}}",
-        f"            - name: AWS_REGION\n              value: {r.choice(['eu-west-1', 'us-east-1'])}",
+        *env,
         "---",
     ])
 
 
 def json_line(r):
+    extra = ', "token_type": "bearer"' if r.random() < KEYWORD_RATE else ""
     return (f'  "{camel(r)}": {{"id": "{uuid(r)}", "{camel(r)}": {r.randrange(10**6)}, '
-            f'"token_type": "bearer", "scope": "{ident(r, 1)}:read"}},')
+            f'"scope": "{ident(r, 1)}:read"{extra}}},')
 
 
 def log_line(r):
-    k = r.randrange(4)
     ts = f"2024-{r.randrange(1, 13):02d}-{r.randrange(1, 29):02d}T{r.randrange(24):02d}:{r.randrange(60):02d}:{r.randrange(60):02d}Z"
+    if r.random() < KEYWORD_RATE:
+        return r.choice([
+            f"{ts} DEBUG aws sdk: signed request for {ident(r, 1)} in {r.choice(['eu-west-1', 'us-east-1'])}",
+            f'{{"ts":"{ts}","level":"warn","msg":"token refresh failed","retry_in":{r.randrange(60)}}}',
+        ])
+    k = r.randrange(3)
     if k == 0:
         return (f'{{"ts":"{ts}","level":"info","msg":"request done","method":"GET",'
                 f'"path":"/v3/{ident(r, 1)}/{r.randrange(10**6)}","status":200,'
-                f'"trace_id":"{uuid(r)}","auth":"token-redacted"}}')
+                f'"trace_id":"{uuid(r)}"}}')
     if k == 1:
         return (f'10.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(256)} - - [{ts}] '
                 f'"POST /api/{ident(r, 1)} HTTP/1.1" {r.choice([200, 201, 401, 500])} {r.randrange(9999)}')
-    if k == 2:
-        return f"{ts} WARN {camel(r)}: retrying after {r.randrange(1000)}ms (attempt {r.randrange(5)})"
-    return f"{ts} DEBUG aws sdk: signed request for {ident(r, 1)} in {r.choice(['eu-west-1', 'us-east-1'])}"
+    return f"{ts} WARN {camel(r)}: retrying after {r.randrange(1000)}ms (attempt {r.randrange(5)})"
 
 
 def md_line(r):

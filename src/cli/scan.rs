@@ -105,15 +105,17 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     };
     match &args.output {
         Some(path) => {
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("cannot write the report to {}", path.display()))?;
-            write_report(args.format, &findings, opts, &mut file)?;
-            file.flush()?;
+            let what = || format!("cannot write the report to {}", path.display());
+            let file = std::fs::File::create(path).with_context(what)?;
+            let mut out = std::io::BufWriter::new(file);
+            write_report(args.format, &findings, opts, &mut out).with_context(what)?;
+            out.flush().with_context(what)?;
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            write_report(args.format, &findings, opts, &mut out)?;
-            out.flush()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            write_report(args.format, &findings, opts, &mut out)
+                .context("cannot write the report to stdout")?;
+            out.flush().context("cannot write the report to stdout")?;
         }
     }
     print_summary(&stats, &findings, started.elapsed());

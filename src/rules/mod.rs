@@ -2,12 +2,13 @@
 //! plus any number of directories) and `rules check`.
 
 mod check;
+mod pattern;
 mod schema;
 
 pub use check::{check_rules, CheckFailure};
+pub use pattern::{Pattern, PatternError};
 pub use schema::{HttpTemplate, RuleFile, RuleSpec, HTTP_METHODS};
 
-use regex::bytes::Regex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,7 @@ pub enum RuleError {
         line: usize,
         message: String,
     },
-    #[error("{path}: rule `{id}`: invalid pattern: {message}; fix the regex (Rust regex syntax: no look-around, no backreferences)")]
+    #[error("{path}: rule `{id}`: invalid pattern: {message}; fix the regex (Rust regex syntax, ASCII mode: no look-around, no backreferences, no \\p{{..}} classes)")]
     Regex {
         path: PathBuf,
         id: String,
@@ -57,8 +58,7 @@ pub struct Rule {
     pub spec: RuleSpec,
     /// The file the rule came from, for error messages.
     pub source: PathBuf,
-    pub regex: Regex,
-    pub secret_group: usize,
+    pub pattern: Pattern,
     pub window: usize,
 }
 
@@ -77,18 +77,18 @@ impl RuleSet {
     /// The rules compiled into the binary.
     pub fn builtin() -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
-        for (name, text) in BUILTIN_RULES {
-            set.add_file(Path::new(name), text)?;
-        }
+        set.extend(builtin_specs()?)?;
         Ok(set)
     }
 
     /// Built-in rules plus every `*.yaml` in `dirs`.
     pub fn load(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
-        let mut set = RuleSet::builtin()?;
+        let mut specs = builtin_specs()?;
         for dir in dirs {
-            set.add_dir(dir)?;
+            specs.extend(dir_specs(dir)?);
         }
+        let mut set = RuleSet::default();
+        set.extend(specs)?;
         Ok(set)
     }
 
@@ -100,56 +100,38 @@ impl RuleSet {
     }
 
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), RuleError> {
-        let io = |source| RuleError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
-        let meta = std::fs::metadata(dir).map_err(io)?;
-        let mut files: Vec<PathBuf> = if meta.is_file() {
-            vec![dir.to_path_buf()]
-        } else {
-            std::fs::read_dir(dir)
-                .map_err(io)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect()
-        };
-        if files.is_empty() {
-            return Err(RuleError::Empty(dir.to_path_buf()));
-        }
-        files.sort();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            self.add_file(&file, &text)?;
-        }
-        Ok(())
+        self.extend(dir_specs(dir)?)
     }
 
     pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), RuleError> {
-        let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
-            path: path.to_path_buf(),
-            line: e.location().map(|l| l.line()).unwrap_or(0),
-            message: e.to_string(),
-        })?;
-        let mut seen: HashMap<String, PathBuf> = self
+        self.extend(file_specs(path, text)?)
+    }
+
+    /// Adds rules after checking their ids are unique. Regex compilation is
+    /// most of a scan's start-up time, so rules compile in parallel; the
+    /// first error in file order is the one reported.
+    fn extend(&mut self, specs: Vec<(PathBuf, RuleSpec)>) -> Result<(), RuleError> {
+        use rayon::prelude::*;
+        let mut seen: HashMap<&str, &Path> = self
             .rules
             .iter()
-            .map(|r| (r.spec.id.clone(), r.source.clone()))
+            .map(|r| (r.spec.id.as_str(), r.source.as_path()))
             .collect();
-        for spec in file.rules {
-            if let Some(first) = seen.get(&spec.id) {
+        for (path, spec) in &specs {
+            if let Some(first) = seen.insert(&spec.id, path) {
                 return Err(RuleError::Duplicate {
-                    id: spec.id,
-                    first: first.clone(),
-                    second: path.to_path_buf(),
+                    id: spec.id.clone(),
+                    first: first.to_path_buf(),
+                    second: path.clone(),
                 });
             }
-            let rule = compile(path, spec)?;
-            seen.insert(rule.spec.id.clone(), path.to_path_buf());
-            self.rules.push(rule);
+        }
+        let compiled: Vec<Result<Rule, RuleError>> = specs
+            .into_par_iter()
+            .map(|(path, spec)| compile(&path, spec))
+            .collect();
+        for rule in compiled {
+            self.rules.push(rule?);
         }
         Ok(())
     }
@@ -169,6 +151,59 @@ impl RuleSet {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+fn builtin_specs() -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    let mut specs = Vec::new();
+    for (name, text) in BUILTIN_RULES {
+        specs.extend(file_specs(Path::new(name), text)?);
+    }
+    Ok(specs)
+}
+
+/// The rules of every `*.yaml`/`*.yml` file in `dir` (or of `dir` itself if
+/// it is a file), in file name order.
+fn dir_specs(dir: &Path) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    let io = |source| RuleError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(dir).map_err(io)?;
+    let mut files: Vec<PathBuf> = if meta.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect()
+    };
+    if files.is_empty() {
+        return Err(RuleError::Empty(dir.to_path_buf()));
+    }
+    files.sort();
+    let mut specs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        specs.extend(file_specs(&file, &text)?);
+    }
+    Ok(specs)
+}
+
+fn file_specs(path: &Path, text: &str) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
+        path: path.to_path_buf(),
+        line: e.location().map(|l| l.line()).unwrap_or(0),
+        message: e.to_string(),
+    })?;
+    Ok(file
+        .rules
+        .into_iter()
+        .map(|spec| (path.to_path_buf(), spec))
+        .collect())
 }
 
 fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
@@ -217,29 +252,22 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
             validate_template(t).map_err(|m| invalid(&id, format!("{what}: {m}")))?;
         }
     }
-    let regex = regex::bytes::RegexBuilder::new(&spec.pattern)
-        .size_limit(32 << 20)
-        .build()
-        .map_err(|e| RuleError::Regex {
+    let pattern = Pattern::new(&spec.pattern, &spec.keywords).map_err(|e| match e {
+        PatternError::Syntax(message) => RuleError::Regex {
             path: path.to_path_buf(),
             id: id.clone(),
-            message: e.to_string(),
-        })?;
-    let secret_group = regex
-        .capture_names()
-        .position(|n| n == Some("secret"))
-        .ok_or_else(|| {
-            invalid(
-                &id,
-                "pattern needs a named group `(?P<secret>...)` around the key".into(),
-            )
-        })?;
+            message,
+        },
+        PatternError::NoSecretGroup => invalid(
+            &id,
+            "pattern needs a named group `(?P<secret>...)` around the key".into(),
+        ),
+    })?;
     let window = spec.window.unwrap_or(DEFAULT_WINDOW);
     Ok(Rule {
         spec,
         source: path.to_path_buf(),
-        regex,
-        secret_group,
+        pattern,
         window,
     })
 }

@@ -4,10 +4,9 @@
 
 use super::filter::{checksum_confidence, is_placeholder, shannon_entropy, Allowlist};
 use super::finding::{Chunk, Finding};
+use super::prefilter::{Prefilter, PrefilterError};
 use super::secret::Secret;
 use crate::rules::{Rule, RuleSet};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Widening a window to whole lines stops after this many bytes, so a
@@ -17,17 +16,11 @@ const MAX_LINE_EXTENSION: usize = 1024;
 /// A line holding this marker is never reported.
 pub const ALLOW_MARKER: &[u8] = b"keysentry:allow";
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the keyword prefilter: {0}; a rule keyword is too large or malformed")]
-pub struct PrefilterError(String);
-
 /// Compiled rules and filters. Pure and synchronous: share it behind an `Arc`
 /// and call [`Scanner::scan`] from any thread.
 pub struct Scanner {
     rules: Vec<CompiledRule>,
-    prefilter: AhoCorasick,
-    /// For each automaton pattern, the rules that listed it as a keyword.
-    pattern_rules: Vec<Vec<usize>>,
+    prefilter: Prefilter,
     allowlist: Allowlist,
 }
 
@@ -55,11 +48,7 @@ impl Scanner {
                 }
             }
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&keywords)
-            .map_err(|e| PrefilterError(e.to_string()))?;
+        let prefilter = Prefilter::new(&keywords, &pattern_rules)?;
         let rules = rules
             .rules()
             .iter()
@@ -74,7 +63,6 @@ impl Scanner {
         Ok(Scanner {
             rules,
             prefilter,
-            pattern_rules,
             allowlist,
         })
     }
@@ -90,17 +78,28 @@ impl Scanner {
             return Vec::new();
         }
         let data = &chunk.data;
-        // Per rule, the merged windows its keywords hit.
-        let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
+        // Per rule, where to search: merged windows around its keyword hits,
+        // or, for a rule whose matches start with a keyword, each hit.
+        let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
         let mut hit_any = false;
-        for m in self.prefilter.find_overlapping_iter(data) {
-            for &ri in &self.pattern_rules[m.pattern().as_usize()] {
-                let w = self.rules[ri].rule.window;
-                let (lo, hi) = window(data, m.start(), m.end(), w);
-                let list = &mut windows[ri];
-                match list.last_mut() {
-                    Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
-                    _ => list.push((lo, hi)),
+        for hit in self.prefilter.hits(data) {
+            for &ri in hit.rules {
+                let rule = &self.rules[ri].rule;
+                let w = rule.window;
+                let list = &mut spans[ri];
+                if rule.pattern.keyword_anchored() {
+                    list.push((hit.start, window_end(data, hit.end, w)));
+                } else {
+                    match list.last_mut() {
+                        // Keywords cluster (a line of config, a log record):
+                        // most hits land in the window the previous one opened.
+                        Some(last) if hit.start.saturating_sub(w) <= last.1 => {
+                            if hit.end + w > last.1 {
+                                last.1 = window_end(data, hit.end, w);
+                            }
+                        }
+                        _ => list.push(window(data, hit.start, hit.end, w)),
+                    }
                 }
                 hit_any = true;
             }
@@ -109,40 +108,39 @@ impl Scanner {
             return Vec::new();
         }
         let mut candidates: Vec<Candidate> = Vec::new();
-        for (ri, list) in windows.iter().enumerate() {
-            let rule = &self.rules[ri].rule;
-            let mut seen = HashSet::new();
+        for (ri, list) in spans.iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let pattern = &self.rules[ri].rule.pattern;
+            let mut caps = pattern.captures();
+            if pattern.keyword_anchored() {
+                // An anchored search dies a few bytes past the keyword when
+                // nothing matches, instead of crossing a whole window.
+                for &(start, end) in list {
+                    if let Some((_, Some(g))) = pattern.find(&mut caps, data, start, end, true) {
+                        candidates.push(Candidate::new(ri, g));
+                    }
+                }
+                continue;
+            }
             for &(lo, hi) in list {
-                // Searching `data[..hi]` from `lo` (not the slice `data[lo..hi]`)
-                // lets `\b` and `^` see the byte before the window, so a
-                // window that starts inside a long line cannot invent a word
-                // boundary.
-                let hay = &data[..hi];
                 let mut at = lo;
-                while let Some(caps) = rule.regex.captures_at(hay, at) {
-                    let Some(whole) = caps.get(0) else { break };
-                    if let Some(g) = caps.get(rule.secret_group) {
-                        if seen.insert(g.start()) {
-                            candidates.push(Candidate {
-                                rule: ri,
-                                start: g.start(),
-                                end: g.end(),
-                            });
-                        }
-                    }
-                    at = if whole.end() > at {
-                        whole.end()
-                    } else {
-                        at + 1
-                    };
-                    if at > hi {
+                while at <= hi {
+                    let Some((whole, secret)) = pattern.find(&mut caps, data, at, hi, false) else {
                         break;
+                    };
+                    if let Some(g) = secret {
+                        candidates.push(Candidate::new(ri, g));
                     }
+                    at = if whole.end > at { whole.end } else { at + 1 };
                 }
             }
         }
-        self.drop_generic_overlaps(&mut candidates);
+        // Overlapping spans can find the same key twice.
         candidates.sort_by_key(|c| (c.start, c.rule));
+        candidates.dedup_by_key(|c| (c.start, c.rule));
+        self.drop_generic_overlaps(&mut candidates);
         let mut positions = LinePositions::new(data);
         candidates
             .into_iter()
@@ -212,6 +210,16 @@ struct Candidate {
     end: usize,
 }
 
+impl Candidate {
+    fn new(rule: usize, secret: std::ops::Range<usize>) -> Self {
+        Candidate {
+            rule,
+            start: secret.start,
+            end: secret.end,
+        }
+    }
+}
+
 /// The byte range around `[start, end)` widened by `w` bytes, then out to
 /// the enclosing line breaks when they are near; inside a long (minified)
 /// line the window stays `w` bytes either side.
@@ -221,12 +229,15 @@ fn window(data: &[u8], start: usize, end: usize, w: usize) -> (usize, usize) {
     let lo = memchr::memrchr(b'\n', &data[lo_floor..lo])
         .map(|p| lo_floor + p + 1)
         .unwrap_or(lo);
+    (lo, window_end(data, end, w))
+}
+
+fn window_end(data: &[u8], end: usize, w: usize) -> usize {
     let hi = (end + w).min(data.len());
     let hi_ceil = (hi + MAX_LINE_EXTENSION).min(data.len());
-    let hi = memchr::memchr(b'\n', &data[hi..hi_ceil])
+    memchr::memchr(b'\n', &data[hi..hi_ceil])
         .map(|p| hi + p)
-        .unwrap_or(hi);
-    (lo, hi)
+        .unwrap_or(hi)
 }
 
 /// Maps byte offsets to (line index, line start, line end), walking forward

@@ -4,12 +4,14 @@
 mod engine;
 mod filter;
 mod finding;
+mod prefilter;
 mod secret;
 
-pub use engine::{PrefilterError, Scanner, ALLOW_MARKER};
+pub use engine::{Scanner, ALLOW_MARKER};
 pub use filter::{
     base62_fixed, crc32, github_checksum_ok, is_placeholder, shannon_entropy, Allowlist,
     AllowlistError,
 };
 pub use finding::{Chunk, Confidence, Finding, Origin};
+pub use prefilter::PrefilterError;
 pub use secret::{hex, redact, Fingerprint, Secret};

@@ -1,0 +1,178 @@
+//! A rule's compiled pattern, and whether its matches always begin at one
+//! of its keywords (which lets the scanner search anchored at each keyword
+//! hit instead of across a window around it).
+
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, PatternID};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+/// Patterns are byte-oriented and ASCII: `\b`, `\w`, `\s` and `(?i)` mean
+/// their ASCII forms. Keys are ASCII; Unicode word boundaries would also make
+/// the lazy DFA give up on every non-ASCII byte and fall back to a slower
+/// engine.
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    regex: Regex,
+    secret_group: usize,
+    /// Every match starts with one of the rule's keywords.
+    keyword_anchored: bool,
+}
+
+/// Why a pattern does not compile; the caller adds file and rule id.
+#[derive(Debug)]
+pub enum PatternError {
+    Syntax(String),
+    NoSecretGroup,
+}
+
+impl Pattern {
+    pub fn new(pattern: &str, keywords: &[String]) -> Result<Pattern, PatternError> {
+        let regex = meta::Builder::new()
+            .syntax(syntax_config())
+            .configure(
+                meta::Config::new()
+                    .nfa_size_limit(Some(32 << 20))
+                    // Context patterns (`tatum[\s\S]{0,300}?key…`) have large
+                    // lazy DFAs; at the default 2 MiB cache they thrash and
+                    // fall back to the NFA engine (28% more instructions
+                    // measured on the benchmark corpus).
+                    .hybrid_cache_capacity(8 << 20),
+            )
+            .build(pattern)
+            .map_err(|e| PatternError::Syntax(e.to_string()))?;
+        let secret_group = regex
+            .group_info()
+            .to_index(PatternID::ZERO, "secret")
+            .ok_or(PatternError::NoSecretGroup)?;
+        Ok(Pattern {
+            keyword_anchored: starts_with_keyword(pattern, keywords),
+            regex,
+            secret_group,
+        })
+    }
+
+    pub fn keyword_anchored(&self) -> bool {
+        self.keyword_anchored
+    }
+
+    /// Scratch space for [`Pattern::find`], reusable across calls.
+    pub fn captures(&self) -> Captures {
+        self.regex.create_captures()
+    }
+
+    /// The first match in `data[start..end]` — anchored at `start` if asked —
+    /// as (whole match, secret group). Bytes outside the span are still seen
+    /// by `\b` and other look-arounds.
+    pub fn find(
+        &self,
+        caps: &mut Captures,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        anchored: bool,
+    ) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
+        let mut input = Input::new(data).span(start..end);
+        if anchored {
+            input = input.anchored(Anchored::Yes);
+        }
+        self.regex.search_captures(&input, caps);
+        let whole = caps.get_match()?.range();
+        Some((whole, caps.get_group(self.secret_group).map(|s| s.range())))
+    }
+}
+
+/// True when every string the pattern matches begins with one of
+/// `keywords` (ASCII case-insensitively), judged from the pattern's prefix
+/// literals. When the literals cannot be enumerated, or one is shorter than
+/// any keyword it could start, the answer is no, which is always safe.
+fn starts_with_keyword(pattern: &str, keywords: &[String]) -> bool {
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+    else {
+        return false;
+    };
+    // Only literal prefixes as long as the longest keyword matter. Small
+    // limits keep extraction to a few milliseconds for the whole rule set:
+    // classes up to 16 bytes (`t-[0-9a-f]`, ASCII case folding) are expanded,
+    // larger ones end the literal, which can only answer "no".
+    let longest = keywords.iter().map(String::len).max().unwrap_or(0);
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(ExtractKind::Prefix)
+        .limit_class(16)
+        .limit_repeat(8)
+        .limit_literal_len(longest.max(1))
+        .limit_total(10_000);
+    let seq = extractor.extract(&hir);
+    let keywords: Vec<Vec<u8>> = keywords
+        .iter()
+        .map(|k| k.to_ascii_lowercase().into_bytes())
+        .collect();
+    seq.literals().is_some_and(|lits| {
+        !lits.is_empty()
+            && lits.iter().all(|lit| {
+                let lit = lit.as_bytes().to_ascii_lowercase();
+                keywords.iter().any(|k| lit.starts_with(k))
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchored(pattern: &str, keywords: &[&str]) -> bool {
+        let kws: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        Pattern::new(pattern, &kws).unwrap().keyword_anchored()
+    }
+
+    #[test]
+    fn prefix_keyword_patterns_are_anchored() {
+        assert!(anchored(r"\b(?P<secret>ghp_[0-9A-Za-z]{36})\b", &["ghp_"]));
+        assert!(anchored(
+            r"(?P<secret>(?:AKIA|ASIA)[A-Z2-7]{16})",
+            &["AKIA", "ASIA"]
+        ));
+        assert!(anchored(
+            r#"(?i:api[_-]?key|token)\s*=\s*(?P<secret>[0-9a-z]{20})"#,
+            &["api_key", "api-key", "apikey", "token"]
+        ));
+    }
+
+    #[test]
+    fn patterns_that_may_start_elsewhere_are_not() {
+        // The key comes before the keyword.
+        assert!(!anchored(
+            r"(?P<secret>[0-9a-f]{32})@[a-z.]*tatum\.io",
+            &["tatum"]
+        ));
+        // A literal shorter than the keyword it might start.
+        assert!(!anchored(r"(?P<secret>api[0-9]{8})", &["api_key"]));
+        // Anything may come first.
+        assert!(!anchored(
+            r"(?i:tatum)[\s\S]{0,300}?(?P<secret>[0-9a-f]{32})",
+            &["key"]
+        ));
+    }
+
+    #[test]
+    fn anchored_search_respects_the_byte_before_the_span() {
+        let p = Pattern::new(r"\b(?P<secret>ghp_[0-9]{4})\b", &["ghp_".into()]).unwrap();
+        let data = b"xghp_1234 ghp_5678";
+        let mut caps = p.captures();
+        assert_eq!(p.find(&mut caps, data, 1, data.len(), true), None);
+        assert_eq!(
+            p.find(&mut caps, data, 10, data.len(), true),
+            Some((10..18, Some(10..18)))
+        );
+    }
+}

