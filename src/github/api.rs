@@ -231,15 +231,18 @@ impl RepoClient {
     pub async fn compare(&self, repo: &str, base: &str, head: &str) -> Result<Compare, ApiError> {
         let path = format!(
             "/repos/{repo}/compare/{}...{}",
-            encode_ref(base),
-            encode_ref(head)
+            crate::report::uri_path(base),
+            crate::report::uri_path(head)
         );
         self.get_json(&path).await
     }
 
     pub async fn commit(&self, repo: &str, sha: &str) -> Result<CommitData, ApiError> {
-        self.get_json(&format!("/repos/{repo}/commits/{}", encode_ref(sha)))
-            .await
+        self.get_json(&format!(
+            "/repos/{repo}/commits/{}",
+            crate::report::uri_path(sha)
+        ))
+        .await
     }
 
     pub async fn default_branch(&self, repo: &str) -> Result<String, ApiError> {
@@ -259,7 +262,10 @@ impl RepoClient {
         }
         let what = format!("GET /repos/{repo}/git/blobs/{sha}");
         let b: Blob = self
-            .get_json(&format!("/repos/{repo}/git/blobs/{}", encode_ref(sha)))
+            .get_json(&format!(
+                "/repos/{repo}/git/blobs/{}",
+                crate::report::uri_path(sha)
+            ))
             .await?;
         if b.encoding != "base64" {
             return Ok(b.content.into_bytes());
@@ -283,7 +289,10 @@ impl RepoClient {
         sha: &str,
         body: &str,
     ) -> Result<(), ApiError> {
-        let path = format!("/repos/{repo}/commits/{}/comments", encode_ref(sha));
+        let path = format!(
+            "/repos/{repo}/commits/{}/comments",
+            crate::report::uri_path(sha)
+        );
         let what = format!("POST {path}");
         let payload = serde_json::json!({ "body": body });
         let res = self
@@ -456,20 +465,6 @@ pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration>
     Some(wait.min(MAX_RATE_LIMIT_WAIT))
 }
 
-/// Escapes what a URL path segment cannot hold; branch names may contain
-/// `/`, which GitHub accepts in compare ranges as-is.
-fn encode_ref(r: &str) -> String {
-    let mut out = String::with_capacity(r.len());
-    for b in r.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +507,9 @@ mod tests {
 
     #[test]
     fn refs_are_escaped_for_the_path() {
-        assert_eq!(encode_ref("feature/x y#1"), "feature/x%20y%231");
+        assert_eq!(
+            crate::report::uri_path("feature/x y#1"),
+            "feature/x%20y%231"
+        );
     }
 }

@@ -6,6 +6,7 @@ mod sarif;
 mod text;
 
 pub use json::{read_baseline, FindingJson};
+pub use sarif::uri_path;
 
 use crate::scan::Finding;
 use std::io::Write;

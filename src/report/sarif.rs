@@ -91,7 +91,7 @@ fn properties(f: &Finding) -> Value {
 /// A relative path as a URI reference (RFC 3986): `/` kept, every byte
 /// outside the unreserved set percent-encoded, so GitHub can place paths
 /// with spaces, `#` or non-ASCII names.
-fn uri_path(path: &str) -> String {
+pub fn uri_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for &b in path.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
