@@ -97,7 +97,8 @@ impl<'p> Iterator for Hits<'p, '_> {
 
     fn next(&mut self) -> Option<Hit<'p>> {
         while self.next >= self.batch.len() {
-            if self.at > self.data.len() {
+            // No keywords: the empty alternation would match everywhere.
+            if self.at > self.data.len() || self.pf.longest == 0 {
                 return None;
             }
             let end = self.pf.finder.shortest_match_at(self.data, self.at)?;
@@ -162,6 +163,12 @@ mod tests {
             vec![(0, 6, vec![0]), (5, 8, vec![1])]
         );
         assert_eq!(hits(&p, "t-abc"), vec![(0, 3, vec![1])]);
+    }
+
+    #[test]
+    fn no_keywords_no_hits() {
+        let p = prefilter(&[]);
+        assert_eq!(hits(&p, "anything at all"), vec![]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! on the walker's threads, so memory does not grow with the size of the
 //! tree: each thread holds one file at a time.
 
-use super::{looks_binary, ScanStats, SourceError};
+use super::{looks_binary, ScanStats, SourceError, BINARY_PROBE};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use std::io::Read;
 use std::path::Path;
@@ -104,20 +104,14 @@ fn scan_file(
     stats: &ScanStats,
 ) -> (Vec<Finding>, Vec<u8>) {
     buf.clear();
-    let read = std::fs::File::open(path).and_then(|f| {
-        let len = f.metadata()?.len();
-        if len > opts.max_file_size {
-            return Ok(false);
-        }
-        // Read one byte past the limit: a file that grew since the stat is
-        // still caught as too large instead of scanned in part.
-        f.take(opts.max_file_size + 1).read_to_end(&mut buf)?;
-        Ok(buf.len() as u64 <= opts.max_file_size)
-    });
-    match read {
-        Ok(true) => {}
-        Ok(false) => {
+    match read_text(path, opts.max_file_size, &mut buf) {
+        Ok(Content::Text) => {}
+        Ok(Content::TooLarge) => {
             stats.skipped_large.fetch_add(1, Relaxed);
+            return (Vec::new(), buf);
+        }
+        Ok(Content::Binary) => {
+            stats.skipped_binary.fetch_add(1, Relaxed);
             return (Vec::new(), buf);
         }
         Err(e) => {
@@ -125,15 +119,39 @@ fn scan_file(
             return (Vec::new(), buf);
         }
     }
-    if looks_binary(&buf) {
-        stats.skipped_binary.fetch_add(1, Relaxed);
-        return (Vec::new(), buf);
-    }
     stats.files.fetch_add(1, Relaxed);
     stats.add_bytes(buf.len());
     let chunk = Chunk::whole(Origin::File { path: rel }, buf);
     let findings = scanner.scan(&chunk);
     (findings, chunk.data)
+}
+
+enum Content {
+    Text,
+    Binary,
+    TooLarge,
+}
+
+/// Reads a text file into `buf`. The binary check runs on the first 8 KiB
+/// before the rest is read, so a tree full of build artifacts costs little.
+fn read_text(path: &Path, max_size: u64, buf: &mut Vec<u8>) -> std::io::Result<Content> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > max_size {
+        return Ok(Content::TooLarge);
+    }
+    // One byte past the limit: a file that grew since the stat is caught as
+    // too large instead of scanned in part.
+    let mut file = file.take(max_size + 1);
+    (&mut file).take(BINARY_PROBE as u64).read_to_end(buf)?;
+    if looks_binary(buf) {
+        return Ok(Content::Binary);
+    }
+    file.read_to_end(buf)?;
+    Ok(if buf.len() as u64 > max_size {
+        Content::TooLarge
+    } else {
+        Content::Text
+    })
 }
 
 /// `relative/path: reason` for a directory entry the walker could not read.

@@ -39,10 +39,13 @@ impl ScanStats {
     }
 }
 
+/// How much of a file the binary check looks at.
+pub const BINARY_PROBE: usize = 8192;
+
 /// Content with a NUL byte in its first 8 KiB is treated as binary, the
 /// heuristic git and ripgrep use.
 pub fn looks_binary(data: &[u8]) -> bool {
-    data[..data.len().min(8192)].contains(&0)
+    memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some()
 }
 
 #[derive(Debug, thiserror::Error)]
