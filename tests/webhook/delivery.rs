@@ -219,15 +219,8 @@ async fn a_restart_finishes_the_pending_deliveries() {
 async fn rate_limits_and_outages_delay_a_delivery_but_never_drop_it() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({".env": key(6)}),
-        )
-        .await;
+    let (base, head) =
+        base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(6)})).await;
     sim.post(
         "/_sim/github/faults",
         json!({"path_contains": "/compare/", "status": 502, "count": 1}),

@@ -7,15 +7,8 @@ use super::harness::*;
 async fn bad_or_missing_signature_is_401_and_calls_nothing() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({".env": key(2)}),
-        )
-        .await;
+    let (base, head) =
+        base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(2)})).await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = push(
         "acme/app",
@@ -65,15 +58,8 @@ async fn bad_or_missing_signature_is_401_and_calls_nothing() {
 async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({".env": key(3)}),
-        )
-        .await;
+    let (base, head) =
+        base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(3)})).await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = push(
         "acme/app",
@@ -228,15 +214,13 @@ async fn log_scenario() {
         .init();
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({".env": format!("K={}\n", key(13))}),
-        )
-        .await;
+    let (base, head) = base_then_commit(
+        &sim,
+        "acme/app",
+        "a@example.com",
+        json!({".env": format!("K={}\n", key(13))}),
+    )
+    .await;
     sim.post(
         "/_sim/github/faults",
         json!({"path_contains": "/compare/", "status": 502, "count": 1}),

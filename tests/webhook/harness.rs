@@ -423,6 +423,19 @@ pub fn db(dir: &tempfile::TempDir) -> PathBuf {
 }
 
 /// A repo with one commit on main; returns its sha.
+/// A repository with a base commit on main and one commit on top of it by
+/// `email` with `files`: the shape most push tests start from.
+pub async fn base_then_commit(
+    sim: &Sim,
+    repo: &str,
+    email: &str,
+    files: Value,
+) -> (String, String) {
+    let base = repo_with_base(sim, repo).await;
+    let head = sim.commit(repo, Some(&base), email, files).await;
+    (base, head)
+}
+
 pub async fn repo_with_base(sim: &Sim, repo: &str) -> String {
     sim.repo(repo).await;
     sim.commit_with(

@@ -240,15 +240,13 @@ async fn only_added_lines_count_and_each_is_attributed_to_its_commit() {
 async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({"cfg/prod.env": format!("X=1\nK={}\n", key(10))}),
-        )
-        .await;
+    let (base, head) = base_then_commit(
+        &sim,
+        "acme/app",
+        "a@example.com",
+        json!({"cfg/prod.env": format!("X=1\nK={}\n", key(10))}),
+    )
+    .await;
     let opts = Opts {
         comment: true,
         ..Opts::default()
@@ -303,15 +301,8 @@ async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
         rsa_key.to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes(),
     )
     .unwrap();
-    let base = repo_with_base(&sim, "acme/app").await;
-    let head = sim
-        .commit(
-            "acme/app",
-            Some(&base),
-            "a@example.com",
-            json!({".env": key(12)}),
-        )
-        .await;
+    let (base, head) =
+        base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(12)})).await;
     let opts = Opts {
         github: format!(
             "  app:\n    app_id: 4242\n    private_key_path: {}\n",
