@@ -22,7 +22,7 @@ pub mod retry;
 mod revoke;
 mod tatum;
 
-use crate::alert::{resolve_owner, ActionResult, Alerter};
+use crate::alert::{ActionResult, Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
 use crate::rules::{RuleError, RuleSet};
 use crate::scan::{Finding, Secret};
@@ -137,6 +137,8 @@ struct Inner {
     store: Store,
     http: HttpClient,
     alerter: Alerter,
+    /// Compiled once: every finding asks it for an owner.
+    owners: OwnerResolver,
     retry: RetryPolicy,
     restart_timeout: Duration,
     /// How often `retry_pending` looks at a waiting incident (a manual
@@ -186,6 +188,8 @@ impl Engine {
             .map_err(|e| RemediateError::Http(e.to_string()))?;
         let alerter =
             Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
+        let owners =
+            OwnerResolver::new(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let concurrency = r.concurrency.unwrap_or(16).max(1);
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -194,6 +198,7 @@ impl Engine {
                 store,
                 http,
                 alerter,
+                owners,
                 retry,
                 restart_timeout: Duration::from_secs(120),
                 poll_interval: Duration::from_secs(
@@ -226,7 +231,7 @@ impl Engine {
     ) -> Result<Vec<IncidentOutcome>, RemediateError> {
         let items: Vec<NewIncident> = findings
             .iter()
-            .map(|f| new_incident(&self.inner.config, f))
+            .map(|f| new_incident(&self.inner.owners, f))
             .collect();
         let ids = self.inner.store.record_findings(&items)?;
         let mut order: Vec<(i64, bool)> = Vec::new();
@@ -419,7 +424,7 @@ impl Inner {
     }
 }
 
-fn new_incident(config: &Config, f: &Finding) -> NewIncident {
+fn new_incident(owners: &OwnerResolver, f: &Finding) -> NewIncident {
     let o = &f.origin;
     NewIncident {
         fingerprint: f.fingerprint.as_str().to_string(),
@@ -427,7 +432,7 @@ fn new_incident(config: &Config, f: &Finding) -> NewIncident {
         rule_id: f.rule_id.to_string(),
         rule_name: f.rule_name.to_string(),
         redacted: f.secret.redacted(),
-        owner: resolve_owner(config, f),
+        owner: owners.resolve(f),
         location: LocationRow {
             source: o.kind().to_string(),
             path: o.path(),
