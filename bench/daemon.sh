@@ -86,9 +86,14 @@ pids+=("$load")
 sleep 10
 rss_start=$(rss_kb "$daemon")
 rss_max=$rss_start
+rss_series=""
+ticks=0
 while kill -0 "$load" 2>/dev/null; do
     r=$(rss_kb "$daemon")
     [ "$r" -gt "$rss_max" ] && rss_max=$r
+    # One sample a minute, to show whether memory is flat or climbing.
+    [ $((ticks % 12)) -eq 0 ] && rss_series="$rss_series $((r / 1024))"
+    ticks=$((ticks + 1))
     sleep 5
 done
 rss_end=$(rss_kb "$daemon")
@@ -116,6 +121,9 @@ print(f"keys: {len(sent['keys'])} written, {len(lat)} contained, {dups} containe
 print(f"append -> freeze call latency ms: p50 {pct(50)}  p90 {pct(90)}  p99 {pct(99)}  max {lat[-1] if lat else 'n/a'}")
 PY
 echo "RSS KiB: start $rss_start  max $rss_max  end $rss_end (soak ${SOAK_MINUTES} min)"
+echo "RSS MiB, one sample a minute:$rss_series"
+echo "keys held in memory at the end: $(awk '/^keysentry_remediation_keys_held/ {print $2}' "$work/metrics.txt")" \
+    "(open incidents: $(awk '/^keysentry_incidents\{/ && !/closed|not-live/ {s += $2} END {print s + 0}' "$work/metrics.txt"))"
 fi
 
 # --- throughput --------------------------------------------------------------

@@ -252,9 +252,11 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         shared.clone(),
         stop_rx.clone(),
     )?;
+    let engine = shared.clone();
     let mut app = router(AppState {
         metrics: metrics.clone(),
         store: Some(store.clone()),
+        keys_held: Some(Arc::new(move || engine.sink().0.keys_held())),
     });
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {

@@ -122,8 +122,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition. `incidents` are the store's counts by
-    /// state, read at scrape time.
-    pub fn render(&self, incidents: &BTreeMap<String, u64>) -> String {
+    /// state and `keys_held` the engine's in-memory key count, both read at
+    /// scrape time.
+    pub fn render(&self, incidents: &BTreeMap<String, u64>, keys_held: Option<usize>) -> String {
         let c = self.counters();
         let mut out = String::new();
         counter(
@@ -162,6 +163,15 @@ impl Metrics {
         );
         for (state, n) in incidents {
             let _ = writeln!(out, "keysentry_incidents{{state=\"{}\"}} {n}", esc(state));
+        }
+        if let Some(n) = keys_held {
+            header(
+                &mut out,
+                "keysentry_remediation_keys_held",
+                "Leaked keys held in memory for incidents that still need a provider call.",
+                "gauge",
+            );
+            let _ = writeln!(out, "keysentry_remediation_keys_held {n}");
         }
         header(
             &mut out,
@@ -226,7 +236,7 @@ mod tests {
         m.remediation_latency(Duration::from_millis(30));
         m.set_source("log:/var/log/*.log", SourceState::Running);
         m.set_source("repo:/srv/x", SourceState::Failed("gone".into()));
-        let text = m.render(&BTreeMap::from([("contained".to_string(), 2)]));
+        let text = m.render(&BTreeMap::from([("contained".to_string(), 2)]), Some(1));
         for want in [
             "keysentry_scanned_bytes_total{source=\"log:/var/log/*.log\"} 100",
             "keysentry_scanned_lines_total{source=\"log:/var/log/*.log\"} 3",
@@ -236,6 +246,7 @@ mod tests {
             "keysentry_remediation_duration_seconds_bucket{le=\"0.025\"} 0",
             "keysentry_remediation_duration_seconds_bucket{le=\"0.05\"} 1",
             "keysentry_remediation_duration_seconds_count 1",
+            "keysentry_remediation_keys_held 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

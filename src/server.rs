@@ -18,7 +18,13 @@ pub struct AppState {
     /// Incident counts come from here at scrape time; `None` in tests that
     /// have no store.
     pub store: Option<Arc<Store>>,
+    /// The remediation engine's count of keys held in memory, read at
+    /// scrape time; `None` without an engine.
+    pub keys_held: Option<KeysHeld>,
 }
+
+/// Reads a count at scrape time.
+pub type KeysHeld = Arc<dyn Fn() -> usize + Send + Sync>;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -51,7 +57,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&incidents),
+        state
+            .metrics
+            .render(&incidents, state.keys_held.as_ref().map(|f| f())),
     )
         .into_response()
 }
@@ -83,6 +91,7 @@ mod tests {
         let state = AppState {
             metrics: metrics.clone(),
             store: None,
+            keys_held: None,
         };
         assert_eq!(
             get_text(router(state.clone()), "/healthz").await.0,
@@ -104,10 +113,12 @@ mod tests {
         let state = AppState {
             metrics,
             store: Some(Arc::new(Store::in_memory().unwrap())),
+            keys_held: Some(Arc::new(|| 3)),
         };
         let (status, body) = get_text(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("# TYPE keysentry_scanned_bytes_total counter"));
         assert!(body.contains("keysentry_scanned_bytes_total{source=\"log:/a/*.log\"} 10"));
+        assert!(body.contains("keysentry_remediation_keys_held 3"));
     }
 }

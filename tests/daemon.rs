@@ -241,6 +241,22 @@ fn metric(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Polls `/metrics` until `series` reads `value`; returns the page.
+fn wait_metric(port: u16, series: &str, value: f64) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, body) = http_get(port, "/metrics");
+        if metric(&body, series) == Some(value) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{series} never became {value}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_key_appended_to_a_watched_log_is_reported_once_and_never_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,19 +400,11 @@ fn a_partial_line_is_scanned_once_it_is_complete() {
     append(&log, &format!("complete line\nkey={head}"));
     // The daemon has read the write that ends in the partial line once it
     // counts the complete line before it.
-    let start = Instant::now();
-    loop {
-        let (_, body) = http_get(port, "/metrics");
-        let series = format!(
-            "keysentry_scanned_lines_total{{source=\"log:{}\"}}",
-            dir.path().join("*.log").display()
-        );
-        if metric(&body, &series) == Some(1.0) {
-            break;
-        }
-        assert!(start.elapsed() < DEADLINE, "line never scanned:\n{body}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let series = format!(
+        "keysentry_scanned_lines_total{{source=\"log:{}\"}}",
+        dir.path().join("*.log").display()
+    );
+    wait_metric(port, &series, 1.0);
     append(&log, &format!("{tail} ok\n"));
     let found = d.wait_for_key(&k);
     assert_eq!(found.len(), 1);
@@ -663,6 +671,12 @@ impl Sim {
         assert_eq!(status, 204, "{resp}");
     }
 
+    /// Queues a fault (`POST /_sim/fault`).
+    fn fault(&self, body: &str) {
+        let (status, resp) = http(&self.addr, "POST", "/_sim/fault", body);
+        assert_eq!(status, 204, "{resp}");
+    }
+
     fn freezes_of(&self, key: &str) -> usize {
         let (_, body) = http(&self.addr, "GET", "/_sim/calls", "");
         let calls: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
@@ -714,7 +728,9 @@ fn a_key_appended_to_a_watched_log_is_contained_exactly_once() {
     sim.wait_for_freeze(&k2);
     assert_eq!(sim.freezes_of(&k1), 1);
     assert_eq!(sim.freezes_of(&k2), 1);
-    let (_, metrics) = http_get(d.port(), "/metrics");
+    // Frozen under a freeze policy, the incidents need no more calls: the
+    // daemon keeps neither key in memory.
+    let metrics = wait_metric(d.port(), "keysentry_remediation_keys_held", 0.0);
     let incidents: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("keysentry_incidents{"))
@@ -727,6 +743,37 @@ fn a_key_appended_to_a_watched_log_is_contained_exactly_once() {
         !stderr.contains(&k1[2..]) && !stderr.contains(&k2[2..]),
         "a key leaked into the log"
     );
+}
+
+#[test]
+fn a_failed_containment_keeps_the_key_until_it_succeeds() {
+    let sim = Sim::start();
+    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let extra = format!(
+        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
+        sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let k = key("tatum is down");
+    sim.add_live_key(&k);
+    append(&log, &format!("request x-api-key: {k}\n"));
+    // Both attempts answered 500: the incident is failed and its key stays
+    // in memory for the retry.
+    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
+    let metrics = wait_metric(d.port(), "keysentry_remediation_keys_held", 1.0);
+    assert_eq!(sim.freezes_of(&k), 2, "{metrics}");
+    // Seen again once the backoff has passed: contained, and the key is let go.
+    std::thread::sleep(Duration::from_millis(200));
+    append(&log, &format!("again x-api-key: {k}\n"));
+    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
+    wait_metric(d.port(), "keysentry_remediation_keys_held", 0.0);
+    assert_eq!(sim.freezes_of(&k), 3);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(&k[2..]), "the key leaked into the log");
 }
 
 fn git(repo: &Path, args: &[&str]) {

@@ -296,9 +296,7 @@ impl<'a> Ctx<'a> {
                 notify::send(&mut self).await;
             }
         }
-        if matches!(self.row.state.as_str(), "closed" | "not-live") {
-            self.inner.forget_secret(self.row.id);
-        }
+        self.inner.release_secret(&self.row);
         let mut outcome = IncidentOutcome::of(&self.row, self.created);
         outcome.actions = self.actions;
         outcome.plan = self.plan;

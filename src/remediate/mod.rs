@@ -148,8 +148,11 @@ struct Inner {
     contain_slots: Arc<Semaphore>,
     /// Passes past containment (inventory, rotation, hand-over) at once.
     rotate_slots: Arc<Semaphore>,
-    /// Keys seen by this process, by incident id: a later pass needs the key
-    /// to call its provider, and the store must never hold it.
+    /// Keys seen by this process, by incident id, for incidents a later pass
+    /// still has to call a provider for (the store must never hold a key).
+    /// A key leaves once its incident needs no more calls under the policy
+    /// (see [`Inner::release_secret`]), so this holds the keys of unfinished
+    /// work only, not of every incident ever seen.
     secrets: Mutex<HashMap<i64, Secret>>,
     /// Incidents a task of this process is working on right now.
     active: Mutex<HashSet<i64>>,
@@ -221,6 +224,13 @@ impl Engine {
         &self.inner.store
     }
 
+    /// How many leaked keys this process holds in memory: one per incident
+    /// that still needs a provider call with it (`/metrics` shows it as
+    /// `keysentry_remediation_keys_held`). Settled incidents hold none.
+    pub fn keys_held(&self) -> usize {
+        lock(&self.inner.secrets).len()
+    }
+
     /// Records the findings (one incident per key, every location) and
     /// remediates each incident per the policy. Incidents already closed or
     /// settled make no provider call. Outcomes come in the order of the
@@ -256,27 +266,42 @@ impl Engine {
     /// failed ones once their backoff has passed, polls waiting ones (manual
     /// rotations) every `providers.tatum.poll_interval_secs` (default 60),
     /// finishes interrupted ones. The daemon calls it periodically; errors
-    /// are logged, not returned.
+    /// are logged, not returned. Open incidents are read a page at a time,
+    /// so a store with many contained-and-done incidents costs a scan, not
+    /// memory.
     pub async fn retry_pending(&self) -> Vec<IncidentOutcome> {
         if self.inner.config.remediation.mode != RemediationMode::Auto {
             return Vec::new();
         }
-        match self.inner.store.open_incidents() {
-            Ok(rows) => {
-                let now = now_ms();
-                let work = rows
-                    .into_iter()
-                    .filter(|r| !self.inner.settled(r))
-                    .filter(|r| r.retry_at_ms.map_or(true, |t| now >= t))
-                    .map(|r| (r.id, false))
-                    .collect();
-                self.run_all(work).await
+        let mut outcomes = Vec::new();
+        let mut after = 0;
+        loop {
+            let rows = match self.inner.store.open_incidents_after(after, RETRY_PAGE) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list open incidents");
+                    break;
+                }
+            };
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            let more = rows.len() == RETRY_PAGE;
+            let now = now_ms();
+            let mut work = Vec::new();
+            for row in rows {
+                if self.inner.settled(&row) {
+                    // Also sweeps a key a racing pass left behind.
+                    self.inner.release_secret(&row);
+                } else if row.retry_at_ms.map_or(true, |t| now >= t) {
+                    work.push((row.id, false));
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list open incidents");
-                Vec::new()
+            outcomes.extend(self.run_all(work).await);
+            if !more {
+                break;
             }
         }
+        outcomes
     }
 
     /// Finishes a manual Tatum rotation: checks the new key with Tatum,
@@ -351,6 +376,9 @@ impl Engine {
 /// Provider calls per second when the config sets no `rate_limit`.
 const DEFAULT_RATE: f64 = 50.0;
 
+/// Open incidents `retry_pending` reads from the store at once.
+const RETRY_PAGE: usize = 256;
+
 impl Inner {
     /// One pass over an incident. `None` when it could not even be loaded
     /// (logged).
@@ -375,6 +403,7 @@ impl Inner {
         let mode = self.config.remediation.mode;
         let backing_off = row.state == "failed" && row.retry_at_ms.is_some_and(|t| now_ms() < t);
         if !created && (self.settled(&row) || mode == RemediationMode::Off || backing_off) {
+            self.release_secret(&row);
             return Some(IncidentOutcome::of(&row, created));
         }
         let secret = self.secret_for(&row);
@@ -419,8 +448,16 @@ impl Inner {
         tatum::key_from_consumers(&self.config, &row.fingerprint)
     }
 
-    fn forget_secret(&self, id: i64) {
-        lock(&self.secrets).remove(&id);
+    /// Drops the in-memory key of an incident that needs no more provider
+    /// calls: closed, not live, settled under the policy (a Tatum key frozen
+    /// under `freeze`, a key verified under `notify`), or any incident when
+    /// remediation is not `auto`. If the policy later asks for more, the key
+    /// comes back the way it does after a restart: from a consumer's env
+    /// file, or when a source sees it again.
+    fn release_secret(&self, row: &IncidentRow) {
+        if self.config.remediation.mode != RemediationMode::Auto || self.settled(row) {
+            lock(&self.secrets).remove(&row.id);
+        }
     }
 }
 

@@ -196,20 +196,34 @@ impl Store {
 
     /// Every incident, oldest first.
     pub fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        self.query_incidents("1 = 1")
+        self.query_incidents("1 = 1 ORDER BY id", [])
     }
 
-    /// Incidents the engine still has work or waiting to do.
-    pub fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        self.query_incidents("state NOT IN ('closed', 'not-live')")
+    /// Up to `limit` incidents the engine still has work or waiting to do,
+    /// with ids above `after`, oldest first. Callers page through them, so
+    /// what they hold at once does not grow with the number of open
+    /// incidents.
+    pub fn open_incidents_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        self.query_incidents(
+            "state NOT IN ('closed', 'not-live') AND id > ?1 ORDER BY id LIMIT ?2",
+            params![after, limit as i64],
+        )
     }
 
-    fn query_incidents(&self, filter: &str) -> Result<Vec<IncidentRow>, StoreError> {
+    fn query_incidents(
+        &self,
+        filter: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {filter} ORDER BY id"
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {filter}"
             ))?;
-            let rows = stmt.query_map([], incident_from_row)?;
+            let rows = stmt.query_map(params, incident_from_row)?;
             rows.collect()
         })
     }
@@ -407,7 +421,7 @@ mod tests {
         assert_eq!(back.state, "contained");
         assert_eq!(back.subscriptions, Some(2));
         assert_eq!(back.testnet, Some(true));
-        assert_eq!(store.open_incidents().unwrap().len(), 1);
+        assert_eq!(store.open_incidents_after(0, 10).unwrap().len(), 1);
     }
 
     #[test]
