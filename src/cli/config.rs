@@ -260,8 +260,23 @@ fn check_config(c: &Config, out: &mut Found) {
     if let Some(g) = &c.github {
         check_github(g, out);
     }
-    if let Some(h) = &c.http {
-        check_listen(out, vec![key("http"), key("listen")], &h.listen);
+    // The daemon's own fields (watch.*, http.listen), as `daemon` reads them.
+    if let Err(problems) = keysentry::daemon::Settings::check(c) {
+        for (at, message) in problems {
+            out.push((Vec::new(), format!("{at}: {message}")));
+        }
+    }
+    for (i, r) in c.watch.repos.iter().enumerate() {
+        let git = r.path.join(".git").exists() || r.path.join("objects").is_dir();
+        if !git {
+            let at = vec![key("watch"), key("repos"), Seg::Index(i), key("path")];
+            let why = if r.path.exists() {
+                "is not a git repository (no .git)"
+            } else {
+                "does not exist"
+            };
+            out.push((at, format!("{} {why}", r.path.display())));
+        }
     }
     for (i, dir) in c.scan.rules.iter().enumerate() {
         if !dir.exists() {

@@ -48,34 +48,41 @@ impl Loaded {
 }
 
 impl Settings {
+    /// The daemon's settings, or the first problem in them.
     pub fn from_config(c: &Config) -> Result<Settings, DaemonError> {
-        let bad = |at: &str, message: String| DaemonError::Setting {
-            at: at.to_string(),
-            message,
-        };
+        Settings::check(c).map_err(|mut problems| {
+            let (at, message) = problems.swap_remove(0);
+            DaemonError::Setting { at, message }
+        })
+    }
+
+    /// The daemon's settings, or every problem in them, each with its YAML
+    /// path (`watch.repos[1].poll`). `keysentry config check` lists them all.
+    pub fn check(c: &Config) -> Result<Settings, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut bad = |at: String, message: String| problems.push((at, message));
         let from = match c.watch.from.as_deref() {
             None | Some("end") => StartFrom::End,
             Some("start") => StartFrom::Start,
             Some(other) => {
-                return Err(bad(
-                    "watch.from",
+                bad(
+                    "watch.from".into(),
                     format!("`{other}` is neither `start` nor `end`"),
-                ))
+                );
+                StartFrom::End
             }
         };
-        let poll = match &c.watch.poll {
-            Some(p) => parse_duration(p).map_err(|m| bad("watch.poll", m))?,
-            None => DEFAULT_LOG_POLL,
-        };
-        check_globs(&c.watch.logs).map_err(|e| bad("watch.logs", e.to_string()))?;
+        let poll = duration_or(&c.watch.poll, DEFAULT_LOG_POLL, "watch.poll", &mut bad);
+        if let Err(e) = check_globs(&c.watch.logs) {
+            // The error names the field itself.
+            let message = e.to_string();
+            let message = message.strip_prefix("watch.logs: ").unwrap_or(&message);
+            bad("watch.logs".into(), message.to_string());
+        }
         let mut repos = Vec::new();
         for (i, r) in c.watch.repos.iter().enumerate() {
-            let poll = match &r.poll {
-                Some(p) => {
-                    parse_duration(p).map_err(|m| bad(&format!("watch.repos[{i}].poll"), m))?
-                }
-                None => DEFAULT_REPO_POLL,
-            };
+            let at = format!("watch.repos[{i}]");
+            let poll = duration_or(&r.poll, DEFAULT_REPO_POLL, &format!("{at}.poll"), &mut bad);
             repos.push(RepoSettings {
                 path: r.path.clone(),
                 poll,
@@ -83,12 +90,15 @@ impl Settings {
             });
         }
         if let Some(h) = &c.http {
-            h.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            if let Err(e) = h.listen.parse::<std::net::SocketAddr>() {
                 bad(
-                    "http.listen",
+                    "http.listen".into(),
                     format!("`{}`: {e}; use HOST:PORT, e.g. 127.0.0.1:9187", h.listen),
-                )
-            })?;
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
         }
         Ok(Settings {
             logs: LogTailSettings {
@@ -99,6 +109,24 @@ impl Settings {
             repos,
             http_listen: c.http.as_ref().map(|h| h.listen.clone()),
         })
+    }
+}
+
+/// `value` parsed as a duration, `default` when absent; a bad value is
+/// reported at `at` and replaced by the default so checking goes on.
+fn duration_or(
+    value: &Option<String>,
+    default: Duration,
+    at: &str,
+    bad: &mut impl FnMut(String, String),
+) -> Duration {
+    match value.as_deref().map(parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(m)) => {
+            bad(at.to_string(), m);
+            default
+        }
     }
 }
 

@@ -126,3 +126,30 @@ alerts:
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
 }
+
+#[test]
+fn the_daemons_watch_and_http_fields_are_checked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("not-a-repo");
+    std::fs::create_dir(&repo).unwrap();
+    let yaml = format!(
+        "watch:\n  logs: ['/var/log/[app.log']\n  from: middle\n  poll: soon\n  repos:\n    - {{path: {}, poll: 5 days}}\n    - {{path: {}/gone}}\nhttp:\n  listen: localhost\n",
+        repo.display(),
+        dir.path().display()
+    );
+    let (code, out) = check(dir.path(), &yaml, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    for want in [
+        "watch.logs: `/var/log/[app.log` is not a valid glob",
+        "watch.from: `middle` is neither `start` nor `end`",
+        "watch.poll: `soon` is not a duration",
+        "watch.repos[0].poll: `5 days` has an unknown unit",
+        "watch.repos[0].path: ",
+        "not-a-repo is not a git repository",
+        "watch.repos[1].path: ",
+        "/gone does not exist",
+        "http.listen: `localhost`",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
