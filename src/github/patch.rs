@@ -72,16 +72,6 @@ fn hunk_start(header: &str) -> Option<u64> {
     start.parse::<u64>().ok().map(|n| n.max(1))
 }
 
-/// Whether a line the patch added contains `needle` (attributing a key to
-/// the commit that added it).
-pub fn added_line_contains(patch: &str, needle: &str) -> bool {
-    let needle = needle.lines().next().unwrap_or(needle);
-    !needle.is_empty()
-        && patch
-            .split('\n')
-            .any(|l| l.starts_with('+') && l[1..].contains(needle))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,12 +105,5 @@ mod tests {
         assert_eq!(side.chunks.len(), 1);
         assert_eq!(side.chunks[0].data, b"k=1\n++x\n");
         assert_eq!(side.added.len(), 2);
-    }
-
-    #[test]
-    fn finds_the_commit_that_added_a_line() {
-        let patch = "@@ -1 +1 @@\n-old key\n+new key";
-        assert!(added_line_contains(patch, "new key"));
-        assert!(!added_line_contains(patch, "old key"));
     }
 }

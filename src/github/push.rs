@@ -20,7 +20,7 @@ use super::patch;
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use crate::source::looks_binary;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// GitHub's compare response lists at most this many files.
@@ -211,17 +211,18 @@ pub async fn scan_push(
         limits,
     };
     match ctx.diff().await? {
-        Diff::Compare(cmp) if cmp.files.len() < COMPARE_FILE_CAP => {
+        // One commit: the compare's diff is that commit's own.
+        Diff::Compare(cmp) if cmp.commits.len() <= 1 && cmp.files.len() < COMPARE_FILE_CAP => {
             let (sha, email) = match cmp.commits.as_slice() {
                 [only] => (only.sha.clone(), ctx.author(only)),
                 _ => (job.after.clone(), ctx.listed_author(&job.after)),
             };
-            let mut findings = ctx.scan_files(&cmp.files, &sha, email).await?;
-            if cmp.commits.len() > 1 && !findings.is_empty() {
-                ctx.attribute(&cmp.commits, &mut findings).await?;
-            }
-            Ok(findings)
+            ctx.scan_files(&cmp.files, &sha, email).await
         }
+        // Several commits (or more files than a compare lists): each
+        // commit's own diff. A key that one commit added and a later one
+        // removed is not in the net diff, yet it is public in the history;
+        // and each finding is attributed to the commit that added it.
         Diff::Compare(cmp) => {
             let shas = cmp.commits.iter().map(|c| c.sha.clone()).collect();
             ctx.walk(shas).await
@@ -378,51 +379,6 @@ impl Ctx<'_> {
             first_line: 1,
             base_offset: 0,
         }))
-    }
-
-    /// Moves each finding of a multi-commit compare to the newest commit
-    /// whose own patch added the key (else the newest that touched the file).
-    async fn attribute(
-        &self,
-        commits: &[CommitData],
-        findings: &mut [Finding],
-    ) -> Result<(), ApiError> {
-        let mut details: HashMap<String, CommitData> = HashMap::new();
-        for finding in findings.iter_mut() {
-            let path = finding.origin.path();
-            let mut touched: Option<&CommitData> = None;
-            let mut added_by: Option<&CommitData> = None;
-            for c in commits.iter().rev() {
-                if !details.contains_key(&c.sha) {
-                    let d = self.client.commit(&self.job.repo, &c.sha).await?;
-                    details.insert(c.sha.clone(), d);
-                }
-                let Some(file) = details
-                    .get(&c.sha)
-                    .and_then(|d| d.files.iter().find(|f| f.filename == path))
-                else {
-                    continue;
-                };
-                touched = touched.or(Some(c));
-                if file
-                    .patch
-                    .as_deref()
-                    .is_some_and(|p| patch::added_line_contains(p, finding.secret.expose()))
-                {
-                    added_by = Some(c);
-                    break;
-                }
-            }
-            if let Some(c) = added_by.or(touched) {
-                finding.origin = Arc::new(Origin::GitHub {
-                    repo: self.job.repo.clone(),
-                    commit: c.sha.clone(),
-                    author_email: self.author(c),
-                    path,
-                });
-            }
-        }
-        Ok(())
     }
 }
 

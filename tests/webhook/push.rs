@@ -237,6 +237,52 @@ async fn only_added_lines_count_and_each_is_attributed_to_its_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_added_and_removed_within_one_push_is_still_found() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    let leaked = sim
+        .commit(
+            "acme/app",
+            Some(&base),
+            "carol@example.com",
+            json!({"deploy.sh": format!("#!/bin/sh\nexport TATUM_API_KEY={}\n", key(11))}),
+        )
+        .await;
+    // "Oops": the next commit of the same push takes it out again. The net
+    // diff holds no key, but the first commit is public history.
+    let cleaned = sim
+        .commit(
+            "acme/app",
+            Some(&leaked),
+            "carol@example.com",
+            json!({"deploy.sh": "#!/bin/sh\nexport TATUM_API_KEY=\"$(cat /run/secrets/tatum)\"\n"}),
+        )
+        .await;
+    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let payload = push(
+        "acme/app",
+        "refs/heads/main",
+        &base,
+        &cleaned,
+        &[
+            (&leaked, "carol@example.com"),
+            (&cleaned, "carol@example.com"),
+        ],
+    );
+    assert_eq!(
+        h.send(signed("push", "d-oops", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the finding", || async { h.sink.count() == 1 }).await;
+    let (f, _) = h.sink.findings().remove(0);
+    assert_eq!(f.secret.expose(), key(11));
+    assert_eq!(f.origin.commit(), Some(leaked.as_str()));
+    assert_eq!((f.origin.path(), f.line), ("deploy.sh".to_string(), 2));
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
