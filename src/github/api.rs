@@ -24,6 +24,10 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// Waiting longer than this for a rate limit is capped; the next attempt
 /// learns the new reset time.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// Files of a commit per page of `GET /repos/{r}/commits/{sha}` (GitHub's most).
+const FILES_PAGE: usize = 300;
+/// Files of a commit GitHub lists at all, over every page.
+const COMMIT_FILES_MAX: usize = 3000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -237,12 +241,27 @@ impl RepoClient {
         self.get_json(&path).await
     }
 
+    /// A commit with every file GitHub lists for it: its files come 300 a
+    /// page, up to 3,000 (GitHub lists no more; a warning says so).
     pub async fn commit(&self, repo: &str, sha: &str) -> Result<CommitData, ApiError> {
-        self.get_json(&format!(
-            "/repos/{repo}/commits/{}",
-            crate::report::uri_path(sha)
-        ))
-        .await
+        let path = format!("/repos/{repo}/commits/{}", crate::report::uri_path(sha));
+        let page_of = |n: usize| format!("{path}?per_page={FILES_PAGE}&page={n}");
+        let mut data: CommitData = self.get_json(&page_of(1)).await?;
+        let mut last = data.files.len();
+        let mut page = 1;
+        while last == FILES_PAGE && page * FILES_PAGE < COMMIT_FILES_MAX {
+            page += 1;
+            let more: CommitData = self.get_json(&page_of(page)).await?;
+            last = more.files.len();
+            data.files.extend(more.files);
+        }
+        if data.files.len() >= COMMIT_FILES_MAX {
+            tracing::warn!(
+                repo, commit = sha, files = data.files.len(),
+                "GitHub lists at most 3000 files of a commit; files past them were not scanned (scan a clone with `keysentry scan --git`)"
+            );
+        }
+        Ok(data)
     }
 
     pub async fn default_branch(&self, repo: &str) -> Result<String, ApiError> {

@@ -283,6 +283,43 @@ async fn a_key_added_and_removed_within_one_push_is_still_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_past_the_first_300_files_of_a_commit_is_found() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    // GitHub lists 300 files in a compare and 300 per page of a commit; the
+    // key is in file 321 of 321 (paths sort `gen/…` before `zz.env`).
+    let mut files = serde_json::Map::new();
+    for i in 0..320 {
+        files.insert(format!("gen/{i:03}.txt"), json!(format!("line {i}\n")));
+    }
+    files.insert(
+        "zz.env".into(),
+        json!(format!("TATUM_API_KEY={}\n", key(12))),
+    );
+    let (base, head) =
+        base_then_commit(&sim, "acme/app", "big@example.com", Value::Object(files)).await;
+    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let payload = push(
+        "acme/app",
+        "refs/heads/main",
+        &base,
+        &head,
+        &[(&head, "big@example.com")],
+    );
+    assert_eq!(
+        h.send(signed("push", "d-big", &payload)).await.0,
+        StatusCode::ACCEPTED
+    );
+    until("the finding", || async { h.sink.count() == 1 }).await;
+    let (f, _) = h.sink.findings().remove(0);
+    assert_eq!((f.origin.path(), f.line), ("zz.env".to_string(), 1));
+    assert_eq!(f.origin.commit(), Some(head.as_str()));
+    let pages = sim.calls(&format!("/commits/{head}")).await;
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();

@@ -14,11 +14,14 @@
 //!   `DELETE faults` clears them
 //! - `POST latency` `{"ms"}`: every API answer waits this long
 //! - `GET calls` (method, path, auth kind, status, `at_ms`), `GET comments`
+//!
+//! As on GitHub, a compare lists at most 300 files, and a commit's files come
+//! `per_page` (default and most 300) at a time, `page` by page, up to 3,000.
 
 #[path = "github_diff.rs"]
 mod diff;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -428,7 +431,8 @@ async fn compare(
         .flat_map(|c| c.too_large.iter().cloned())
         .collect();
     let new_tree = repo.commits.get(&head).map_or(&empty, |c| &c.tree);
-    let files = file_changes(&sim.blobs, old_tree, new_tree, &too_large);
+    let mut files = file_changes(&sim.blobs, old_tree, new_tree, &too_large);
+    files.truncate(FILES_PAGE);
     Json(json!({
         "status": if commits.is_empty() { "identical" } else { "ahead" },
         "ahead_by": commits.len(),
@@ -439,9 +443,15 @@ async fn compare(
     .into_response()
 }
 
+/// Files in a compare, and in one page of a commit.
+const FILES_PAGE: usize = 300;
+/// Files of a commit GitHub lists at all, over every page.
+const COMMIT_FILES_MAX: usize = 3000;
+
 async fn commit(
     State(s): State<Shared>,
     Path((o, r, sha)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let sim = lock(&s);
     let Some(repo) = sim.repos.get(&format!("{o}/{r}")) else {
@@ -460,7 +470,16 @@ async fn commit(
         .as_ref()
         .and_then(|p| repo.commits.get(p))
         .map_or(&empty, |p| &p.tree);
-    let files = file_changes(&sim.blobs, parent_tree, &c.tree, &c.too_large);
+    let mut files = file_changes(&sim.blobs, parent_tree, &c.tree, &c.too_large);
+    files.truncate(COMMIT_FILES_MAX);
+    let number = |k: &str, default: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let per_page = number("per_page", FILES_PAGE).clamp(1, FILES_PAGE);
+    let page = number("page", 1).max(1);
+    let files: Vec<Value> = files
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     Json(commit_json(&sha, c, Some(files))).into_response()
 }
 
