@@ -257,6 +257,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         metrics: metrics.clone(),
         store: Some(store.clone()),
         keys_held: Some(Arc::new(move || engine.sink().0.keys_held())),
+        webhook: webhook.is_some(),
     });
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {

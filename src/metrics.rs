@@ -31,9 +31,21 @@ struct Counters {
     lines: BTreeMap<String, u64>,
     findings: BTreeMap<String, u64>,
     source_errors: BTreeMap<String, u64>,
+    webhook_requests: BTreeMap<String, u64>,
     latency_buckets: Vec<u64>,
     latency_sum: f64,
     latency_count: u64,
+}
+
+/// What `/metrics` reads from the store and the engine when it is scraped.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    /// Incidents per state.
+    pub incidents: BTreeMap<String, u64>,
+    /// The engine's in-memory key count; `None` without an engine.
+    pub keys_held: Option<usize>,
+    /// Webhook deliveries per state; `None` without a webhook.
+    pub webhook_deliveries: Option<BTreeMap<String, u64>>,
 }
 
 /// Counters and source health, shared by the pipeline, the sources and the
@@ -69,6 +81,15 @@ impl Metrics {
             .counters()
             .findings
             .entry(provider.to_string())
+            .or_default() += 1;
+    }
+
+    /// A request to the webhook endpoint answered with `status`.
+    pub fn webhook_request(&self, status: u16) {
+        *self
+            .counters()
+            .webhook_requests
+            .entry(status.to_string())
             .or_default() += 1;
     }
 
@@ -121,10 +142,9 @@ impl Metrics {
         self.sources().clone()
     }
 
-    /// The Prometheus text exposition. `incidents` are the store's counts by
-    /// state and `keys_held` the engine's in-memory key count, both read at
-    /// scrape time.
-    pub fn render(&self, incidents: &BTreeMap<String, u64>, keys_held: Option<usize>) -> String {
+    /// The Prometheus text exposition: the counters, plus what `scrape`
+    /// read from the store and the engine at scrape time.
+    pub fn render(&self, scrape: &Scrape) -> String {
         let c = self.counters();
         let mut out = String::new();
         counter(
@@ -161,10 +181,10 @@ impl Metrics {
             "Incidents in the store, per state.",
             "gauge",
         );
-        for (state, n) in incidents {
+        for (state, n) in &scrape.incidents {
             let _ = writeln!(out, "keysentry_incidents{{state=\"{}\"}} {n}", esc(state));
         }
-        if let Some(n) = keys_held {
+        if let Some(n) = scrape.keys_held {
             header(
                 &mut out,
                 "keysentry_remediation_keys_held",
@@ -182,6 +202,28 @@ impl Metrics {
         for (name, state) in self.sources().iter() {
             let up = u8::from(*state == SourceState::Running);
             let _ = writeln!(out, "keysentry_source_up{{source=\"{}\"}} {up}", esc(name));
+        }
+        if let Some(deliveries) = &scrape.webhook_deliveries {
+            header(
+                &mut out,
+                "keysentry_webhook_deliveries",
+                "GitHub webhook deliveries in the store, per state.",
+                "gauge",
+            );
+            for (state, n) in deliveries {
+                let _ = writeln!(
+                    out,
+                    "keysentry_webhook_deliveries{{state=\"{}\"}} {n}",
+                    esc(state)
+                );
+            }
+            counter(
+                &mut out,
+                "keysentry_webhook_requests_total",
+                "Requests to the GitHub webhook endpoint, per HTTP status answered (401: bad signature).",
+                "status",
+                &c.webhook_requests,
+            );
         }
         self.render_latency(&c, &mut out);
         out
@@ -236,7 +278,12 @@ mod tests {
         m.remediation_latency(Duration::from_millis(30));
         m.set_source("log:/var/log/*.log", SourceState::Running);
         m.set_source("repo:/srv/x", SourceState::Failed("gone".into()));
-        let text = m.render(&BTreeMap::from([("contained".to_string(), 2)]), Some(1));
+        m.webhook_request(401);
+        let text = m.render(&Scrape {
+            incidents: BTreeMap::from([("contained".to_string(), 2)]),
+            keys_held: Some(1),
+            webhook_deliveries: Some(BTreeMap::from([("done".to_string(), 4)])),
+        });
         for want in [
             "keysentry_scanned_bytes_total{source=\"log:/var/log/*.log\"} 100",
             "keysentry_scanned_lines_total{source=\"log:/var/log/*.log\"} 3",
@@ -247,6 +294,8 @@ mod tests {
             "keysentry_remediation_duration_seconds_bucket{le=\"0.05\"} 1",
             "keysentry_remediation_duration_seconds_count 1",
             "keysentry_remediation_keys_held 1",
+            "keysentry_webhook_deliveries{state=\"done\"} 4",
+            "keysentry_webhook_requests_total{status=\"401\"} 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
         }

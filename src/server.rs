@@ -2,7 +2,7 @@
 //! webhook module) `/github/webhook`. [`router`] builds it without a socket,
 //! so tests call it with `oneshot`.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -21,6 +21,8 @@ pub struct AppState {
     /// The remediation engine's count of keys held in memory, read at
     /// scrape time; `None` without an engine.
     pub keys_held: Option<KeysHeld>,
+    /// Whether a GitHub webhook is served (its deliveries are counted).
+    pub webhook: bool,
 }
 
 /// Reads a count at scrape time.
@@ -48,18 +50,22 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let incidents = match state.store.clone() {
+    let webhook = state.webhook;
+    let mut scrape = match state.store.clone() {
         // SQLite is blocking; keep it off the runtime's worker threads.
-        Some(store) => tokio::task::spawn_blocking(move || store.incident_counts())
-            .await
-            .unwrap_or_default(),
-        None => Default::default(),
+        Some(store) => tokio::task::spawn_blocking(move || Scrape {
+            incidents: store.incident_counts(),
+            webhook_deliveries: webhook.then(|| store.webhook_delivery_counts()),
+            keys_held: None,
+        })
+        .await
+        .unwrap_or_default(),
+        None => Scrape::default(),
     };
+    scrape.keys_held = state.keys_held.as_ref().map(|f| f());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(&incidents, state.keys_held.as_ref().map(|f| f())),
+        state.metrics.render(&scrape),
     )
         .into_response()
 }
@@ -92,6 +98,7 @@ mod tests {
             metrics: metrics.clone(),
             store: None,
             keys_held: None,
+            webhook: false,
         };
         assert_eq!(
             get_text(router(state.clone()), "/healthz").await.0,
@@ -114,6 +121,7 @@ mod tests {
             metrics,
             store: Some(Arc::new(Store::in_memory().unwrap())),
             keys_held: Some(Arc::new(|| 3)),
+            webhook: false,
         };
         let (status, body) = get_text(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);

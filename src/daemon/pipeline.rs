@@ -465,7 +465,7 @@ mod tests {
         let stored = store.log_offsets().unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].offset, 3);
-        let text = metrics.render(&Default::default(), None);
+        let text = metrics.render(&Default::default());
         assert!(
             text.contains("keysentry_scanned_lines_total{source=\"log:test\"} 3"),
             "{text}"

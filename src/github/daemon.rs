@@ -61,6 +61,7 @@ impl WebhookService {
             .map(|w| w.listen.clone())
             .unwrap_or_default();
         let store = Arc::new(DeliveryStore::open(state_dir)?);
+        let metrics = shared.metrics.clone();
         let current = shared.clone();
         let scanner: CurrentScanner = Arc::new(move || current.scanner());
         let hook = GitHubWebhook::new(
@@ -74,8 +75,15 @@ impl WebhookService {
         let worker = tokio::spawn(hook.worker.run(async move {
             let _ = stop.wait_for(|s| *s).await;
         }));
+        // Every answer counted by status in /metrics (401s are bad signatures).
+        let router = hook.router.layer(axum::middleware::map_response(
+            move |res: axum::response::Response| {
+                metrics.webhook_request(res.status().as_u16());
+                std::future::ready(res)
+            },
+        ));
         Ok(Some(WebhookService {
-            router: hook.router,
+            router,
             listen,
             worker,
         }))

@@ -116,8 +116,20 @@ impl Store {
     /// Incident counts by state, for `/metrics`. Empty while the incident
     /// table does not exist yet.
     pub fn incident_counts(&self) -> BTreeMap<String, u64> {
+        self.counts_by_state("incidents")
+    }
+
+    /// GitHub webhook deliveries by state (`pending`, `done`, `failed`), for
+    /// `/metrics`.
+    pub fn webhook_delivery_counts(&self) -> BTreeMap<String, u64> {
+        self.counts_by_state("webhook_deliveries")
+    }
+
+    fn counts_by_state(&self, table: &str) -> BTreeMap<String, u64> {
         self.with_conn(|conn| {
-            let mut stmt = conn.prepare("SELECT state, count(*) FROM incidents GROUP BY state")?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT state, count(*) FROM {table} GROUP BY state"
+            ))?;
             let rows = stmt.query_map([], |r| {
                 Ok((r.get::<_, String>(0)?, from_sql(r.get::<_, i64>(1)?)))
             })?;

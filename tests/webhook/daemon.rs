@@ -46,19 +46,49 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// The address of `/healthz` and the webhook, once listening.
+    /// The address of the webhook, once listening (the same server as
+    /// `/metrics` when `github.webhook.listen` equals `http.listen`).
     async fn url(&self) -> String {
+        self.address(true).await
+    }
+
+    /// The address of `/healthz` and `/metrics`.
+    async fn metrics_url(&self) -> String {
+        self.address(false).await
+    }
+
+    async fn address(&self, webhook: bool) -> String {
         until("the daemon to listen", || async {
             self.text().contains("daemon ready")
         })
         .await;
         let text = self.text();
-        let at = text.find("listening on http://").expect("listening line") + 20;
+        let marker = "listening on http://";
+        let servers: Vec<(bool, usize)> = text
+            .match_indices(marker)
+            .map(|(i, _)| (text[..i].ends_with("GitHub webhook "), i + marker.len()))
+            .collect();
+        let (_, at) = *servers
+            .iter()
+            .find(|(is_webhook, _)| *is_webhook == webhook)
+            .or(servers.first())
+            .expect("listening line");
         let addr: String = text[at..]
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
             .collect();
         format!("http://{addr}")
+    }
+
+    /// Polls `/metrics` until every `series value` line is on the page.
+    async fn wait_metrics(&self, want: &[&str]) {
+        let url = format!("{}/metrics", self.metrics_url().await);
+        let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
+        until("the metrics", || async {
+            let text = page().await;
+            want.iter().all(|w| text.lines().any(|l| l == *w))
+        })
+        .await;
     }
 
     /// SIGTERM, then the exit status and everything logged.
@@ -165,6 +195,13 @@ providers:
         sim.calls("/compare/").await.len() >= 3
     })
     .await;
+    first
+        .wait_metrics(&[
+            "keysentry_webhook_requests_total{status=\"401\"} 1",
+            "keysentry_webhook_requests_total{status=\"202\"} 3",
+            "keysentry_webhook_deliveries{state=\"pending\"} 3",
+        ])
+        .await;
     let (status, first_log) = first.terminate();
     assert!(status.success(), "{first_log}");
     assert_eq!(sim.all_freezes().await, 0);
@@ -179,6 +216,9 @@ providers:
         sim.all_freezes().await == 3
     })
     .await;
+    second
+        .wait_metrics(&["keysentry_webhook_deliveries{state=\"done\"} 3"])
+        .await;
     let (status, second_log) = second.terminate();
     assert!(status.success(), "{second_log}");
     for i in 0..3 {
