@@ -32,10 +32,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
         &head,
         &[(&head, "alice@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "e-1", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("e-1", &payload).await;
     until("the containment call", || async {
         sim.freezes(&key(20)).await == 1
     })
@@ -53,10 +50,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
         (status, body["status"].as_str()),
         (StatusCode::ACCEPTED, Some("duplicate"))
     );
-    assert_eq!(
-        h.send(signed("push", "e-2", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("e-2", &payload).await;
     until("the second delivery done", || async {
         h.store
             .status("e-2")
@@ -244,10 +238,7 @@ async fn rate_limits_and_outages_delay_a_delivery_but_never_drop_it() {
         &head,
         &[(&head, "a@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-limited", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("d-limited", &payload).await;
     until("a pending retry after the rate limit", || async {
         h.store.status("d-limited").unwrap().is_some_and(|s| {
             s.state == "pending" && s.last_error.is_some_and(|e| e.contains("rate limit"))
@@ -321,8 +312,7 @@ async fn secret_scanning_alerts_feed_the_engine_with_the_fetched_secret() {
         (status, body["status"].as_str()),
         (StatusCode::ACCEPTED, Some("queued"))
     );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    let (f, _) = h.only_finding().await;
     assert_eq!(f.secret.expose(), key(11));
     assert_eq!(&*f.rule_id, "tatum.api-key");
     assert_eq!((f.origin.path(), f.line), ("ops/env.sh".to_string(), 12));
@@ -350,10 +340,7 @@ async fn the_pusher_owns_a_key_whose_commit_names_no_author() {
     let h = hook(&sim, &db(&dir), opts).await;
     let mut payload = push("acme/app", "refs/heads/main", &base, &head, &[]);
     payload["commits"] = json!([{"id": head, "message": "ci", "author": {"name": "bot"}}]);
-    assert_eq!(
-        h.send(signed("push", "o-1", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("o-1", &payload).await;
     until("the containment call", || async {
         sim.freezes(&key(21)).await == 1
     })

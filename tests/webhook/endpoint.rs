@@ -68,10 +68,7 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
         &head,
         &[(&head, "a@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-replay", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("d-replay", &payload).await;
     until("processing", || async {
         h.store
             .status("d-replay")
@@ -246,10 +243,7 @@ async fn log_scenario() {
         ))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        h.send(signed("push", "d-logs", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("d-logs", &payload).await;
     until("the finding", || async { h.sink.count() == 1 }).await;
     h.shutdown().await;
 }

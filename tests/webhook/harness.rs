@@ -323,6 +323,18 @@ impl Hook {
         )
     }
 
+    /// Sends a signed push delivery and checks it was queued (202).
+    pub async fn queue_push(&self, id: &str, payload: &Value) {
+        let (status, body) = self.send(signed("push", id, payload)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+
+    /// Waits for the first finding and returns it with its fallback owner.
+    pub async fn only_finding(&self) -> (Finding, Option<String>) {
+        until("the finding", || async { self.sink.count() == 1 }).await;
+        self.sink.findings().remove(0)
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

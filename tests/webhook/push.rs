@@ -29,8 +29,7 @@ async fn push_with_a_key_reaches_the_engine_attributed_to_its_line() {
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["status"], "queued");
 
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, fallback) = h.sink.findings().remove(0);
+    let (f, fallback) = h.only_finding().await;
     assert_eq!(f.origin.kind(), "github");
     assert_eq!(f.origin.repo(), Some("acme/app"));
     assert_eq!(f.origin.commit(), Some(head.as_str()));
@@ -92,12 +91,8 @@ async fn a_new_branch_is_compared_with_the_default_branch() {
         &c2,
         &[(&c1, "bob@example.com"), (&c2, "bob@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-new", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    h.queue_push("d-new", &payload).await;
+    let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("src/app.js".to_string(), 2));
     assert_eq!(
         f.origin.commit(),
@@ -134,12 +129,8 @@ async fn a_repositorys_first_push_walks_the_listed_commits() {
         &c1,
         &[(&c1, "carol@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-first", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    h.queue_push("d-first", &payload).await;
+    let (f, _) = h.only_finding().await;
     assert_eq!(f.origin.author_email(), Some("carol@example.com"));
     assert_eq!(f.origin.commit(), Some(c1.as_str()));
     assert!(sim.calls("/compare/").await.is_empty());
@@ -169,12 +160,8 @@ async fn a_file_whose_patch_github_omits_is_scanned_as_a_blob() {
         &head,
         &[(&head, "d@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-big", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    h.queue_push("d-big", &payload).await;
+    let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("data/big.yaml".to_string(), 40));
     assert_eq!(sim.calls("/git/blobs/").await.len(), 1);
     h.shutdown().await;
@@ -215,10 +202,7 @@ async fn only_added_lines_count_and_each_is_attributed_to_its_commit() {
         &c2,
         &[(&c1, "alice@example.com"), (&c2, "bob@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-two", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("d-two", &payload).await;
     until("processing", || async {
         h.store
             .status("d-two")
@@ -270,12 +254,8 @@ async fn a_key_added_and_removed_within_one_push_is_still_found() {
             (&cleaned, "carol@example.com"),
         ],
     );
-    assert_eq!(
-        h.send(signed("push", "d-oops", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    h.queue_push("d-oops", &payload).await;
+    let (f, _) = h.only_finding().await;
     assert_eq!(f.secret.expose(), key(11));
     assert_eq!(f.origin.commit(), Some(leaked.as_str()));
     assert_eq!((f.origin.path(), f.line), ("deploy.sh".to_string(), 2));
@@ -306,12 +286,8 @@ async fn a_key_past_the_first_300_files_of_a_commit_is_found() {
         &head,
         &[(&head, "big@example.com")],
     );
-    assert_eq!(
-        h.send(signed("push", "d-big", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
-    until("the finding", || async { h.sink.count() == 1 }).await;
-    let (f, _) = h.sink.findings().remove(0);
+    h.queue_push("d-big", &payload).await;
+    let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("zz.env".to_string(), 1));
     assert_eq!(f.origin.commit(), Some(head.as_str()));
     let pages = sim.calls(&format!("/commits/{head}")).await;
@@ -344,10 +320,7 @@ async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
     );
     // The same push delivered under two ids (e.g. a repo and an org hook).
     for id in ["d-c1", "d-c2"] {
-        assert_eq!(
-            h.send(signed("push", id, &payload)).await.0,
-            StatusCode::ACCEPTED
-        );
+        h.queue_push(id, &payload).await;
         until("processing", || async {
             h.store
                 .status(id)
@@ -402,10 +375,7 @@ async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
         &[(&head, "a@example.com")],
     );
     payload["installation"] = json!({"id": 99, "node_id": "I_99"});
-    assert_eq!(
-        h.send(signed("push", "d-app", &payload)).await.0,
-        StatusCode::ACCEPTED
-    );
+    h.queue_push("d-app", &payload).await;
     until("the finding", || async { h.sink.count() == 1 }).await;
     let calls = sim.get("/_sim/github/calls").await;
     let auth_of = |part: &str| {
