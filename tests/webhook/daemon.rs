@@ -144,13 +144,7 @@ async fn a_restarted_daemon_finishes_the_deliveries_the_stopped_one_left_pending
                 json!({ format!("svc{i}/.env"): format!("TATUM_API_KEY={}\n", key(400 + i)) }),
             )
             .await;
-        pushes.push(push(
-            "acme/app",
-            "refs/heads/main",
-            &base,
-            &head,
-            &[(&head, "dev@example.com")],
-        ));
+        pushes.push(main_push("acme/app", &base, &head, "dev@example.com"));
     }
     let config = dir.path().join("config.yaml");
     let state = dir.path().join("state");

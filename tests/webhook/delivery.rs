@@ -25,13 +25,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
         ..Opts::default()
     };
     let h = hook(&sim, &db(&dir), opts).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "alice@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "alice@example.com");
     h.queue_push("e-1", &payload).await;
     until("the containment call", || async {
         sim.freezes(&key(20)).await == 1
@@ -182,13 +176,7 @@ async fn a_restart_finishes_the_pending_deliveries() {
                 json!({ "k.env": key(300 + i) }),
             )
             .await;
-        let payload = push(
-            "acme/app",
-            "refs/heads/main",
-            &base,
-            &head,
-            &[(&head, "dev@example.com")],
-        );
+        let payload = main_push("acme/app", &base, &head, "dev@example.com");
         let (status, _) = before
             .send(signed("push", &format!("p-{i}"), &payload))
             .await;
@@ -231,13 +219,7 @@ async fn rate_limits_and_outages_delay_a_delivery_but_never_drop_it() {
     )
     .await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "a@example.com");
     h.queue_push("d-limited", &payload).await;
     until("a pending retry after the rate limit", || async {
         h.store.status("d-limited").unwrap().is_some_and(|s| {

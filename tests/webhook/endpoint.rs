@@ -10,13 +10,7 @@ async fn bad_or_missing_signature_is_401_and_calls_nothing() {
     let (base, head) =
         base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(2)})).await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "a@example.com");
     let bytes = serde_json::to_vec(&payload).unwrap();
     let wrong = WebhookSecret::new("not-the-secret").sign(&bytes);
     let mut tampered = bytes.clone();
@@ -61,13 +55,7 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
     let (base, head) =
         base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(3)})).await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "a@example.com");
     h.queue_push("d-replay", &payload).await;
     until("processing", || async {
         h.store
@@ -224,13 +212,7 @@ async fn log_scenario() {
     )
     .await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "a@example.com");
     let bytes = serde_json::to_vec(&payload).unwrap();
     let forged = WebhookSecret::new("guess").sign(&bytes);
     let (status, _) = h

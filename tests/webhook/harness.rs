@@ -375,6 +375,11 @@ pub fn request(
         .unwrap()
 }
 
+/// A push of the one commit `head` (by `email`) onto `base` on main.
+pub fn main_push(repo: &str, base: &str, head: &str, email: &str) -> Value {
+    push(repo, "refs/heads/main", base, head, &[(head, email)])
+}
+
 /// The documented push payload shape.
 pub fn push(
     repo: &str,

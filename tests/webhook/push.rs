@@ -18,13 +18,7 @@ async fn push_with_a_key_reaches_the_engine_attributed_to_its_line() {
         )
         .await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "alice@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "alice@example.com");
     let (status, body) = h.send(signed("push", "d-1", &payload)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body["status"], "queued");
@@ -153,13 +147,7 @@ async fn a_file_whose_patch_github_omits_is_scanned_as_a_blob() {
         )
         .await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "d@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "d@example.com");
     h.queue_push("d-big", &payload).await;
     let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("data/big.yaml".to_string(), 40));
@@ -279,13 +267,7 @@ async fn a_key_past_the_first_300_files_of_a_commit_is_found() {
     let (base, head) =
         base_then_commit(&sim, "acme/app", "big@example.com", Value::Object(files)).await;
     let h = hook(&sim, &db(&dir), Opts::default()).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "big@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "big@example.com");
     h.queue_push("d-big", &payload).await;
     let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("zz.env".to_string(), 1));
@@ -311,13 +293,7 @@ async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
         ..Opts::default()
     };
     let h = hook(&sim, &db(&dir), opts).await;
-    let payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let payload = main_push("acme/app", &base, &head, "a@example.com");
     // The same push delivered under two ids (e.g. a repo and an org hook).
     for id in ["d-c1", "d-c2"] {
         h.queue_push(id, &payload).await;
@@ -367,13 +343,7 @@ async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
         ..Opts::default()
     };
     let h = hook(&sim, &db(&dir), opts).await;
-    let mut payload = push(
-        "acme/app",
-        "refs/heads/main",
-        &base,
-        &head,
-        &[(&head, "a@example.com")],
-    );
+    let mut payload = main_push("acme/app", &base, &head, "a@example.com");
     payload["installation"] = json!({"id": 99, "node_id": "I_99"});
     h.queue_push("d-app", &payload).await;
     until("the finding", || async { h.sink.count() == 1 }).await;
