@@ -336,7 +336,7 @@ fn the_same_blob_at_two_paths_is_scanned_once_for_the_earliest_commit() {
     assert_eq!(f["commit"], first.as_str());
     assert_eq!(f["path"], "a/settings.yml");
     assert!(
-        scan.stderr.contains(" 1 blobs, 2 commits"),
+        scan.stderr.contains("scanned 1 blobs, 2 commits, "),
         "{}",
         scan.stderr
     );

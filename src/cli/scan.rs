@@ -164,15 +164,18 @@ fn print_summary(stats: &ScanStats, findings: &[Finding], elapsed: Duration) {
         .collect::<Vec<_>>()
         .join(", ");
     let bytes = get(&stats.bytes);
-    let mut line = format!("scanned {} files", get(&stats.files));
-    for (n, what) in [
-        (get(&stats.blobs), "blobs"),
-        (get(&stats.commits), "commits"),
-    ] {
-        if n > 0 {
-            line.push_str(&format!(", {n} {what}"));
-        }
-    }
+    // Counts that are zero say nothing (a `--git` scan reads no files), but
+    // a scan that read nothing says "0 files".
+    let (files, blobs, commits) = (get(&stats.files), get(&stats.blobs), get(&stats.commits));
+    let counts: Vec<String> = [(files, "files"), (blobs, "blobs"), (commits, "commits")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    let mut line = match counts.is_empty() {
+        true => "scanned 0 files".to_string(),
+        false => format!("scanned {}", counts.join(", ")),
+    };
     line.push_str(&format!(
         ", {:.1} MB in {:.2}s",
         bytes as f64 / 1e6,
