@@ -437,3 +437,24 @@ fn incremental_scan_sees_only_new_commits_and_survives_a_force_push() {
     found.sort();
     assert_eq!(found, vec![TATUM_3, TATUM]);
 }
+
+#[test]
+fn on_a_terminal_a_history_scan_shows_a_running_blob_count() {
+    let mut repo = Repo::new();
+    repo.write("a.txt", "plain\n");
+    repo.commit("alice@example.com", "a");
+    // `script` gives the scan a pseudo-terminal as stderr.
+    let cmd = format!(
+        "{} scan --git {}",
+        env!("CARGO_BIN_EXE_keysentry"),
+        repo.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let spinner = regex::Regex::new(r"scanned \d+ blobs \d+s").unwrap();
+    assert!(spinner.is_match(&text), "no progress line in {text:?}");
+    assert!(text.contains("scanned 1 blobs, 1 commits, "), "{text:?}");
+}

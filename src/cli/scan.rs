@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
@@ -79,9 +80,27 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             max_blob_size: max_file_size,
             ..git::GitOptions::default()
         };
-        git::scan_repo(&args.path, &scanner, &opts, &stats, &[])?.findings
+        let bar = progress_bar("blobs");
+        let done = AtomicBool::new(false);
+        let scanned = std::thread::scope(|s| {
+            if let Some(b) = &bar {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        b.set_position(stats.blobs.load(Ordering::Relaxed));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+            let scanned = git::scan_repo(&args.path, &scanner, &opts, &stats, &[]);
+            done.store(true, Ordering::Relaxed);
+            scanned
+        });
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        scanned?.findings
     } else {
-        let bar = progress_bar();
+        let bar = progress_bar("files");
         let opts = fs::FsOptions {
             max_file_size,
             ..fs::FsOptions::default()
@@ -138,14 +157,16 @@ fn dedup(findings: Vec<Finding>) -> Vec<Finding> {
         .collect()
 }
 
-/// A spinner with a running file count, only when stderr is a terminal: the
-/// walk and the scan run together, so there is no total to show up front.
-fn progress_bar() -> Option<ProgressBar> {
+/// A spinner with a running count of `unit` (files, blobs), only when stderr
+/// is a terminal: listing and scanning run together, so there is no total
+/// to show up front.
+fn progress_bar(unit: &str) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} scanned {pos} files {elapsed}") {
+    let template = format!("{{spinner}} scanned {{pos}} {unit} {{elapsed}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(120));
