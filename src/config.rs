@@ -138,11 +138,27 @@ pub struct ProvidersConfig {
     pub others: BTreeMap<String, SimpleProviderConfig>,
 }
 
+impl ProvidersConfig {
+    /// The providers that set a `rate_limit` of their own.
+    pub fn rate_limits(&self) -> std::collections::HashMap<String, f64> {
+        let tatum = self.tatum.as_ref().and_then(|t| t.rate_limit);
+        let tatum = tatum.map(|r| ("tatum".to_string(), r));
+        let others = self
+            .others
+            .iter()
+            .filter_map(|(name, p)| p.rate_limit.map(|r| (name.clone(), r)));
+        tatum.into_iter().chain(others).collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimpleProviderConfig {
     #[serde(default)]
     pub api_url: Option<String>,
+    /// Calls per second to this provider; overrides `remediation.rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -160,6 +176,10 @@ pub struct TatumConfig {
     /// How often to poll verify while waiting for a manual rotation.
     #[serde(default)]
     pub poll_interval_secs: Option<u64>,
+    /// Calls per second to Tatum (your plan's limit); overrides
+    /// `remediation.rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

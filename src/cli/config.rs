@@ -284,9 +284,26 @@ fn check_config(c: &Config, out: &mut Found) {
             out.push((at, format!("{} does not exist", dir.display())));
         }
     }
-    if let Some(r) = c.remediation.rate_limit {
-        if !(r.is_finite() && r > 0.0) {
-            let at = vec![key("remediation"), key("rate_limit")];
+    let tatum_rate = c.providers.tatum.as_ref().and_then(|t| t.rate_limit);
+    let rates = [
+        (
+            vec![key("remediation"), key("rate_limit")],
+            c.remediation.rate_limit,
+        ),
+        (
+            vec![key("providers"), key("tatum"), key("rate_limit")],
+            tatum_rate,
+        ),
+    ]
+    .into_iter()
+    .chain(c.providers.others.iter().map(|(name, p)| {
+        (
+            vec![key("providers"), key(name), key("rate_limit")],
+            p.rate_limit,
+        )
+    }));
+    for (at, rate) in rates {
+        if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
             out.push((at, "must be a positive number of calls per second".into()));
         }
     }

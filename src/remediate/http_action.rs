@@ -205,9 +205,12 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// `rate_per_provider` calls per second for each provider, except those
+    /// in `own_rates` (`providers.<name>.rate_limit`).
     pub fn new(
         timeout: Duration,
         rate_per_provider: Option<f64>,
+        own_rates: &std::collections::HashMap<String, f64>,
     ) -> Result<HttpClient, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -218,7 +221,7 @@ impl HttpClient {
             .build()?;
         Ok(HttpClient {
             client,
-            limiter: RateLimiter::new(rate_per_provider),
+            limiter: RateLimiter::new(rate_per_provider, own_rates),
         })
     }
 

@@ -187,8 +187,13 @@ impl Engine {
             retry.base = Duration::from_millis(ms);
         }
         let timeout = Duration::from_secs(r.timeout_secs.unwrap_or(15).max(1));
-        let http = HttpClient::new(timeout, Some(r.rate_limit.unwrap_or(DEFAULT_RATE)))
-            .map_err(|e| RemediateError::Http(e.to_string()))?;
+        let own_rates = config.providers.rate_limits();
+        let http = HttpClient::new(
+            timeout,
+            Some(r.rate_limit.unwrap_or(DEFAULT_RATE)),
+            &own_rates,
+        )
+        .map_err(|e| RemediateError::Http(e.to_string()))?;
         let alerter =
             Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let owners =

@@ -66,24 +66,31 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Option<Duration>,
+    /// Providers with a rate of their own (`providers.<name>.rate_limit`).
+    own: HashMap<String, Option<Duration>>,
     next: Mutex<HashMap<String, Instant>>,
 }
 
 impl RateLimiter {
-    /// `per_second` of `None` or `<= 0` means unlimited.
-    pub fn new(per_second: Option<f64>) -> Arc<RateLimiter> {
-        let interval = per_second
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
+    /// `per_second` of `None` or `<= 0` means unlimited; `own` gives some
+    /// providers their own rate.
+    pub fn new(per_second: Option<f64>, own: &HashMap<String, f64>) -> Arc<RateLimiter> {
+        let interval =
+            |r: f64| (r.is_finite() && r > 0.0).then(|| Duration::from_secs_f64(1.0 / r));
         Arc::new(RateLimiter {
-            interval,
+            interval: per_second.and_then(interval),
+            own: own.iter().map(|(p, r)| (p.clone(), interval(*r))).collect(),
             next: Mutex::new(HashMap::new()),
         })
     }
 
+    fn interval_for(&self, provider: &str) -> Option<Duration> {
+        self.own.get(provider).copied().unwrap_or(self.interval)
+    }
+
     /// Waits for this provider's next free slot.
     pub async fn acquire(&self, provider: &str) {
-        let Some(interval) = self.interval else {
+        let Some(interval) = self.interval_for(provider) else {
             return;
         };
         let slot = {
@@ -131,12 +138,33 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limit_spaces_calls_per_provider() {
-        let limiter = RateLimiter::new(Some(20.0));
+        let limiter = RateLimiter::new(Some(20.0), &HashMap::new());
         let start = Instant::now();
         for _ in 0..3 {
             limiter.acquire("tatum").await;
         }
         // Three tatum calls need at least two 50 ms gaps.
         assert!(start.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_provider_can_have_its_own_rate() {
+        let own = HashMap::from([("tatum".to_string(), 4.0), ("slack".to_string(), 0.0)]);
+        let limiter = RateLimiter::new(Some(100.0), &own);
+        assert_eq!(
+            limiter.interval_for("tatum"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            limiter.interval_for("github"),
+            Some(Duration::from_millis(10))
+        );
+        assert_eq!(limiter.interval_for("slack"), None, "0 means unlimited");
+        let start = Instant::now();
+        for _ in 0..3 {
+            limiter.acquire("tatum").await;
+        }
+        // Three tatum calls at 4/s need two 250 ms gaps.
+        assert!(start.elapsed() >= Duration::from_millis(500));
     }
 }

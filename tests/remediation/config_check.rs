@@ -105,7 +105,7 @@ providers:
     consumers:
       - {name: kms, env_file: /nonexistent/kms.env, variable: TATUM_API_KEY, colour: red}
       - {name: other, env_file: /nonexistent/other.env, variable: TATUM_API_KEY}
-  github: {api_url: "ftp://api.github.com"}
+  github: {api_url: "ftp://api.github.com", rate_limit: 0}
 alerts:
   - {type: slack, url_env: KEYSENTRY_TEST_NO_SUCH_VAR}
   - {type: email, smtp: "mail.example.internal", from: keysentry@example.internal}
@@ -120,6 +120,7 @@ alerts:
         "providers.tatum.consumers[0].env_file: cannot read /nonexistent/kms.env",
         "providers.tatum.consumers[1].env_file: cannot read /nonexistent/other.env",
         "providers.github.api_url: `ftp://api.github.com` must be an http:// or https:// URL",
+        "providers.github.rate_limit: must be a positive number of calls per second",
         "alerts[0].url_env: environment variable KEYSENTRY_TEST_NO_SUCH_VAR is not set",
         "alerts[1].smtp:",
     ] {

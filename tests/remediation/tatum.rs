@@ -633,3 +633,31 @@ fn a_regenerate_whose_answer_is_lost_is_not_sent_again() {
         "KMS untouched until set-key"
     );
 }
+
+#[test]
+fn tatum_calls_keep_to_providers_tatum_rate_limit() {
+    let ws = Workspace::new();
+    let key = leaked(&ws, "paced", 0, 0);
+    with_kms(&ws, &key);
+    // remediation.rate_limit stays 1000/s; Tatum's own plan allows 5/s.
+    ws.config(&REGENERATE.replace(
+        "    api_url: {sim}\n",
+        "    api_url: {sim}\n    rate_limit: 5\n",
+    ));
+
+    let out = ws.scan();
+
+    assert_eq!(ws.incident_by_fp(&key)["state"], "closed", "{}", text(&out));
+    let tatum: Vec<u64> = ws
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c["path"].as_str().is_some_and(|p| p.starts_with("/v3/")))
+        .map(|c| c["at_unix_ms"].as_u64().unwrap())
+        .collect();
+    assert!(tatum.len() >= 5, "{tatum:?}");
+    for pair in tatum.windows(2) {
+        // 5 calls/s: at least 200 ms apart (a little less for clock rounding).
+        assert!(pair[1] - pair[0] >= 190, "calls too close: {tatum:?}");
+    }
+}
