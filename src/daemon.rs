@@ -37,6 +37,9 @@ use tokio::sync::watch;
 
 /// SIGTERM to exit: systemd's default stop timeout is 90 s, ours is 10.
 pub const STOP_LIMIT: Duration = Duration::from_secs(9);
+/// Of that, what remediation in flight may take to end; the rest is for
+/// stopping sources and servers, each bounded too.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(6);
 /// How long a reload waits for the pipeline to hand on what was read.
 const RELOAD_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 /// How often interrupted or failed remediations are retried.
@@ -312,10 +315,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     // The pipeline stops taking work first, so a source blocked on a full
     // queue is released at once rather than after the backlog.
     sources.request_stop();
-    if !pipeline
-        .shutdown(STOP_LIMIT.saturating_sub(stopping.elapsed()))
-        .await
-    {
+    if !pipeline.shutdown(IN_FLIGHT_LIMIT).await {
         tracing::warn!("remediation in flight did not finish in time; it resumes from its journal on the next start");
     }
     sources.stop(Duration::from_millis(500)).await;
@@ -326,7 +326,8 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
             .await;
     }
     for server in [server, webhook_server].into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+        let left = STOP_LIMIT.saturating_sub(stopping.elapsed());
+        let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), server).await;
     }
     tracing::info!("stopped");
     Ok(())

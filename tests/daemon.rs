@@ -746,6 +746,39 @@ fn a_key_appended_to_a_watched_log_is_contained_exactly_once() {
 }
 
 #[test]
+fn sigterm_during_a_hung_provider_call_stops_in_time_and_the_restart_contains_the_key() {
+    let sim = Sim::start();
+    // Tatum takes a minute to answer the freeze (then refuses it).
+    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 503, "hang_ms": 60000}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let extra = format!(
+        "remediation:\n  mode: auto\n  timeout_secs: 120\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
+        sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let k = key("hung freeze");
+    sim.add_live_key(&k);
+    append(&log, &format!("request x-api-key: {k}\n"));
+    sim.wait_for_freeze(&k);
+    // `terminate` fails the test unless the daemon exits within 10 s.
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+
+    // The line's offset was not saved while its key was in flight: the next
+    // start reads it again and contains the key.
+    let d = Daemon::start(&cfg);
+    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
+    assert_eq!(sim.freezes_of(&k), 2);
+    let (status, again) = d.terminate();
+    assert!(status.success(), "{again}");
+    for log in [&stderr, &again] {
+        assert!(!log.contains(&k[2..]), "the key leaked into the log");
+    }
+}
+
+#[test]
 fn a_failed_containment_keeps_the_key_until_it_succeeds() {
     let sim = Sim::start();
     sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
