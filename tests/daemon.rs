@@ -778,6 +778,65 @@ fn sigterm_during_a_hung_provider_call_stops_in_time_and_the_restart_contains_th
     }
 }
 
+/// `keysentry incidents list --json` for the daemon's state directory.
+fn incidents(cfg: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        .args(["incidents", "list", "--json", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).expect("incidents as JSON")
+}
+
+#[test]
+fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
+    let sim = Sim::start();
+    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let extra = format!(
+        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
+        sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let k = key("failed before restart");
+    sim.add_live_key(&k);
+    append(&log, &format!("request x-api-key: {k}\n"));
+    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
+    let (status, first) = d.terminate();
+    assert!(status.success(), "{first}");
+
+    // The restarted daemon retries at once but has no copy of the key.
+    let d = Daemon::start(&cfg);
+    let start = Instant::now();
+    let reason = loop {
+        let reason = incidents(&cfg)[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if reason.contains("holds no copy of the key") {
+            break reason;
+        }
+        assert!(start.elapsed() < DEADLINE, "reason stayed {reason:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        reason.contains("keysentry scan PATH --remediate"),
+        "{reason}"
+    );
+    assert_eq!(incidents(&cfg)[0]["state"], "failed");
+    assert_eq!(sim.freezes_of(&k), 2, "no call without the key");
+    // Seen again: contained.
+    append(&log, &format!("again x-api-key: {k}\n"));
+    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
+    let (status, second) = d.terminate();
+    assert!(status.success(), "{second}");
+    for log in [&first, &second] {
+        assert!(!log.contains(&k[2..]), "the key leaked into the log");
+    }
+}
+
 #[test]
 fn a_failed_containment_keeps_the_key_until_it_succeeds() {
     let sim = Sim::start();

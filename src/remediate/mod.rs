@@ -381,6 +381,12 @@ impl Engine {
 /// Provider calls per second when the config sets no `rate_limit`.
 const DEFAULT_RATE: f64 = 50.0;
 
+/// Why a failed incident waits after a restart: keys live only in memory.
+const NO_KEY_REASON: &str = "this keysentry process holds no copy of the key (keys are never \
+stored; it was found before a restart or by another keysentry run): remediation resumes when a \
+scan or a watched source sees the key again (e.g. `keysentry scan PATH --remediate` where it \
+leaked; `keysentry incidents show ID` lists where), or contain it by hand";
+
 /// Open incidents `retry_pending` reads from the store at once.
 const RETRY_PAGE: usize = 256;
 
@@ -424,6 +430,11 @@ impl Inner {
                 };
                 if let Err(e) = result {
                     ctx.fail(&e);
+                } else if ctx.secret.is_none() && ctx.row.state == "failed" {
+                    // A failed incident's findings were taken (its log
+                    // offsets saved), so nothing will hand this process the
+                    // key again by itself: say so, once (an alert follows).
+                    ctx.row.reason = Some(NO_KEY_REASON.to_string());
                 }
             }
         }
