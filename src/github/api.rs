@@ -24,6 +24,8 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// Waiting longer than this for a rate limit is capped; the next attempt
 /// learns the new reset time.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(3600);
+/// Commits per page of a compare (GitHub's most for `per_page`).
+const COMPARE_COMMITS_PAGE: usize = 100;
 /// Files of a commit per page of `GET /repos/{r}/commits/{sha}` (GitHub's most).
 const FILES_PAGE: usize = 300;
 /// Files of a commit GitHub lists at all, over every page.
@@ -172,6 +174,9 @@ pub struct RepoClient {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Compare {
+    /// Every commit of the comparison, not only the first page's.
+    #[serde(default)]
+    pub total_commits: Option<usize>,
     #[serde(default)]
     pub commits: Vec<CommitData>,
     #[serde(default)]
@@ -238,7 +243,20 @@ impl RepoClient {
             crate::report::uri_path(base),
             crate::report::uri_path(head)
         );
-        self.get_json(&path).await
+        // Commits come a page at a time (files only on the first page).
+        let page_of = |n: usize| format!("{path}?per_page={COMPARE_COMMITS_PAGE}&page={n}");
+        let mut cmp: Compare = self.get_json(&page_of(1)).await?;
+        let total = cmp.total_commits.unwrap_or(0);
+        let mut page = 1;
+        while cmp.commits.len() < total {
+            page += 1;
+            let more: Compare = self.get_json(&page_of(page)).await?;
+            if more.commits.is_empty() {
+                break;
+            }
+            cmp.commits.extend(more.commits);
+        }
+        Ok(cmp)
     }
 
     /// A commit with every file GitHub lists for it: its files come 300 a

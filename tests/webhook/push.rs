@@ -251,6 +251,41 @@ async fn a_key_added_and_removed_within_one_push_is_still_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_commit_255_of_a_260_commit_push_is_found() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = repo_with_base(&sim, "acme/app").await;
+    // Unpaged, a compare lists 250 commits; keysentry reads them 100 a page.
+    let mut head = base.clone();
+    let mut leaked = String::new();
+    for i in 1..=260 {
+        let text = match i {
+            255 => format!("TATUM_API_KEY={}\n", key(13)),
+            _ => format!("build {i}\n"),
+        };
+        head = sim
+            .commit(
+                "acme/app",
+                Some(&head),
+                "e@example.com",
+                json!({ format!("n/{i}.txt"): text }),
+            )
+            .await;
+        if i == 255 {
+            leaked = head.clone();
+        }
+    }
+    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let payload = main_push("acme/app", &base, &head, "e@example.com");
+    h.queue_push("d-long", &payload).await;
+    let (f, _) = h.only_finding().await;
+    assert_eq!(f.origin.commit(), Some(leaked.as_str()));
+    assert_eq!(f.origin.path(), "n/255.txt");
+    assert_eq!(sim.calls("/compare/").await.len(), 3, "three pages");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_past_the_first_300_files_of_a_commit_is_found() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();

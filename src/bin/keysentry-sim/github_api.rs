@@ -15,7 +15,8 @@
 //! - `POST latency` `{"ms"}`: every API answer waits this long
 //! - `GET calls` (method, path, auth kind, status, `at_ms`), `GET comments`
 //!
-//! As on GitHub, a compare lists at most 300 files, and a commit's files come
+//! As on GitHub, a compare lists at most 300 files and 250 commits, or
+//! `per_page` commits (at most 100) `page` by page; a commit's files come
 //! `per_page` (default and most 300) at a time, `page` by page, up to 3,000.
 
 #[path = "github_diff.rs"]
@@ -398,6 +399,7 @@ fn file_changes(
 async fn compare(
     State(s): State<Shared>,
     Path((o, r, basehead)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let sim = lock(&s);
     let Some(repo) = sim.repos.get(&format!("{o}/{r}")) else {
@@ -433,11 +435,32 @@ async fn compare(
     let new_tree = repo.commits.get(&head).map_or(&empty, |c| &c.tree);
     let mut files = file_changes(&sim.blobs, old_tree, new_tree, &too_large);
     files.truncate(FILES_PAGE);
+    // Without `per_page` GitHub lists up to 250 commits; with it, pages of
+    // `per_page` (at most 100), files on the first page only.
+    let paged = q.contains_key("per_page") || q.contains_key("page");
+    let number = |k: &str, default: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let per_page = if paged {
+        number("per_page", 30).clamp(1, 100)
+    } else {
+        250
+    };
+    let page = number("page", 1).max(1);
+    if page > 1 {
+        files.clear();
+    }
+    let total = commits.len();
+    let listed: Vec<Value> = commits
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .filter_map(|c| repo.commits.get(*c).map(|x| commit_json(c, x, None)))
+        .collect();
     Json(json!({
         "status": if commits.is_empty() { "identical" } else { "ahead" },
-        "ahead_by": commits.len(),
+        "ahead_by": total,
+        "total_commits": total,
         "merge_base_commit": merge_base.map(|m| json!({ "sha": m })),
-        "commits": commits.iter().filter_map(|c| repo.commits.get(*c).map(|x| commit_json(c, x, None))).collect::<Vec<_>>(),
+        "commits": listed,
         "files": files,
     }))
     .into_response()
