@@ -73,7 +73,19 @@ impl Daemon {
     }
 
     fn start_with(config: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        Daemon::spawn(Command::new(env!("CARGO_BIN_EXE_keysentry")), config, env)
+    }
+
+    /// In a fresh user namespace, where even root cannot read a mode-000
+    /// file: "unreadable" as an ordinary service user meets it.
+    fn start_unprivileged(config: &Path) -> Daemon {
+        let mut unshare = Command::new("unshare");
+        unshare.args(["--user", env!("CARGO_BIN_EXE_keysentry")]);
+        Daemon::spawn(unshare, config, &[])
+    }
+
+    fn spawn(mut cmd: Command, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut child = cmd
             .args(["daemon", "--log-format", "json", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
@@ -493,6 +505,39 @@ fn a_rotation_while_stopped_finishes_the_old_file_and_reads_the_new_one() {
     assert_eq!(d.wait_for_key(&k2)[0].line, 3);
     assert_eq!(d.wait_for_key(&k3)[0].line, 2);
     assert!(d.reports_of(&k1).is_empty(), "{}", d.stderr());
+}
+
+#[test]
+fn an_unreadable_log_is_reported_once_and_the_others_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked.log");
+    append(&locked, "private\n");
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], "");
+    let d = Daemon::start_unprivileged(&cfg);
+    let k = key("next to a locked file");
+    append(&dir.path().join("open.log"), &format!("x-api-key: {k}\n"));
+    d.wait_for_key(&k);
+    let (status, body) = http_get(d.port(), "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("cannot read") && body.contains("locked.log"),
+        "{body}"
+    );
+    assert!(
+        body.contains("ReadOnlyPaths="),
+        "says how to fix it: {body}"
+    );
+    // Several polls later, still said once.
+    std::thread::sleep(Duration::from_millis(1000));
+    let warnings = d
+        .lines()
+        .iter()
+        .filter(|l| l.contains("cannot read") && l.contains("locked.log"))
+        .count();
+    assert_eq!(warnings, 1, "{}", d.stderr());
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]

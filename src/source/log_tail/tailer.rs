@@ -74,6 +74,8 @@ pub(super) struct Tailer<O> {
     by_path: HashMap<PathBuf, FileId>,
     /// Per glob: why it is not healthy, found during the current pass.
     problems: Vec<Option<String>>,
+    /// Matching files that could not be opened, so each is reported once.
+    unreadable: HashSet<PathBuf>,
     watcher: DirWatcher,
     wake: Arc<Wakeup>,
     metrics: Arc<Metrics>,
@@ -150,6 +152,7 @@ impl<O: TailOutput> Tailer<O> {
             files: BTreeMap::new(),
             by_path: HashMap::new(),
             problems,
+            unreadable: HashSet::new(),
             watcher,
             wake,
             metrics,
@@ -336,18 +339,30 @@ impl<O: TailOutput> Tailer<O> {
             let m = f.metadata()?;
             Ok((f, m))
         });
-        match opened {
-            Ok((f, m)) if m.is_file() => Some((f, m)),
-            Ok(_) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                self.metrics.source_error(&self.globs[gi].name);
-                let why = format!("cannot read {}: {e}", path.display());
-                tracing::warn!(source = %self.globs[gi].name, "{why}");
-                self.problems[gi] = Some(why);
-                None
+        let failed = match opened {
+            Ok((f, m)) if m.is_file() => {
+                self.unreadable.remove(path);
+                return Some((f, m));
             }
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.unreadable.remove(path);
+                return None;
+            }
+            Err(e) => e,
+        };
+        let why = format!(
+            "cannot read {}: {failed}; give keysentry read access to it (its mode or group, and ReadOnlyPaths= in the systemd unit)",
+            path.display()
+        );
+        // Said (and counted) once until the file becomes readable again; the
+        // health check names it on every pass.
+        if self.unreadable.insert(path.to_path_buf()) {
+            self.metrics.source_error(&self.globs[gi].name);
+            tracing::warn!(source = %self.globs[gi].name, "{why}");
         }
+        self.problems[gi] = Some(why);
+        None
     }
 
     fn discover(&mut self, gi: usize) -> Vec<PathBuf> {
@@ -421,11 +436,15 @@ impl<O: TailOutput> Tailer<O> {
                 self.consider(&path);
             }
         }
+        let mut seen = HashSet::new();
         for gi in 0..self.globs.len() {
             for path in self.discover(gi) {
                 self.consider(&path);
+                seen.insert(path);
             }
         }
+        // Forget unreadable files that are gone.
+        self.unreadable.retain(|p| seen.contains(p));
         self.publish_health();
     }
 
