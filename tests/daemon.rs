@@ -982,3 +982,35 @@ fn a_new_commit_in_a_watched_repository_is_found_once() {
         d.stderr()
     );
 }
+
+#[test]
+fn a_broken_repository_is_logged_once_and_recovers_when_it_becomes_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("not-yet");
+    std::fs::create_dir(&repo).unwrap();
+    let extra = format!(
+        "  repos:\n    - path: {}\n      poll: 100ms\n",
+        serde_json::to_string(&repo.display().to_string()).unwrap()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    d.wait_for("the first failed poll", |l| {
+        l.contains("repository scan failed")
+    });
+    // Many polls later: still one warning, and /healthz names it.
+    std::thread::sleep(Duration::from_millis(1000));
+    let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
+    assert_eq!(said("repository scan failed"), 1, "{}", d.stderr());
+    let (status, body) = http_get(d.port(), "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not-yet"), "{body}");
+
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let k = key("after init");
+    std::fs::write(repo.join("app.env"), format!("TATUM_API_KEY={k}\n")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    d.wait_for_key(&k);
+    d.wait_for("the recovery", |l| l.contains("repository scans again"));
+    assert_eq!(http_get(d.port(), "/healthz").0, 200);
+}

@@ -69,6 +69,9 @@ pub async fn watch_repo(
             None
         }
     };
+    // The last failure, so a repository that stays broken is logged once,
+    // not on every poll (/healthz and the error counter keep showing it).
+    let mut failing: Option<String> = None;
     loop {
         match poll_once(&settings, &name, &scanner, &metrics, since.clone()).await {
             Ok((findings, tips)) => {
@@ -87,11 +90,17 @@ pub async fn watch_repo(
                 }
                 since = Some(tips);
                 metrics.set_source(&name, SourceState::Running);
+                if failing.take().is_some() {
+                    tracing::info!(repo = %settings.path.display(), "repository scans again");
+                }
             }
             Err(why) => {
                 metrics.source_error(&name);
-                tracing::warn!(repo = %settings.path.display(), "repository scan failed: {why}");
-                metrics.set_source(&name, SourceState::Failed(why));
+                if failing.as_ref() != Some(&why) {
+                    tracing::warn!(repo = %settings.path.display(), "repository scan failed: {why}");
+                }
+                metrics.set_source(&name, SourceState::Failed(why.clone()));
+                failing = Some(why);
             }
         }
         let stopped = async {
