@@ -182,8 +182,8 @@ impl Reply {
 /// A call that got no HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Transport {
-    #[error("no answer within the timeout")]
-    Timeout,
+    #[error("no answer within {0} s (remediation.timeout_secs): the provider is slow or down; keysentry retries with backoff")]
+    Timeout(u64),
     /// The request never left: safe to send again.
     #[error("cannot connect ({0})")]
     Connect(String),
@@ -202,6 +202,7 @@ impl Transport {
 pub struct HttpClient {
     client: reqwest::Client,
     limiter: Arc<RateLimiter>,
+    timeout: Duration,
 }
 
 impl HttpClient {
@@ -222,6 +223,7 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             limiter: RateLimiter::new(rate_per_provider, own_rates),
+            timeout,
         })
     }
 
@@ -235,6 +237,7 @@ impl HttpClient {
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
+        let transport = |e| transport(e, self.timeout);
         let resp = builder.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -251,11 +254,11 @@ impl HttpClient {
     }
 }
 
-fn transport(e: reqwest::Error) -> Transport {
+fn transport(e: reqwest::Error, timeout: Duration) -> Transport {
     // The URL may hold a key (`?token=`): drop it before anything prints.
     let e = e.without_url();
     if e.is_timeout() {
-        Transport::Timeout
+        Transport::Timeout(timeout.as_secs())
     } else if e.is_connect() {
         Transport::Connect(root_cause(&e))
     } else {

@@ -581,6 +581,12 @@ fn a_verify_timeout_is_retried() {
         });
     // The timed-out one, the retry, and the confirmation.
     assert_eq!(verifies.count(), 3);
+    // The journal says what happened and which setting bounds it.
+    let (_, shown) = ws.show(&ws.incident_by_fp(&key)["id"]);
+    assert!(
+        shown.contains("no answer within 1 s (remediation.timeout_secs)"),
+        "{shown}"
+    );
 }
 
 #[test]
