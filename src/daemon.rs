@@ -345,8 +345,16 @@ async fn reload(
 ) -> Option<(Settings, Sources)> {
     notify(&[NotifyState::Reloading]);
     tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
+    let current = shared.sink();
+    let reopen = |l: &Loaded| {
+        current
+            .0
+            .reopen(&l.config, l.rules.clone())
+            .map(EngineSink)
+            .map_err(|e| DaemonError::Engine(e.to_string()))
+    };
     let loaded = Loaded::from_file(config_path);
-    let loaded = match loaded.and_then(|l| open_sink(&l).map(|s| (l, s))) {
+    let loaded = match loaded.and_then(|l| reopen(&l).map(|s| (l, s))) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("reload failed, still running the previous config: {e}");
@@ -383,6 +391,10 @@ async fn reload(
         loaded.settings.logs.globs.len(),
         loaded.settings.repos.len()
     );
+    // A reload often fixes what made incidents fail (a provider URL, a
+    // token): take them up now rather than at the next retry tick.
+    let engine = shared.sink();
+    tokio::spawn(async move { engine.retry_pending().await });
     notify(&[NotifyState::Ready]);
     Some((loaded.settings, restarted))
 }

@@ -883,6 +883,36 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
 }
 
 #[test]
+fn a_reload_keeps_the_keys_of_failed_incidents_and_retries_them_at_once() {
+    let sim = Sim::start();
+    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let extra = format!(
+        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
+        sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let k = key("failed before reload");
+    sim.add_live_key(&k);
+    append(&log, &format!("request x-api-key: {k}\n"));
+    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
+    wait_metric(d.port(), "keysentry_remediation_keys_held", 1.0);
+    // Tatum is back; the operator reloads. The key is not seen again, yet
+    // the incident is contained: the reloaded engine kept it.
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal("HUP");
+    d.wait_for("the reload", |l| l.contains("reloaded"));
+    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
+    wait_metric(d.port(), "keysentry_remediation_keys_held", 0.0);
+    assert_eq!(sim.freezes_of(&k), 3);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(&k[2..]), "the key leaked into the log");
+}
+
+#[test]
 fn a_failed_containment_keeps_the_key_until_it_succeeds() {
     let sim = Sim::start();
     sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);

@@ -153,9 +153,11 @@ struct Inner {
     /// A key leaves once its incident needs no more calls under the policy
     /// (see [`Inner::release_secret`]), so this holds the keys of unfinished
     /// work only, not of every incident ever seen.
-    secrets: Mutex<HashMap<i64, Secret>>,
-    /// Incidents a task of this process is working on right now.
-    active: Mutex<HashSet<i64>>,
+    /// Shared with the engine a reload replaces this one with.
+    secrets: Arc<Mutex<HashMap<i64, Secret>>>,
+    /// Incidents a task of this process is working on right now (shared
+    /// likewise).
+    active: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl Engine {
@@ -219,10 +221,23 @@ impl Engine {
                 ),
                 contain_slots: Arc::new(Semaphore::new(concurrency)),
                 rotate_slots: Arc::new(Semaphore::new(concurrency)),
-                secrets: Mutex::new(HashMap::new()),
-                active: Mutex::new(HashSet::new()),
+                secrets: Arc::default(),
+                active: Arc::default(),
             }),
         })
+    }
+
+    /// The engine for a reloaded config: new settings, but this process's
+    /// memory carries over — the keys that unfinished incidents still need
+    /// and the incidents being worked on — so a reload loses no key and
+    /// never runs an incident twice at once.
+    pub fn reopen(&self, config: &Config, rules: RuleSet) -> Result<Engine, RemediateError> {
+        let mut engine = Engine::open_with_rules(config, rules)?;
+        if let Some(inner) = Arc::get_mut(&mut engine.inner) {
+            inner.secrets = self.inner.secrets.clone();
+            inner.active = self.inner.active.clone();
+        }
+        Ok(engine)
     }
 
     pub fn store(&self) -> &Store {
