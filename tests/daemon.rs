@@ -716,6 +716,15 @@ impl Sim {
         assert_eq!(status, 204, "{resp}");
     }
 
+    /// The bodies of the alerts the `name` webhook sink received.
+    fn sink(&self, name: &str) -> Vec<String> {
+        let (_, body) = http(&self.addr, "GET", &format!("/_sim/sink/{name}"), "");
+        let got: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        got.iter()
+            .map(|r| r["body"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Queues a fault (`POST /_sim/fault`).
     fn fault(&self, body: &str) {
         let (status, resp) = http(&self.addr, "POST", "/_sim/fault", body);
@@ -840,8 +849,8 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let extra = format!(
-        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
-        sim.url()
+        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
+        sim = sim.url()
     );
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
     let d = Daemon::start(&cfg);
@@ -872,6 +881,28 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
     );
     assert_eq!(incidents(&cfg)[0]["state"], "failed");
     assert_eq!(sim.freezes_of(&k), 2, "no call without the key");
+    // The owner is told, without the key.
+    let told = |alerts: &[String]| {
+        alerts
+            .iter()
+            .filter(|a| a.contains("holds no copy of the key"))
+            .count()
+    };
+    let start = Instant::now();
+    while told(&sim.sink("owner")) == 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no alert: {:#?}",
+            sim.sink("owner")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alerts = sim.sink("owner");
+    assert_eq!(told(&alerts), 1, "{alerts:#?}");
+    assert!(
+        alerts.iter().all(|a| !a.contains(&k[2..])),
+        "a key in an alert"
+    );
     // Seen again: contained.
     append(&log, &format!("again x-api-key: {k}\n"));
     wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
