@@ -842,30 +842,87 @@ fn incidents(cfg: &Path) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).expect("incidents as JSON")
 }
 
+/// A daemon (remediation auto, freeze policy, alerts to the simulator's
+/// `owner` sink) whose first containment of a fresh key failed: Tatum
+/// answered both freeze attempts 500.
+struct FailedContainment {
+    sim: Sim,
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+    key: String,
+}
+
+impl FailedContainment {
+    fn start(seed: &str) -> FailedContainment {
+        let sim = Sim::start();
+        sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let extra = format!(
+            "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
+            sim = sim.url()
+        );
+        let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+        let daemon = Daemon::start(&cfg);
+        let key = key(seed);
+        sim.add_live_key(&key);
+        append(&log, &format!("request x-api-key: {key}\n"));
+        wait_metric(daemon.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
+        assert_eq!(sim.freezes_of(&key), 2);
+        FailedContainment {
+            sim,
+            _dir: dir,
+            cfg,
+            log,
+            daemon: Some(daemon),
+            key,
+        }
+    }
+
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the daemon runs")
+    }
+
+    /// SIGTERM: exit 0 within 10 s, and the key never in its log.
+    fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            let (status, log) = d.terminate();
+            assert!(status.success(), "{log}");
+            assert!(!log.contains(&self.key[2..]), "the key leaked into the log");
+        }
+    }
+
+    /// A new daemon on the same config and state.
+    fn restart(&mut self) {
+        self.stop();
+        self.daemon = Some(Daemon::start(&self.cfg));
+    }
+
+    /// The key written to the log again; waits until it is contained.
+    fn seen_again(&self) {
+        append(&self.log, &format!("again x-api-key: {}\n", self.key));
+        self.contained();
+    }
+
+    /// Contained by a third freeze call, and the key no longer in memory.
+    fn contained(&self) {
+        let port = self.daemon().port();
+        wait_metric(port, "keysentry_incidents{state=\"contained\"}", 1.0);
+        wait_metric(port, "keysentry_remediation_keys_held", 0.0);
+        assert_eq!(self.sim.freezes_of(&self.key), 3);
+    }
+}
+
 #[test]
 fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
-    let sim = Sim::start();
-    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let extra = format!(
-        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
-        sim = sim.url()
-    );
-    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
-    let d = Daemon::start(&cfg);
-    let k = key("failed before restart");
-    sim.add_live_key(&k);
-    append(&log, &format!("request x-api-key: {k}\n"));
-    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
-    let (status, first) = d.terminate();
-    assert!(status.success(), "{first}");
-
+    let mut f = FailedContainment::start("failed before restart");
     // The restarted daemon retries at once but has no copy of the key.
-    let d = Daemon::start(&cfg);
+    f.restart();
     let start = Instant::now();
     let reason = loop {
-        let reason = incidents(&cfg)[0]["reason"]
+        let reason = incidents(&f.cfg)[0]["reason"]
             .as_str()
             .unwrap_or("")
             .to_string();
@@ -879,9 +936,9 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
         reason.contains("keysentry scan PATH --remediate"),
         "{reason}"
     );
-    assert_eq!(incidents(&cfg)[0]["state"], "failed");
-    assert_eq!(sim.freezes_of(&k), 2, "no call without the key");
-    // The owner is told, without the key.
+    assert_eq!(incidents(&f.cfg)[0]["state"], "failed");
+    assert_eq!(f.sim.freezes_of(&f.key), 2, "no call without the key");
+    // The owner is told, once, without the key.
     let told = |alerts: &[String]| {
         alerts
             .iter()
@@ -889,89 +946,48 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
             .count()
     };
     let start = Instant::now();
-    while told(&sim.sink("owner")) == 0 {
+    while told(&f.sim.sink("owner")) == 0 {
         assert!(
             start.elapsed() < DEADLINE,
             "no alert: {:#?}",
-            sim.sink("owner")
+            f.sim.sink("owner")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let alerts = sim.sink("owner");
+    let alerts = f.sim.sink("owner");
     assert_eq!(told(&alerts), 1, "{alerts:#?}");
     assert!(
-        alerts.iter().all(|a| !a.contains(&k[2..])),
+        alerts.iter().all(|a| !a.contains(&f.key[2..])),
         "a key in an alert"
     );
-    // Seen again: contained.
-    append(&log, &format!("again x-api-key: {k}\n"));
-    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
-    let (status, second) = d.terminate();
-    assert!(status.success(), "{second}");
-    for log in [&first, &second] {
-        assert!(!log.contains(&k[2..]), "the key leaked into the log");
-    }
+    f.seen_again();
+    f.stop();
 }
 
 #[test]
 fn a_reload_keeps_the_keys_of_failed_incidents_and_retries_them_at_once() {
-    let sim = Sim::start();
-    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let extra = format!(
-        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
-        sim.url()
-    );
-    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
-    let d = Daemon::start(&cfg);
-    let k = key("failed before reload");
-    sim.add_live_key(&k);
-    append(&log, &format!("request x-api-key: {k}\n"));
-    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
-    wait_metric(d.port(), "keysentry_remediation_keys_held", 1.0);
+    let mut f = FailedContainment::start("failed before reload");
+    wait_metric(f.daemon().port(), "keysentry_remediation_keys_held", 1.0);
     // Tatum is back; the operator reloads. The key is not seen again, yet
     // the incident is contained: the reloaded engine kept it.
     std::thread::sleep(Duration::from_millis(100));
-    d.signal("HUP");
-    d.wait_for("the reload", |l| l.contains("reloaded"));
-    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
-    wait_metric(d.port(), "keysentry_remediation_keys_held", 0.0);
-    assert_eq!(sim.freezes_of(&k), 3);
-    let (status, stderr) = d.terminate();
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains(&k[2..]), "the key leaked into the log");
+    f.daemon().signal("HUP");
+    f.daemon()
+        .wait_for("the reload", |l| l.contains("reloaded"));
+    f.contained();
+    f.stop();
 }
 
 #[test]
 fn a_failed_containment_keeps_the_key_until_it_succeeds() {
-    let sim = Sim::start();
-    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let extra = format!(
-        "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {}\n",
-        sim.url()
-    );
-    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
-    let d = Daemon::start(&cfg);
-    let k = key("tatum is down");
-    sim.add_live_key(&k);
-    append(&log, &format!("request x-api-key: {k}\n"));
+    let mut f = FailedContainment::start("tatum is down");
     // Both attempts answered 500: the incident is failed and its key stays
     // in memory for the retry.
-    wait_metric(d.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
-    let metrics = wait_metric(d.port(), "keysentry_remediation_keys_held", 1.0);
-    assert_eq!(sim.freezes_of(&k), 2, "{metrics}");
+    wait_metric(f.daemon().port(), "keysentry_remediation_keys_held", 1.0);
     // Seen again once the backoff has passed: contained, and the key is let go.
     std::thread::sleep(Duration::from_millis(200));
-    append(&log, &format!("again x-api-key: {k}\n"));
-    wait_metric(d.port(), "keysentry_incidents{state=\"contained\"}", 1.0);
-    wait_metric(d.port(), "keysentry_remediation_keys_held", 0.0);
-    assert_eq!(sim.freezes_of(&k), 3);
-    let (status, stderr) = d.terminate();
-    assert!(status.success(), "{stderr}");
-    assert!(!stderr.contains(&k[2..]), "the key leaked into the log");
+    f.seen_again();
+    f.stop();
 }
 
 fn git(repo: &Path, args: &[&str]) {
