@@ -394,7 +394,11 @@ async fn reload(
     // A reload often fixes what made incidents fail (a provider URL, a
     // token): take them up now rather than at the next retry tick.
     let engine = shared.sink();
-    tokio::spawn(async move { engine.retry_pending().await });
+    tokio::spawn(async move {
+        for o in engine.0.retry_pending_now().await {
+            tracing::info!(incident = o.incident_id, state = %o.state, reason = o.reason.as_deref(), "incident retried after the reload");
+        }
+    });
     notify(&[NotifyState::Ready]);
     Some((loaded.settings, restarted))
 }

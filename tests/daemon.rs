@@ -842,9 +842,10 @@ fn incidents(cfg: &Path) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).expect("incidents as JSON")
 }
 
-/// A daemon (remediation auto, freeze policy, alerts to the simulator's
-/// `owner` sink) whose first containment of a fresh key failed: Tatum
-/// answered both freeze attempts 500.
+/// A daemon (remediation auto, freeze policy, one attempt per pass, alerts
+/// to the simulator's `owner` sink) whose first containment of a fresh key
+/// failed: Tatum answered the freeze 500. The next pass waits `backoff_ms`
+/// (doubled).
 struct FailedContainment {
     sim: Sim,
     _dir: tempfile::TempDir,
@@ -855,13 +856,13 @@ struct FailedContainment {
 }
 
 impl FailedContainment {
-    fn start(seed: &str) -> FailedContainment {
+    fn start(seed: &str, backoff_ms: u64) -> FailedContainment {
         let sim = Sim::start();
-        sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 2}"#);
+        sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500}"#);
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
         let extra = format!(
-            "remediation:\n  mode: auto\n  max_attempts: 2\n  backoff_ms: 10\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
+            "remediation:\n  mode: auto\n  max_attempts: 1\n  backoff_ms: {backoff_ms}\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
             sim = sim.url()
         );
         let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
@@ -870,7 +871,7 @@ impl FailedContainment {
         sim.add_live_key(&key);
         append(&log, &format!("request x-api-key: {key}\n"));
         wait_metric(daemon.port(), "keysentry_incidents{state=\"failed\"}", 1.0);
-        assert_eq!(sim.freezes_of(&key), 2);
+        assert_eq!(sim.freezes_of(&key), 1);
         FailedContainment {
             sim,
             _dir: dir,
@@ -906,18 +907,18 @@ impl FailedContainment {
         self.contained();
     }
 
-    /// Contained by a third freeze call, and the key no longer in memory.
+    /// Contained by a second freeze call, and the key no longer in memory.
     fn contained(&self) {
         let port = self.daemon().port();
         wait_metric(port, "keysentry_incidents{state=\"contained\"}", 1.0);
         wait_metric(port, "keysentry_remediation_keys_held", 0.0);
-        assert_eq!(self.sim.freezes_of(&self.key), 3);
+        assert_eq!(self.sim.freezes_of(&self.key), 2);
     }
 }
 
 #[test]
 fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
-    let mut f = FailedContainment::start("failed before restart");
+    let mut f = FailedContainment::start("failed before restart", 10);
     // The restarted daemon retries at once but has no copy of the key.
     f.restart();
     let start = Instant::now();
@@ -937,7 +938,7 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
         "{reason}"
     );
     assert_eq!(incidents(&f.cfg)[0]["state"], "failed");
-    assert_eq!(f.sim.freezes_of(&f.key), 2, "no call without the key");
+    assert_eq!(f.sim.freezes_of(&f.key), 1, "no call without the key");
     // The owner is told, once, without the key.
     let told = |alerts: &[String]| {
         alerts
@@ -966,11 +967,12 @@ fn after_a_restart_a_failed_incident_says_it_waits_for_the_key() {
 
 #[test]
 fn a_reload_keeps_the_keys_of_failed_incidents_and_retries_them_at_once() {
-    let mut f = FailedContainment::start("failed before reload");
+    // A 10-minute backoff: only the reload can explain a retry now.
+    let mut f = FailedContainment::start("failed before reload", 600_000);
     wait_metric(f.daemon().port(), "keysentry_remediation_keys_held", 1.0);
     // Tatum is back; the operator reloads. The key is not seen again, yet
-    // the incident is contained: the reloaded engine kept it.
-    std::thread::sleep(Duration::from_millis(100));
+    // the incident is contained at once: the reloaded engine kept the key
+    // and did not wait out the backoff.
     f.daemon().signal("HUP");
     f.daemon()
         .wait_for("the reload", |l| l.contains("reloaded"));
@@ -980,9 +982,9 @@ fn a_reload_keeps_the_keys_of_failed_incidents_and_retries_them_at_once() {
 
 #[test]
 fn a_failed_containment_keeps_the_key_until_it_succeeds() {
-    let mut f = FailedContainment::start("tatum is down");
-    // Both attempts answered 500: the incident is failed and its key stays
-    // in memory for the retry.
+    let mut f = FailedContainment::start("tatum is down", 10);
+    // Answered 500: the incident is failed and its key stays in memory for
+    // the retry.
     wait_metric(f.daemon().port(), "keysentry_remediation_keys_held", 1.0);
     // Seen again once the backoff has passed: contained, and the key is let go.
     std::thread::sleep(Duration::from_millis(200));

@@ -290,6 +290,16 @@ impl Engine {
     /// so a store with many contained-and-done incidents costs a scan, not
     /// memory.
     pub async fn retry_pending(&self) -> Vec<IncidentOutcome> {
+        self.take_up_open(false).await
+    }
+
+    /// As [`Engine::retry_pending`], without waiting out any backoff: after
+    /// a reload, whatever made incidents fail may be fixed.
+    pub async fn retry_pending_now(&self) -> Vec<IncidentOutcome> {
+        self.take_up_open(true).await
+    }
+
+    async fn take_up_open(&self, ignore_backoff: bool) -> Vec<IncidentOutcome> {
         if self.inner.config.remediation.mode != RemediationMode::Auto {
             return Vec::new();
         }
@@ -312,7 +322,12 @@ impl Engine {
                 if self.inner.settled(&row) {
                     // Also sweeps a key a racing pass left behind.
                     self.inner.release_secret(&row);
-                } else if row.retry_at_ms.map_or(true, |t| now >= t) {
+                } else if ignore_backoff || row.retry_at_ms.map_or(true, |t| now >= t) {
+                    if ignore_backoff && row.retry_at_ms.is_some() {
+                        if let Err(e) = self.inner.store.end_backoff(row.id) {
+                            tracing::error!(incident = row.id, error = %e, "cannot end the backoff");
+                        }
+                    }
                     work.push((row.id, false));
                 }
             }

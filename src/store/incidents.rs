@@ -228,6 +228,17 @@ impl Store {
         })
     }
 
+    /// Lets a failed incident be retried now rather than after its backoff.
+    pub fn end_backoff(&self, id: i64) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET retry_at_ms = NULL WHERE id = ?1 AND state = 'failed'",
+                [id],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Writes back every mutable column of `row`.
     pub fn save_incident(&self, row: &IncidentRow) -> Result<(), StoreError> {
         self.with_conn(|c| {
