@@ -39,11 +39,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
     })
     .await;
     // GitHub redelivers the same id, and an org hook delivers the push again.
-    let (status, body) = h.send(signed("push", "e-1", &payload)).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("duplicate"))
-    );
+    assert_eq!(h.accepted("push", "e-1", &payload).await, "duplicate");
     h.queue_push("e-2", &payload).await;
     until("the second delivery done", || async {
         h.store
@@ -261,39 +257,13 @@ async fn secret_scanning_alerts_feed_the_engine_with_the_fetched_secret() {
             "sender": {"login": "github"}
         })
     };
-    let (status, body) = h
-        .send(signed(
-            "secret_scanning_alert",
-            "s-other",
-            &alert("created", 6, "azure_storage_account_key"),
-        ))
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("ignored"))
-    );
-    let (status, body) = h
-        .send(signed(
-            "secret_scanning_alert",
-            "s-resolved",
-            &alert("resolved", 5, "tatum_api_key"),
-        ))
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("ignored"))
-    );
-    let (status, body) = h
-        .send(signed(
-            "secret_scanning_alert",
-            "s-1",
-            &alert("created", 5, "tatum_api_key"),
-        ))
-        .await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("queued"))
-    );
+    let event = "secret_scanning_alert";
+    let other = alert("created", 6, "azure_storage_account_key");
+    assert_eq!(h.accepted(event, "s-other", &other).await, "ignored");
+    let resolved = alert("resolved", 5, "tatum_api_key");
+    assert_eq!(h.accepted(event, "s-resolved", &resolved).await, "ignored");
+    let created = alert("created", 5, "tatum_api_key");
+    assert_eq!(h.accepted(event, "s-1", &created).await, "queued");
     let (f, _) = h.only_finding().await;
     assert_eq!(f.secret.expose(), key(11));
     assert_eq!(&*f.rule_id, "tatum.api-key");

@@ -64,11 +64,7 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
             .is_some_and(|s| s.state == "done")
     })
     .await;
-    let (status, body) = h.send(signed("push", "d-replay", &payload)).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("duplicate"))
-    );
+    assert_eq!(h.accepted("push", "d-replay", &payload).await, "duplicate");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.sink.count(), 1);
     assert_eq!(sim.calls("/compare/").await.len(), 1);
@@ -81,11 +77,7 @@ async fn a_deleted_branch_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = push("acme/app", "refs/heads/old", &"a".repeat(40), ZERO, &[]);
-    let (status, body) = h.send(signed("push", "d-del", &payload)).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("ignored"))
-    );
+    assert_eq!(h.accepted("push", "d-del", &payload).await, "ignored");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sim.calls("/repos/").await.is_empty());
     assert!(h.store.counts().unwrap().is_empty());
@@ -125,11 +117,7 @@ async fn oversized_non_json_ping_and_unhandled_events() {
         StatusCode::OK
     );
     let issue = json!({"action": "opened", "issue": {"number": 1}});
-    let (status, body) = h.send(signed("issues", "d-issue", &issue)).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::ACCEPTED, Some("ignored"))
-    );
+    assert_eq!(h.accepted("issues", "d-issue", &issue).await, "ignored");
     assert!(h.store.counts().unwrap().is_empty());
     h.shutdown().await;
 }

@@ -323,10 +323,17 @@ impl Hook {
         )
     }
 
+    /// Sends a signed delivery, checks it was accepted (202) and returns
+    /// what the answer says of it (`queued`, `duplicate`, `ignored`).
+    pub async fn accepted(&self, event: &str, id: &str, payload: &Value) -> String {
+        let (status, body) = self.send(signed(event, id, payload)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["status"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Sends a signed push delivery and checks it was queued (202).
     pub async fn queue_push(&self, id: &str, payload: &Value) {
-        let (status, body) = self.send(signed("push", id, payload)).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(self.accepted("push", id, payload).await, "queued");
     }
 
     /// Waits for the first finding and returns it with its fallback owner.
