@@ -30,6 +30,14 @@ providers:
       - {name: other, env_file: '{dir}/other/.env', variable: TATUM_API_KEY, restart: [sh, -c, 'echo restarted >> {dir}/other-restarts']}
 ";
 
+/// [`REGENERATE`] with `remediation.timeout_secs`.
+fn regenerate_with_timeout(secs: u64) -> String {
+    REGENERATE.replace(
+        "backoff_ms: 10",
+        &format!("backoff_ms: 10\n  timeout_secs: {secs}"),
+    )
+}
+
 const KMS_ENV: &str = "# Tatum KMS\nTATUM_KMS_PASSWORD=correct-horse\nexport TATUM_API_KEY=\"{key}\"\nTATUM_KMS_DEBUG=0\n";
 
 /// A leaked key in the scanned tree, held by KMS; another consumer holds an
@@ -391,7 +399,7 @@ fn a_crash_during_regenerate_never_regenerates_twice() {
     let ws = Workspace::new();
     let key = leaked(&ws, "crash", 0, 0);
     with_kms(&ws, &key);
-    ws.config(&REGENERATE.replace("backoff_ms: 10", "backoff_ms: 10\n  timeout_secs: 120"));
+    ws.config(&regenerate_with_timeout(120));
     // Tatum regenerates, then the answer hangs: keysentry dies waiting.
     ws.sim
         .fault(json!({"path": "/mgmt/tatum/regenerate", "hang_ms": 120000}));
@@ -568,7 +576,7 @@ fn a_manual_expire_is_noticed_by_the_next_run_and_closed() {
 fn a_verify_timeout_is_retried() {
     let ws = Workspace::new();
     let key = leaked(&ws, "slow", 0, 0);
-    ws.config(&REGENERATE.replace("backoff_ms: 10", "backoff_ms: 10\n  timeout_secs: 1"));
+    ws.config(&regenerate_with_timeout(1));
     ws.sim
         .fault(json!({"path": "/v3/tatum/version", "hang_ms": 5000, "status": 200}));
 
@@ -610,7 +618,7 @@ fn a_regenerate_whose_answer_is_lost_is_not_sent_again() {
     let ws = Workspace::new();
     let key = leaked(&ws, "lost", 0, 0);
     with_kms(&ws, &key);
-    ws.config(&REGENERATE.replace("backoff_ms: 10", "backoff_ms: 10\n  timeout_secs: 1"));
+    ws.config(&regenerate_with_timeout(1));
     // Tatum regenerates, but the answer never arrives in time.
     ws.sim
         .fault(json!({"path": "/mgmt/tatum/regenerate", "hang_ms": 5000}));
