@@ -372,7 +372,8 @@ async fn reload(
             "the pipeline did not drain before the reload; some lines may be scanned twice"
         );
     }
-    shared.replace(loaded.scanner, sink);
+    let (old_scanner, old_sink) = (shared.scanner(), shared.sink());
+    shared.replace_arcs(Arc::new(loaded.scanner), Arc::new(sink));
     let names = source_names(&loaded.settings);
     shared
         .metrics
@@ -383,6 +384,7 @@ async fn reload(
             tracing::error!(
                 "reload: cannot start the new sources ({e}); going back to the previous config"
             );
+            shared.replace_arcs(old_scanner, old_sink);
             return None;
         }
     };

@@ -112,8 +112,14 @@ impl<S: FindingSink> Shared<S> {
     }
 
     pub fn replace(&self, scanner: Scanner, sink: S) {
-        *self.scanner.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(scanner);
-        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(sink);
+        self.replace_arcs(Arc::new(scanner), Arc::new(sink));
+    }
+
+    /// As [`Shared::replace`], with what [`Shared::scanner`] and
+    /// [`Shared::sink`] handed out earlier (a reload that rolls back).
+    pub fn replace_arcs(&self, scanner: Arc<Scanner>, sink: Arc<S>) {
+        *self.scanner.write().unwrap_or_else(|p| p.into_inner()) = scanner;
+        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
     }
 }
 
