@@ -358,7 +358,7 @@ impl Config {
                     .location()
                     .map(|l| format!(" (line {})", l.line()))
                     .unwrap_or_default(),
-                message: inner.to_string(),
+                message: crate::scan::without_quoted_values(&inner.to_string()),
             }
         })
     }

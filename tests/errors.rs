@@ -345,3 +345,34 @@ fn special_files_are_skipped_without_blocking() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("scanned 1 files"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_env_file_given_as_rules_or_config_never_echoes_its_key() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "prod.env", &format!("TATUM_API_KEY={KEY}\n"));
+    let env = dir.path().join("prod.env");
+    let o = keysentry()
+        .args(["scan", dir.path().to_str().unwrap(), "--rules"])
+        .arg(&env)
+        .output()
+        .unwrap();
+    assert_error(&o, &["prod.env", "malformed rule YAML"]);
+    assert!(!stderr(&o).contains(KEY), "{}", stderr(&o));
+
+    let o = keysentry()
+        .args(["scan", dir.path().to_str().unwrap(), "--config"])
+        .arg(&env)
+        .output()
+        .unwrap();
+    assert_error(&o, &["prod.env"]);
+    assert!(!stderr(&o).contains(KEY), "{}", stderr(&o));
+
+    let o = keysentry()
+        .args(["config", "check"])
+        .arg(&env)
+        .output()
+        .unwrap();
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(!out.contains(KEY), "{out}");
+}

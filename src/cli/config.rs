@@ -128,6 +128,7 @@ fn check_text(text: &str) -> Problems {
                 .location()
                 .map(|l| format!("line {}", l.line()))
                 .unwrap_or_default();
+            let e = keysentry::scan::without_quoted_values(&e.to_string());
             problems.push((at, format!("not valid YAML: {e}")));
             return problems;
         }
@@ -142,7 +143,7 @@ fn check_text(text: &str) -> Problems {
             }
             Err(e) => {
                 let path = segments(e.path());
-                let message = e.inner().to_string();
+                let message = keysentry::scan::without_quoted_values(&e.inner().to_string());
                 let (target, shown) = locate(&value, &path, &message);
                 let original = cut.original(&target);
                 problems.push((show(&cut.original(&shown)), message));

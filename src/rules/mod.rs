@@ -197,7 +197,7 @@ fn file_specs(path: &Path, text: &str) -> Result<Vec<(PathBuf, RuleSpec)>, RuleE
     let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
-        message: e.to_string(),
+        message: crate::scan::without_quoted_values(&e.to_string()),
     })?;
     Ok(file
         .rules
