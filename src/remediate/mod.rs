@@ -348,6 +348,9 @@ impl Engine {
         new_key: Secret,
     ) -> Result<IncidentOutcome, RemediateError> {
         let inner = &self.inner;
+        // Lease first, then read: this pass writes the whole row back, so it
+        // must not predate a pass that ended in between.
+        let guard = ActiveGuard::claim(inner, incident);
         let row = inner
             .store
             .incident(incident)?
@@ -367,7 +370,7 @@ impl Engine {
         if new_key.fingerprint().as_str() == row.fingerprint {
             return Err(RemediateError::SameKey(row.fingerprint));
         }
-        let _guard = ActiveGuard::claim(inner, incident).ok_or(RemediateError::Busy(incident))?;
+        let _guard = guard.ok_or(RemediateError::Busy(incident))?;
         let secret = inner.secret_for(&row);
         let mut ctx = Ctx::new(inner, row, secret, false);
         inner.store.close_interrupted(incident)?;
@@ -417,6 +420,10 @@ stored; it was found before a restart or by another keysentry run): remediation 
 scan or a watched source sees the key again (e.g. `keysentry scan PATH --remediate` where it \
 leaked; `keysentry incidents show ID` lists where), or contain it by hand";
 
+/// How long a pass holding a fresh key waits for another pass of this
+/// process on the same incident.
+const LOCAL_PASS_WAIT: Duration = Duration::from_secs(10);
+
 /// Open incidents `retry_pending` reads from the store at once.
 const RETRY_PAGE: usize = 256;
 
@@ -429,6 +436,15 @@ impl Inner {
         created: bool,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Option<IncidentOutcome> {
+        // Lease first, then read: the row this pass writes back must not
+        // predate a pass that ended in between. With the key in hand, wait
+        // for another pass of this process: it may have started without
+        // the key (a retry just after a restart) and would stop for want of it.
+        let guard = if lock(&self.secrets).contains_key(&id) {
+            ActiveGuard::claim_after_local(self, id, LOCAL_PASS_WAIT).await
+        } else {
+            ActiveGuard::claim(self, id)
+        };
         let row = match self.store.incident(id) {
             Ok(Some(row)) => row,
             Ok(None) => return None,
@@ -437,7 +453,7 @@ impl Inner {
                 return None;
             }
         };
-        let Some(_guard) = ActiveGuard::claim(self, id) else {
+        let Some(_guard) = guard else {
             // Another task of this process has it; its pass reports.
             return Some(IncidentOutcome::of(&row, created));
         };
@@ -554,6 +570,25 @@ struct ActiveGuard<'a> {
 }
 
 impl<'a> ActiveGuard<'a> {
+    /// As [`ActiveGuard::claim`], waiting up to `wait` while another task of
+    /// this process holds the incident (not another process).
+    async fn claim_after_local(
+        inner: &'a Inner,
+        id: i64,
+        wait: Duration,
+    ) -> Option<ActiveGuard<'a>> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(guard) = ActiveGuard::claim(inner, id) {
+                return Some(guard);
+            }
+            if !lock(&inner.active).contains(&id) || start.elapsed() >= wait {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn claim(inner: &'a Inner, id: i64) -> Option<ActiveGuard<'a>> {
         if !lock(&inner.active).insert(id) {
             return None;
