@@ -31,11 +31,12 @@ impl Default for FsOptions {
 
 /// The path a finding reports: relative to the scanned root (its file name
 /// when the root is a file).
+/// No I/O: it runs once per scanned file.
 pub fn relative(root: &Path, file: &Path) -> String {
-    let rel = if root.is_file() {
-        file.file_name().map(Path::new).unwrap_or(file)
-    } else {
-        file.strip_prefix(root).unwrap_or(file)
+    let rel = match file.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        // The root itself is the file.
+        _ => file.file_name().map(Path::new).unwrap_or(file),
     };
     rel.to_string_lossy().replace('\\', "/")
 }
