@@ -73,7 +73,7 @@ impl WebhookService {
             Arc::new(DaemonSink(shared)),
         )?;
         let worker = tokio::spawn(hook.worker.run(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            crate::daemon::stopped(&mut stop).await;
         }));
         // Every answer counted by status in /metrics (401s are bad signatures).
         let router = hook.router.layer(axum::middleware::map_response(
@@ -103,9 +103,7 @@ impl WebhookService {
         let addr = listener.local_addr().map_err(bind)?;
         tracing::info!("GitHub webhook listening on http://{addr}");
         Ok(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
+            let shutdown = async move { crate::daemon::stopped(&mut stop).await };
             if let Err(e) = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await

@@ -103,9 +103,7 @@ pub async fn watch_repo(
                 failing = Some(why);
             }
         }
-        let stopped = async {
-            let _ = stop.wait_for(|s| *s).await;
-        };
+        let stopped = crate::daemon::stopped(&mut stop);
         tokio::select! {
             _ = tokio::time::sleep(settings.poll) => {}
             _ = stopped => return,
