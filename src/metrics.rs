@@ -138,10 +138,6 @@ impl Metrics {
             .collect()
     }
 
-    pub fn source_states(&self) -> BTreeMap<String, SourceState> {
-        self.sources().clone()
-    }
-
     /// The Prometheus text exposition: the counters, plus what `scrape`
     /// read from the store and the engine at scrape time.
     pub fn render(&self, scrape: &Scrape) -> String {

@@ -183,17 +183,6 @@ impl Store {
         })
     }
 
-    pub fn incident_by_fingerprint(&self, fp: &str) -> Result<Option<IncidentRow>, StoreError> {
-        self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE fingerprint = ?1"),
-                [fp],
-                incident_from_row,
-            )
-            .optional()
-        })
-    }
-
     /// Every incident, oldest first.
     pub fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
         self.query_incidents("1 = 1 ORDER BY id", [])
@@ -428,7 +417,7 @@ mod tests {
         row.subscriptions = Some(2);
         row.testnet = Some(true);
         store.save_incident(&row).unwrap();
-        let back = store.incident_by_fingerprint("aa").unwrap().unwrap();
+        let back = store.incident(id).unwrap().unwrap();
         assert_eq!(back.state, "contained");
         assert_eq!(back.subscriptions, Some(2));
         assert_eq!(back.testnet, Some(true));
