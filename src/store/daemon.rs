@@ -126,17 +126,24 @@ impl Store {
     }
 
     fn counts_by_state(&self, table: &str) -> BTreeMap<String, u64> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT state, count(*) FROM {table} GROUP BY state"
-            ))?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, from_sql(r.get::<_, i64>(1)?)))
-            })?;
-            rows.collect()
-        })
-        .unwrap_or_default()
+        self.with_conn(|conn| counts_by_state(conn, table))
+            .unwrap_or_default()
     }
+}
+
+/// Rows of `table` per `state`: incidents here, deliveries in the webhook
+/// store too.
+pub(super) fn counts_by_state(
+    conn: &rusqlite::Connection,
+    table: &str,
+) -> rusqlite::Result<BTreeMap<String, u64>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT state, count(*) FROM {table} GROUP BY state"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, from_sql(r.get::<_, i64>(1)?)))
+    })?;
+    rows.collect()
 }
 
 fn apply_one(tx: &rusqlite::Transaction<'_>, w: &DaemonWrite) -> rusqlite::Result<()> {

@@ -203,12 +203,7 @@ impl DeliveryStore {
 
     /// Number of deliveries per state.
     pub fn counts(&self) -> Result<BTreeMap<String, u64>, WebhookStoreError> {
-        self.with(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })
+        self.with(|c| super::daemon::counts_by_state(c, "webhook_deliveries"))
     }
 
     pub fn comment_posted(&self, key: &CommentKey) -> Result<bool, WebhookStoreError> {
