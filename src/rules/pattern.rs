@@ -33,8 +33,11 @@ pub enum PatternError {
 
 impl Pattern {
     pub fn new(pattern: &str, keywords: &[String]) -> Result<Pattern, PatternError> {
+        // Parsed once: the regex that runs and the keyword-anchoring check
+        // see the same syntax tree.
+        let hir = syntax::parse_with(pattern, &syntax_config())
+            .map_err(|e| PatternError::Syntax(e.to_string()))?;
         let regex = meta::Builder::new()
-            .syntax(syntax_config())
             .configure(
                 meta::Config::new()
                     .nfa_size_limit(Some(32 << 20))
@@ -44,14 +47,14 @@ impl Pattern {
                     // measured on the benchmark corpus).
                     .hybrid_cache_capacity(8 << 20),
             )
-            .build(pattern)
+            .build_from_hir(&hir)
             .map_err(|e| PatternError::Syntax(e.to_string()))?;
         let secret_group = regex
             .group_info()
             .to_index(PatternID::ZERO, "secret")
             .ok_or(PatternError::NoSecretGroup)?;
         Ok(Pattern {
-            keyword_anchored: starts_with_keyword(pattern, keywords),
+            keyword_anchored: starts_with_keyword(&hir, keywords),
             regex,
             secret_group,
         })
@@ -91,15 +94,7 @@ impl Pattern {
 /// `keywords` (ASCII case-insensitively), judged from the pattern's prefix
 /// literals. When the literals cannot be enumerated, or one is shorter than
 /// any keyword it could start, the answer is no, which is always safe.
-fn starts_with_keyword(pattern: &str, keywords: &[String]) -> bool {
-    let Ok(hir) = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-    else {
-        return false;
-    };
+fn starts_with_keyword(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> bool {
     // Only literal prefixes as long as the longest keyword matter. Small
     // limits keep extraction to a few milliseconds for the whole rule set:
     // classes up to 16 bytes (`t-[0-9a-f]`, ASCII case folding) are expanded,
@@ -112,7 +107,7 @@ fn starts_with_keyword(pattern: &str, keywords: &[String]) -> bool {
         .limit_repeat(8)
         .limit_literal_len(longest.max(1))
         .limit_total(10_000);
-    let seq = extractor.extract(&hir);
+    let seq = extractor.extract(hir);
     let keywords: Vec<Vec<u8>> = keywords
         .iter()
         .map(|k| k.to_ascii_lowercase().into_bytes())

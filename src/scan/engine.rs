@@ -1,6 +1,8 @@
-//! The scanner: one aho-corasick automaton over every rule's keywords finds
-//! candidate positions; only rules whose keywords hit run their regex, and
-//! only on a window of whole lines around the hits.
+//! The scanner: the keyword prefilter (one case-insensitive regex over
+//! every keyword finds where they are, an aho-corasick automaton names them)
+//! gives candidate positions; only rules whose keywords hit run their regex —
+//! from each hit when every match starts with a keyword, else on a window of
+//! whole lines around the hits.
 
 use super::filter::{checksum_confidence, is_placeholder, shannon_entropy, Allowlist};
 use super::finding::{Chunk, Finding};
