@@ -1,7 +1,7 @@
 //! The remediation engine as the webhook's [`FindingSink`].
 
 use super::{BoxFuture, FindingSink, Handled, SinkError};
-use crate::remediate::{Engine, IncidentOutcome};
+use crate::remediate::Engine;
 use crate::scan::{Finding, Fingerprint, Origin};
 use std::sync::Arc;
 
@@ -24,37 +24,12 @@ impl FindingSink for Engine {
                 .filter_map(|o| {
                     Some(Handled {
                         fingerprint: Fingerprint::parse(&o.fingerprint)?,
-                        contained: contained(self, o),
+                        contained: o.contained(),
                     })
                 })
                 .collect())
         })
     }
-}
-
-/// Whether the key can no longer be used: frozen, revoked, rotated,
-/// expired. A Tatum key waiting for a manual rotation is frozen already,
-/// which only its stage tells.
-fn contained(engine: &Engine, o: &IncidentOutcome) -> bool {
-    if matches!(
-        o.state.as_str(),
-        "contained" | "rotated" | "expired" | "revoked" | "confirmed" | "closed"
-    ) {
-        return true;
-    }
-    o.provider == "tatum"
-        && o.state == "waiting-manual"
-        && engine
-            .store()
-            .incident(o.incident_id)
-            .ok()
-            .flatten()
-            .is_some_and(|row| {
-                matches!(
-                    row.stage.as_str(),
-                    "contained" | "inventoried" | "rotated" | "propagated" | "expired"
-                )
-            })
 }
 
 /// The owner order is `owners`, the commit author, the pusher, then

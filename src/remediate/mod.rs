@@ -99,6 +99,8 @@ pub struct IncidentOutcome {
     pub redacted: String,
     /// The incident's state after the pass (see the store's schema).
     pub state: String,
+    /// The playbook step it has reached (`contained`, `inventoried`, ...).
+    pub stage: String,
     /// Why it failed, or what it is waiting for.
     pub reason: Option<String>,
     /// This pass created the incident.
@@ -110,6 +112,21 @@ pub struct IncidentOutcome {
 }
 
 impl IncidentOutcome {
+    /// Whether the key can no longer be used: frozen, revoked, rotated,
+    /// expired. A Tatum key waiting for a manual rotation is frozen already,
+    /// which only its stage tells.
+    pub fn contained(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "contained" | "rotated" | "expired" | "revoked" | "confirmed" | "closed"
+        ) || (self.provider == policy::TATUM
+            && self.state == "waiting-manual"
+            && matches!(
+                self.stage.as_str(),
+                "contained" | "inventoried" | "rotated" | "propagated" | "expired"
+            ))
+    }
+
     fn of(row: &IncidentRow, created: bool) -> IncidentOutcome {
         IncidentOutcome {
             incident_id: row.id,
@@ -118,6 +135,7 @@ impl IncidentOutcome {
             rule_id: row.rule_id.clone(),
             redacted: row.redacted.clone(),
             state: row.state.clone(),
+            stage: row.stage.clone(),
             reason: row.reason.clone(),
             created,
             actions: Vec::new(),
