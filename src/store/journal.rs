@@ -78,23 +78,18 @@ impl Store {
         })
     }
 
-    /// Marks every open entry of `incident` interrupted and returns them. Call
-    /// only when no other task of this process works on the incident.
-    pub fn close_interrupted(&self, incident: i64) -> Result<Vec<JournalEntry>, StoreError> {
-        let open: Vec<JournalEntry> = self
-            .journal(incident)?
-            .into_iter()
-            .filter(|e| e.completed_at.is_none())
-            .collect();
-        for e in &open {
-            self.journal_complete(
-                e.id,
-                Outcome::Interrupted,
-                None,
-                "keysentry stopped during this call",
-            )?;
-        }
-        Ok(open)
+    /// Marks every open entry of `incident` interrupted and returns how many
+    /// there were. Call only when no other task of this process works on
+    /// the incident.
+    pub fn close_interrupted(&self, incident: i64) -> Result<usize, StoreError> {
+        self.with_conn(|c| {
+            c.prepare_cached(
+                "UPDATE journal SET completed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 outcome = ?2, detail = 'keysentry stopped during this call' \
+                 WHERE incident_id = ?1 AND completed_at IS NULL",
+            )?
+            .execute(params![incident, Outcome::Interrupted.as_str()])
+        })
     }
 
     /// Every journal entry of an incident, oldest first.
@@ -189,11 +184,12 @@ mod tests {
         store.journal_start(id, "regenerate").unwrap();
         assert!(store.step_done(id, "freeze").unwrap());
         assert!(store.step_uncertain(id, "regenerate").unwrap());
-        let open = store.close_interrupted(id).unwrap();
-        assert_eq!(open.len(), 1);
-        assert_eq!(open[0].step, "regenerate");
+        assert_eq!(store.close_interrupted(id).unwrap(), 1);
+        let regenerate = store.journal(id).unwrap().pop().unwrap();
+        assert_eq!(regenerate.step, "regenerate");
+        assert!(regenerate.completed_at.is_some());
         assert!(store.step_uncertain(id, "regenerate").unwrap());
         assert!(!store.step_done(id, "regenerate").unwrap());
-        assert!(store.close_interrupted(id).unwrap().is_empty());
+        assert_eq!(store.close_interrupted(id).unwrap(), 0);
     }
 }
