@@ -267,7 +267,7 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
         .map(|w| {
             let (findings, bytes, lines) = match w.payload {
                 Payload::Chunk(c) => {
-                    let lines = c.data.iter().filter(|&&b| b == b'\n').count() as u64;
+                    let lines = crate::source::count_lines(&c.data);
                     (scanner.scan(&c), c.data.len() as u64, lines)
                 }
                 Payload::Findings(f) => (f, 0, 0),

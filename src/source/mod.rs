@@ -48,6 +48,12 @@ pub fn looks_binary(data: &[u8]) -> bool {
     memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some()
 }
 
+/// Newlines in `data` (memchr's vectorised search: this runs on every
+/// tailed and scanned byte).
+pub fn count_lines(data: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', data).count() as u64
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: no such file or directory; pass an existing path (or `-` for stdin)")]

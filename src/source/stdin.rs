@@ -81,7 +81,7 @@ fn scan_pieces(
         // Carry the last lines into the next piece so that a multi-line key
         // (a PEM block) cut at the piece boundary is still seen whole.
         let data = chunk.data;
-        first_line += memchr::memchr_iter(b'\n', &data[..keep]).count() as u64;
+        first_line += super::count_lines(&data[..keep]);
         base_offset = tail_from;
         carried = data.len() - keep;
         seen_in_carried = next_seen;

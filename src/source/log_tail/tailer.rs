@@ -118,7 +118,7 @@ fn count_newlines(file: &File, upto: u64) -> std::io::Result<u64> {
         if n == 0 {
             break;
         }
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        lines += crate::source::count_lines(&buf[..n]);
         at += n as u64;
     }
     Ok(lines)
@@ -542,7 +542,7 @@ impl<O: TailOutput> Tailer<O> {
             };
             t.failing = false;
             buf.truncate(n);
-            let cut = match buf.iter().rposition(|&b| b == b'\n') {
+            let cut = match memchr::memrchr(b'\n', &buf) {
                 Some(p) => p + 1,
                 None if n == MAX_PIECE => piece_cut(&buf),
                 None if flush && n > 0 => n,
@@ -550,7 +550,7 @@ impl<O: TailOutput> Tailer<O> {
                 None => break,
             };
             buf.truncate(cut);
-            let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            let lines = crate::source::count_lines(&buf);
             let chunk = Chunk {
                 origin: t.origin.clone(),
                 data: buf,
