@@ -18,7 +18,7 @@ KPS=${KPS:-5}
 THROUGHPUT_MB=${THROUGHPUT_MB:-1024}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release --bins --manifest-path "$root/Cargo.toml" >&2
+cargo build --release --workspace --bins --manifest-path "$root/Cargo.toml" >&2
 bin=$root/target/release
 work=$(mktemp -d)
 pids=()

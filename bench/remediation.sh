@@ -18,9 +18,9 @@ RATE=${RATE:-1000000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "$PROFILE" = release ]; then
-    cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" --bins
+    cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" --workspace --bins
 else
-    cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --bins
+    cargo build --quiet --manifest-path "$ROOT/Cargo.toml" --workspace --bins
 fi
 BIN="$ROOT/target/$PROFILE"
 

@@ -22,7 +22,7 @@ PROFILE=${PROFILE:-release}
 MODE=${MODE:-daemon}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
-FLAGS=(--quiet --manifest-path "$ROOT/Cargo.toml" --bin keysentry --bin keysentry-sim
+FLAGS=(--quiet --manifest-path "$ROOT/Cargo.toml" --workspace --bins
        --example webhook-serve --example webhook-load)
 if [ "$PROFILE" = release ]; then FLAGS+=(--release); fi
 cargo build "${FLAGS[@]}"

@@ -682,27 +682,17 @@ fn a_broken_config_at_start_is_an_error_naming_it_and_never_ready() {
     assert!(heard.is_err(), "notified {heard:?}");
 }
 
-/// keysentry-sim on a free port, killed when dropped.
+/// keysentry-sim in-process on a free port, stopped when dropped.
 struct Sim {
-    child: Child,
+    _sim: keysentry_sim::Running,
     addr: String,
 }
 
 impl Sim {
     fn start() -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start keysentry-sim");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .trim_start_matches("listening on http://")
-            .to_string();
-        Sim { child, addr }
+        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
+        let addr = sim.addr.clone();
+        Sim { _sim: sim, addr }
     }
 
     fn url(&self) -> String {
@@ -747,13 +737,6 @@ impl Sim {
             assert!(start.elapsed() < DEADLINE, "no freeze call for the key");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -36,26 +36,18 @@ fn first_line(child: &mut Child, what: &str) -> (String, ChildStdout) {
     }
 }
 
-/// `keysentry-sim` on a free port, killed when dropped.
+/// `keysentry-sim` in-process on a free port, stopped when dropped.
 pub struct Sim {
-    child: Child,
+    _sim: keysentry_sim::Running,
     pub url: String,
-    _stdout: ChildStdout,
 }
 
 impl Sim {
     pub fn start() -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keysentry-sim");
-        let (url, stdout) = first_line(&mut child, "keysentry-sim");
+        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
         Sim {
-            child,
-            url,
-            _stdout: stdout,
+            url: sim.url.clone(),
+            _sim: sim,
         }
     }
 
@@ -87,13 +79,6 @@ impl Sim {
     }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A real SMTP server (aiosmtpd) on a free port, writing each received
 /// message as a JSON line; killed when dropped.
 pub struct Smtp {
@@ -104,23 +89,46 @@ pub struct Smtp {
     _stdout: ChildStdout,
 }
 
+const AIOSMTPD_FIX: &str =
+    "install Debian's python3-aiosmtpd (or `python3 -m pip install aiosmtpd`)";
+
+/// The first Python that can import aiosmtpd: `$KEYSENTRY_TEST_PYTHON`, the
+/// `python3` on PATH, or Debian's `/usr/bin/python3` (where the
+/// `python3-aiosmtpd` package installs it, even when PATH has another Python).
+fn python_with_aiosmtpd() -> String {
+    let candidates = std::env::var("KEYSENTRY_TEST_PYTHON")
+        .into_iter()
+        .chain(["python3".to_string(), "/usr/bin/python3".to_string()]);
+    for python in candidates {
+        let ok = Command::new(&python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return python;
+        }
+    }
+    "python3".to_string()
+}
+
 impl Smtp {
     pub fn start() -> Smtp {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("mail.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-        let mut child = Command::new("python3")
+        let python = python_with_aiosmtpd();
+        let mut child = Command::new(&python)
             .arg(&script)
             .arg(&out)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run python3 ({e}): install Python 3, then run `python3 -m pip install aiosmtpd`")
-            });
+            .unwrap_or_else(|e| panic!("cannot run {python} ({e}): {AIOSMTPD_FIX}"));
         let (url, stdout) = first_line(
             &mut child,
-            "the SMTP test server (needs `python3 -m pip install aiosmtpd`)",
+            &format!("the SMTP test server ({python} tests/smtp_sink.py; {AIOSMTPD_FIX})"),
         );
         let addr = url.trim_start_matches("smtp://").to_string();
         Smtp {

@@ -4,40 +4,26 @@
 use crate::support;
 use keysentry::scan::Fingerprint;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// `keysentry-sim` on 127.0.0.1:0, killed on drop.
+/// `keysentry-sim` in-process on 127.0.0.1:0, stopped on drop.
 pub struct Sim {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
+    _sim: keysentry_sim::Running,
     pub url: String,
     addr: String,
 }
 
 impl Sim {
     pub fn start() -> Sim {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start keysentry-sim");
-        let mut stdout = BufReader::new(child.stdout.take().expect("sim stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("sim prints its address");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
+        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
         Sim {
-            child,
-            _stdout: stdout,
-            url,
-            addr,
+            url: sim.url.clone(),
+            addr: sim.addr.clone(),
+            _sim: sim,
         }
     }
 
@@ -116,13 +102,6 @@ impl Sim {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("timed out waiting for {what}");
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

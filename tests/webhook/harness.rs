@@ -19,7 +19,6 @@ pub use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 pub use std::collections::HashSet;
 use std::future::Future;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 pub use std::time::{Duration, Instant};
@@ -47,32 +46,19 @@ pub fn key(n: u32) -> String {
     format!("t-{}-{}", &h[..24], &h[24..48])
 }
 
-/// The GitHub simulator, killed on drop.
+/// The GitHub simulator, in-process, stopped on drop.
 pub struct Sim {
-    pub child: std::process::Child,
+    _sim: keysentry_sim::Running,
     pub url: String,
     pub http: reqwest::Client,
 }
 
 impl Sim {
     pub fn start() -> Sim {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keysentry-sim"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start keysentry-sim");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("sim stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("sim prints its address");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
+        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
         Sim {
-            child,
-            url,
+            url: sim.url.clone(),
+            _sim: sim,
             http: reqwest::Client::new(),
         }
     }
@@ -168,13 +154,6 @@ impl Sim {
     pub async fn commit_with(&self, body: Value) -> String {
         let v = self.post("/_sim/github/commits", body).await;
         v["sha"].as_str().expect("sha").to_string()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

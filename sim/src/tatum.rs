@@ -131,7 +131,7 @@ struct MgmtBody {
 fn new_key(s: &mut SimState, old: &str) -> String {
     s.generated += 1;
     let h = Sha256::digest(format!("{old}/{}", s.generated));
-    let hex = keysentry::scan::hex(&h);
+    let hex = crate::state::hex(&h);
     format!("t-{}-{}", &hex[..24], &hex[24..48])
 }
 
