@@ -5,6 +5,7 @@ mod alerts;
 mod daemon;
 mod errors;
 mod git_history;
+mod gitleaks_rules;
 mod no_leak;
 mod remediation;
 mod reports;

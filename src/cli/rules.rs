@@ -22,6 +22,9 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
     match cmd {
         RulesCommand::List { rules } => {
             let set = RuleSet::load(&rules)?;
+            for w in set.warnings() {
+                eprintln!("warning: {w}");
+            }
             for r in set.rules() {
                 let actions = [
                     ("verify", r.spec.verify.is_some()),

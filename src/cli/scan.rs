@@ -61,6 +61,9 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let mut rule_dirs = config.scan.rules.clone();
     rule_dirs.extend(args.rules.iter().cloned());
     let rules = RuleSet::load(&rule_dirs)?;
+    for w in rules.warnings() {
+        eprintln!("warning: {w}");
+    }
     let mut allowlist =
         Allowlist::new(&config.scan.allowlist.paths, &config.scan.allowlist.secrets)?;
     if let Some(b) = &args.baseline {

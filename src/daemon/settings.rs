@@ -35,6 +35,9 @@ impl Loaded {
         let config = Config::load(path)?;
         let settings = Settings::from_config(&config)?;
         let rules = RuleSet::load(&config.scan.rules)?;
+        for w in rules.warnings() {
+            tracing::warn!("{w}");
+        }
         let allowlist =
             Allowlist::new(&config.scan.allowlist.paths, &config.scan.allowlist.secrets)?;
         let scanner = Scanner::new(&rules, allowlist)?;

@@ -1,13 +1,16 @@
 //! Rules as data: the YAML schema, loading (built-ins embedded at build time
 //! plus any number of directories) and `rules check`.
 
+mod allow;
 mod check;
+mod gitleaks;
 mod pattern;
 mod schema;
 
+pub use allow::{Candidate as AllowCandidate, CompiledAllow};
 pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
-pub use schema::{HttpTemplate, RuleFile, RuleSpec, HTTP_METHODS};
+pub use schema::{HttpTemplate, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,12 @@ pub enum RuleError {
         line: usize,
         message: String,
     },
+    #[error("{path}:{line}: malformed gitleaks TOML: {message}; fix the TOML syntax (gitleaks' config format: [[rules]] with id, regex, keywords)")]
+    Toml {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: rule `{id}`: invalid pattern: {message}; fix the regex (Rust regex syntax, ASCII mode: no look-around, no backreferences, no \\p{{..}} classes)")]
     Regex {
         path: PathBuf,
@@ -48,7 +57,7 @@ pub enum RuleError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("no rule files (*.yaml) in {0}; point --rules at a directory of rule YAML files")]
+    #[error("no rule files (*.yaml, or gitleaks *.toml) in {0}; point --rules at a directory of rule files or at one file")]
     Empty(PathBuf),
 }
 
@@ -60,6 +69,8 @@ pub struct Rule {
     pub source: PathBuf,
     pub pattern: Pattern,
     pub window: usize,
+    /// The rule's own allowlist entries, compiled.
+    pub allow: Vec<CompiledAllow>,
 }
 
 impl Rule {
@@ -71,6 +82,9 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// What loading passed over (a gitleaks field keysentry does not act
+    /// on, a rule that cannot run): the CLI prints these.
+    warnings: Vec<String>,
 }
 
 impl RuleSet {
@@ -83,11 +97,11 @@ impl RuleSet {
 
     /// Built-in rules plus every `*.yaml` in `dirs`.
     pub fn load(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
         let mut specs = builtin_specs()?;
         for dir in dirs {
-            specs.extend(dir_specs(dir)?);
+            specs.extend(dir_specs(dir, &mut set.warnings)?);
         }
-        let mut set = RuleSet::default();
         set.extend(specs)?;
         Ok(set)
     }
@@ -100,11 +114,18 @@ impl RuleSet {
     }
 
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), RuleError> {
-        self.extend(dir_specs(dir)?)
+        let specs = dir_specs(dir, &mut self.warnings)?;
+        self.extend(specs)
     }
 
     pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), RuleError> {
-        self.extend(file_specs(path, text)?)
+        let specs = file_specs(path, text, &mut self.warnings)?;
+        self.extend(specs)
+    }
+
+    /// What loading passed over, one sentence each (see [`RuleSet`]).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Adds rules after checking their ids are unique. Regex compilation is
@@ -155,15 +176,19 @@ impl RuleSet {
 
 fn builtin_specs() -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
     let mut specs = Vec::new();
+    let mut warnings = Vec::new();
     for (name, text) in BUILTIN_RULES {
-        specs.extend(file_specs(Path::new(name), text)?);
+        specs.extend(file_specs(Path::new(name), text, &mut warnings)?);
     }
     Ok(specs)
 }
 
-/// The rules of every `*.yaml`/`*.yml` file in `dir` (or of `dir` itself if
-/// it is a file), in file name order.
-fn dir_specs(dir: &Path) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+/// The rules of every `*.yaml`/`*.yml` (keysentry) and `*.toml` (gitleaks)
+/// file in `dir` (or of `dir` itself if it is a file), in file name order.
+fn dir_specs(
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
     let io = |source| RuleError::Io {
         path: dir.to_path_buf(),
         source,
@@ -175,7 +200,10 @@ fn dir_specs(dir: &Path) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
         std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "toml")
+            })
             .collect()
     };
     if files.is_empty() {
@@ -188,12 +216,25 @@ fn dir_specs(dir: &Path) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
             path: file.clone(),
             source,
         })?;
-        specs.extend(file_specs(&file, &text)?);
+        specs.extend(file_specs(&file, &text, warnings)?);
     }
     Ok(specs)
 }
 
-fn file_specs(path: &Path, text: &str) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+fn file_specs(
+    path: &Path,
+    text: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    if gitleaks::is_gitleaks_file(path) {
+        let loaded = gitleaks::parse(path, text)?;
+        warnings.extend(loaded.warnings);
+        return Ok(loaded
+            .specs
+            .into_iter()
+            .map(|spec| (path.to_path_buf(), spec))
+            .collect());
+    }
     let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
@@ -264,11 +305,18 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
         ),
     })?;
     let window = spec.window.unwrap_or(DEFAULT_WINDOW);
+    let allow = spec
+        .allow
+        .iter()
+        .enumerate()
+        .map(|(i, a)| CompiledAllow::new(a).map_err(|m| invalid(&id, format!("allow[{i}]: {m}"))))
+        .collect::<Result<_, _>>()?;
     Ok(Rule {
         spec,
         source: path.to_path_buf(),
         pattern,
         window,
+        allow,
     })
 }
 

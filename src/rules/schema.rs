@@ -9,7 +9,7 @@ pub struct RuleFile {
     pub rules: Vec<RuleSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Stable and unique, `<provider>.<name>`: baselines, incidents and
@@ -35,6 +35,40 @@ pub struct RuleSpec {
     pub verify: Option<HttpTemplate>,
     #[serde(default)]
     pub revoke: Option<HttpTemplate>,
+    /// What the rule is for, in a sentence.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The provider's pages on the key's format and on revoking it.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// Matches to drop: any entry that matches suppresses the finding.
+    #[serde(default)]
+    pub allow: Vec<RuleAllow>,
+}
+
+/// One allowlist entry of a rule (gitleaks' rule allowlists map onto it).
+/// Without `all`, any criterion that matches suppresses the finding; with
+/// `all: true`, every criterion given must match.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleAllow {
+    /// Regexes tested against the secret.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Regexes tested against the whole line holding the secret.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// The secret contains one of these (ASCII case-insensitively).
+    #[serde(default)]
+    pub stopwords: Vec<String>,
+    /// Regexes tested against the finding's path.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Commit shas (or prefixes of at least 7 hex digits) to ignore.
+    #[serde(default)]
+    pub commits: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
 }
 
 /// An HTTP call described as data. Strings may use `{{secret}}`,

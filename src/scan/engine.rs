@@ -187,6 +187,18 @@ impl Scanner {
         if self.allowlist.secret_allowed(text, &fingerprint) {
             return None;
         }
+        if !cr.rule.allow.is_empty() {
+            let path = chunk.origin.path();
+            let candidate = crate::rules::AllowCandidate {
+                secret: text,
+                line: &chunk.data[line_start..line_end],
+                path: &path,
+                commit: chunk.origin.commit(),
+            };
+            if cr.rule.allow.iter().any(|a| a.allows(&candidate)) {
+                return None;
+            }
+        }
         let column = String::from_utf8_lossy(&chunk.data[line_start..c.start])
             .chars()
             .count() as u64
