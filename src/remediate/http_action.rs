@@ -511,4 +511,48 @@ mod tests {
         vars.allow_insecure_http = true;
         assert!(Request::from_template(&t, &vars, "rule x verify").is_ok());
     }
+
+    /// A chunked answer (no length given up front) is read only up to the
+    /// cap: the connection is dropped there, not drained.
+    #[tokio::test]
+    async fn a_streamed_answer_is_cut_off_at_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let total = 50usize << 20;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 << 10];
+            let mut sent = 0;
+            while sent < total {
+                let size = format!("{:x}\r\n", chunk.len());
+                let ok = s.write_all(size.as_bytes()).await.is_ok()
+                    && s.write_all(&chunk).await.is_ok()
+                    && s.write_all(b"\r\n").await.is_ok();
+                if !ok {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = HttpClient::new(
+            Duration::from_secs(20),
+            None,
+            &std::collections::HashMap::new(),
+            false,
+        )
+        .unwrap();
+        let req = Request::new(Method::GET, format!("http://{addr}/v3/tatum/version"));
+        let err = client.send("tatum", &req).await.err().expect("cut off");
+        assert_eq!(err, Transport::TooLarge);
+        assert!(err.to_string().contains("1 MiB"), "{err}");
+        drop(client);
+        let sent = server.await.unwrap();
+        assert!(sent < total / 2, "the answer was drained: {sent} bytes");
+    }
 }
