@@ -48,6 +48,10 @@ pub struct Config {
     pub http: Option<HttpConfig>,
     #[serde(default)]
     pub github: Option<GitHubConfig>,
+    /// Allow plain http:// to hosts other than loopback for provider,
+    /// management, GitHub and alert URLs (checks: src/remediate/urls.rs).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -171,3 +171,44 @@ fn a_key_in_a_bad_baseline_is_not_echoed_in_the_error() {
         assert_eq!(leaks(&o.stderr), Vec::<&str>::new(), "{name}");
     }
 }
+
+#[test]
+fn a_key_in_a_refused_plain_http_url_is_not_echoed() {
+    // A token in a provider URL's query, refused for plain http://: the
+    // error names the field and the host, never the URL.
+    let dir = tree();
+    let config = dir.path().join("keysentry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}/state\nproviders:\n  github: {{api_url: 'http://example.invalid/api?token={KEY}'}}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let check = keysentry()
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("providers.github.api_url: plain http://")
+    );
+    let rules = rules_dir();
+    let scan = scan(
+        rules.path(),
+        &[
+            dir.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--remediate",
+        ],
+    );
+    assert_eq!(scan.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&scan.stderr).contains("allow_insecure_http"));
+    for o in [&check, &scan] {
+        assert_eq!(leaks(&o.stdout), Vec::<&str>::new());
+        assert_eq!(leaks(&o.stderr), Vec::<&str>::new());
+    }
+}

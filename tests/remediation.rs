@@ -4,6 +4,7 @@
 
 mod config_check;
 mod engine;
+mod hardening;
 mod harness;
 mod revoke;
 mod tatum;

@@ -63,6 +63,10 @@ pub struct Fault {
     pub hang_ms: Option<u64>,
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// With `status`: answer with this many bytes of body instead of
+    /// "injected fault" (a huge answer).
+    #[serde(default)]
+    pub body_bytes: Option<usize>,
 }
 
 fn one() -> u32 {
@@ -135,12 +139,13 @@ pub async fn record_and_inject(State(sim): State<Sim>, req: Request, next: Next)
         Some(Fault {
             status: Some(status),
             retry_after,
+            body_bytes,
             ..
         }) => {
             if let Some(h) = hang {
                 tokio::time::sleep(h).await;
             }
-            injected(status, retry_after)
+            injected(status, retry_after, body_bytes)
         }
         _ => {
             let r = next.run(req).await;
@@ -183,9 +188,12 @@ impl Sim {
     }
 }
 
-fn injected(status: u16, retry_after: Option<u64>) -> Response {
+fn injected(status: u16, retry_after: Option<u64>, body_bytes: Option<usize>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, "injected fault").into_response();
+    let mut r = match body_bytes {
+        Some(n) => (status, Body::from(vec![b'x'; n])).into_response(),
+        None => (status, "injected fault").into_response(),
+    };
     if let Some(secs) = retry_after {
         if let Ok(v) = secs.to_string().parse() {
             r.headers_mut().insert("retry-after", v);

@@ -6,7 +6,7 @@
 
 use crate::state::{fingerprint, Sim, SimState};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -33,6 +33,10 @@ pub struct TatumKey {
     pub expirations: u32,
     /// The key that replaced this one.
     pub replacement: Option<String>,
+    /// What a management regenerate of this key answers as `apiKey`
+    /// instead of the new key (the regeneration still happens): a hostile
+    /// or broken key-management service.
+    pub answer_key: Option<String>,
 }
 
 /// `POST /_sim/tatum/keys`.
@@ -47,6 +51,8 @@ struct NewKey {
     subscriptions: u64,
     #[serde(default)]
     accounts: u64,
+    #[serde(default)]
+    answer_key: Option<String>,
 }
 
 fn live() -> KeyState {
@@ -61,6 +67,7 @@ pub fn routes() -> Router<Sim> {
         .route("/v3/ledger/account/count", get(account_count))
         .route("/mgmt/tatum/regenerate", post(mgmt_regenerate))
         .route("/mgmt/tatum/expire", post(mgmt_expire))
+        .route("/mgmt/echo", post(mgmt_echo))
         .route("/_sim/tatum/keys", post(add_key))
         .route("/_sim/tatum/keys/{fingerprint}", get(key_state))
         .route(
@@ -150,6 +157,7 @@ fn regenerate(s: &mut SimState, old: &str) -> Option<String> {
             regenerations: 0,
             expirations: 0,
             replacement: None,
+            answer_key: None,
             ..k
         },
     );
@@ -194,9 +202,10 @@ async fn mgmt_regenerate(State(sim): State<Sim>, body: Bytes) -> Response {
         )
             .into_response();
     };
-    let new = regenerate(&mut sim.lock(), &key);
-    match new {
-        Some(new) => Json(json!({"apiKey": new})).into_response(),
+    let mut s = sim.lock();
+    let answer = s.tatum.get(&key).and_then(|k| k.answer_key.clone());
+    match regenerate(&mut s, &key) {
+        Some(new) => Json(json!({"apiKey": answer.unwrap_or(new)})).into_response(),
         None => not_found(),
     }
 }
@@ -213,6 +222,23 @@ async fn mgmt_expire(State(sim): State<Sim>, body: Bytes) -> Response {
         StatusCode::NO_CONTENT.into_response()
     } else {
         not_found()
+    }
+}
+
+/// `POST /mgmt/echo?apiKey=K` with header `x-api-key: K` and body
+/// `{"apiKey": K}`: 200 when all three arrived as the same non-empty value,
+/// 400 otherwise (a template that does not escape what it substitutes).
+async fn mgmt_echo(
+    headers: HeaderMap,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> StatusCode {
+    let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let in_body = mgmt_key(&body);
+    let in_query = query.get("apiKey").map(String::as_str);
+    match (header, in_query, in_body.as_deref()) {
+        (Some(h), Some(q), Some(b)) if !h.is_empty() && h == q && q == b => StatusCode::OK,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -241,6 +267,7 @@ async fn add_key(State(sim): State<Sim>, Json(keys): Json<NewKeys>) -> StatusCod
                 regenerations: 0,
                 expirations: 0,
                 replacement: None,
+                answer_key: k.answer_key,
             },
         );
     }

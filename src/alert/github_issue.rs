@@ -39,6 +39,7 @@ pub(crate) struct Settings<'a> {
     pub github_api_url: Option<&'a str>,
     pub github_token_env: Option<&'a str>,
     pub timeout: Duration,
+    pub allow_insecure_http: bool,
 }
 
 impl GithubIssue {
@@ -56,6 +57,15 @@ impl GithubIssue {
             at: format!("{at}.api_url"),
             reason,
         })?;
+        // The GitHub token goes with every call.
+        if let Some(reason) =
+            crate::remediate::urls::insecure_reason(api_url.as_str(), s.allow_insecure_http)
+        {
+            return Err(AlertError::Invalid {
+                at: format!("{at}.api_url"),
+                reason,
+            });
+        }
         let (var, var_at) = match (s.token_env, s.github_token_env) {
             (Some(v), _) => (v, format!("{at}.token_env")),
             (None, Some(v)) => (v, "github.token_env".to_string()),

@@ -145,6 +145,7 @@ impl Kind {
                 url.as_deref(),
                 url_env.as_deref(),
                 env,
+                config.allow_insecure_http,
             )?),
             AlertConfig::Slack { url, url_env, .. } => Kind::Webhook(Webhook::new(
                 at,
@@ -152,6 +153,7 @@ impl Kind {
                 url.as_deref(),
                 url_env.as_deref(),
                 env,
+                config.allow_insecure_http,
             )?),
             AlertConfig::Email { smtp, from, to, .. } => {
                 Kind::Email(email::Email::new(at, smtp, from, to, timeout)?)
@@ -170,6 +172,7 @@ impl Kind {
                     github_api_url: github.and_then(|g| g.api_url.as_deref()),
                     github_token_env: github.and_then(|g| g.token_env.as_deref()),
                     timeout,
+                    allow_insecure_http: config.allow_insecure_http,
                 };
                 Kind::GithubIssue(github_issue::GithubIssue::new(at, settings, env)?)
             }

@@ -33,6 +33,7 @@ impl Webhook {
         url: Option<&str>,
         url_env: Option<&str>,
         env: &EnvLookup<'_>,
+        allow_insecure_http: bool,
     ) -> Result<Webhook, AlertError> {
         let (value, source) = match (url, url_env) {
             (Some(_), Some(_)) => {
@@ -62,6 +63,12 @@ impl Webhook {
             at: source.clone(),
             reason,
         })?;
+        // The alert carries incident details; a Slack URL is itself a secret.
+        if let Some(reason) =
+            crate::remediate::urls::insecure_reason(url.as_str(), allow_insecure_http)
+        {
+            return Err(AlertError::Invalid { at: source, reason });
+        }
         Ok(Webhook { url, shape, source })
     }
 

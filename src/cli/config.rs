@@ -261,6 +261,13 @@ fn check_config(c: &Config, out: &mut Found) {
     if let Some(g) = &c.github {
         check_github(g, out);
     }
+    // Consumer files keysentry refuses and plain http:// URLs (messages
+    // start with their YAML path).
+    out.extend(
+        keysentry::remediate::consumer_check::problems(c)
+            .into_iter()
+            .map(|p| (Vec::new(), p)),
+    );
     // The daemon's own fields (watch.*, http.listen), as `daemon` reads them.
     if let Err(problems) = keysentry::daemon::Settings::check(c) {
         for (at, message) in problems {

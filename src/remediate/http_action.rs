@@ -16,6 +16,9 @@ pub struct Vars<'a> {
     pub secret: &'a Secret,
     /// `{{api_url}}`, without a trailing `/`.
     pub api_url: &'a str,
+    /// `allow_insecure_http` from the config: plain http:// to a host that
+    /// is not loopback is refused without it.
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,23 +35,72 @@ pub enum TemplateError {
         part: &'static str,
         value: String,
     },
+    /// The expanded URL is plain http:// to a remote host.
+    #[error("{0}")]
+    Insecure(String),
 }
 
-/// Expands `{{secret}}`, `{{api_url}}` and `{{env.NAME}}` in `text`. `what`
-/// names the template in errors (`rule github.pat verify url`); errors never
-/// include the expanded text.
-pub fn render(text: &str, vars: &Vars<'_>, what: &str) -> Result<String, TemplateError> {
+/// Where a template value lands, which decides how it is escaped: a key
+/// with `&`, `"` or a line break must arrive as the same bytes, not change
+/// the request around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// A URL: values are percent-encoded, except `{{api_url}}` and a value
+    /// that starts the URL (its base).
+    Url,
+    /// A JSON body: values are JSON string-escaped (the template supplies
+    /// the quotes).
+    Json,
+    /// A form body (`application/x-www-form-urlencoded`): percent-encoded.
+    Form,
+    /// Headers and other bodies: as is (a header value cannot hold a
+    /// control character; the HTTP stack refuses it).
+    Raw,
+}
+
+/// Bytes left alone in a percent-encoded value: RFC 3986 unreserved.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn escaped(value: &str, escape: Escape, at_start: bool, out: &mut String) {
+    match escape {
+        Escape::Url if at_start => out.push_str(value),
+        Escape::Url | Escape::Form => {
+            out.extend(percent_encoding::utf8_percent_encode(value, COMPONENT))
+        }
+        Escape::Json => {
+            let quoted = serde_json::Value::String(value.to_string()).to_string();
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        }
+        Escape::Raw => out.push_str(value),
+    }
+}
+
+/// Expands `{{secret}}`, `{{api_url}}` and `{{env.NAME}}` in `text`, each
+/// escaped for where it lands (`escape`). `what` names the template in
+/// errors (`rule github.pat verify url`); errors never include the
+/// expanded text.
+pub fn render(
+    text: &str,
+    vars: &Vars<'_>,
+    what: &str,
+    escape: Escape,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len() + 64);
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
+        let at_start = out.is_empty();
         let after = &rest[start + 2..];
         let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
             what: what.to_string(),
         })?;
         let name = after[..end].trim();
         match name {
-            "secret" => out.push_str(vars.secret.expose()),
+            "secret" => escaped(vars.secret.expose(), escape, at_start, &mut out),
             "api_url" => out.push_str(vars.api_url.trim_end_matches('/')),
             _ => match name.strip_prefix("env.") {
                 Some(var) => {
@@ -56,7 +108,7 @@ pub fn render(text: &str, vars: &Vars<'_>, what: &str) -> Result<String, Templat
                         what: what.to_string(),
                         name: var.to_string(),
                     })?;
-                    out.push_str(&value);
+                    escaped(&value, escape, at_start, &mut out);
                 }
                 None => {
                     return Err(TemplateError::Unknown {
@@ -70,6 +122,23 @@ pub fn render(text: &str, vars: &Vars<'_>, what: &str) -> Result<String, Templat
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// How a template's body is escaped: by its `content-type` header, else
+/// JSON when it looks like JSON.
+fn body_escape(t: &HttpTemplate, body: &str) -> Escape {
+    let content_type = t
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    match content_type {
+        Some(ct) if ct.contains("json") => Escape::Json,
+        Some(ct) if ct.contains("x-www-form-urlencoded") => Escape::Form,
+        Some(_) => Escape::Raw,
+        None if body.trim_start().starts_with(['{', '[']) => Escape::Json,
+        None => Escape::Raw,
+    }
 }
 
 /// The `{{env.NAME}}` variables a template string refers to (for `config
@@ -140,12 +209,16 @@ impl Request {
         };
         let method = Method::from_bytes(t.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| invalid("HTTP method", &t.method))?;
-        let url = render(&t.url, vars, &format!("{what} url"))?;
+        let url = render(&t.url, vars, &format!("{what} url"), Escape::Url)?;
+        // `{{env.NAME}}` may have changed the base since the config check.
+        if let Some(why) = super::urls::insecure_http(&url, vars.allow_insecure_http, what) {
+            return Err(TemplateError::Insecure(why));
+        }
         let mut headers = Vec::with_capacity(t.headers.len());
         for (name, value) in &t.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid("header name", name))?;
-            let rendered = render(value, vars, &format!("{what} header {name}"))?;
+            let rendered = render(value, vars, &format!("{what} header {name}"), Escape::Raw)?;
             // The rendered value may hold the key: never echo it.
             let mut value = HeaderValue::from_str(&rendered)
                 .map_err(|_| invalid("header value (after expansion)", name))?;
@@ -153,7 +226,7 @@ impl Request {
             headers.push((header, value));
         }
         let body = match &t.body {
-            Some(b) => Some(render(b, vars, &format!("{what} body"))?),
+            Some(b) => Some(render(b, vars, &format!("{what} body"), body_escape(t, b))?),
             None => None,
         };
         Ok(Request {
@@ -189,12 +262,23 @@ pub enum Transport {
     Connect(String),
     #[error("connection failed ({0})")]
     Other(String),
+    /// The answer's body was cut off at [`MAX_BODY`].
+    #[error("the answer is larger than 1 MiB, keysentry's cap on provider answers (it was cut off there); check that the URL points at the provider's API")]
+    TooLarge,
+    /// Refused before sending: plain http:// to a remote host.
+    #[error("{0}")]
+    Insecure(String),
 }
+
+/// The most of a provider's answer that is read. Answers keysentry parses
+/// are small JSON documents; a larger one is not the provider's (a wrong
+/// URL, a hostile endpoint) and reading it whole could exhaust memory.
+pub const MAX_BODY: usize = 1 << 20;
 
 impl Transport {
     /// True when the provider may have received and acted on the request.
     pub fn maybe_delivered(&self) -> bool {
-        !matches!(self, Transport::Connect(_))
+        !matches!(self, Transport::Connect(_) | Transport::Insecure(_))
     }
 }
 
@@ -203,6 +287,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     limiter: Arc<RateLimiter>,
     timeout: Duration,
+    allow_insecure_http: bool,
 }
 
 impl HttpClient {
@@ -212,6 +297,7 @@ impl HttpClient {
         timeout: Duration,
         rate_per_provider: Option<f64>,
         own_rates: &std::collections::HashMap<String, f64>,
+        allow_insecure_http: bool,
     ) -> Result<HttpClient, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -224,11 +310,18 @@ impl HttpClient {
             client,
             limiter: RateLimiter::new(rate_per_provider, own_rates),
             timeout,
+            allow_insecure_http,
         })
     }
 
     /// One attempt, after waiting for the provider's rate-limit slot.
     pub async fn send(&self, provider: &str, req: &Request) -> Result<Reply, Transport> {
+        // Checked at config load too; this holds for every request however
+        // its URL was built.
+        if let Some(why) = super::urls::insecure_http(&req.url, self.allow_insecure_http, provider)
+        {
+            return Err(Transport::Insecure(why));
+        }
         self.limiter.acquire(provider).await;
         let mut builder = self.client.request(req.method.clone(), &req.url);
         for (name, value) in &req.headers {
@@ -238,14 +331,25 @@ impl HttpClient {
             builder = builder.body(body.clone());
         }
         let transport = |e| transport(e, self.timeout);
-        let resp = builder.send().await.map_err(transport)?;
+        let mut resp = builder.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(Transport::TooLarge);
+        }
+        // Read in chunks and stop at the cap: never more than MAX_BODY (plus
+        // one chunk) in memory, whatever the server sends.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Transport::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(Reply {
             status,
             body,
@@ -285,9 +389,16 @@ mod tests {
         let vars = Vars {
             secret: &secret,
             api_url: "http://127.0.0.1:9/",
+            allow_insecure_http: false,
         };
         assert_eq!(
-            render(r#"{{api_url}}/x?k={{ secret }}&h={{env.HOME}}"#, &vars, "t").unwrap(),
+            render(
+                r#"{{api_url}}/x?k={{ secret }}&h={{env.HOME}}"#,
+                &vars,
+                "t",
+                Escape::Raw
+            )
+            .unwrap(),
             format!(
                 "http://127.0.0.1:9/x?k=ghp_s3cr3t&h={}",
                 std::env::var("HOME").unwrap()
@@ -297,15 +408,16 @@ mod tests {
             "{{env.KEYSENTRY_TEST_UNSET_VAR}}",
             &vars,
             "rule x verify url",
+            Escape::Url,
         )
         .unwrap_err();
         assert!(
             err.to_string().contains("KEYSENTRY_TEST_UNSET_VAR"),
             "{err}"
         );
-        let err = render("{{token}}", &vars, "t").unwrap_err();
+        let err = render("{{token}}", &vars, "t", Escape::Raw).unwrap_err();
         assert!(matches!(err, TemplateError::Unknown { .. }));
-        assert!(render("{{secret", &vars, "t").is_err());
+        assert!(render("{{secret", &vars, "t", Escape::Raw).is_err());
         assert_eq!(env_refs("a {{env.A}} {{secret}} {{ env.B }}"), ["A", "B"]);
     }
 
@@ -315,6 +427,7 @@ mod tests {
         let vars = Vars {
             secret: &secret,
             api_url: "https://api.github.com",
+            allow_insecure_http: false,
         };
         let t = HttpTemplate {
             method: "post".into(),
@@ -334,5 +447,112 @@ mod tests {
         );
         let shown = format!("{req:?} {}", req.label);
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn values_are_escaped_for_where_they_land() {
+        let secret = Secret::new("a\"b&c=d/e f\n");
+        let vars = Vars {
+            secret: &secret,
+            api_url: "https://api.example",
+            allow_insecure_http: false,
+        };
+        let t = HttpTemplate {
+            method: "POST".into(),
+            url: "{{api_url}}/v?key={{secret}}&x=1".into(),
+            headers: BTreeMap::new(),
+            body: Some(r#"{"apiKey":"{{secret}}"}"#.into()),
+            live: vec![],
+            dead: vec![],
+            ok: vec![],
+            body_contains: None,
+            new_key_pointer: None,
+        };
+        let req = Request::from_template(&t, &vars, "t").unwrap();
+        assert_eq!(
+            req.url,
+            "https://api.example/v?key=a%22b%26c%3Dd%2Fe%20f%0A&x=1"
+        );
+        let body: serde_json::Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["apiKey"], secret.expose());
+        let form = HttpTemplate {
+            headers: BTreeMap::from([(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )]),
+            body: Some("token={{secret}}".into()),
+            ..t
+        };
+        let req = Request::from_template(&form, &vars, "t").unwrap();
+        assert_eq!(req.body.as_deref(), Some("token=a%22b%26c%3Dd%2Fe%20f%0A"));
+    }
+
+    #[test]
+    fn a_template_that_expands_to_remote_plain_http_is_refused() {
+        let secret = Secret::new("k");
+        let mut vars = Vars {
+            secret: &secret,
+            api_url: "http://example.invalid",
+            allow_insecure_http: false,
+        };
+        let t = HttpTemplate {
+            method: "GET".into(),
+            url: "{{api_url}}/v?t={{secret}}".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            live: vec![],
+            dead: vec![],
+            ok: vec![],
+            body_contains: None,
+            new_key_pointer: None,
+        };
+        let err = Request::from_template(&t, &vars, "rule x verify").unwrap_err();
+        assert!(err.to_string().contains("allow_insecure_http"), "{err}");
+        vars.allow_insecure_http = true;
+        assert!(Request::from_template(&t, &vars, "rule x verify").is_ok());
+    }
+
+    /// A chunked answer (no length given up front) is read only up to the
+    /// cap: the connection is dropped there, not drained.
+    #[tokio::test]
+    async fn a_streamed_answer_is_cut_off_at_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let total = 50usize << 20;
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            s.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 << 10];
+            let mut sent = 0;
+            while sent < total {
+                let size = format!("{:x}\r\n", chunk.len());
+                let ok = s.write_all(size.as_bytes()).await.is_ok()
+                    && s.write_all(&chunk).await.is_ok()
+                    && s.write_all(b"\r\n").await.is_ok();
+                if !ok {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        });
+        let client = HttpClient::new(
+            Duration::from_secs(20),
+            None,
+            &std::collections::HashMap::new(),
+            false,
+        )
+        .unwrap();
+        let req = Request::new(Method::GET, format!("http://{addr}/v3/tatum/version"));
+        let err = client.send("tatum", &req).await.err().expect("cut off");
+        assert_eq!(err, Transport::TooLarge);
+        assert!(err.to_string().contains("1 MiB"), "{err}");
+        drop(client);
+        let sent = server.await.unwrap();
+        assert!(sent < total / 2, "the answer was drained: {sent} bytes");
     }
 }

@@ -12,8 +12,12 @@
 //! memory, so a later pass (a retry, a poll for a manual rotation) can use
 //! them; for Tatum they can also be read back from a consumer's env file.
 
+pub mod consumer_check;
 mod ctx;
+#[cfg(unix)]
+mod env_file;
 pub mod http_action;
+mod new_key;
 mod notify;
 mod plan;
 pub mod policy;
@@ -21,6 +25,7 @@ pub mod propagate;
 pub mod retry;
 mod revoke;
 mod tatum;
+pub mod urls;
 
 use crate::alert::{ActionResult, Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
@@ -46,6 +51,8 @@ pub enum RemediateError {
     Alerts(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("{}", .0.join("; "))]
+    InsecureHttp(Vec<String>),
     #[error("no incident {0}; `keysentry incidents list` shows them")]
     NoIncident(i64),
     #[error("incident {id} is a {provider} key; `tatum set-key` finishes Tatum rotations only")]
@@ -60,6 +67,8 @@ pub enum RemediateError {
     SameKey(String),
     #[error("Tatum refused the new key ({0}); check that the whole new key was pasted")]
     NewKeyRejected(String),
+    #[error("the key given is not usable as the new key: {0}; paste the NEW key from the Tatum Dashboard")]
+    BadNewKey(String),
     #[error("incident {id}: {source}")]
     Step { id: i64, source: StepError },
 }
@@ -198,6 +207,10 @@ impl Engine {
         rules: RuleSet,
         store: Store,
     ) -> Result<Engine, RemediateError> {
+        let insecure = urls::problems(config);
+        if !insecure.is_empty() {
+            return Err(RemediateError::InsecureHttp(insecure));
+        }
         let r = &config.remediation;
         let mut retry = RetryPolicy::default();
         if let Some(n) = r.max_attempts {
@@ -212,6 +225,7 @@ impl Engine {
             timeout,
             Some(r.rate_limit.unwrap_or(DEFAULT_RATE)),
             &own_rates,
+            config.allow_insecure_http,
         )
         .map_err(|e| RemediateError::Http(e.to_string()))?;
         let alerter =
@@ -387,6 +401,9 @@ impl Engine {
         }
         if new_key.fingerprint().as_str() == row.fingerprint {
             return Err(RemediateError::SameKey(row.fingerprint));
+        }
+        if let Err(why) = new_key::check(&inner.rules, &row.provider, &row.fingerprint, &new_key) {
+            return Err(RemediateError::BadNewKey(why));
         }
         let _guard = guard.ok_or(RemediateError::Busy(incident))?;
         let secret = inner.secret_for(&row);

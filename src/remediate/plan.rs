@@ -80,10 +80,13 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
 }
 
 fn consumer_plan(c: &Consumer, leaked: &str) -> String {
-    let holds = propagate::current_fingerprint(c)
-        .ok()
-        .flatten()
-        .is_some_and(|fp| fp.as_str() == leaked);
+    let holds = match propagate::current_fingerprint(c) {
+        Err(e @ propagate::PropagateError::Refused { .. }) => return format!("refuse {e}"),
+        current => current
+            .ok()
+            .flatten()
+            .is_some_and(|fp| fp.as_str() == leaked),
+    };
     if !holds {
         return format!(
             "leave consumer {} alone: {} does not hold the leaked key",

@@ -6,12 +6,12 @@
 //! so a file holding some other key is never touched. The rewrite is atomic
 //! (temp file in the same directory, fsync, rename), keeps every other line
 //! byte for byte, keeps the owner, and keeps the mode but never wider than
-//! 0600.
+//! 0600. A file that is a symlink, or that another user could change or
+//! swap, is refused before it is read ([`super::env_file`]).
 
 use crate::config::Consumer;
 use crate::scan::{Fingerprint, Secret};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,12 @@ pub enum PropagateError {
         consumer: String,
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("consumer {consumer}: refused {path}: {why} (keysentry neither reads nor writes it, so the new key was not written there)")]
+    Refused {
+        consumer: String,
+        path: PathBuf,
+        why: String,
     },
     #[error("consumer {consumer}: cannot write {path}: {source}; keysentry needs write access to the file's directory (the file was left unchanged)")]
     Write {
@@ -44,8 +50,9 @@ pub enum PropagateError {
 
 /// The value of `consumer.variable` in its env file, if set.
 pub fn current_value(consumer: &Consumer) -> Result<Option<Secret>, PropagateError> {
-    let text = read(consumer)?;
-    Ok(find_values(&text, &consumer.variable)
+    let file = open(consumer)?;
+    let text = &file.text;
+    Ok(find_values(text, &consumer.variable)
         .first()
         .map(|span| Secret::new(&text[span.0..span.1])))
 }
@@ -53,6 +60,15 @@ pub fn current_value(consumer: &Consumer) -> Result<Option<Secret>, PropagateErr
 /// The fingerprint of `consumer.variable`'s value, if set.
 pub fn current_fingerprint(consumer: &Consumer) -> Result<Option<Fingerprint>, PropagateError> {
     Ok(current_value(consumer)?.map(|s| s.fingerprint()))
+}
+
+/// Why keysentry refuses to read or write the consumer's env file, if it
+/// does (`config check`). A file that cannot be opened at all is not judged.
+pub fn refusal(consumer: &Consumer) -> Option<String> {
+    match open(consumer) {
+        Err(PropagateError::Refused { why, .. }) => Some(why),
+        _ => None,
+    }
 }
 
 /// Replaces every assignment of `consumer.variable` whose value has
@@ -63,8 +79,11 @@ pub fn rewrite(
     old: &Fingerprint,
     new: &Secret,
 ) -> Result<bool, PropagateError> {
-    let text = read(consumer)?;
-    let spans: Vec<(usize, usize)> = find_values(&text, &consumer.variable)
+    // Read and replaced through one opened directory: what was checked and
+    // read is what gets replaced.
+    let file = open(consumer)?;
+    let text = &file.text;
+    let spans: Vec<(usize, usize)> = find_values(text, &consumer.variable)
         .into_iter()
         .filter(|&(a, b)| Fingerprint::of(&text.as_bytes()[a..b]) == *old)
         .collect();
@@ -79,22 +98,59 @@ pub fn rewrite(
         last = b;
     }
     out.push_str(&text[last..]);
-    let write_err = |source| PropagateError::Write {
-        consumer: consumer.name.clone(),
-        path: consumer.env_file.clone(),
-        source,
-    };
-    // Rewrite the file a symlink points at, not the link.
-    let real = std::fs::canonicalize(&consumer.env_file).map_err(write_err)?;
-    atomic_write(&real, out.as_bytes()).map_err(write_err)?;
+    file.replace(out.as_bytes())
+        .map_err(|source| PropagateError::Write {
+            consumer: consumer.name.clone(),
+            path: consumer.env_file.clone(),
+            source,
+        })?;
     Ok(true)
 }
 
-fn read(consumer: &Consumer) -> Result<String, PropagateError> {
-    std::fs::read_to_string(&consumer.env_file).map_err(|source| PropagateError::Read {
-        consumer: consumer.name.clone(),
+#[cfg(unix)]
+fn open(consumer: &Consumer) -> Result<super::env_file::EnvFile, PropagateError> {
+    use super::env_file::OpenError;
+    super::env_file::open(&consumer.env_file).map_err(|e| match e {
+        OpenError::Io(source) => PropagateError::Read {
+            consumer: consumer.name.clone(),
+            path: consumer.env_file.clone(),
+            source,
+        },
+        OpenError::Refused(why) => PropagateError::Refused {
+            consumer: consumer.name.clone(),
+            path: consumer.env_file.clone(),
+            why,
+        },
+    })
+}
+
+/// Without `openat` and POSIX owners: read, and replace by rename.
+#[cfg(not(unix))]
+struct PlainFile {
+    path: PathBuf,
+    text: String,
+}
+
+#[cfg(not(unix))]
+impl PlainFile {
+    fn replace(&self, data: &[u8]) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("keysentry.tmp");
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(not(unix))]
+fn open(consumer: &Consumer) -> Result<PlainFile, PropagateError> {
+    let text =
+        std::fs::read_to_string(&consumer.env_file).map_err(|source| PropagateError::Read {
+            consumer: consumer.name.clone(),
+            path: consumer.env_file.clone(),
+            source,
+        })?;
+    Ok(PlainFile {
         path: consumer.env_file.clone(),
-        source,
+        text,
     })
 }
 
@@ -140,55 +196,6 @@ fn value_span(line: &str, variable: &str) -> Option<(usize, usize)> {
     (len > 0).then_some((start, start + len))
 }
 
-#[cfg(unix)]
-fn atomic_write(target: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    let meta = std::fs::metadata(target)?;
-    let mode = meta.mode() & 0o600;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.keysentry-{}.tmp", std::process::id()));
-    // A temp file left by a killed run of this pid-reused process.
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed the mode further; set exactly it.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        let created = f.metadata()?;
-        if created.uid() != meta.uid() || created.gid() != meta.gid() {
-            // The service (e.g. KMS running as its own user) must still be
-            // able to read its file after keysentry (often root) replaced it.
-            std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()))?;
-        }
-        f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, target)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(not(unix))]
-fn atomic_write(target: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = target.with_extension("keysentry.tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, target)
-}
-
 /// Runs the consumer's restart command, if it has one, and waits for it.
 /// Its output is discarded: keysentry cannot vouch that it holds no key.
 pub async fn restart(consumer: &Consumer, timeout: Duration) -> Result<bool, PropagateError> {
@@ -227,6 +234,7 @@ pub async fn restart(consumer: &Consumer, timeout: Duration) -> Result<bool, Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn consumer(path: &Path) -> Consumer {
         Consumer {

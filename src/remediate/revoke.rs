@@ -69,6 +69,7 @@ fn request(
     let vars = Vars {
         secret: key,
         api_url: &api,
+        allow_insecure_http: ctx.inner.config.allow_insecure_http,
     };
     Ok(Request::from_template(
         t,

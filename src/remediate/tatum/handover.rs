@@ -16,6 +16,9 @@ struct Holders {
     new: Vec<Consumer>,
     /// A consumer that could not be read: it might hold the leaked key.
     unreadable: Option<propagate::PropagateError>,
+    /// Consumers whose env file is no safe place for a key (a symlink,
+    /// writable by others): never read, never written.
+    refused: Vec<propagate::PropagateError>,
 }
 
 fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Holders {
@@ -31,6 +34,10 @@ fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Hol
             {
                 let why = format!("skipped: {} does not exist", c.env_file.display());
                 ctx.note(&format!("propagate:{}", c.name), why);
+            }
+            Err(e @ propagate::PropagateError::Refused { .. }) => {
+                ctx.note(&format!("propagate:{}", c.name), e.to_string());
+                h.refused.push(e);
             }
             Err(e) => h.unreadable = Some(e),
         }
@@ -48,17 +55,20 @@ pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         ctx.new_secret = new_fp.as_deref().and_then(|fp| key_in(&holders.new, fp));
     }
     let Some(new) = ctx.new_secret.clone() else {
-        if holders.old.is_empty() && holders.unreadable.is_none() {
+        if holders.old.is_empty() && holders.unreadable.is_none() && holders.refused.is_empty() {
             ctx.note("propagate", "no consumer held the leaked key");
             ctx.advance("propagated", "rotated")?;
             return Ok(Flow::Next);
         }
         let names: Vec<&str> = holders.old.iter().map(|c| c.name.as_str()).collect();
-        let reason = format!(
+        let mut reason = format!(
             "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
             ctx.row.id,
             if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
         );
+        for e in &holders.refused {
+            reason.push_str(&format!("; {e}"));
+        }
         ctx.wait("waiting-manual", reason)?;
         return Ok(Flow::Stop);
     };
@@ -74,6 +84,11 @@ pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         }
     }
     if let Some(e) = holders.unreadable {
+        return Err(e.into());
+    }
+    // The others have the new key; a refused one must get it by hand once
+    // its path is fixed (`tatum set-key` finishes then).
+    if let Some(e) = holders.refused.into_iter().next() {
         return Err(e.into());
     }
     ctx.advance("propagated", "rotated")?;

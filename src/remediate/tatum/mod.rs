@@ -107,10 +107,21 @@ pub(super) async fn verify(
         .call(step, &req, Accept::verify(&[401, 403, 429]))
         .await?;
     Ok(match reply.status {
-        200..=299 => Liveness::Live {
-            testnet: reply
-                .json()
-                .and_then(|v| v.get("testnet").and_then(|t| t.as_bool())),
+        200..=299 => match reply.json() {
+            // A 200 that is not Tatum's JSON (a proxy's or portal's page, a
+            // wrong api_url) says nothing about the key.
+            Some(v) if v.is_object() => Liveness::Live {
+                testnet: v.get("testnet").and_then(|t| t.as_bool()),
+            },
+            _ => {
+                return Err(ctx.provider_error(
+                    step,
+                    format!(
+                        "answered {} but not with a JSON object as Tatum's /v3/tatum/version does; check providers.tatum.api_url",
+                        reply.status
+                    ),
+                ))
+            }
         },
         401 => Liveness::Dead,
         s @ (403 | 429) => Liveness::Limited(s),

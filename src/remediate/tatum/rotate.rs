@@ -5,11 +5,12 @@
 use super::super::ctx::{Accept, Ctx};
 use super::super::http_action::{Reply, Request, Vars};
 use super::super::policy::parse_action;
-use super::super::StepError;
+use super::super::{new_key, StepError};
 use super::{api_url, leaked_key, tatum_config, verify, Flow, Liveness};
 use crate::config::Action;
 use crate::rules::HttpTemplate;
 use crate::scan::Secret;
+use crate::store::Outcome;
 
 pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let action = ctx
@@ -59,6 +60,7 @@ async fn call_management(
     let vars = Vars {
         secret: key,
         api_url: &api,
+        allow_insecure_http: ctx.inner.config.allow_insecure_http,
     };
     let req = Request::from_template(
         template,
@@ -74,9 +76,27 @@ async fn call_management(
     loop {
         attempt += 1;
         let reason = match ctx.call(step, &req, Accept::CHANGE).await {
-            Ok(reply) if ok.contains(&reply.status) => {
-                return rotated(ctx, expire, &reply, template);
+            Ok(reply) if ok.contains(&reply.status) && expire => {
+                ctx.note("expire", format!("ok ({})", reply.status));
+                ctx.advance("expired", "expired")?;
+                return Ok(Flow::Next);
             }
+            Ok(reply) if ok.contains(&reply.status) => match new_key(ctx, &reply, template) {
+                Ok(new) => return rotated(ctx, &reply, new),
+                // An answer that does not hold a usable key is no proof of
+                // anything: the old key says whether the regenerate happened.
+                Err(why) => {
+                    let reason = format!("answered {} but {why}", reply.status);
+                    let detail = format!("{reason}; the answer is not trusted");
+                    // In the journal too: the owner must learn why keysentry
+                    // asks for the new key although the call succeeded.
+                    let store = &ctx.inner.store;
+                    let entry = store.journal_start(ctx.row.id, "regenerate:answer")?;
+                    store.journal_complete(entry, Outcome::Failed, Some(reply.status), &detail)?;
+                    ctx.note("regenerate", detail);
+                    reason
+                }
+            },
             Ok(reply) => {
                 return Err(ctx.provider_error(
                     step,
@@ -87,7 +107,7 @@ async fn call_management(
             Err(e) => return Err(e),
         };
         if let Liveness::Dead = verify(ctx, key, "verify").await? {
-            let why = "took effect although the answer was lost (old key answers 401)";
+            let why = "took effect although no usable answer came back (old key answers 401)";
             return happened(ctx, expire, why);
         }
         if attempt >= ctx.inner.retry.max_attempts {
@@ -100,41 +120,39 @@ async fn call_management(
     }
 }
 
-/// The management call succeeded.
-fn rotated(
-    ctx: &mut Ctx<'_>,
-    expire: bool,
-    reply: &Reply,
-    t: &HttpTemplate,
-) -> Result<Flow, StepError> {
-    if expire {
-        ctx.note("expire", format!("ok ({})", reply.status));
-        ctx.advance("expired", "expired")?;
-        return Ok(Flow::Next);
-    }
+/// The new key in a regenerate answer, once it passed [`new_key::check`]:
+/// the reason otherwise, which never holds the value.
+fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, String> {
     let pointer = t.new_key_pointer.as_deref().unwrap_or("/apiKey");
-    let new = reply
+    let json = reply
         .json()
-        .and_then(|v| v.pointer(pointer).and_then(|k| k.as_str()).map(Secret::new))
-        .filter(|s| !s.is_empty());
-    match new {
-        Some(new) => {
-            ctx.note(
-                "regenerate",
-                format!("ok ({}): new key {}", reply.status, new.redacted()),
-            );
-            ctx.row.new_fingerprint = Some(new.fingerprint().as_str().to_string());
-            ctx.row.new_redacted = Some(new.redacted());
-            ctx.new_secret = Some(new);
-        }
-        None => ctx.note(
-            "regenerate",
-            format!(
-                "ok ({}) but the answer has no new key at `{pointer}`; check new_key_pointer",
-                reply.status
-            ),
-        ),
-    }
+        .ok_or("the answer is not JSON (check new_key_pointer and the template's url)")?;
+    let new = json
+        .pointer(pointer)
+        .and_then(|k| k.as_str())
+        .map(Secret::new)
+        .ok_or_else(|| {
+            format!("the answer has no new key at `{pointer}` (check new_key_pointer)")
+        })?;
+    new_key::check(
+        &ctx.inner.rules,
+        &ctx.row.provider,
+        &ctx.row.fingerprint,
+        &new,
+    )
+    .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
+    Ok(new)
+}
+
+/// The regenerate call succeeded with a usable new key.
+fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepError> {
+    ctx.note(
+        "regenerate",
+        format!("ok ({}): new key {}", reply.status, new.redacted()),
+    );
+    ctx.row.new_fingerprint = Some(new.fingerprint().as_str().to_string());
+    ctx.row.new_redacted = Some(new.redacted());
+    ctx.new_secret = Some(new);
     ctx.row.action = Some("regenerate".into());
     ctx.advance("rotated", "rotated")?;
     Ok(Flow::Next)
