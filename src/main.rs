@@ -13,6 +13,9 @@ use std::process::ExitCode;
     about = "Find exposed API keys and make them harmless"
 )]
 struct Cli {
+    /// Colour: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = cli::ColorChoice::Auto)]
+    color: cli::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +41,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::set_color(cli.color);
+    quiet_on_closed_stdout();
     // The daemon sets up its own logging (level info, optional JSON).
     if !matches!(cli.command, Command::Daemon(_)) {
         cli::init_logging();
@@ -53,8 +58,29 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// A `println!` into a closed pipe (`keysentry … | head`) panics. Commands
+/// write through `cli::stdout()`, which ends quietly; this catches any
+/// `println!` left, so no command prints a panic for it: it exits 141, the
+/// status of a tool stopped by SIGPIPE. (Restoring SIGPIPE's default would
+/// need `unsafe` and would kill a `scan --remediate` before it remediates.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

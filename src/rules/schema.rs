@@ -35,6 +35,10 @@ pub struct RuleSpec {
     pub verify: Option<HttpTemplate>,
     #[serde(default)]
     pub revoke: Option<HttpTemplate>,
+    /// Provider pages on the key's format and how to revoke or rotate it;
+    /// the text report and SARIF point the user at them.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 /// An HTTP call described as data. Strings may use `{{secret}}`,
