@@ -186,3 +186,45 @@ fn an_incomplete_scan_says_so_and_counts_what_was_left_out() {
     }
     assert!(!err.contains(KEY) && !err.contains(KEY2), "{err}");
 }
+
+/// Regression: `keysentry scan <(cmd)` (a pipe named on the command line)
+/// scanned nothing and exited 0: the walk skips special files.
+#[test]
+fn a_named_pipe_is_read() {
+    let rules = rules_dir();
+    let o = std::process::Command::new("bash")
+        .args([
+            "-c",
+            r#""$0" scan <(printf 'first\nK=%s\n' "$1") --format jsonl --rules "$2""#,
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("keysentry"))
+        .arg(KEY)
+        .arg(rules.path())
+        .output()
+        .expect("bash runs");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let f: Value = serde_json::from_str(stdout(&o).lines().next().unwrap_or("")).unwrap();
+    assert!(
+        f["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/dev/fd/")),
+        "{f}"
+    );
+    assert_eq!(f["line"], 2);
+}
+
+/// A file name with terminal control characters cannot rewrite the screen
+/// through a warning.
+#[test]
+fn warnings_escape_control_characters_in_names() {
+    let rules = rules_dir();
+    let top = TempDir::new().unwrap();
+    write(top.path(), "evil\x1b[2J.log", &"x\n".repeat(2000));
+    let o = scan_in(top.path(), &rules, &[".", "--max-file-size", "100"]);
+    let err = stderr(&o);
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(
+        err.contains("warning: evil\\u{1b}[2J.log not scanned"),
+        "{err}"
+    );
+}

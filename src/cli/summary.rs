@@ -50,8 +50,9 @@ fn summary_lines(stats: &ScanStats, findings: &[Finding], run: &Run) -> Vec<Stri
     if let Ok(list) = stats.too_large.lock() {
         for (path, bytes) in list.iter() {
             lines.push(format!(
-                "warning: {path} not scanned: {} is over the {} limit; raise --max-file-size \
+                "warning: {} not scanned: {} is over the {} limit; raise --max-file-size \
                  (or scan.max_file_size), or name the file on the command line",
+                visible(path),
                 size(*bytes),
                 size(run.max_file_size)
             ));
@@ -60,7 +61,7 @@ fn summary_lines(stats: &ScanStats, findings: &[Finding], run: &Run) -> Vec<Stri
     }
     if let Ok(list) = stats.unreadable.lock() {
         for u in list.iter() {
-            lines.push(format!("warning: could not read {u}"));
+            lines.push(format!("warning: could not read {}", visible(u)));
             warned += 1;
         }
     }
@@ -152,4 +153,27 @@ fn summary_lines(stats: &ScanStats, findings: &[Finding], run: &Run) -> Vec<Stri
         ));
     }
     lines
+}
+
+/// A file name as text that cannot move the cursor or recolour the
+/// terminal: control characters are shown escaped (`\u{1b}`).
+fn visible(name: &str) -> String {
+    name.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        assert_eq!(visible("a\x1b[2Jb.env"), "a\\u{1b}[2Jb.env");
+        assert_eq!(visible("tab\there"), "tab\\there");
+        assert_eq!(visible("clé.env"), "clé.env");
+    }
 }

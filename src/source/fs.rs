@@ -61,9 +61,13 @@ pub fn scan_paths(
 ) -> Result<Vec<Finding>, SourceError> {
     let mut unique: Vec<(&PathBuf, PathBuf)> = Vec::new();
     for root in roots {
-        let real = std::fs::canonicalize(root).map_err(|_| SourceError::Missing {
-            path: root.display().to_string(),
-        })?;
+        // `<(cmd)` names /dev/fd/N, a link to a pipe that does not
+        // canonicalize: such a root is its own identity.
+        let real = std::fs::canonicalize(root)
+            .or_else(|_| std::fs::metadata(root).map(|_| root.clone()))
+            .map_err(|_| SourceError::Missing {
+                path: root.display().to_string(),
+            })?;
         if !unique.iter().any(|(_, r)| *r == real) {
             unique.push((root, real));
         }
