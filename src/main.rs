@@ -57,11 +57,21 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A command that wrote to stdout without `cli::stdout()` and met a
+        // closed pipe: the reader is gone, say nothing.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {}", cli::error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A `println!` into a closed pipe (`keysentry … | head`) panics. Commands
@@ -78,7 +88,9 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+        // `failed printing to stdout: Broken pipe (os error 32)` from
+        // `println!`; clap_complete's `generate` panics with its own prefix.
+        if message.contains("Broken pipe (os error 32)") {
             std::process::exit(141);
         }
         default(info);

@@ -57,6 +57,15 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     if args.remediate && args.config.is_none() {
         anyhow::bail!("--remediate needs --config FILE (state_dir, remediation policy, providers)");
     }
+    let stdin_named = args.paths.iter().any(|p| p == Path::new("-"));
+    if stdin_named && args.paths.len() > 1 {
+        anyhow::bail!(
+            "`-` (stdin) cannot be combined with other paths; scan stdin in a run of its own"
+        );
+    }
+    if args.git && args.paths.len() > 1 {
+        anyhow::bail!("--git scans one repository; run keysentry once per repository");
+    }
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -75,15 +84,6 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         .max_file_size
         .or(config.scan.max_file_size)
         .unwrap_or(20 << 20);
-    let stdin_named = args.paths.iter().any(|p| p == Path::new("-"));
-    if stdin_named && args.paths.len() > 1 {
-        anyhow::bail!(
-            "`-` (stdin) cannot be combined with other paths; scan stdin in a run of its own"
-        );
-    }
-    if args.git && args.paths.len() > 1 {
-        anyhow::bail!("--git scans one repository; run keysentry once per repository");
-    }
     let unit = if args.git { Unit::Blob } else { Unit::File };
 
     let findings = if stdin_named {
