@@ -13,6 +13,9 @@ use std::process::ExitCode;
     about = "Find exposed API keys and make them harmless"
 )]
 struct Cli {
+    /// Colour: auto (a terminal, unless NO_COLOR is set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = cli::ColorChoice::Auto)]
+    color: cli::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +41,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::set_color(cli.color);
+    quiet_on_closed_stdout();
     // The daemon sets up its own logging (level info, optional JSON).
     if !matches!(cli.command, Command::Daemon(_)) {
         cli::init_logging();
@@ -52,9 +57,42 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A command that wrote to stdout without `cli::stdout()` and met a
+        // closed pipe: the reader is gone, say nothing.
+        Err(e) if closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// A `println!` into a closed pipe (`keysentry … | head`) panics. Commands
+/// write through `cli::stdout()`, which ends quietly; this catches any
+/// `println!` left, so no command prints a panic for it: it exits 141, the
+/// status of a tool stopped by SIGPIPE. (Restoring SIGPIPE's default would
+/// need `unsafe` and would kill a `scan --remediate` before it remediates.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // `failed printing to stdout: Broken pipe (os error 32)` from
+        // `println!`; clap_complete's `generate` panics with its own prefix.
+        if message.contains("Broken pipe (os error 32)") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

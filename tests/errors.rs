@@ -303,7 +303,7 @@ fn unreadable_file_is_a_warning_and_the_scan_goes_on() {
     assert_eq!(o.status.code(), Some(1), "the readable file's key: {err}");
     assert!(err.contains("warning: could not read locked.env"), "{err}");
     assert!(err.contains("ermission denied"), "{err}");
-    assert!(err.contains("scanned 1 files"), "{err}");
+    assert!(err.contains("scanned 1 file,"), "{err}");
     let all: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(all[0]["path"], "open.env");
     chmod(&dir.path().join("locked.env"), 0o644);
@@ -343,7 +343,7 @@ fn special_files_are_skipped_without_blocking() {
         &[dir.path().to_str().unwrap(), "--format", "json"],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("scanned 1 files"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scanned 1 file,"), "{}", stderr(&o));
 }
 
 #[test]

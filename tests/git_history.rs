@@ -336,7 +336,7 @@ fn the_same_blob_at_two_paths_is_scanned_once_for_the_earliest_commit() {
     assert_eq!(f["commit"], first.as_str());
     assert_eq!(f["path"], "a/settings.yml");
     assert!(
-        scan.stderr.contains("scanned 1 blobs, 2 commits, "),
+        scan.stderr.contains("scanned 1 blob, 2 commits, "),
         "{}",
         scan.stderr
     );
@@ -354,7 +354,10 @@ fn binary_and_oversized_blobs_are_skipped_and_counted() {
     assert_eq!(scan.code, Some(0), "{}", scan.stdout);
     assert!(scan.findings.is_empty());
     assert!(
-        scan.stderr.contains("skipped 1 binary, 1 too large"),
+        scan.stderr.contains("skipped 1 binary")
+            && scan
+                .stderr
+                .contains("INCOMPLETE: 1 blob not scanned (1 too large)"),
         "{}",
         scan.stderr
     );
@@ -456,5 +459,5 @@ fn on_a_terminal_a_history_scan_shows_a_running_blob_count() {
     let text = String::from_utf8_lossy(&out.stdout);
     let spinner = regex::Regex::new(r"scanned \d+ blobs \d+s").unwrap();
     assert!(spinner.is_match(&text), "no progress line in {text:?}");
-    assert!(text.contains("scanned 1 blobs, 1 commits, "), "{text:?}");
+    assert!(text.contains("scanned 1 blob, 1 commit, "), "{text:?}");
 }

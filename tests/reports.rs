@@ -147,3 +147,189 @@ fn stderr_holds_only_the_summary_when_not_a_terminal() {
     );
     assert!(err.starts_with("scanned 50 files"), "{err}");
 }
+
+#[test]
+fn sarif_names_the_tool_version_and_its_home() {
+    let rules = rules_dir();
+    write(
+        rules.path(),
+        "documented.yaml",
+        r#"
+rules:
+  - id: docprov.key
+    name: Documented provider key
+    provider: docprov
+    keywords: ["dpk_"]
+    pattern: '\b(?P<secret>dpk_[0-9a-f]{32})\b'
+    references: ["https://docs.example.com/keys/revoke"]
+    examples: ['dpk_3f9c2a7e81d64b05c9e1f7a2d8b34c6e']
+    negative_examples: ['dpk_xyz']
+"#,
+    );
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "a.env",
+        "K=dpk_3f9c2a7e81d64b05c9e1f7a2d8b34c6e\n",
+    );
+    let o = scan(
+        rules.path(),
+        &[dir.path().to_str().unwrap(), "--format", "sarif"],
+    );
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_valid_sarif(&doc);
+    let driver = &doc["runs"][0]["tool"]["driver"];
+    assert_eq!(driver["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(driver["semanticVersion"], env!("CARGO_PKG_VERSION"));
+    let home = driver["informationUri"].as_str().unwrap_or("");
+    assert_eq!(
+        home,
+        env!("CARGO_PKG_REPOSITORY"),
+        "Cargo.toml's repository"
+    );
+    assert!(home.starts_with("https://github.com/"), "{home}");
+    let rule = &driver["rules"][0];
+    assert_eq!(rule["id"], "docprov.key");
+    assert_eq!(rule["helpUri"], "https://docs.example.com/keys/revoke");
+}
+
+/// Each finding in the text report ends with what to do about it: the
+/// rule's revocation page when it has one, `--remediate` when keysentry can
+/// act on the provider; and its confidence says why.
+#[test]
+fn text_report_says_what_to_do_next_and_why_it_is_sure() {
+    let rules = rules_dir();
+    write(
+        rules.path(),
+        "documented.yaml",
+        r#"
+rules:
+  - id: docprov.key
+    name: Documented provider key
+    provider: docprov
+    keywords: ["dpk_"]
+    pattern: '\b(?P<secret>dpk_[0-9a-f]{32})\b'
+    references: ["https://docs.example.com/keys/revoke"]
+    revoke: {method: POST, url: "https://api.example.com/revoke", body: "{{secret}}", ok: [200]}
+    examples: ['dpk_3f9c2a7e81d64b05c9e1f7a2d8b34c6e']
+    negative_examples: ['dpk_xyz']
+"#,
+    );
+    let dir = TempDir::new().unwrap();
+    write(
+        dir.path(),
+        "a.env",
+        &format!("K=dpk_3f9c2a7e81d64b05c9e1f7a2d8b34c6e\nL={KEY}\n"),
+    );
+    let o = scan(rules.path(), &[dir.path().to_str().unwrap()]);
+    let out = stdout(&o);
+    let blocks: Vec<&str> = out.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(blocks.len(), 2, "{out}");
+    let documented = blocks[0];
+    assert!(documented.starts_with("docprov.key"), "{out}");
+    assert!(
+        documented.contains("  confidence:  medium (pattern match)"),
+        "{documented}"
+    );
+    assert!(
+        documented.contains(
+            "  next step:   revoke or rotate it (https://docs.example.com/keys/revoke), then remove it from the source"
+        ),
+        "{documented}"
+    );
+    assert!(
+        documented.contains(
+            "  remediate:   `keysentry scan --remediate --config FILE` can do it for you"
+        ),
+        "{documented}"
+    );
+    let plain = blocks[1];
+    assert!(
+        plain.contains(
+            "  next step:   revoke or rotate it with testprov, then remove it from the source"
+        ),
+        "{plain}"
+    );
+    assert!(!plain.contains("remediate:"), "no revoke call: {plain}");
+}
+
+#[test]
+fn a_checksummed_key_is_labelled_high_confidence() {
+    use keysentry::scan::{base62_fixed, crc32};
+    let body = "Zx8Qm2LpR4tV6yB1nC3dF5gH7jK9wE";
+    let token = format!("ghp_{body}{}", base62_fixed(crc32(body.as_bytes()), 6));
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "ci.env", &format!("GH={token}\n"));
+    let o = crate::support::keysentry()
+        .arg("scan")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.contains("  confidence:  high (checksum verified)"),
+        "{out}"
+    );
+    assert!(out.contains("(https://docs.github.com/"), "{out}");
+    assert!(!out.contains(&token), "{out}");
+}
+
+/// The summary counts distinct keys besides findings, says what each filter
+/// hid, and never shows a key.
+#[test]
+fn summary_counts_keys_and_what_the_filters_hid() {
+    const KNOWN: &str = "ksq_7b2e9f4c1a8d3065e2f7c9b14a6d8e3f";
+    const LISTED: &str = "ksq_aaaa1c9e3f7b2d5a8e0c4f6b9d1e7a2c";
+    let rules = rules_dir();
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "src/a.env", &format!("A={KEY}\nB={KEY}\n"));
+    write(dir.path(), "src/b.env", &format!("C={KNOWN}\n"));
+    write(
+        dir.path(),
+        "src/c.env",
+        &format!("D={KEY2}  # keysentry:allow\n"),
+    );
+    write(dir.path(), "fixtures/x.env", &format!("{KEY2}\n"));
+    write(dir.path(), "src/d.env", &format!("E={LISTED}\n"));
+    let side = TempDir::new().unwrap();
+    let baseline = side.path().join("baseline.json");
+    let fp = keysentry::scan::Fingerprint::of(KNOWN.as_bytes());
+    std::fs::write(
+        &baseline,
+        format!("[{{\"fingerprint\": \"{}\"}}]", fp.as_str()),
+    )
+    .unwrap();
+    let cfg = side.path().join("keysentry.yaml");
+    std::fs::write(
+        &cfg,
+        "scan:\n  allowlist:\n    paths: ['fixtures/**']\n    secrets: ['^ksq_aaaa']\n",
+    )
+    .unwrap();
+    let o = scan(
+        rules.path(),
+        &[
+            dir.path().to_str().unwrap(),
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("scanned 5 files, 2"), "{err}");
+    assert!(lines[0].contains(" B in "), "{err}");
+    assert_eq!(
+        lines[1], "2 findings, 1 distinct key (testprov: 2)",
+        "{err}"
+    );
+    assert_eq!(
+        lines[2],
+        "suppressed 4 findings: 1 by the baseline, 2 by the allowlist, 1 inline (keysentry:allow)",
+        "{err}"
+    );
+    for key in [KEY, KEY2, KNOWN, LISTED] {
+        assert!(!err.contains(key) && !stdout(&o).contains(key), "{key}");
+    }
+}

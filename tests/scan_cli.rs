@@ -82,7 +82,7 @@ fn clean_tree_exits_0_and_says_so() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
     assert!(stderr(&o).contains("no findings"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("scanned 1 files"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("scanned 1 file,"), "{}", stderr(&o));
 }
 
 #[test]
@@ -146,20 +146,34 @@ fn columns_count_characters_not_bytes() {
     assert_eq!(found[0]["column"], 8, "{}", stdout(&o));
 }
 
+/// A named file reports the path as given (relative to the current
+/// directory when given absolute under it), not just its file name.
 #[test]
-fn a_file_path_reports_its_file_name() {
+fn a_named_file_reports_the_path_as_given() {
     let rules = rules_dir();
     let dir = TempDir::new().unwrap();
     write(dir.path(), "deep/er/one.txt", &format!("{KEY}\n"));
-    let file = dir.path().join("deep/er/one.txt");
-    let o = scan(rules.path(), &[file.to_str().unwrap(), "--format", "jsonl"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let f: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
-    assert_eq!(f["path"], "one.txt");
-    assert_eq!(
-        (f["line"].as_u64(), f["column"].as_u64()),
-        (Some(1), Some(1))
-    );
+    // getcwd() gives the resolved path: compare with the same.
+    let absolute = dir.path().canonicalize().unwrap().join("deep/er/one.txt");
+    for given in [
+        "deep/er/one.txt",
+        "./deep/er/one.txt",
+        absolute.to_str().unwrap(),
+    ] {
+        let o = keysentry()
+            .current_dir(dir.path())
+            .args(["scan", given, "--format", "jsonl", "--rules"])
+            .arg(rules.path())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{given}: {}", stderr(&o));
+        let f: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+        assert_eq!(f["path"], "deep/er/one.txt", "{given}");
+        assert_eq!(
+            (f["line"].as_u64(), f["column"].as_u64()),
+            (Some(1), Some(1))
+        );
+    }
 }
 
 #[test]
@@ -174,7 +188,7 @@ fn every_format_exits_1_on_findings() {
         assert!(out.contains("testprov.ksq-key"), "{format}: {out}");
         assert!(out.contains("a.txt"), "{format}: {out}");
         assert!(
-            stderr(&o).contains("1 findings (testprov: 1)"),
+            stderr(&o).contains("1 finding, 1 distinct key (testprov: 1)"),
             "{format}: {}",
             stderr(&o)
         );
@@ -444,8 +458,12 @@ fn binary_and_oversized_files_are_skipped_and_counted() {
     assert_eq!(found.len(), 1, "{}", stdout(&o));
     assert_eq!(found[0]["path"], "small.txt");
     let err = stderr(&o);
-    assert!(err.contains("scanned 1 files"), "{err}");
-    assert!(err.contains("skipped 1 binary, 1 too large"), "{err}");
+    assert!(err.contains("scanned 1 file,"), "{err}");
+    assert!(err.contains("; skipped 1 binary"), "{err}");
+    assert!(
+        err.contains("INCOMPLETE: 1 file not scanned (1 too large)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -528,7 +546,11 @@ rules:
         .map(|f| f["rule_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["otherprov.key", "testprov.ksq-key"].into());
-    assert!(stderr(&o).contains("2 findings (otherprov: 1, testprov: 1)"));
+    assert!(
+        stderr(&o).contains("2 findings, 1 distinct key (otherprov: 1, testprov: 1)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -555,7 +577,7 @@ fn summary_reports_bytes_and_time() {
     write(dir.path(), "a.txt", &"some text\n".repeat(200_000));
     let o = scan(rules.path(), &[path_of(&dir)]);
     let err = stderr(&o);
-    assert!(err.contains("scanned 1 files, 2.0 MB in "), "{err}");
+    assert!(err.contains("scanned 1 file, 1.9 MiB in "), "{err}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod alerts;
+mod cli_output;
 mod daemon;
 mod errors;
 mod git_history;
@@ -10,5 +11,6 @@ mod no_leak;
 mod remediation;
 mod reports;
 mod scan_cli;
+mod scan_paths;
 mod support;
 mod webhook;

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use keysentry::rules::{check_rules, RuleSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,24 +26,24 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
             for w in set.warnings() {
                 eprintln!("warning: {w}");
             }
-            for r in set.rules() {
-                let actions = [
-                    ("verify", r.spec.verify.is_some()),
-                    ("revoke", r.spec.revoke.is_some()),
-                ]
+            let rows: Vec<[&str; 4]> = set
+                .rules()
                 .iter()
-                .filter(|(_, on)| *on)
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(",");
-                println!(
-                    "{:<32} {:<10} {:<8} {}",
-                    r.spec.id,
-                    r.spec.provider,
-                    if actions.is_empty() { "-" } else { &actions },
-                    r.spec.name
-                );
+                .map(|r| {
+                    let actions = match (r.spec.verify.is_some(), r.spec.revoke.is_some()) {
+                        (true, true) => "verify,revoke",
+                        (true, false) => "verify",
+                        (false, true) => "revoke",
+                        (false, false) => "-",
+                    };
+                    [&r.spec.id, &r.spec.provider, actions, &r.spec.name]
+                })
+                .collect();
+            let mut out = super::stdout();
+            for line in aligned(&rows) {
+                writeln!(out, "{line}")?;
             }
+            out.flush()?;
             eprintln!("{} rules", set.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -68,12 +69,55 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
                 );
             }
             if failures.is_empty() {
-                println!("ok: {} rules, {} examples", set.len(), examples);
+                let mut out = super::stdout();
+                writeln!(out, "ok: {} rules, {} examples", set.len(), examples)?;
+                out.flush()?;
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("{} of {} examples failed", failures.len(), examples);
                 Ok(ExitCode::from(1))
             }
         }
+    }
+}
+
+/// Rows as columns padded to their widest cell (counted in characters), the
+/// last column unpadded.
+fn aligned<const N: usize>(rows: &[[&str; N]]) -> Vec<String> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i + 1 == N {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+                }
+            }
+            line
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths() {
+        let rows = [["a.very-long-rule-id", "p", "x"], ["b", "provider", "y"]];
+        assert_eq!(
+            aligned(&rows),
+            [
+                "a.very-long-rule-id  p         x",
+                "b                    provider  y"
+            ]
+        );
     }
 }

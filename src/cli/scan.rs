@@ -1,5 +1,6 @@
 //! `keysentry scan`: the one-shot scan of a path, stdin or git history.
 
+use super::summary::{print_summary, Run, Unit};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -8,7 +9,7 @@ use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
 use keysentry::source::{fs, git, stdin, ScanStats};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,9 +18,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct ScanArgs {
-    /// File or directory to scan; `-` reads stdin.
-    #[arg(default_value = ".")]
-    pub path: PathBuf,
+    /// Files or directories to scan; `-` (alone) reads stdin. A directory's
+    /// findings are relative to it; a named file keeps the path as given.
+    #[arg(default_value = ".", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
     /// Scan every commit's added content in the repository's whole history.
     #[arg(long)]
     pub git: bool,
@@ -44,7 +46,8 @@ pub struct ScanArgs {
     /// Feed findings to the remediation engine (needs --config).
     #[arg(long)]
     pub remediate: bool,
-    /// Skip files larger than this many bytes (default 20 MiB).
+    /// In a directory walk, skip files larger than this many bytes (default
+    /// 20 MiB; reported as INCOMPLETE). Named files are always scanned.
     #[arg(long, value_name = "BYTES")]
     pub max_file_size: Option<u64>,
 }
@@ -53,6 +56,15 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let started = Instant::now();
     if args.remediate && args.config.is_none() {
         anyhow::bail!("--remediate needs --config FILE (state_dir, remediation policy, providers)");
+    }
+    let stdin_named = args.paths.iter().any(|p| p == Path::new("-"));
+    if stdin_named && args.paths.len() > 1 {
+        anyhow::bail!(
+            "`-` (stdin) cannot be combined with other paths; scan stdin in a run of its own"
+        );
+    }
+    if args.git && args.paths.len() > 1 {
+        anyhow::bail!("--git scans one repository; run keysentry once per repository");
     }
     let config = match &args.config {
         Some(p) => Config::load(p)?,
@@ -75,10 +87,16 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         .max_file_size
         .or(config.scan.max_file_size)
         .unwrap_or(20 << 20);
+    let unit = if args.git { Unit::Blob } else { Unit::File };
 
-    let findings = if args.path == Path::new("-") {
-        stdin::scan_reader(std::io::stdin().lock(), &scanner, &stats)?
+    let findings = if stdin_named {
+        dedup(stdin::scan_reader(
+            std::io::stdin().lock(),
+            &scanner,
+            &stats,
+        )?)
     } else if args.git {
+        let repo = &args.paths[0];
         let opts = git::GitOptions {
             max_blob_size: max_file_size,
             ..git::GitOptions::default()
@@ -94,14 +112,14 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
                     }
                 });
             }
-            let scanned = git::scan_repo(&args.path, &scanner, &opts, &stats, &[]);
+            let scanned = git::scan_repo(repo, &scanner, &opts, &stats, &[]);
             done.store(true, Ordering::Relaxed);
             scanned
         });
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        scanned?.findings
+        dedup(scanned?.findings)
     } else {
         let bar = progress_bar("files");
         let opts = fs::FsOptions {
@@ -113,34 +131,42 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
                 b.inc(1)
             }
         };
-        let found = fs::scan_tree(&args.path, &scanner, &opts, &stats, &tick)?;
+        let found = fs::scan_paths(&args.paths, &scanner, &opts, &stats, &tick)?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
+        // Not deduplicated across roots: `a.env` found under two named
+        // directories is two files, even though both report `a.env`.
         found
     };
-    let findings = dedup(findings);
 
     let opts = ReportOptions {
         show_secrets: args.show_secrets,
-        color: args.output.is_none() && std::io::stdout().is_terminal(),
+        color: super::use_color(args.output.is_none() && std::io::stdout().is_terminal()),
+        remediate: args.remediate,
     };
     match &args.output {
         Some(path) => {
             let what = || format!("cannot write the report to {}", path.display());
             let file = std::fs::File::create(path).with_context(what)?;
             let mut out = std::io::BufWriter::new(file);
-            write_report(args.format, &findings, opts, &mut out).with_context(what)?;
+            write_report(args.format, &findings, &rules, opts, &mut out).with_context(what)?;
             out.flush().with_context(what)?;
         }
         None => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            write_report(args.format, &findings, opts, &mut out)
+            let mut out = std::io::BufWriter::new(super::stdout());
+            write_report(args.format, &findings, &rules, opts, &mut out)
                 .context("cannot write the report to stdout")?;
             out.flush().context("cannot write the report to stdout")?;
         }
     }
-    print_summary(&stats, &findings, started.elapsed());
+    let run = Run {
+        suppressed: scanner.suppressed(),
+        unit,
+        max_file_size,
+        elapsed: started.elapsed(),
+    };
+    print_summary(&stats, &findings, &run);
     let found = !findings.is_empty();
     if args.remediate && found {
         super::incidents::remediate(&config, rules, findings)?;
@@ -174,50 +200,4 @@ fn progress_bar(unit: &str) -> Option<ProgressBar> {
     }
     bar.enable_steady_tick(Duration::from_millis(120));
     Some(bar)
-}
-
-fn print_summary(stats: &ScanStats, findings: &[Finding], elapsed: Duration) {
-    let get = ScanStats::get;
-    let mut by_provider: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in findings {
-        *by_provider.entry(&f.provider).or_default() += 1;
-    }
-    let providers = by_provider
-        .iter()
-        .map(|(p, n)| format!("{p}: {n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let bytes = get(&stats.bytes);
-    // Counts that are zero say nothing (a `--git` scan reads no files), but
-    // a scan that read nothing says "0 files".
-    let (files, blobs, commits) = (get(&stats.files), get(&stats.blobs), get(&stats.commits));
-    let counts: Vec<String> = [(files, "files"), (blobs, "blobs"), (commits, "commits")]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect();
-    let mut line = match counts.is_empty() {
-        true => "scanned 0 files".to_string(),
-        false => format!("scanned {}", counts.join(", ")),
-    };
-    line.push_str(&format!(
-        ", {:.1} MB in {:.2}s",
-        bytes as f64 / 1e6,
-        elapsed.as_secs_f64()
-    ));
-    let (bin, large) = (get(&stats.skipped_binary), get(&stats.skipped_large));
-    if bin + large > 0 {
-        line.push_str(&format!("; skipped {bin} binary, {large} too large"));
-    }
-    eprintln!("{line}");
-    if let Ok(list) = stats.unreadable.lock() {
-        for u in list.iter() {
-            eprintln!("warning: could not read {u}");
-        }
-    }
-    if findings.is_empty() {
-        eprintln!("no findings");
-    } else {
-        eprintln!("{} findings ({providers})", findings.len());
-    }
 }

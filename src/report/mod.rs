@@ -8,6 +8,7 @@ mod text;
 pub use json::{read_baseline, FindingJson};
 pub use sarif::uri_path;
 
+use crate::rules::RuleSet;
 use crate::scan::Finding;
 use std::io::Write;
 
@@ -37,18 +38,24 @@ impl std::str::FromStr for Format {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReportOptions {
     pub show_secrets: bool,
-    /// ANSI colour in the text format (only on a terminal).
+    /// ANSI colour in the text format (`--color`, `NO_COLOR`).
     pub color: bool,
+    /// The scan runs with `--remediate`: the report says the engine takes
+    /// over instead of suggesting it.
+    pub remediate: bool,
 }
 
+/// `rules` are the rules the scan ran with: the text report and SARIF take
+/// each finding's references and remediation support from its rule.
 pub fn write_report(
     format: Format,
     findings: &[Finding],
+    rules: &RuleSet,
     opts: ReportOptions,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     match format {
-        Format::Text => text::write(findings, opts, out),
+        Format::Text => text::write(findings, rules, opts, out),
         Format::Json => {
             let all: Vec<FindingJson> =
                 findings.iter().map(|f| FindingJson::new(f, opts)).collect();
@@ -62,6 +69,6 @@ pub fn write_report(
             }
             Ok(())
         }
-        Format::Sarif => sarif::write(findings, opts, out),
+        Format::Sarif => sarif::write(findings, rules, opts, out),
     }
 }

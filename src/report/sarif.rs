@@ -3,20 +3,25 @@
 //! partialFingerprint so re-uploads deduplicate.
 
 use super::ReportOptions;
+use crate::rules::RuleSet;
 use crate::scan::Finding;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Where the tool's page is: the repository named in Cargo.toml.
+const INFORMATION_URI: &str = env!("CARGO_PKG_REPOSITORY");
+
 pub fn write(
     findings: &[Finding],
+    rule_set: &RuleSet,
     opts: ReportOptions,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let mut rules: BTreeMap<&str, Value> = BTreeMap::new();
     for f in findings {
         rules.entry(&f.rule_id).or_insert_with(|| {
-            json!({
+            let mut rule = json!({
                 "id": &*f.rule_id,
                 "name": &*f.rule_name,
                 "shortDescription": {"text": format!("{} exposed", f.rule_name)},
@@ -24,7 +29,14 @@ pub fn write(
                 "help": {"text": "Treat the key as compromised: revoke or regenerate it with its provider, update the services that use it, and remove it from the file (and from git history if committed)."},
                 "properties": {"tags": ["security", "secret", &*f.provider], "security-severity": "9.0"},
                 "defaultConfiguration": {"level": "error"}
-            })
+            });
+            let link = rule_set
+                .get(&f.rule_id)
+                .and_then(|r| r.spec.references.first());
+            if let Some(link) = link {
+                rule["helpUri"] = Value::from(link.as_str());
+            }
+            rule
         });
     }
     let rule_ids: Vec<&str> = rules.keys().copied().collect();
@@ -63,7 +75,8 @@ pub fn write(
             "tool": {"driver": {
                 "name": "keysentry",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/keysentry/keysentry",
+                "semanticVersion": env!("CARGO_PKG_VERSION"),
+                "informationUri": INFORMATION_URI,
                 "rules": rules.into_values().collect::<Vec<_>>()
             }},
             "columnKind": "unicodeCodePoints",

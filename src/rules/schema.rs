@@ -38,7 +38,8 @@ pub struct RuleSpec {
     /// What the rule is for, in a sentence.
     #[serde(default)]
     pub description: Option<String>,
-    /// The provider's pages on the key's format and on revoking it.
+    /// Provider pages on the key's format and how to revoke or rotate it;
+    /// the text report and SARIF point the user at them.
     #[serde(default)]
     pub references: Vec<String>,
     /// Matches to drop: any entry that matches suppresses the finding.

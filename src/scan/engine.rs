@@ -9,6 +9,7 @@ use super::finding::{Chunk, Finding};
 use super::prefilter::{Prefilter, PrefilterError};
 use super::secret::Secret;
 use crate::rules::{Rule, RuleSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Widening a window to whole lines stops after this many bytes, so a
@@ -24,7 +25,24 @@ pub struct Scanner {
     rules: Vec<CompiledRule>,
     prefilter: Prefilter,
     allowlist: Allowlist,
+    /// What the filters the user set dropped, for the scan summary.
+    suppressed: [AtomicU64; 3],
 }
+
+/// Findings the user's filters dropped, by filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Suppressed {
+    /// The fingerprint is in the `--baseline` report.
+    pub baseline: u64,
+    /// An allowlist path glob or secret regex matched.
+    pub allowlist: u64,
+    /// The line holds `keysentry:allow`.
+    pub inline: u64,
+}
+
+const BASELINE: usize = 0;
+const ALLOWLIST: usize = 1;
+const INLINE: usize = 2;
 
 struct CompiledRule {
     rule: Rule,
@@ -66,7 +84,23 @@ impl Scanner {
             rules,
             prefilter,
             allowlist,
+            suppressed: Default::default(),
         })
+    }
+
+    /// Totals since the scanner was built.
+    pub fn suppressed(&self) -> Suppressed {
+        let get = |i: usize| self.suppressed[i].load(Relaxed);
+        Suppressed {
+            baseline: get(BASELINE),
+            allowlist: get(ALLOWLIST),
+            inline: get(INLINE),
+        }
+    }
+
+    fn suppress(&self, why: usize) -> Option<Finding> {
+        self.suppressed[why].fetch_add(1, Relaxed);
+        None
     }
 
     pub fn rule_count(&self) -> usize {
@@ -76,9 +110,17 @@ impl Scanner {
     /// Every finding in `chunk`, in order of position, deduplicated per
     /// (rule, secret, location), after all filters.
     pub fn scan(&self, chunk: &Chunk) -> Vec<Finding> {
-        if self.allowlist.path_allowed(&chunk.origin.path()) {
+        let found = self.scan_unlisted(chunk);
+        // An allowlisted path is still scanned, so that the summary can say
+        // how many keys the allowlist hid.
+        if !found.is_empty() && self.allowlist.path_allowed(&chunk.origin.path()) {
+            self.suppressed[ALLOWLIST].fetch_add(found.len() as u64, Relaxed);
             return Vec::new();
         }
+        found
+    }
+
+    fn scan_unlisted(&self, chunk: &Chunk) -> Vec<Finding> {
         let data = &chunk.data;
         // Per rule, where to search: merged windows around its keyword hits,
         // or, for a rule whose matches start with a keyword, each hit.
@@ -180,12 +222,15 @@ impl Scanner {
         }
         let (line_idx, line_start, line_end) = pos.locate(c.start);
         if memchr::memmem::find(&chunk.data[line_start..line_end], ALLOW_MARKER).is_some() {
-            return None;
+            return self.suppress(INLINE);
         }
         let secret = Secret::new(text);
         let fingerprint = secret.fingerprint();
-        if self.allowlist.secret_allowed(text, &fingerprint) {
-            return None;
+        if self.allowlist.in_baseline(&fingerprint) {
+            return self.suppress(BASELINE);
+        }
+        if self.allowlist.secret_listed(text) {
+            return self.suppress(ALLOWLIST);
         }
         if !cr.rule.allow.is_empty() {
             let path = chunk.origin.path();
@@ -196,7 +241,7 @@ impl Scanner {
                 commit: chunk.origin.commit(),
             };
             if cr.rule.allow.iter().any(|a| a.allows(&candidate)) {
-                return None;
+                return self.suppress(ALLOWLIST);
             }
         }
         let column = String::from_utf8_lossy(&chunk.data[line_start..c.start])

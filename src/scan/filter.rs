@@ -167,8 +167,14 @@ impl Allowlist {
         self.paths.as_ref().is_some_and(|g| g.is_match(path))
     }
 
-    pub fn secret_allowed(&self, secret: &str, fp: &Fingerprint) -> bool {
-        self.fingerprints.contains(fp) || self.secrets.iter().any(|r| r.is_match(secret))
+    /// The key is in the baseline report (`--baseline`).
+    pub fn in_baseline(&self, fp: &Fingerprint) -> bool {
+        self.fingerprints.contains(fp)
+    }
+
+    /// The key matches an allowlist secret regex.
+    pub fn secret_listed(&self, secret: &str) -> bool {
+        self.secrets.iter().any(|r| r.is_match(secret))
     }
 }
 

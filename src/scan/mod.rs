@@ -7,7 +7,7 @@ mod finding;
 mod prefilter;
 mod secret;
 
-pub use engine::{Scanner, ALLOW_MARKER};
+pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
 pub use filter::{
     base62_fixed, crc32, github_checksum_ok, is_placeholder, shannon_entropy, Allowlist,
     AllowlistError,

@@ -4,17 +4,24 @@
 //! devices) not followed or opened. The walk and the scanning run together
 //! on the walker's threads, so memory does not grow with the size of the
 //! tree: each thread holds one file at a time.
+//!
+//! Several roots can be scanned in one run (pre-commit passes file names). A
+//! directory's findings are placed relative to that directory; a file named
+//! on the command line keeps the path as given (made relative to the current
+//! directory when it is under it), and is never skipped for its size: over
+//! the limit it is streamed in pieces, as stdin is.
 
 use super::{looks_binary, ScanStats, SourceError, BINARY_PROBE};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct FsOptions {
-    /// Files larger than this are skipped and counted.
+    /// Files larger than this are skipped and counted in a directory walk;
+    /// a named file over it is streamed instead.
     pub max_file_size: u64,
     /// Walker threads; 0 picks one per core.
     pub threads: usize,
@@ -39,6 +46,108 @@ pub fn relative(root: &Path, file: &Path) -> String {
         _ => file.file_name().map(Path::new).unwrap_or(file),
     };
     rel.to_string_lossy().replace('\\', "/")
+}
+
+/// Scans each of `roots` in turn (directories walked, files read whole or
+/// streamed) and returns their findings in argument order. Every root must
+/// exist: a missing one is an error before anything is scanned. A root named
+/// twice (`. .`, `a.env ./a.env`) is scanned once.
+pub fn scan_paths(
+    roots: &[PathBuf],
+    scanner: &Scanner,
+    opts: &FsOptions,
+    stats: &ScanStats,
+    on_file: &(dyn Fn() + Sync),
+) -> Result<Vec<Finding>, SourceError> {
+    let mut unique: Vec<(&PathBuf, PathBuf)> = Vec::new();
+    for root in roots {
+        // `<(cmd)` names /dev/fd/N, a link to a pipe that does not
+        // canonicalize: such a root is its own identity.
+        let real = std::fs::canonicalize(root)
+            .or_else(|_| std::fs::metadata(root).map(|_| root.clone()))
+            .map_err(|_| SourceError::Missing {
+                path: root.display().to_string(),
+            })?;
+        if !unique.iter().any(|(_, r)| *r == real) {
+            unique.push((root, real));
+        }
+    }
+    let cwd = std::env::current_dir().ok();
+    let mut findings = Vec::new();
+    for (root, real) in unique {
+        if real.is_dir() {
+            findings.extend(scan_tree(root, scanner, opts, stats, on_file)?);
+        } else {
+            let shown = as_given(root, cwd.as_deref());
+            findings.extend(scan_named_file(root, shown, scanner, opts, stats));
+            on_file();
+        }
+    }
+    Ok(findings)
+}
+
+/// The path a named file reports: as the user typed it, without `./`, and
+/// relative to `cwd` when it is an absolute path under it.
+pub fn as_given(path: &Path, cwd: Option<&Path>) -> String {
+    let path = match cwd.map(|c| path.strip_prefix(c)) {
+        Some(Ok(rel)) if path.is_absolute() && !rel.as_os_str().is_empty() => rel,
+        _ => path,
+    };
+    let clean: PathBuf = path
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    clean.to_string_lossy().replace('\\', "/")
+}
+
+/// A file the user named: read whole when under the size limit, streamed in
+/// pieces (bounded memory) when over it. Also reads FIFOs (`<(cmd)`).
+fn scan_named_file(
+    path: &Path,
+    shown: String,
+    scanner: &Scanner,
+    opts: &FsOptions,
+    stats: &ScanStats,
+) -> Vec<Finding> {
+    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= opts.max_file_size);
+    if small {
+        let whole = FsOptions {
+            max_file_size: u64::MAX,
+            ..opts.clone()
+        };
+        return scan_file(path, shown, Vec::new(), scanner, &whole, stats).0;
+    }
+    let streamed = || -> Result<Option<Vec<Finding>>, SourceError> {
+        let io = |source| SourceError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut head = Vec::with_capacity(BINARY_PROBE);
+        (&mut file)
+            .take(BINARY_PROBE as u64)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        if looks_binary(&head) {
+            return Ok(None);
+        }
+        let input = std::io::Cursor::new(head).chain(file);
+        let origin = Origin::File {
+            path: shown.clone(),
+        };
+        super::stdin::scan_stream(input, origin, scanner, stats).map(Some)
+    };
+    match streamed() {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            stats.skipped_binary.fetch_add(1, Relaxed);
+            Vec::new()
+        }
+        Err(e) => {
+            stats.record_unreadable(e.to_string());
+            Vec::new()
+        }
+    }
 }
 
 /// Scans every file under `root` (or `root` itself if it is a file) and
@@ -107,8 +216,8 @@ fn scan_file(
     buf.clear();
     match read_text(path, opts.max_file_size, &mut buf) {
         Ok(Content::Text) => {}
-        Ok(Content::TooLarge) => {
-            stats.skipped_large.fetch_add(1, Relaxed);
+        Ok(Content::TooLarge(bytes)) => {
+            stats.record_too_large(rel, bytes);
             return (Vec::new(), buf);
         }
         Ok(Content::Binary) => {
@@ -130,26 +239,28 @@ fn scan_file(
 enum Content {
     Text,
     Binary,
-    TooLarge,
+    /// With the size seen.
+    TooLarge(u64),
 }
 
 /// Reads a text file into `buf`. The binary check runs on the first 8 KiB
 /// before the rest is read, so a tree full of build artifacts costs little.
 fn read_text(path: &Path, max_size: u64, buf: &mut Vec<u8>) -> std::io::Result<Content> {
     let file = std::fs::File::open(path)?;
-    if file.metadata()?.len() > max_size {
-        return Ok(Content::TooLarge);
+    let len = file.metadata()?.len();
+    if len > max_size {
+        return Ok(Content::TooLarge(len));
     }
     // One byte past the limit: a file that grew since the stat is caught as
     // too large instead of scanned in part.
-    let mut file = file.take(max_size + 1);
+    let mut file = file.take(max_size.saturating_add(1));
     (&mut file).take(BINARY_PROBE as u64).read_to_end(buf)?;
     if looks_binary(buf) {
         return Ok(Content::Binary);
     }
     file.read_to_end(buf)?;
     Ok(if buf.len() as u64 > max_size {
-        Content::TooLarge
+        Content::TooLarge(buf.len() as u64)
     } else {
         Content::Text
     })
@@ -169,5 +280,25 @@ fn describe_walk_error(root: &Path, err: &ignore::Error) -> String {
     match parts(err) {
         (Some(path), reason) => format!("{}: {reason}", relative(root, path)),
         (None, reason) => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_given;
+    use std::path::Path;
+
+    #[test]
+    fn named_paths_are_shown_as_given_relative_to_the_cwd() {
+        let cwd = Some(Path::new("/home/u/repo"));
+        assert_eq!(as_given(Path::new("src/a.env"), cwd), "src/a.env");
+        assert_eq!(as_given(Path::new("./src/./a.env"), cwd), "src/a.env");
+        assert_eq!(
+            as_given(Path::new("/home/u/repo/src/a.env"), cwd),
+            "src/a.env"
+        );
+        assert_eq!(as_given(Path::new("/etc/app.env"), cwd), "/etc/app.env");
+        assert_eq!(as_given(Path::new("../b.env"), cwd), "../b.env");
+        assert_eq!(as_given(Path::new("/etc/app.env"), None), "/etc/app.env");
     }
 }

@@ -21,6 +21,9 @@ pub struct ScanStats {
     pub skipped_large: AtomicU64,
     /// Files that could not be read, with the reason; reported, never fatal.
     pub unreadable: Mutex<Vec<String>>,
+    /// Files over the size limit (path, bytes), for the warnings; the count
+    /// is `skipped_large` (sources that do not name them only count).
+    pub too_large: Mutex<Vec<(String, u64)>>,
 }
 
 impl ScanStats {
@@ -31,6 +34,13 @@ impl ScanStats {
     pub fn record_unreadable(&self, what: String) {
         if let Ok(mut list) = self.unreadable.lock() {
             list.push(what);
+        }
+    }
+
+    pub fn record_too_large(&self, path: String, bytes: u64) {
+        self.skipped_large.fetch_add(1, Relaxed);
+        if let Ok(mut list) = self.too_large.lock() {
+            list.push((path, bytes));
         }
     }
 

@@ -1,5 +1,6 @@
 //! `keysentry scan -`: standard input, read in pieces that end on a line
-//! boundary so memory stays bounded whatever is piped in.
+//! boundary so memory stays bounded whatever is piped in. Files named on the
+//! command line that are over the size limit are streamed the same way.
 
 use super::{ScanStats, SourceError};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
@@ -18,16 +19,32 @@ pub fn scan_reader(
     scanner: &Scanner,
     stats: &ScanStats,
 ) -> Result<Vec<Finding>, SourceError> {
-    scan_pieces(input, scanner, stats, PIECE)
+    scan_pieces(input, Origin::Stdin, scanner, stats, PIECE)
+}
+
+/// Scans `input` of any length with bounded memory, its findings placed at
+/// `origin` (counted as one file in `stats`).
+pub fn scan_stream(
+    input: impl Read,
+    origin: Origin,
+    scanner: &Scanner,
+    stats: &ScanStats,
+) -> Result<Vec<Finding>, SourceError> {
+    scan_pieces(input, origin, scanner, stats, PIECE)
 }
 
 fn scan_pieces(
     mut input: impl Read,
+    origin: Origin,
     scanner: &Scanner,
     stats: &ScanStats,
     piece: usize,
 ) -> Result<Vec<Finding>, SourceError> {
-    let origin = Arc::new(Origin::Stdin);
+    let name = match &origin {
+        Origin::Stdin => "<stdin>".to_string(),
+        other => other.path(),
+    };
+    let origin = Arc::new(origin);
     let mut findings: Vec<Finding> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(piece + OVERLAP);
     let (mut first_line, mut base_offset) = (1u64, 0u64);
@@ -39,7 +56,7 @@ fn scan_pieces(
         let filled = buf.len();
         buf.resize(filled + piece, 0);
         let n = read_full(&mut input, &mut buf[filled..]).map_err(|source| SourceError::Io {
-            path: "<stdin>".into(),
+            path: name.clone(),
             source,
         })?;
         buf.truncate(filled + n);
@@ -160,7 +177,8 @@ rules:
             text.push_str(&block());
             text.push_str(&filler.repeat(2000));
             let stats = ScanStats::default();
-            let found = scan_pieces(text.as_bytes(), &scanner(), &stats, piece).unwrap();
+            let found =
+                scan_pieces(text.as_bytes(), Origin::Stdin, &scanner(), &stats, piece).unwrap();
             assert_eq!(found.len(), 1, "lead {lead}");
             assert_eq!(
                 (found[0].line, found[0].offset),
@@ -175,7 +193,7 @@ rules:
     fn a_line_longer_than_a_piece_does_not_grow_memory_without_bound() {
         let text = "y".repeat(5 * 1024) + &block();
         let stats = ScanStats::default();
-        let found = scan_pieces(text.as_bytes(), &scanner(), &stats, 1024).unwrap();
+        let found = scan_pieces(text.as_bytes(), Origin::Stdin, &scanner(), &stats, 1024).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(ScanStats::get(&stats.bytes), text.len() as u64);
     }
