@@ -5,5 +5,7 @@
 mod config_check;
 mod engine;
 mod harness;
+mod incidents_cli;
+mod reminders;
 mod revoke;
 mod tatum;

@@ -7,6 +7,7 @@ pub mod incidents;
 pub mod rules;
 pub mod scan;
 pub mod tatum;
+mod timeline;
 
 /// Logs go to stderr, filtered by `KEYSENTRY_LOG` (e.g. `keysentry=debug`),
 /// warnings only by default so that a scan's output stays clean.

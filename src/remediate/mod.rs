@@ -20,6 +20,7 @@ pub mod policy;
 pub mod propagate;
 pub mod retry;
 mod revoke;
+mod schedule;
 mod tatum;
 
 use crate::alert::{ActionResult, Alerter, OwnerResolver};
@@ -159,9 +160,11 @@ struct Inner {
     owners: OwnerResolver,
     retry: RetryPolicy,
     restart_timeout: Duration,
-    /// How often `retry_pending` looks at a waiting incident (a manual
-    /// rotation, a revoke not yet effective).
+    /// How often `retry_pending` first looks at a waiting incident (a manual
+    /// rotation, a revoke not yet effective); see [`schedule`].
     poll_interval: Duration,
+    /// How often the owner of a waiting incident is reminded.
+    reminder_interval: Duration,
     /// Passes working towards containment (verify, freeze, revoke) at once.
     contain_slots: Arc<Semaphore>,
     /// Passes past containment (inventory, rotation, hand-over) at once.
@@ -237,6 +240,11 @@ impl Engine {
                         .and_then(|t| t.poll_interval_secs)
                         .unwrap_or(60),
                 ),
+                reminder_interval: Duration::from_secs(
+                    r.reminder_interval_secs
+                        .unwrap_or(schedule::DEFAULT_REMINDER_SECS)
+                        .max(1),
+                ),
                 contain_slots: Arc::new(Semaphore::new(concurrency)),
                 rotate_slots: Arc::new(Semaphore::new(concurrency)),
                 secrets: Arc::default(),
@@ -302,8 +310,10 @@ impl Engine {
 
     /// Takes up every open incident whose key this process can reach: retries
     /// failed ones once their backoff has passed, polls waiting ones (manual
-    /// rotations) every `providers.tatum.poll_interval_secs` (default 60),
-    /// finishes interrupted ones. The daemon calls it periodically; errors
+    /// rotations) after `providers.tatum.poll_interval_secs` (default 60),
+    /// doubling while they keep waiting ([`schedule`]), and reminds their
+    /// owner once per `remediation.reminder_interval_secs`; finishes
+    /// interrupted ones. Resolved incidents are never taken up. The daemon calls it periodically; errors
     /// are logged, not returned. Open incidents are read a page at a time,
     /// so a store with many contained-and-done incidents costs a scan, not
     /// memory.
@@ -379,7 +389,7 @@ impl Engine {
                 provider: row.provider,
             });
         }
-        if matches!(row.state.as_str(), "closed" | "not-live") {
+        if matches!(row.state.as_str(), "closed" | "not-live" | "resolved") {
             return Err(RemediateError::Finished {
                 id: incident,
                 state: row.state,
@@ -509,7 +519,7 @@ impl Inner {
     fn settled(&self, row: &IncidentRow) -> bool {
         let action = policy::action_for(&self.config.remediation, &row.provider, &row.rule_id);
         match row.state.as_str() {
-            "closed" | "not-live" => true,
+            "closed" | "not-live" | "resolved" => true,
             "verified" => action == crate::config::Action::Notify,
             "contained" => row.provider == policy::TATUM && action == crate::config::Action::Freeze,
             _ => false,
@@ -617,7 +627,7 @@ impl<'a> ActiveGuard<'a> {
             std::process::id(),
             now,
             now + LEASE.as_millis() as i64,
-            alive,
+            process_alive,
         );
         match leased {
             Ok(true) => Some(ActiveGuard { inner, id }),
@@ -641,9 +651,10 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// Whether a process still exists. Where `/proc` is missing, every holder
-/// counts as alive and its lease simply expires.
-fn alive(pid: u32) -> bool {
+/// Whether a process still exists (a lease held by a dead one is free).
+/// Where `/proc` is missing, every holder counts as alive and its lease
+/// simply expires.
+pub fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
