@@ -38,39 +38,7 @@ pub fn build(
             text: format!("seen again at {}", place(l)),
         });
     }
-    for e in journal {
-        let status = e.http_status.map(|s| format!(" {s}")).unwrap_or_default();
-        let detail = e
-            .detail
-            .as_deref()
-            .map(|d| format!(" — {d}"))
-            .unwrap_or_default();
-        out.push(Entry {
-            at: e.started_at.clone(),
-            kind: "call",
-            text: format!(
-                "{}: {}{status}{detail}",
-                e.step,
-                e.outcome.as_deref().unwrap_or("in-flight")
-            ),
-        });
-    }
-    for e in events {
-        let detail = e
-            .detail
-            .as_deref()
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        out.push(Entry {
-            at: e.at.clone(),
-            kind: "state",
-            text: format!(
-                "{} → {}{detail}",
-                e.from_state.as_deref().unwrap_or("?"),
-                e.to_state.as_deref().unwrap_or("?")
-            ),
-        });
-    }
+    out.extend(calls_and_changes(journal, events));
     for a in alerts {
         let state = serde_json::from_str::<serde_json::Value>(&a.body)
             .ok()
@@ -100,6 +68,56 @@ pub fn build(
     out
 }
 
+/// Calls and state changes in the order they happened: each change after
+/// the journal entry it followed (their times can be the same millisecond).
+fn calls_and_changes(journal: &[JournalEntry], events: &[EventRow]) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(journal.len() + events.len());
+    let mut changes = events.iter().peekable();
+    let mut changes_up_to = |out: &mut Vec<Entry>, journal_id: Option<i64>| {
+        while let Some(e) = changes.next_if(|e| e.after_journal <= journal_id) {
+            out.push(state_entry(e));
+        }
+    };
+    changes_up_to(&mut out, None);
+    for e in journal {
+        let status = e.http_status.map(|s| format!(" {s}")).unwrap_or_default();
+        let detail = e
+            .detail
+            .as_deref()
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default();
+        out.push(Entry {
+            at: e.started_at.clone(),
+            kind: "call",
+            text: format!(
+                "{}: {}{status}{detail}",
+                e.step,
+                e.outcome.as_deref().unwrap_or("in-flight")
+            ),
+        });
+        changes_up_to(&mut out, Some(e.id));
+    }
+    changes_up_to(&mut out, Some(i64::MAX));
+    out
+}
+
+fn state_entry(e: &EventRow) -> Entry {
+    let detail = e
+        .detail
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    Entry {
+        at: e.at.clone(),
+        kind: "state",
+        text: format!(
+            "{} → {}{detail}",
+            e.from_state.as_deref().unwrap_or("?"),
+            e.to_state.as_deref().unwrap_or("?")
+        ),
+    }
+}
+
 /// Store times are `…:SS.mmmZ`, older rows `…:SSZ`: compare them alike.
 fn sort_key(at: &str) -> String {
     match at.strip_suffix('Z') {
@@ -119,6 +137,52 @@ pub fn text(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(id: i64, step: &str, at: &str) -> JournalEntry {
+        JournalEntry {
+            id,
+            incident_id: 1,
+            step: step.into(),
+            started_at: at.into(),
+            completed_at: Some(at.into()),
+            outcome: Some("ok".into()),
+            http_status: Some(200),
+            detail: None,
+        }
+    }
+
+    fn change(to: &str, at: &str, after_journal: Option<i64>) -> EventRow {
+        EventRow {
+            at: at.into(),
+            from_state: Some("x".into()),
+            to_state: Some(to.into()),
+            detail: None,
+            after_journal,
+        }
+    }
+
+    #[test]
+    fn calls_and_state_changes_of_one_millisecond_keep_their_real_order() {
+        let t = "2026-01-01T00:00:00.241Z";
+        let journal = [call(1, "verify", t), call(2, "revoke", t)];
+        let events = [
+            change("verified", t, Some(1)),
+            change("revoked", t, Some(2)),
+        ];
+        let order: Vec<String> = calls_and_changes(&journal, &events)
+            .into_iter()
+            .map(|e| e.text)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "verify: ok 200",
+                "x → verified",
+                "revoke: ok 200",
+                "x → revoked"
+            ]
+        );
+    }
 
     #[test]
     fn second_and_millisecond_times_sort_together() {

@@ -16,6 +16,8 @@ pub struct EventRow {
     /// The incident's reason after the change: why it failed, what it waits
     /// for, or the note given to `resolve`/`reopen`.
     pub detail: Option<String>,
+    /// The id of the incident's last journal entry when it changed.
+    pub after_journal: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +86,7 @@ impl Store {
     pub fn events(&self, incident: i64) -> Result<Vec<EventRow>, StoreError> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT at, from_state, to_state, detail FROM incident_events \
+                "SELECT at, from_state, to_state, detail, after_journal FROM incident_events \
                  WHERE incident_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([incident], |r| {
@@ -93,6 +95,7 @@ impl Store {
                     from_state: r.get(1)?,
                     to_state: r.get(2)?,
                     detail: r.get(3)?,
+                    after_journal: r.get(4)?,
                 })
             })?;
             rows.collect()

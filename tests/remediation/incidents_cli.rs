@@ -426,3 +426,30 @@ fn without_a_store_every_command_says_where_it_looked_and_creates_nothing() {
     );
     assert_eq!(tree(dir.path()), before);
 }
+
+#[test]
+fn the_shipped_service_config_points_admin_commands_at_the_service_store() {
+    let service_db = Path::new("/var/lib/keysentry/keysentry.db");
+    if service_db.exists() {
+        eprintln!("skipped: a keysentry service store exists on this machine");
+        return;
+    }
+    let existed = Path::new("/var/lib/keysentry").exists();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/keysentry.yaml");
+    let out = crate::support::keysentry()
+        .args(["incidents", "list"])
+        .env("KEYSENTRY_CONFIG", &example)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("/var/lib/keysentry/keysentry.db"),
+        "the service config does not lead to the service's store:\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        Path::new("/var/lib/keysentry").exists(),
+        existed,
+        "looking for the store created the state directory"
+    );
+}

@@ -18,7 +18,10 @@ CREATE TABLE incident_events (
     from_state  TEXT,
     to_state    TEXT,
     -- The incident's reason after the change (never a key).
-    detail      TEXT
+    detail      TEXT,
+    -- The incident's last journal entry when the state changed: orders the
+    -- two exactly where their times are the same millisecond.
+    after_journal INTEGER
 );
 
 CREATE INDEX incident_events_incident ON incident_events(incident_id);
@@ -28,8 +31,9 @@ CREATE INDEX incident_events_incident ON incident_events(incident_id);
 CREATE TRIGGER incident_state_change AFTER UPDATE OF state ON incidents
 WHEN OLD.state IS NOT NEW.state
 BEGIN
-    INSERT INTO incident_events (incident_id, kind, from_state, to_state, detail)
-    VALUES (NEW.id, 'state', OLD.state, NEW.state, NEW.reason);
+    INSERT INTO incident_events (incident_id, kind, from_state, to_state, detail, after_journal)
+    VALUES (NEW.id, 'state', OLD.state, NEW.state, NEW.reason,
+            (SELECT MAX(id) FROM journal WHERE incident_id = NEW.id));
 END;
 
 -- `change` (the incident moved on) or `reminder` (it still waits).
