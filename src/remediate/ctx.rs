@@ -69,9 +69,6 @@ pub struct Ctx<'a> {
     slot: Option<OwnedSemaphorePermit>,
     rotating: bool,
     created: bool,
-    /// This pass ended waiting (for the owner, or for the provider to catch
-    /// up): the poller backs off and the owner is reminded.
-    waited: bool,
     start_state: String,
     start_reason: Option<String>,
 }
@@ -90,7 +87,6 @@ impl<'a> Ctx<'a> {
             slot: None,
             rotating: false,
             created,
-            waited: false,
         }
     }
 
@@ -146,7 +142,6 @@ impl<'a> Ctx<'a> {
         self.row.failures = 0;
         self.row.retry_at_ms = None;
         self.row.waits = 0;
-        self.waited = false;
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
@@ -158,7 +153,6 @@ impl<'a> Ctx<'a> {
         self.row.state = state.to_string();
         self.row.reason = Some(reason);
         self.row.waits = self.row.waits.saturating_add(1);
-        self.waited = true;
         self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, super::now_ms()));
         self.inner.store.save_incident(&self.row)?;
         Ok(())
@@ -300,12 +294,20 @@ impl<'a> Ctx<'a> {
             || self.row.reason != self.start_reason;
         if mode != RemediationMode::DryRun {
             let now = super::now_ms();
-            let remind = !changed && self.waited && self.inner.reminder_due(&self.row, now);
+            // Waiting: the last pass that got anywhere ended in `wait`, and
+            // nothing failed since. A pass that could not even poll (no copy
+            // of the key after a restart) still reminds and backs off.
+            let waiting = self.row.waits > 0
+                && !matches!(
+                    self.row.state.as_str(),
+                    "failed" | "closed" | "not-live" | "resolved"
+                );
+            let remind = !changed && waiting && self.inner.reminder_due(&self.row, now);
             if changed || remind {
                 self.row.reminded_at_ms = Some(now);
-                if self.waited {
-                    self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, now));
-                }
+            }
+            if waiting {
+                self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, now));
             }
             if remind {
                 let every = self.inner.reminder_interval.as_secs();

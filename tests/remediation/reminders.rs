@@ -23,7 +23,7 @@ providers:
     {poll}
 ";
 
-fn engine(ws: &Workspace, reminder: &str, poll: &str) -> Engine {
+fn open_engine(ws: &Workspace, reminder: &str, poll: &str) -> Engine {
     let path = ws.config(
         &MANUAL
             .replace("{reminder}", reminder)
@@ -61,7 +61,7 @@ fn n_passes_over_a_waiting_incident_send_one_reminder_per_interval_not_n() {
     let ws = Workspace::new();
     let key = tatum_key("remind");
     ws.sim.add_tatum_key(&key, false, 0, 0);
-    let engine = engine(&ws, "reminder_interval_secs: 2", "poll_interval_secs: 0");
+    let engine = open_engine(&ws, "reminder_interval_secs: 2", "poll_interval_secs: 0");
     let rt = runtime();
     let out = rt.block_on(engine.process(findings(&ws, &key))).unwrap();
     let alerted = Instant::now();
@@ -110,7 +110,28 @@ fn n_passes_over_a_waiting_incident_send_one_reminder_per_interval_not_n() {
         .map(|a| a.kind)
         .collect();
     assert_eq!(kinds, ["change", "reminder"]);
+
+    // Restarted, the engine holds no copy of the key (and no consumer has
+    // it), so it cannot poll; the owner is still reminded, on schedule.
     drop(engine);
+    let restarted = open_engine(&ws, "reminder_interval_secs: 2", "poll_interval_secs: 0");
+    let reminded = Instant::now();
+    let polled = verifies(&ws);
+    for _ in 0..3 {
+        rt.block_on(restarted.retry_pending());
+    }
+    assert_eq!(
+        ws.sink("owner").len(),
+        2,
+        "reminded again within the interval"
+    );
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(reminded.elapsed()));
+    for _ in 0..3 {
+        rt.block_on(restarted.retry_pending());
+    }
+    assert_eq!(ws.sink("owner").len(), 3, "one reminder after the restart");
+    assert_eq!(verifies(&ws), polled, "polled without a copy of the key");
+    drop(restarted);
     ws.assert_secrets_hidden(&[&key], &[]);
 }
 
@@ -120,7 +141,7 @@ fn polls_of_a_waiting_incident_back_off() {
     let key = tatum_key("backoff");
     ws.sim.add_tatum_key(&key, false, 0, 0);
     // The default poll interval (60 s) and reminder interval (a day).
-    let engine = engine(&ws, "", "");
+    let engine = open_engine(&ws, "", "");
     let rt = runtime();
     let out = rt.block_on(engine.process(findings(&ws, &key))).unwrap();
     assert_eq!(out[0].state, "waiting-manual");
