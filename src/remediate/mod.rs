@@ -364,7 +364,22 @@ impl Engine {
                 break;
             }
         }
+        self.drop_keys_of_closed();
         outcomes
+    }
+
+    /// Drops the keys of incidents that left the open set from outside this
+    /// process (`keysentry incidents resolve`): the page loop above never
+    /// sees them again. Held keys are few (unfinished work only).
+    fn drop_keys_of_closed(&self) {
+        let held: Vec<i64> = lock(&self.inner.secrets).keys().copied().collect();
+        for id in held {
+            match self.inner.store.incident(id) {
+                Ok(Some(row)) => self.inner.release_secret(&row),
+                Ok(None) => {}
+                Err(e) => tracing::error!(incident = id, error = %e, "cannot load incident"),
+            }
+        }
     }
 
     /// Finishes a manual Tatum rotation: checks the new key with Tatum,

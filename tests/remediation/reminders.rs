@@ -184,3 +184,47 @@ fn polls_of_a_waiting_incident_back_off() {
         "polls remind nobody within the day"
     );
 }
+
+#[test]
+fn resolving_by_hand_stops_the_polls_and_drops_the_key_the_engine_held() {
+    let ws = Workspace::new();
+    let key = tatum_key("handled");
+    ws.sim.add_tatum_key(&key, false, 0, 0);
+    let engine = open_engine(&ws, "", "poll_interval_secs: 0");
+    let rt = runtime();
+    let out = rt.block_on(engine.process(findings(&ws, &key))).unwrap();
+    assert_eq!(out[0].state, "waiting-manual");
+    assert_eq!(engine.keys_held(), 1, "a waiting incident needs its key");
+
+    let config = ws.path("config.yaml").display().to_string();
+    let id = out[0].incident_id.to_string();
+    let resolved = ws.keysentry(&[
+        "incidents",
+        "resolve",
+        &id,
+        "--note",
+        "done in the Dashboard",
+        "--config",
+        &config,
+    ]);
+    assert_eq!(
+        resolved.status.code(),
+        Some(0),
+        "{}",
+        super::harness::text(&resolved)
+    );
+
+    let polled = verifies(&ws);
+    assert!(
+        rt.block_on(engine.retry_pending()).is_empty(),
+        "a resolved incident was taken up"
+    );
+    assert_eq!(verifies(&ws), polled);
+    assert_eq!(
+        engine.keys_held(),
+        0,
+        "the key of a resolved incident stays in memory"
+    );
+    drop(engine);
+    ws.assert_secrets_hidden(&[&key], &[&resolved]);
+}
