@@ -6,7 +6,9 @@
 //! rule's `verify`/`revoke` templates ([`revoke`]). Every provider call goes
 //! through one loop ([`ctx`]) that journals it before it is made, retries with
 //! backoff, and resolves calls a crash left open. Incidents that fail are
-//! alerted and picked up again by the next run or [`Engine::retry_pending`].
+//! alerted and picked up again by the next run or [`Engine::retry_pending`];
+//! incidents waiting for their owner are polled less and less often and the
+//! owner reminded on a schedule ([`schedule`]); resolved ones are left alone.
 //!
 //! The engine never stores a key. Keys seen by this process are kept in
 //! memory, so a later pass (a retry, a poll for a manual rotation) can use
