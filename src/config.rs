@@ -128,6 +128,11 @@ pub struct RemediationConfig {
     /// Incidents remediated at the same time (default 16).
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// How often the owner is reminded of an incident that waits for them
+    /// (a manual rotation, a revoke not yet effective), in seconds
+    /// (default 86400: once a day).
+    #[serde(default)]
+    pub reminder_interval_secs: Option<u64>,
 }
 
 // No `deny_unknown_fields` here: with `flatten` it would reject every simple

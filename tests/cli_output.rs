@@ -80,6 +80,31 @@ fn a_closed_stdout_ends_every_command_quietly_with_its_status() {
     let cfg = cfg_dir.path().join("keysentry.yaml");
     std::fs::write(&cfg, format!("state_dir: {}\n", cfg_dir.path().display())).unwrap();
     let cfg = cfg.to_str().unwrap();
+    // `incidents` reads an existing store (it never creates one): make it
+    // the way a user does.
+    let leak = TempDir::new().unwrap();
+    write(
+        leak.path(),
+        "a.env",
+        &format!("K={}\n", crate::scan_cli::KEY),
+    );
+    let made = crate::support::keysentry()
+        .args([
+            "scan",
+            leak.path().to_str().unwrap(),
+            "--rules",
+            r,
+            "--remediate",
+            "--config",
+            cfg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        cfg_dir.path().join("keysentry.db").exists(),
+        "{}",
+        stderr(&made)
+    );
     for args in [
         &["incidents", "--config", cfg, "list", "--json"][..],
         &["config", "check", cfg],

@@ -6,5 +6,7 @@ mod config_check;
 mod engine;
 mod hardening;
 mod harness;
+mod incidents_cli;
+mod reminders;
 mod revoke;
 mod tatum;

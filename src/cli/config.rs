@@ -22,11 +22,15 @@ use std::process::ExitCode;
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Report every problem in a config file (exit 2 if any).
-    Check { file: PathBuf },
+    Check {
+        /// [default: $KEYSENTRY_CONFIG, else /etc/keysentry/keysentry.yaml]
+        file: Option<PathBuf>,
+    },
 }
 
 pub fn run(cmd: ConfigCommand) -> Result<ExitCode> {
     let ConfigCommand::Check { file } = cmd;
+    let (file, _) = super::incidents::config_path(file.as_deref());
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read config {}", file.display()))?;
     let problems = check_text(&text);

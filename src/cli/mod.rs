@@ -10,6 +10,7 @@ pub mod rules;
 pub mod scan;
 mod summary;
 pub mod tatum;
+mod timeline;
 
 use std::io::Write;
 use std::sync::OnceLock;

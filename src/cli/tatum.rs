@@ -16,6 +16,8 @@ pub enum TatumCommand {
     SetKey {
         /// The incident id (`keysentry incidents list`).
         incident: i64,
+        /// The config naming the state directory [default: $KEYSENTRY_CONFIG,
+        /// else /etc/keysentry/keysentry.yaml, the service's].
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -23,7 +25,7 @@ pub enum TatumCommand {
 
 pub fn run(cmd: TatumCommand) -> Result<ExitCode> {
     let TatumCommand::SetKey { incident, config } = cmd;
-    let config = super::incidents::load_config(config.as_deref())?;
+    let (config, _) = super::incidents::store_config(config.as_deref())?;
     let key = read_key()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -141,17 +141,19 @@ impl<'a> Ctx<'a> {
         self.row.reason = None;
         self.row.failures = 0;
         self.row.retry_at_ms = None;
+        self.row.waits = 0;
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
 
     /// Records what the incident waits for without failing it; the poller
-    /// (`retry_pending`) looks again after the poll interval.
+    /// (`retry_pending`) looks again after the poll interval, doubled for
+    /// each pass in a row that found it still waiting.
     pub fn wait(&mut self, state: &str, reason: String) -> Result<(), StepError> {
         self.row.state = state.to_string();
         self.row.reason = Some(reason);
-        let poll = self.inner.poll_interval.as_millis() as i64;
-        self.row.retry_at_ms = Some(super::now_ms() + poll);
+        self.row.waits = self.row.waits.saturating_add(1);
+        self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, super::now_ms()));
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
@@ -282,18 +284,48 @@ impl<'a> Ctx<'a> {
         }))
     }
 
-    /// Saves the incident, alerts the owner if anything changed, and reports.
+    /// Saves the incident, alerts the owner if anything changed (or, for an
+    /// incident still waiting, reminds them once per reminder interval), and
+    /// reports.
     pub async fn finish(mut self) -> IncidentOutcome {
         let mode = self.inner.config.remediation.mode;
         let changed = self.created
             || self.row.state != self.start_state
             || self.row.reason != self.start_reason;
         if mode != RemediationMode::DryRun {
+            let now = super::now_ms();
+            // Waiting: the last pass that got anywhere ended in `wait`, and
+            // nothing failed since. A pass that could not even poll (no copy
+            // of the key after a restart) still reminds and backs off.
+            let waiting = self.row.waits > 0
+                && !matches!(
+                    self.row.state.as_str(),
+                    "failed" | "closed" | "not-live" | "resolved"
+                );
+            let remind = !changed && waiting && self.inner.reminder_due(&self.row, now);
+            if changed || remind {
+                self.row.reminded_at_ms = Some(now);
+            }
+            if waiting {
+                self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, now));
+            }
+            if remind {
+                let every = self.inner.reminder_interval.as_secs();
+                let reason = self.row.reason.clone().unwrap_or_default();
+                self.note(
+                    "reminder",
+                    format!(
+                        "still {}: {reason} (reminded every {})",
+                        self.row.state,
+                        span(every)
+                    ),
+                );
+            }
             if let Err(e) = self.inner.store.save_incident(&self.row) {
                 tracing::error!(incident = self.row.id, error = %e, "cannot save incident");
             }
-            if changed {
-                notify::send(&mut self).await;
+            if changed || remind {
+                notify::send(&mut self, if remind { "reminder" } else { "change" }).await;
             }
         }
         self.inner.release_secret(&self.row);
@@ -301,5 +333,15 @@ impl<'a> Ctx<'a> {
         outcome.actions = self.actions;
         outcome.plan = self.plan;
         outcome
+    }
+}
+
+/// `86400` → `24 h`, `600` → `10 min`, `5` → `5 s`: a reminder interval as
+/// an owner reads it.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }

@@ -6,7 +6,9 @@
 //! rule's `verify`/`revoke` templates ([`revoke`]). Every provider call goes
 //! through one loop ([`ctx`]) that journals it before it is made, retries with
 //! backoff, and resolves calls a crash left open. Incidents that fail are
-//! alerted and picked up again by the next run or [`Engine::retry_pending`].
+//! alerted and picked up again by the next run or [`Engine::retry_pending`];
+//! incidents waiting for their owner are polled less and less often and the
+//! owner reminded on a schedule ([`schedule`]); resolved ones are left alone.
 //!
 //! The engine never stores a key. Keys seen by this process are kept in
 //! memory, so a later pass (a retry, a poll for a manual rotation) can use
@@ -24,6 +26,7 @@ pub mod policy;
 pub mod propagate;
 pub mod retry;
 mod revoke;
+mod schedule;
 mod tatum;
 pub mod urls;
 
@@ -168,9 +171,11 @@ struct Inner {
     owners: OwnerResolver,
     retry: RetryPolicy,
     restart_timeout: Duration,
-    /// How often `retry_pending` looks at a waiting incident (a manual
-    /// rotation, a revoke not yet effective).
+    /// How often `retry_pending` first looks at a waiting incident (a manual
+    /// rotation, a revoke not yet effective); see [`schedule`].
     poll_interval: Duration,
+    /// How often the owner of a waiting incident is reminded.
+    reminder_interval: Duration,
     /// Passes working towards containment (verify, freeze, revoke) at once.
     contain_slots: Arc<Semaphore>,
     /// Passes past containment (inventory, rotation, hand-over) at once.
@@ -251,6 +256,11 @@ impl Engine {
                         .and_then(|t| t.poll_interval_secs)
                         .unwrap_or(60),
                 ),
+                reminder_interval: Duration::from_secs(
+                    r.reminder_interval_secs
+                        .unwrap_or(schedule::DEFAULT_REMINDER_SECS)
+                        .max(1),
+                ),
                 contain_slots: Arc::new(Semaphore::new(concurrency)),
                 rotate_slots: Arc::new(Semaphore::new(concurrency)),
                 secrets: Arc::default(),
@@ -316,8 +326,10 @@ impl Engine {
 
     /// Takes up every open incident whose key this process can reach: retries
     /// failed ones once their backoff has passed, polls waiting ones (manual
-    /// rotations) every `providers.tatum.poll_interval_secs` (default 60),
-    /// finishes interrupted ones. The daemon calls it periodically; errors
+    /// rotations) after `providers.tatum.poll_interval_secs` (default 60),
+    /// doubling while they keep waiting ([`schedule`]), and reminds their
+    /// owner once per `remediation.reminder_interval_secs`; finishes
+    /// interrupted ones. Resolved incidents are never taken up. The daemon calls it periodically; errors
     /// are logged, not returned. Open incidents are read a page at a time,
     /// so a store with many contained-and-done incidents costs a scan, not
     /// memory.
@@ -368,7 +380,22 @@ impl Engine {
                 break;
             }
         }
+        self.drop_keys_of_closed();
         outcomes
+    }
+
+    /// Drops the keys of incidents that left the open set from outside this
+    /// process (`keysentry incidents resolve`): the page loop above never
+    /// sees them again. Held keys are few (unfinished work only).
+    fn drop_keys_of_closed(&self) {
+        let held: Vec<i64> = lock(&self.inner.secrets).keys().copied().collect();
+        for id in held {
+            match self.inner.store.incident(id) {
+                Ok(Some(row)) => self.inner.release_secret(&row),
+                Ok(None) => {}
+                Err(e) => tracing::error!(incident = id, error = %e, "cannot load incident"),
+            }
+        }
     }
 
     /// Finishes a manual Tatum rotation: checks the new key with Tatum,
@@ -393,7 +420,7 @@ impl Engine {
                 provider: row.provider,
             });
         }
-        if matches!(row.state.as_str(), "closed" | "not-live") {
+        if matches!(row.state.as_str(), "closed" | "not-live" | "resolved") {
             return Err(RemediateError::Finished {
                 id: incident,
                 state: row.state,
@@ -526,7 +553,7 @@ impl Inner {
     fn settled(&self, row: &IncidentRow) -> bool {
         let action = policy::action_for(&self.config.remediation, &row.provider, &row.rule_id);
         match row.state.as_str() {
-            "closed" | "not-live" => true,
+            "closed" | "not-live" | "resolved" => true,
             "verified" => action == crate::config::Action::Notify,
             "contained" => row.provider == policy::TATUM && action == crate::config::Action::Freeze,
             _ => false,
@@ -634,7 +661,7 @@ impl<'a> ActiveGuard<'a> {
             std::process::id(),
             now,
             now + LEASE.as_millis() as i64,
-            alive,
+            process_alive,
         );
         match leased {
             Ok(true) => Some(ActiveGuard { inner, id }),
@@ -658,9 +685,10 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// Whether a process still exists. Where `/proc` is missing, every holder
-/// counts as alive and its lease simply expires.
-fn alive(pid: u32) -> bool {
+/// Whether a process still exists (a lease held by a dead one is free).
+/// Where `/proc` is missing, every holder counts as alive and its lease
+/// simply expires.
+pub fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }

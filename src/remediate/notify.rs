@@ -9,7 +9,9 @@ use crate::store::IncidentRow;
 
 const DASHBOARD: &str = "https://dashboard.tatum.io";
 
-pub async fn send(ctx: &mut Ctx<'_>) {
+/// Sends the alert of this pass; `kind` is `change` or `reminder` (an
+/// incident still waiting for its owner).
+pub async fn send(ctx: &mut Ctx<'_>, kind: &str) {
     let alert = build(ctx);
     let deliveries = ctx.inner.alerter.send(&alert).await;
     let mut summary = Vec::with_capacity(deliveries.len());
@@ -23,10 +25,10 @@ pub async fn send(ctx: &mut Ctx<'_>) {
         }
     }
     let body = serde_json::to_string(&alert).unwrap_or_default();
-    if let Err(e) = ctx
-        .inner
-        .store
-        .record_alert(alert.incident_id, &body, &summary.join("\n"))
+    if let Err(e) =
+        ctx.inner
+            .store
+            .record_alert(alert.incident_id, kind, &body, &summary.join("\n"))
     {
         tracing::error!(incident = alert.incident_id, error = %e, "cannot record alert");
     }
@@ -201,6 +203,8 @@ mod tests {
             new_redacted: None,
             failures: 0,
             retry_at_ms: None,
+            waits: 0,
+            reminded_at_ms: None,
             created_at: String::new(),
             updated_at: String::new(),
         }

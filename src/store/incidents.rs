@@ -23,11 +23,34 @@ pub struct IncidentRow {
     pub new_fingerprint: Option<String>,
     pub new_redacted: Option<String>,
     pub failures: u32,
-    /// A failed incident is not tried again before this time (unix ms).
+    /// A failed or waiting incident is not tried again by the poller before
+    /// this time (unix ms).
     pub retry_at_ms: Option<i64>,
+    /// Polls in a row that found it still waiting (backs the polling off).
+    pub waits: u32,
+    /// When the owner was last alerted about it (unix ms).
+    pub reminded_at_ms: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// Every state an incident can be in (see the store's schema), in the order
+/// of the playbooks; `incidents list --state` accepts these.
+pub const STATES: &[&str] = &[
+    "detected",
+    "verified",
+    "contained",
+    "rotated",
+    "expired",
+    "revoked",
+    "confirmed",
+    "closed",
+    "waiting-manual",
+    "not-live",
+    "failed",
+    "planned",
+    "resolved",
+];
 
 /// What a finding contributes to a new incident.
 #[derive(Debug, Clone)]
@@ -77,16 +100,19 @@ impl LocationRow {
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AlertRow {
+    /// `change` (the incident moved on) or `reminder` (it still waits).
+    pub kind: String,
     pub sent_at: String,
     pub body: String,
     pub deliveries: String,
 }
 
-const INCIDENT_COLUMNS: &str = "id, fingerprint, provider, rule_id, rule_name, redacted, owner, \
+pub(super) const INCIDENT_COLUMNS: &str =
+    "id, fingerprint, provider, rule_id, rule_name, redacted, owner, \
      state, stage, action, reason, testnet, subscriptions, virtual_accounts, new_fingerprint, \
-     new_redacted, failures, retry_at_ms, created_at, updated_at";
+     new_redacted, failures, retry_at_ms, created_at, updated_at, waits, reminded_at_ms";
 
-fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
+pub(super) fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
         id: r.get(0)?,
         fingerprint: r.get(1)?,
@@ -108,6 +134,8 @@ fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         retry_at_ms: r.get(17)?,
         created_at: r.get(18)?,
         updated_at: r.get(19)?,
+        waits: r.get::<_, i64>(20)?.clamp(0, u32::MAX as i64) as u32,
+        reminded_at_ms: r.get(21)?,
     })
 }
 
@@ -188,6 +216,19 @@ impl Store {
         self.query_incidents("1 = 1 ORDER BY id", [])
     }
 
+    /// The incidents in `state` (any if `None`) of `provider` (any if
+    /// `None`), oldest first.
+    pub fn incidents_where(
+        &self,
+        state: Option<&str>,
+        provider: Option<&str>,
+    ) -> Result<Vec<IncidentRow>, StoreError> {
+        self.query_incidents(
+            "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR provider = ?2) ORDER BY id",
+            params![state, provider],
+        )
+    }
+
     /// Up to `limit` incidents the engine still has work or waiting to do,
     /// with ids above `after`, oldest first. Callers page through them, so
     /// what they hold at once does not grow with the number of open
@@ -198,7 +239,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         self.query_incidents(
-            "state NOT IN ('closed', 'not-live') AND id > ?1 ORDER BY id LIMIT ?2",
+            "state NOT IN ('closed', 'not-live', 'resolved') AND id > ?1 ORDER BY id LIMIT ?2",
             params![after, limit as i64],
         )
     }
@@ -235,7 +276,7 @@ impl Store {
                 "UPDATE incidents SET owner = ?2, state = ?3, stage = ?4, action = ?5, \
                  reason = ?6, testnet = ?7, subscriptions = ?8, virtual_accounts = ?9, \
                  new_fingerprint = ?10, new_redacted = ?11, failures = ?12, retry_at_ms = ?13, \
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                 waits = ?14, reminded_at_ms = ?15, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![
                     row.id,
                     row.owner,
@@ -250,6 +291,8 @@ impl Store {
                     row.new_redacted,
                     row.failures as i64,
                     row.retry_at_ms,
+                    row.waits as i64,
+                    row.reminded_at_ms,
                 ],
             )
             .map(|_| ())
@@ -330,17 +373,21 @@ impl Store {
         })
     }
 
-    /// Records an alert (already redacted) and how each channel took it.
+    /// Records an alert (already redacted) of `kind` (`change`, `reminder`)
+    /// and how each channel took it.
     pub fn record_alert(
         &self,
         incident: i64,
+        kind: &str,
         body: &str,
         deliveries: &str,
     ) -> Result<(), StoreError> {
         self.with_conn(|c| {
+            // Milliseconds, as the journal's: `incidents show` orders the two.
             c.execute(
-                "INSERT INTO alerts (incident_id, body, deliveries) VALUES (?1, ?2, ?3)",
-                params![incident, body, deliveries],
+                "INSERT INTO alerts (incident_id, kind, sent_at, body, deliveries) \
+                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?3, ?4)",
+                params![incident, kind, body, deliveries],
             )
             .map(|_| ())
         })
@@ -349,13 +396,15 @@ impl Store {
     pub fn alerts(&self, incident: i64) -> Result<Vec<AlertRow>, StoreError> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT sent_at, body, deliveries FROM alerts WHERE incident_id = ?1 ORDER BY id",
+                "SELECT kind, sent_at, body, deliveries FROM alerts WHERE incident_id = ?1 \
+                 ORDER BY id",
             )?;
             let rows = stmt.query_map([incident], |r| {
                 Ok(AlertRow {
-                    sent_at: r.get(0)?,
-                    body: r.get(1)?,
-                    deliveries: r.get(2)?,
+                    kind: r.get(0)?,
+                    sent_at: r.get(1)?,
+                    body: r.get(2)?,
+                    deliveries: r.get(3)?,
                 })
             })?;
             rows.collect()

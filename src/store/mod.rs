@@ -10,11 +10,13 @@
 mod daemon;
 mod incidents;
 mod journal;
+mod lifecycle;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
-pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident};
+pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, STATES};
 pub use journal::{JournalEntry, Outcome};
+pub use lifecycle::{EventRow, Reopened, TransitionError};
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("0002_daemon", include_str!("migrations/0002_daemon.sql")),
     ("0003_webhook", include_str!("migrations/0003_webhook.sql")),
+    (
+        "0004_incident_lifecycle",
+        include_str!("migrations/0004_incident_lifecycle.sql"),
+    ),
 ];
 
 /// The database file name inside the state directory.

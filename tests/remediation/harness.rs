@@ -258,6 +258,9 @@ impl Workspace {
                 haystacks.push((format!("alert sent to the {sink} sink"), body.into_bytes()));
             }
         }
+        let config = self.path("config.yaml").display().to_string();
+        let list = self.keysentry(&["incidents", "list", "--config", &config]);
+        haystacks.push(("incidents list".into(), list.stdout));
         for incident in self.incidents() {
             let (json, text) = self.show(&incident["id"]);
             haystacks.push((
