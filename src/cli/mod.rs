@@ -1,6 +1,7 @@
 //! One file per subcommand. Each turns its clap arguments into core types and
 //! returns the process exit code: 0 clean, 1 findings, 2 error (via `Err`).
 
+pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod incidents;
