@@ -3,6 +3,7 @@
 
 mod alerts;
 mod daemon;
+mod deploy;
 mod errors;
 mod git_history;
 mod no_leak;
