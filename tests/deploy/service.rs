@@ -14,7 +14,7 @@ const NOBODY: &str = "65534";
 fn unit_value(unit: &str, key: &str) -> Option<String> {
     unit.lines()
         .filter_map(|l| l.trim().strip_prefix(&format!("{key}=")))
-        .last()
+        .next_back()
         .map(str::to_string)
 }
 
