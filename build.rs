@@ -32,19 +32,23 @@ fn embed_rules(manifest: &Path) {
     fs::write(dest, out).unwrap();
 }
 
-/// `KEYSENTRY_GIT_COMMIT` for `--version`: the short commit of the checkout,
-/// or what the builder passes in the same variable (a Docker build has no
-/// `.git`), else "unknown". A build without git, or outside a repository,
-/// must still succeed, so every failure here falls back quietly.
+/// `KEYSENTRY_GIT_COMMIT` for `--version`: what the builder passes in the
+/// same variable (a Docker build has no `.git`), else the short commit of the
+/// checkout, else the one `cargo package` recorded (a crates.io download),
+/// else "unknown". A build without git, or outside a repository, must still
+/// succeed, so every failure here falls back quietly.
 fn record_commit(manifest: &Path) {
     println!("cargo:rerun-if-env-changed=KEYSENTRY_GIT_COMMIT");
-    let given = env::var("KEYSENTRY_GIT_COMMIT")
+    let commit = env::var("KEYSENTRY_GIT_COMMIT")
         .ok()
-        .filter(|c| !c.is_empty() && c.len() <= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
-    let commit = given
-        .or_else(|| git(manifest, &["rev-parse", "--short", "HEAD"]))
+        .filter(|c| is_commit(c))
+        .or_else(|| checkout_commit(manifest))
+        .or_else(|| packaged_commit(manifest))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=KEYSENTRY_GIT_COMMIT={commit}");
+    if checkout_commit(manifest).is_none() {
+        return;
+    }
     // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it names
     // (a commit) and packed refs. Only paths that exist: cargo treats a
     // missing one as always changed and would rebuild the crate every time.
@@ -60,6 +64,30 @@ fn record_commit(manifest: &Path) {
             }
         }
     }
+}
+
+fn is_commit(c: &str) -> bool {
+    (4..=40).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// HEAD of the repository whose root is the crate itself; not of one that
+/// merely contains it (an unpacked crate under a home directory kept in git).
+fn checkout_commit(manifest: &Path) -> Option<String> {
+    let top = git(manifest, &["rev-parse", "--show-toplevel"])?;
+    let same = fs::canonicalize(top).ok()? == fs::canonicalize(manifest).ok()?;
+    same.then(|| git(manifest, &["rev-parse", "--short", "HEAD"]))?
+}
+
+/// `.cargo_vcs_info.json`, which `cargo package` writes: `{"git": {"sha1": "…"}}`.
+fn packaged_commit(manifest: &Path) -> Option<String> {
+    let info = fs::read_to_string(manifest.join(".cargo_vcs_info.json")).ok()?;
+    let rest = &info[info.find("\"sha1\"")? + 6..];
+    let start = rest.find('"')? + 1;
+    let sha: String = rest[start..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    is_commit(&sha).then(|| sha[..sha.len().min(7)].to_string())
 }
 
 /// One line of `git` output, or None when git is missing or fails. (The

@@ -3,6 +3,7 @@
 
 use super::{have, keysentry_bin, read_repo_file, repo_root};
 use crate::support::keysentry;
+use std::path::Path;
 use std::process::Command;
 
 fn stdout_of(args: &[&str]) -> String {
@@ -280,4 +281,75 @@ fn dockerfile_final_stage_holds_the_binary_and_ca_certs_as_non_root() {
         ignore.lines().any(|l| l.trim_matches('/') == "target"),
         ".dockerignore keeps target/ out"
     );
+}
+
+/// build.rs on its own (compiled here with rustc): a build without git, or
+/// from a tree outside any repository, succeeds and says "unknown"; a
+/// crates.io download takes the commit `cargo package` recorded.
+#[test]
+fn build_script_never_fails_without_git() {
+    let work = tempfile::TempDir::new().expect("temp dir");
+    let script = work.path().join("build-script");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let out = Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&script)
+        .arg(repo_root().join("build.rs"))
+        .output()
+        .expect("run rustc");
+    assert!(
+        out.status.success(),
+        "rustc build.rs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let copy = work.path().join("keysentry-0.1.0");
+    std::fs::create_dir_all(copy.join("rules")).expect("mkdir");
+    std::fs::copy(
+        repo_root().join("rules/tatum.yaml"),
+        copy.join("rules/tatum.yaml"),
+    )
+    .expect("copy");
+    let run = |manifest: &Path, path: &str| {
+        let out_dir = work.path().join("out");
+        std::fs::create_dir_all(&out_dir).expect("mkdir");
+        let out = Command::new(&script)
+            .current_dir(work.path())
+            .env("CARGO_MANIFEST_DIR", manifest)
+            .env("OUT_DIR", &out_dir)
+            .env("PATH", path)
+            .env_remove("KEYSENTRY_GIT_COMMIT")
+            .output()
+            .expect("run build script");
+        assert!(
+            out.status.success(),
+            "build script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out_dir.join("builtin_rules.rs").is_file(), "rules embedded");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("cargo:rustc-env=KEYSENTRY_GIT_COMMIT="))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no commit line in {stdout}"))
+    };
+    let path = std::env::var("PATH").unwrap_or_default();
+    assert_eq!(run(&copy, "/nonexistent"), "unknown", "no git at all");
+    assert_eq!(
+        run(&copy, &path),
+        "unknown",
+        "a tree outside any repository"
+    );
+    assert_eq!(
+        run(repo_root(), "/nonexistent"),
+        "unknown",
+        "a checkout, but no git"
+    );
+    std::fs::write(
+        copy.join(".cargo_vcs_info.json"),
+        "{\n  \"git\": {\n    \"sha1\": \"0123456789abcdef0123456789abcdef01234567\"\n  },\n  \"path_in_vcs\": \"\"\n}\n",
+    )
+    .expect("write");
+    assert_eq!(run(&copy, &path), "0123456");
 }
