@@ -170,12 +170,7 @@ fn readme_install_gives_the_service_user_its_config_and_state_and_nobody_else() 
     let root = tmp.path();
     // The temp dir is 0700; the users under test must reach into it.
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    for dir in [
-        "usr/local/bin",
-        "usr/lib/sysusers.d",
-        "etc/systemd/system",
-        "var/lib",
-    ] {
+    for dir in ["usr/local/bin", "etc/systemd/system", "var/lib"] {
         std::fs::create_dir_all(root.join(dir)).expect("mkdir");
     }
     // Tatum KMS was installed before keysentry: a root-owned env file.
