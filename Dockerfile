@@ -7,7 +7,9 @@
 #       -v /etc/keysentry:/etc/keysentry:ro -v /var/lib/keysentry:/var/lib/keysentry \
 #       -v /var/log:/var/log:ro keysentry daemon --config /etc/keysentry/keysentry.yaml --log-format json
 # The final image holds the statically linked binary and CA certificates and
-# nothing else (no shell, no package manager), and runs as uid 10001.
+# nothing else (no shell, no package manager, no git), and runs as uid 10001.
+# `scan --git`, `--staged` and watching repositories drive the git CLI: for
+# those, derive an image that adds git, or use the binary on the host.
 
 FROM rust:1-bookworm AS build
 # musl-gcc: the bundled SQLite and ring are C, compiled for the musl target.
