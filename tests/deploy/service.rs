@@ -363,3 +363,40 @@ fn shipped_units_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The example config, the unit and the shipped units agree: the store is
+/// the unit's StateDirectory=, every consumer file sits under the drop-in's
+/// ReadWritePaths= and is watched by the restart path unit, and no consumer
+/// names a `restart:` command the unprivileged service could not run.
+#[test]
+fn example_config_matches_the_units() {
+    let unit = read_repo_file("systemd/keysentry.service");
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&read_repo_file("systemd/keysentry.yaml")).expect("example config");
+    let state = unit_value(&unit, "StateDirectory").expect("StateDirectory");
+    assert_eq!(
+        config["state_dir"].as_str(),
+        Some(format!("/var/lib/{state}").as_str())
+    );
+
+    let dropin = read_repo_file("systemd/keysentry-tatum-kms.conf");
+    let writable = unit_value(&dropin, "ReadWritePaths").expect("ReadWritePaths");
+    let path_unit = read_repo_file("systemd/tatum-kms-restart.path");
+    let watched = unit_value(&path_unit, "PathChanged").expect("PathChanged");
+    let consumers = config["providers"]["tatum"]["consumers"]
+        .as_sequence()
+        .expect("consumers");
+    assert!(!consumers.is_empty());
+    for consumer in consumers {
+        let file = consumer["env_file"].as_str().expect("env_file");
+        assert!(
+            Path::new(file).starts_with(&writable),
+            "{file} is not under {writable}"
+        );
+        assert_eq!(file, watched, "the path unit watches the consumer file");
+        assert!(
+            consumer.get("restart").is_none(),
+            "the service cannot restart {file}'s unit"
+        );
+    }
+}
