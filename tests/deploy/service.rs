@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 const NOBODY: &str = "65534";
+const TATUM: &str = "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e";
 
 /// `Key=value` lines of a unit file (the last one wins, as for these keys).
 fn unit_value(unit: &str, key: &str) -> Option<String> {
@@ -241,11 +242,44 @@ fn readme_install_gives_the_service_user_its_config_and_state_and_nobody_else() 
     let (config, env, state) = (at(config), at(env), state.display().to_string());
     let (config, env) = (config.display().to_string(), env.display().to_string());
     assert_can("keysentry", "read the config", &format!("cat {config}"));
-    assert_can(
-        "keysentry",
-        "write its store",
-        &format!("echo x > {state}/keysentry.db"),
+
+    // The installed binary, as each user, with the installed config (its
+    // text swapped for one whose store is in the temp root; owner and mode
+    // stay as the README made them): the service user records an incident
+    // in its store, nobody cannot even read the config.
+    std::fs::write(
+        &config,
+        format!("state_dir: {state}\nremediation:\n  mode: \"off\"\n"),
+    )
+    .expect("write config");
+    assert_eq!(mode_owner(Path::new(&config)), (0o640, 0, gid));
+    let leak = root.join("leak.env");
+    std::fs::write(&leak, format!("TATUM_API_KEY={TATUM}\n")).expect("write");
+    let bin = at(program).display().to_string();
+    let scan = format!(
+        "{bin} scan {} --remediate --config {config}",
+        leak.display()
     );
+    let out = run_as("keysentry", &scan);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "keysentry scan --remediate as the service user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        mode_owner(&Path::new(&state).join("keysentry.db")).1,
+        uid,
+        "the store is the service user's"
+    );
+    let out = run_as(NOBODY, &scan);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "nobody: {err}");
+    assert!(
+        err.contains(&config) && err.contains("ermission denied"),
+        "nobody: {err}"
+    );
+    assert!(!err.contains(TATUM), "no key in the error");
     assert_cannot(
         "keysentry",
         "read the secrets (systemd does)",
