@@ -150,13 +150,36 @@ fn mode_owner(path: &Path) -> (u32, u32, u32) {
     (md.mode() & 0o7777, md.uid(), md.gid())
 }
 
-#[test]
-fn readme_install_gives_the_service_user_its_config_and_state_and_nobody_else() {
+/// A temp root laid out by the README's install lines, plus what systemd
+/// makes at first start (`StateDirectory=`), with the paths the unit uses.
+struct Installed {
+    root: TempDir,
+    uid: u32,
+    gid: u32,
+    /// ExecStart's program, re-rooted.
+    bin: String,
+    /// ExecStart's `--config`, re-rooted.
+    config: String,
+    /// EnvironmentFile=, re-rooted.
+    env: String,
+    /// StateDirectory=, re-rooted.
+    state: String,
+}
+
+impl Installed {
+    fn at(&self, path: &str) -> PathBuf {
+        self.root.path().join(path.trim_start_matches('/'))
+    }
+}
+
+/// None (after saying why) unless the test can create users and chown.
+fn install_as_readme() -> Option<Installed> {
     if !is_root() || !have("setpriv") {
         eprintln!("skipped: needs root and setpriv (creates a system user, changes owners)");
-        return;
+        return None;
     }
-    create_user();
+    static USER: std::sync::Once = std::sync::Once::new();
+    USER.call_once(create_user);
     let (uid, gid) = (id_of("-u", "keysentry"), id_of("-g", "keysentry"));
     let unit = read_repo_file("systemd/keysentry.service");
     assert_eq!(unit_value(&unit, "User").as_deref(), Some("keysentry"));
@@ -185,19 +208,67 @@ fn readme_install_gives_the_service_user_its_config_and_state_and_nobody_else() 
             continue;
         }
         let out = reroot(&line, root).output().expect("run README line");
-        assert!(
-            out.status.success(),
-            "README step failed: {line}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "README step failed: {line}: {err}");
     }
     assert!(
         not_run.iter().any(|l| l == "sudo systemd-sysusers"),
         "the README must create the user: {not_run:?}"
     );
 
-    // Every file shipped in systemd/ is installed by the README.
-    let installed = readme_install_lines().join("\n");
+    let exec = unit_value(&unit, "ExecStart").expect("ExecStart");
+    let mut words = exec.split_whitespace();
+    let program = words.next().expect("program");
+    let config = words
+        .skip_while(|w| *w != "--config")
+        .nth(1)
+        .expect("--config");
+    let env = unit_value(&unit, "EnvironmentFile").expect("EnvironmentFile");
+    let at = |p: &str| root.join(p.trim_start_matches('/')).display().to_string();
+
+    // What systemd does at first start for StateDirectory=.
+    let state = root
+        .join("var/lib")
+        .join(unit_value(&unit, "StateDirectory").expect("StateDirectory"));
+    let mode = unit_value(&unit, "StateDirectoryMode").expect("StateDirectoryMode");
+    let mode = u32::from_str_radix(&mode, 8).expect("octal mode");
+    std::fs::create_dir(&state).expect("mkdir state");
+    std::os::unix::fs::chown(&state, Some(uid), Some(gid)).expect("chown state");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).expect("chmod");
+
+    Some(Installed {
+        uid,
+        gid,
+        bin: at(program),
+        config: at(config),
+        env: at(env.trim_start_matches('-')),
+        state: state.display().to_string(),
+        root: tmp,
+    })
+}
+
+#[test]
+fn readme_install_lays_out_every_shipped_file_with_the_documented_owners() {
+    let Some(installed) = install_as_readme() else {
+        return;
+    };
+    let gid = installed.gid;
+    assert!(
+        Path::new(&installed.bin).is_file(),
+        "README installs no {}",
+        installed.bin
+    );
+    assert_eq!(mode_owner(&installed.at("/etc/keysentry")), (0o750, 0, gid));
+    assert_eq!(mode_owner(Path::new(&installed.config)), (0o640, 0, gid));
+    assert_eq!(mode_owner(Path::new(&installed.env)), (0o600, 0, 0));
+    assert!(
+        installed
+            .at("/usr/local/share/man/man1/keysentry.1")
+            .is_file(),
+        "README's man step"
+    );
+
+    let lines = readme_install_lines().join("\n");
     for entry in std::fs::read_dir(repo_root().join("systemd")).expect("read systemd/") {
         let name = entry
             .expect("entry")
@@ -205,130 +276,112 @@ fn readme_install_gives_the_service_user_its_config_and_state_and_nobody_else() 
             .to_string_lossy()
             .into_owned();
         assert!(
-            installed.contains(&format!("systemd/{name}")),
+            lines.contains(&format!("systemd/{name}")),
             "README never installs systemd/{name}"
         );
     }
+}
 
-    // The paths the unit uses are the ones the README installs.
-    let exec = unit_value(&unit, "ExecStart").expect("ExecStart");
-    let config = exec
-        .split_whitespace()
-        .skip_while(|w| *w != "--config")
-        .nth(1)
-        .expect("--config");
-    let env = unit_value(&unit, "EnvironmentFile").expect("EnvironmentFile");
-    let env = env.trim_start_matches('-');
-    let program = exec.split_whitespace().next().expect("program");
-    let at = |p: &str| root.join(p.trim_start_matches('/'));
-    assert!(at(program).is_file(), "README installs no {program}");
-    assert_eq!(mode_owner(&at("/etc/keysentry")), (0o750, 0, gid));
-    assert_eq!(mode_owner(&at(config)), (0o640, 0, gid));
-    assert_eq!(mode_owner(&at(env)), (0o600, 0, 0));
-    assert!(
-        at("/usr/local/share/man/man1/keysentry.1").is_file(),
-        "README's man step"
-    );
-
-    // What systemd does at first start for StateDirectory=.
-    let state_name = unit_value(&unit, "StateDirectory").expect("StateDirectory");
-    let state_mode = unit_value(&unit, "StateDirectoryMode").expect("StateDirectoryMode");
-    let state = root.join("var/lib").join(state_name);
-    std::fs::create_dir(&state).expect("mkdir state");
-    std::os::unix::fs::chown(&state, Some(uid), Some(gid)).expect("chown state");
-    let mode = u32::from_str_radix(&state_mode, 8).expect("octal mode");
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).expect("chmod");
-
-    let (config, env, state) = (at(config), at(env), state.display().to_string());
-    let (config, env) = (config.display().to_string(), env.display().to_string());
-    assert_can("keysentry", "read the config", &format!("cat {config}"));
-
-    // The installed binary, as each user, with the installed config (its
-    // text swapped for one whose store is in the temp root; owner and mode
-    // stay as the README made them): the service user records an incident
-    // in its store, nobody cannot even read the config.
-    std::fs::write(
-        &config,
-        format!("state_dir: {state}\nremediation:\n  mode: \"off\"\n"),
-    )
-    .expect("write config");
-    assert_eq!(mode_owner(Path::new(&config)), (0o640, 0, gid));
-    let leak = root.join("leak.env");
-    std::fs::write(&leak, format!("TATUM_API_KEY={TATUM}\n")).expect("write");
-    let bin = at(program).display().to_string();
-    let scan = format!(
-        "{bin} scan {} --remediate --config {config}",
-        leak.display()
-    );
-    let out = run_as("keysentry", &scan);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "keysentry scan --remediate as the service user: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        mode_owner(&Path::new(&state).join("keysentry.db")).1,
+#[test]
+fn installed_config_and_store_are_the_service_users_and_nobody_elses() {
+    let Some(installed) = install_as_readme() else {
+        return;
+    };
+    let Installed {
         uid,
-        "the store is the service user's"
-    );
-    let out = run_as(NOBODY, &scan);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "nobody: {err}");
-    assert!(
-        err.contains(&config) && err.contains("ermission denied"),
-        "nobody: {err}"
-    );
-    assert!(!err.contains(TATUM), "no key in the error");
+        gid,
+        config,
+        env,
+        state,
+        bin,
+        ..
+    } = &installed;
+    assert_can("keysentry", "read the config", &format!("cat {config}"));
     assert_cannot(
         "keysentry",
         "read the secrets (systemd does)",
         &format!("cat {env}"),
     );
     assert_cannot(NOBODY, "read the config", &format!("cat {config}"));
+    let config_dir = installed.at("/etc/keysentry").display().to_string();
     assert_cannot(
         NOBODY,
         "list the config directory",
-        &format!("ls {}", at("/etc/keysentry").display()),
+        &format!("ls {config_dir}"),
     );
     assert_cannot(NOBODY, "read the secrets", &format!("cat {env}"));
-    assert_cannot(
-        NOBODY,
-        "read the store",
-        &format!("cat {state}/keysentry.db"),
+
+    // The installed binary, as each user, with the installed config (its
+    // text swapped for one whose store is in the temp root; owner and mode
+    // stay as the README made them): the service user records an incident
+    // in its store; nobody cannot even read the config.
+    std::fs::write(
+        config,
+        format!("state_dir: {state}\nremediation:\n  mode: \"off\"\n"),
+    )
+    .expect("write config");
+    assert_eq!(mode_owner(Path::new(config)), (0o640, 0, *gid));
+    let leak = installed.at("/leak.env");
+    std::fs::write(&leak, format!("TATUM_API_KEY={TATUM}\n")).expect("write");
+    let scan = format!(
+        "{bin} scan {} --remediate --config {config}",
+        leak.display()
     );
+    let out = run_as("keysentry", &scan);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "scan --remediate as the service user: {err}"
+    );
+    let db = Path::new(state).join("keysentry.db");
+    assert_eq!(mode_owner(&db).1, *uid, "the store is the service user's");
+
+    let out = run_as(NOBODY, &scan);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "nobody: {err}");
+    assert!(
+        err.contains(config.as_str()) && err.contains("ermission denied"),
+        "nobody: {err}"
+    );
+    assert!(!err.contains(TATUM), "no key in the error");
+    assert_cannot(NOBODY, "read the store", &format!("cat {}", db.display()));
     assert_cannot(
         NOBODY,
         "write the store",
         &format!("echo x > {state}/other"),
     );
+}
 
-    // The Tatum KMS consumer: keysentry replaces the file with a rename in
-    // its directory; nobody else reads the key.
-    let kms = at("/etc/tatum-kms");
-    assert_eq!(mode_owner(&kms), (0o700, uid, gid));
+/// The Tatum KMS consumer: keysentry replaces the file with a rename in its
+/// directory, which the drop-in makes writable; nobody else reads the key.
+#[test]
+fn installed_tatum_kms_env_file_is_rewritable_by_the_service_only() {
+    let Some(installed) = install_as_readme() else {
+        return;
+    };
+    let kms = installed.at("/etc/tatum-kms");
+    assert_eq!(mode_owner(&kms), (0o700, installed.uid, installed.gid));
     let kms = kms.display().to_string();
-    assert_can(
-        "keysentry",
-        "replace the consumer file",
-        &format!("cat {kms}/env >/dev/null && echo TATUM_API_KEY=new > {kms}/.env.tmp && mv {kms}/.env.tmp {kms}/env"),
+    let rewrite = format!(
+        "cat {kms}/env >/dev/null && echo TATUM_API_KEY=new > {kms}/.env.tmp && mv {kms}/.env.tmp {kms}/env"
     );
+    assert_can("keysentry", "replace the consumer file", &rewrite);
     assert_cannot(NOBODY, "read the consumer file", &format!("cat {kms}/env"));
-    assert_eq!(
-        std::fs::read_to_string(format!("{kms}/env")).expect("read"),
-        "TATUM_API_KEY=new\n"
-    );
-    let dropin = at("/etc/systemd/system/keysentry.service.d/tatum-kms.conf");
+    assert_cannot(NOBODY, "replace the consumer file", &rewrite);
+    let now = std::fs::read_to_string(format!("{kms}/env")).expect("read");
+    assert_eq!(now, "TATUM_API_KEY=new\n");
+
+    let dropin = installed.at("/etc/systemd/system/keysentry.service.d/tatum-kms.conf");
     let dropin = std::fs::read_to_string(dropin).expect("README installs the drop-in");
     assert_eq!(
         unit_value(&dropin, "ReadWritePaths").as_deref(),
         Some("/etc/tatum-kms")
     );
-    let path_unit = read_repo_file("systemd/tatum-kms-restart.path");
-    assert_eq!(
-        unit_value(&path_unit, "PathChanged").as_deref(),
-        Some("/etc/tatum-kms/env")
-    );
+    for name in ["tatum-kms-restart.path", "tatum-kms-restart.service"] {
+        let installed_unit = installed.at(&format!("/etc/systemd/system/{name}"));
+        assert!(installed_unit.is_file(), "README installs {name}");
+    }
 }
 
 /// The exposure score CI prints: at most 2.0 (issue: DynamicUser could not
