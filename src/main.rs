@@ -3,13 +3,13 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "keysentry",
-    version,
+    version = cli::completions::VERSION,
     about = "Find exposed API keys and make them harmless"
 )]
 struct Cli {
@@ -37,6 +37,10 @@ enum Command {
     /// Check a config file.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cli::completions::CompletionsArgs),
+    /// Print the manual page (roff): `keysentry man | man -l -`.
+    Man(cli::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,8 @@ fn main() -> ExitCode {
         Command::Incidents(args) => cli::incidents::run(args),
         Command::Tatum(cmd) => cli::tatum::run(cmd),
         Command::Config(cmd) => cli::config::run(cmd),
+        Command::Completions(args) => cli::completions::run(args, Cli::command()),
+        Command::Man(args) => cli::completions::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,

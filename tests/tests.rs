@@ -4,6 +4,7 @@
 mod alerts;
 mod cli_output;
 mod daemon;
+mod deploy;
 mod errors;
 mod git_history;
 mod gitleaks_rules;

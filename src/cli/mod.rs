@@ -3,6 +3,7 @@
 //! The helpers below are shared by the commands that print: colour, stdout
 //! that tolerates a closed pipe, the error chain, plurals and sizes.
 
+pub mod completions;
 pub mod config;
 pub mod daemon;
 pub mod incidents;
