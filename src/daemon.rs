@@ -255,12 +255,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         shared.clone(),
         stop_rx.clone(),
     )?;
-    let engine = shared.clone();
+    let (engine, probe) = (shared.clone(), shared.clone());
     let mut app = router(AppState {
         metrics: metrics.clone(),
         store: Some(store.clone()),
         keys_held: Some(Arc::new(move || engine.sink().0.keys_held())),
         webhook: webhook.is_some(),
+        components: Some(Arc::new(move || probe.sink().0.components())),
     });
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {
@@ -320,6 +321,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     sources.stop(Duration::from_millis(500)).await;
     retry.abort();
+    let engine = shared.sink();
+    if tokio::time::timeout(Duration::from_secs(2), engine.0.flush_digests())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the not-live digest could not be sent in time");
+    }
     if let Some(webhook) = webhook {
         webhook
             .join(STOP_LIMIT.saturating_sub(stopping.elapsed()))

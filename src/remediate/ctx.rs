@@ -295,6 +295,7 @@ impl<'a> Ctx<'a> {
             if changed {
                 notify::send(&mut self).await;
             }
+            self.inner.note_health(&self.row);
         }
         self.inner.release_secret(&self.row);
         let mut outcome = IncidentOutcome::of(&self.row, self.created);
