@@ -143,7 +143,8 @@ impl Sources {
             None
         } else {
             let (logs, store) = (settings.logs.clone(), shared.store.clone());
-            let (metrics, out) = (shared.metrics.clone(), ChannelOutput(pipeline.sender()));
+            let metrics = shared.metrics.clone();
+            let out = pipeline.output(metrics.clone());
             let started =
                 tokio::task::spawn_blocking(move || LogTail::start(&logs, &store, metrics, out))
                     .await
@@ -160,7 +161,7 @@ impl Sources {
                     shared.store.clone(),
                     shared.scanner(),
                     shared.metrics.clone(),
-                    ChannelOutput(pipeline.sender()),
+                    pipeline.output(shared.metrics.clone()),
                     stop.clone(),
                 ))
             })

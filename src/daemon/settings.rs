@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
+use crate::source::stuck_after;
 pub use crate::source::repo_watch::RepoSettings;
 use std::path::Path;
 use std::time::Duration;
@@ -73,6 +74,15 @@ impl Settings {
             }
         };
         let poll = duration_or(&c.watch.poll, DEFAULT_LOG_POLL, "watch.poll", &mut bad);
+        let stuck = c.watch.stuck_after.as_ref().map(|_| {
+            duration_or(
+                &c.watch.stuck_after,
+                Duration::ZERO,
+                "watch.stuck_after",
+                &mut bad,
+            )
+        });
+        let stuck = stuck.filter(|d| !d.is_zero());
         if let Err(e) = check_globs(&c.watch.logs) {
             // The error names the field itself.
             let message = e.to_string();
@@ -86,6 +96,7 @@ impl Settings {
             repos.push(RepoSettings {
                 path: r.path.clone(),
                 poll,
+                stuck_after: stuck_after(poll, stuck),
                 history: r.history.unwrap_or(true),
             });
         }
@@ -105,6 +116,7 @@ impl Settings {
                 globs: c.watch.logs.clone(),
                 from,
                 poll,
+                stuck_after: stuck_after(poll, stuck),
             },
             repos,
             http_listen: c.http.as_ref().map(|h| h.listen.clone()),

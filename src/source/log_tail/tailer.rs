@@ -8,7 +8,7 @@ use crate::store::{DaemonWrite, FileId, LogOffset};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,10 @@ const RETIRE_IDLE: Duration = Duration::from_secs(2);
 /// cannot starve the others.
 const ROUND_BYTES: u64 = 4 << 20;
 
+/// How soon the tailer looks again when it left a file unread because the
+/// pipeline's lane for it was full.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(50);
+
 /// Files up to this size have their lines counted when tailing starts at
 /// their end; in larger ones line numbers count from where tailing began.
 const COUNT_LINES_MAX: u64 = 256 << 20;
@@ -41,6 +45,8 @@ struct Tracked {
     path: PathBuf,
     origin: Arc<Origin>,
     source: Arc<str>,
+    /// The pipeline lane: the path it was first followed at.
+    lane: Arc<str>,
     file: File,
     offset: u64,
     line: u64,
@@ -76,6 +82,11 @@ pub(super) struct Tailer<O> {
     problems: Vec<Option<String>>,
     /// Matching files that could not be opened, so each is reported once.
     unreadable: HashSet<PathBuf>,
+    /// Matching paths that are not regular files (a FIFO, a symlink), so
+    /// each is reported once while it exists.
+    skipped: HashSet<PathBuf>,
+    /// A file was left unread this pass because its lane was full.
+    held_back: bool,
     watcher: DirWatcher,
     wake: Arc<Wakeup>,
     metrics: Arc<Metrics>,
@@ -87,6 +98,40 @@ fn file_id(meta: &std::fs::Metadata) -> FileId {
         dev: meta.dev(),
         ino: meta.ino(),
     }
+}
+
+/// Opens a log without following a symlink and without blocking: a plain
+/// `open` of a FIFO swapped in for a log waits for a writer, forever. What
+/// was opened is then checked by `fstat`, never by the path again.
+fn open_log(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// What a non-regular file is, for the warning.
+fn kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "named pipe (FIFO)"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_dir() {
+        "directory"
+    } else {
+        "special file"
+    }
+}
+
+fn lane_of(path: &Path) -> Arc<str> {
+    Arc::from(path.to_string_lossy().as_ref())
 }
 
 fn head_hash(file: &File, len: u64) -> std::io::Result<String> {
@@ -153,6 +198,8 @@ impl<O: TailOutput> Tailer<O> {
             by_path: HashMap::new(),
             problems,
             unreadable: HashSet::new(),
+            skipped: HashSet::new(),
+            held_back: false,
             watcher,
             wake,
             metrics,
@@ -182,14 +229,16 @@ impl<O: TailOutput> Tailer<O> {
                 Some((path, file)) => self.resume_retired(id, s, path, file),
                 None => {
                     let source = self.source_for(&s.path);
-                    self.out.emit(&source, None, DaemonWrite::Forget(id))?
+                    let lane = lane_of(&s.path);
+                    self.out
+                        .emit(&source, &lane, None, DaemonWrite::Forget(id))?
                 }
             }
         }
         for g in &self.globs {
             if !known_globs.contains(&g.glob) {
-                self.out
-                    .emit(&g.name, None, DaemonWrite::GlobSeen(g.glob.clone()))?;
+                let write = DaemonWrite::GlobSeen(g.glob.clone());
+                self.out.emit(&g.name, &g.name, None, write)?;
             }
         }
         self.publish_health();
@@ -243,11 +292,11 @@ impl<O: TailOutput> Tailer<O> {
         let head_len = size.min(HEAD);
         let head = head_hash(&file, head_len).unwrap_or_default();
         self.track(gi, id, path, file, size, line, (head_len, head));
-        let (name, write) = {
+        let (name, lane, write) = {
             let t = &self.files[&id];
-            (t.source.clone(), t.snapshot(id))
+            (t.source.clone(), t.lane.clone(), t.snapshot(id))
         };
-        self.out.emit(&name, None, write)
+        self.out.emit(&name, &lane, None, write)
     }
 
     /// The glob a path belongs to, for metrics; rotated files may match
@@ -276,6 +325,7 @@ impl<O: TailOutput> Tailer<O> {
                 origin: Arc::new(Origin::Log {
                     path: s.path.clone(),
                 }),
+                lane: lane_of(&s.path),
                 path,
                 source,
                 file,
@@ -311,6 +361,7 @@ impl<O: TailOutput> Tailer<O> {
                     path: path.to_path_buf(),
                 }),
                 source: self.globs[gi].name.clone(),
+                lane: lane_of(path),
                 file,
                 offset,
                 line,
@@ -335,18 +386,25 @@ impl<O: TailOutput> Tailer<O> {
     }
 
     fn open(&mut self, gi: usize, path: &Path) -> Option<(File, std::fs::Metadata)> {
-        let opened = File::open(path).and_then(|f| {
-            let m = f.metadata()?;
-            Ok((f, m))
-        });
-        let failed = match opened {
+        let failed = match open_log(path) {
             Ok((f, m)) if m.is_file() => {
                 self.unreadable.remove(path);
+                self.skipped.remove(path);
                 return Some((f, m));
             }
-            Ok(_) => return None,
+            Ok((_, m)) => {
+                let why = format!("it is a {}, not a regular file", kind(&m));
+                self.skip(gi, path, &why);
+                return None;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.unreadable.remove(path);
+                return None;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let why = "it is a symbolic link, which keysentry does not follow in a watched \
+                    directory (it could point at any file); name the real file in watch.logs";
+                self.skip(gi, path, why);
                 return None;
             }
             Err(e) => e,
@@ -363,6 +421,28 @@ impl<O: TailOutput> Tailer<O> {
         }
         self.problems[gi] = Some(why);
         None
+    }
+
+    /// Warns once (while the path exists) that a matching path is not
+    /// tailed. Not a failure of the glob: the other files are read, and
+    /// anyone who can create files in a log directory could otherwise turn
+    /// readiness off.
+    fn skip(&mut self, gi: usize, path: &Path, why: &str) {
+        if self.skipped.insert(path.to_path_buf()) {
+            tracing::warn!(
+                source = %self.globs[gi].name,
+                path = %path.display(),
+                "not tailing {}: {why}",
+                path.display()
+            );
+        }
+    }
+
+    /// Tells the health check every glob is alive.
+    fn beat(&self) {
+        for g in &self.globs {
+            self.metrics.beat(&g.name);
+        }
     }
 
     fn discover(&mut self, gi: usize) -> Vec<PathBuf> {
@@ -401,11 +481,17 @@ impl<O: TailOutput> Tailer<O> {
         }
         let mut last_full = Instant::now();
         loop {
+            self.beat();
             let next_full = self.poll.saturating_sub(last_full.elapsed());
-            let woken = self.wake.wait(next_full.min(RETIRE_IDLE));
+            let mut wait = next_full.min(RETIRE_IDLE);
+            if self.held_back {
+                wait = wait.min(HELD_BACK_RETRY);
+            }
+            let woken = self.wake.wait(wait);
             if woken.stop {
                 return;
             }
+            self.beat();
             if woken.rescan || last_full.elapsed() >= self.poll {
                 self.full_pass();
                 last_full = Instant::now();
@@ -443,8 +529,11 @@ impl<O: TailOutput> Tailer<O> {
                 seen.insert(path);
             }
         }
-        // Forget unreadable files that are gone.
+        // Forget unreadable files that are gone, and skipped paths that no
+        // longer exist (a FIFO is never "seen": discovery lists files).
         self.unreadable.retain(|p| seen.contains(p));
+        self.skipped
+            .retain(|p| std::fs::symlink_metadata(p).is_ok());
         self.publish_health();
     }
 
@@ -489,6 +578,7 @@ impl<O: TailOutput> Tailer<O> {
 
     /// Reads every file until all are caught up, fairly.
     fn pump(&mut self) -> Result<(), Stopped> {
+        self.held_back = false;
         loop {
             let ids: Vec<FileId> = self.files.keys().copied().collect();
             let mut progressed = false;
@@ -497,6 +587,7 @@ impl<O: TailOutput> Tailer<O> {
                 if self.wake.stopping() {
                     return Err(Stopped);
                 }
+                self.beat();
             }
             if !progressed {
                 return Ok(());
@@ -531,6 +622,11 @@ impl<O: TailOutput> Tailer<O> {
         }
         let mut sent = 0u64;
         while sent < ROUND_BYTES && t.offset < size {
+            if !self.out.has_room(&t.lane) {
+                // Other files first; this one waits for its lane.
+                self.held_back = true;
+                break;
+            }
             let want = ((size - t.offset) as usize).min(MAX_PIECE);
             let mut buf = vec![0u8; want];
             let n = match read_full_at(&t.file, &mut buf, t.offset) {
@@ -568,7 +664,7 @@ impl<O: TailOutput> Tailer<O> {
             }
             sent += cut as u64;
             let write = t.snapshot(id);
-            self.out.emit(&t.source, Some(chunk), write)?;
+            self.out.emit(&t.source, &t.lane, Some(chunk), write)?;
         }
         Ok(sent)
     }
@@ -583,9 +679,18 @@ impl<O: TailOutput> Tailer<O> {
             .collect();
         for id in done {
             while self.read_file(id, true)? > 0 {}
+            let lane_full = self
+                .files
+                .get(&id)
+                .is_some_and(|t| !self.out.has_room(&t.lane));
+            if lane_full {
+                // Maybe not read to its end yet: finish it next time.
+                continue;
+            }
             if let Some(t) = self.files.remove(&id) {
                 tracing::debug!(path = %t.path.display(), "finished rotated log file");
-                self.out.emit(&t.source, None, DaemonWrite::Forget(id))?;
+                self.out
+                    .emit(&t.source, &t.lane, None, DaemonWrite::Forget(id))?;
             }
         }
         Ok(())
@@ -624,8 +729,9 @@ fn find_by_id(was: &Path, id: FileId) -> Option<(PathBuf, File)> {
             continue;
         };
         if meta.is_file() && file_id(&meta) == id {
-            let file = File::open(&path).ok()?;
-            return Some((path, file));
+            // Checked again on what was opened: the path may have changed.
+            let (file, opened) = open_log(&path).ok()?;
+            return (opened.is_file() && file_id(&opened) == id).then_some((path, file));
         }
     }
     None

@@ -161,7 +161,8 @@ impl GlobSource {
         self.depth != Some(1)
     }
 
-    /// Regular files under `base` that match, symlinks to files included.
+    /// Regular files under `base` that match, and symlinks to files (the
+    /// tailer refuses those when it opens them, and says why).
     pub fn discover(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         self.walk(&self.base, 1, &mut out)?;
