@@ -387,9 +387,11 @@ impl<O: TailOutput> Tailer<O> {
 
     fn open(&mut self, gi: usize, path: &Path) -> Option<(File, std::fs::Metadata)> {
         let failed = match open_log(path) {
+            // A path stays in `skipped` while it exists, even if it turns
+            // back into a file: one that is swapped back and forth is told
+            // once, not on every swap.
             Ok((f, m)) if m.is_file() => {
                 self.unreadable.remove(path);
-                self.skipped.remove(path);
                 return Some((f, m));
             }
             Ok((_, m)) => {
@@ -540,10 +542,16 @@ impl<O: TailOutput> Tailer<O> {
     /// Something happened at `path`: a new file, a rename, a deletion.
     fn consider(&mut self, path: &Path) {
         let gi = self.globs.iter().position(|g| g.matches(path));
-        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file());
-        let Some(meta) = meta else {
+        let meta = std::fs::metadata(path).ok();
+        let Some(meta) = meta.filter(|m| m.is_file()) else {
             if let Some(id) = self.by_path.get(path).copied() {
                 self.retire(id);
+            }
+            if let Some(gi) = gi {
+                if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+                    // Not a log (a FIFO, a socket): say so, once.
+                    let _ = self.open(gi, path);
+                }
             }
             return;
         };
