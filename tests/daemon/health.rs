@@ -12,23 +12,23 @@ fn health(port: u16, path: &str) -> (u16, serde_json::Value) {
     (status, json)
 }
 
-/// Swaps `path` between a regular file and a FIFO as fast as it can for
-/// `how_long`, and leaves the FIFO there: what someone who can write to a
-/// log directory can do. A tailer that `stat`s and then `open`s the path
-/// (without `O_NONBLOCK`) sooner or later opens the FIFO and blocks.
+/// Puts a FIFO where `path` was, then for `how_long` keeps putting a fresh
+/// regular file there and the FIFO back over it: what someone who can write
+/// to a log directory can do. A tailer that `stat`s the path, sees a new
+/// file and then `open`s it (without `O_NONBLOCK`) sooner or later opens the
+/// FIFO and blocks until a writer comes: forever.
 fn flip_to_fifo(dir: &Path, path: &Path, how_long: Duration) {
-    let (fifo, regular) = (dir.join("swap.fifo"), dir.join("swap.regular"));
+    let (fifo, fresh) = (dir.join("swap.fifo"), dir.join("swap.new"));
     let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
     assert!(made.success());
+    std::fs::rename(&fifo, path).unwrap();
     let start = Instant::now();
     while start.elapsed() < how_long {
-        std::fs::rename(path, &regular).unwrap();
-        std::fs::rename(&fifo, path).unwrap();
+        std::fs::write(&fresh, "a new file\n").unwrap();
         std::fs::rename(path, &fifo).unwrap();
-        std::fs::rename(&regular, path).unwrap();
+        std::fs::rename(&fresh, path).unwrap();
+        std::fs::rename(&fifo, path).unwrap();
     }
-    std::fs::rename(path, &regular).unwrap();
-    std::fs::rename(&fifo, path).unwrap();
 }
 
 /// Regression (issue 9.5): a log swapped for a FIFO blocked the tailer
@@ -153,6 +153,8 @@ fn decoys_in_one_log_do_not_delay_a_real_key_in_another_and_are_told_in_one_dige
         .map(|k| format!("GET / x-api-key: {k} 404\n"))
         .collect();
     append(&flood, &text);
+    // The flood is with the engine before the real key is written.
+    d.wait_for_key(&decoys[0]);
     append(&app, &format!("request x-api-key: {real}\n"));
 
     let port = d.port();
