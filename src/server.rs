@@ -161,7 +161,10 @@ mod tests {
             keys_held: None,
             webhook: false,
             components: Some(Arc::new(|| {
-                vec![("alerts".into(), ComponentHealth::failed("every channel fails"))]
+                vec![(
+                    "alerts".into(),
+                    ComponentHealth::failed("every channel fails"),
+                )]
             })),
         };
         let (status, body) = get_text(router(state.clone()), "/healthz").await;

@@ -100,7 +100,10 @@ impl Digests {
             .map(|e| {
                 let short = e.fingerprint.get(..12).unwrap_or(&e.fingerprint);
                 match &e.location {
-                    Some(at) => format!("{} ({}, fingerprint {short}) at {at}", e.redacted, e.provider),
+                    Some(at) => format!(
+                        "{} ({}, fingerprint {short}) at {at}",
+                        e.redacted, e.provider
+                    ),
                     None => format!("{} ({}, fingerprint {short})", e.redacted, e.provider),
                 }
             })
@@ -171,7 +174,11 @@ mod tests {
         assert_eq!(alert.locations.len(), MAX_LISTED);
         assert_eq!(ids.len(), MAX_LISTED);
         assert_eq!(alert.owner, alice);
-        assert!(alert.next_steps[0].contains("1500"), "{:?}", alert.next_steps);
+        assert!(
+            alert.next_steps[0].contains("1500"),
+            "{:?}",
+            alert.next_steps
+        );
         assert!(d.take(&alice).is_none(), "the window is closed");
         // The next one opens a new window.
         assert!(d.add(alice, entry(1501)));

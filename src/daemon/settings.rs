@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
-use crate::source::stuck_after;
 pub use crate::source::repo_watch::RepoSettings;
+use crate::source::stuck_after;
 use std::path::Path;
 use std::time::Duration;
 

@@ -24,8 +24,8 @@ mod tatum;
 
 use crate::alert::digest::{Digests, DEFAULT_INTERVAL};
 use crate::alert::{ActionResult, Alerter, OwnerResolver};
-use crate::metrics::ComponentHealth;
 use crate::config::{Config, RemediationMode};
+use crate::metrics::ComponentHealth;
 use crate::rules::{RuleError, RuleSet};
 use crate::scan::{Finding, Secret};
 use crate::store::{IncidentRow, LocationRow, NewIncident, Store, StoreError};

@@ -19,7 +19,10 @@ fn health(port: u16, path: &str) -> (u16, serde_json::Value) {
 /// FIFO and blocks until a writer comes: forever.
 fn flip_to_fifo(dir: &Path, path: &Path, how_long: Duration) {
     let (fifo, fresh) = (dir.join("swap.fifo"), dir.join("swap.new"));
-    let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
     assert!(made.success());
     std::fs::rename(&fifo, path).unwrap();
     let start = Instant::now();
@@ -96,14 +99,21 @@ fn a_repository_whose_git_hangs_is_reported_stuck_by_healthz() {
     std::fs::create_dir(&bin).unwrap();
     let wrapper = bin.join("git");
     std::fs::write(&wrapper, "#!/bin/sh\nexec sleep 20\n").unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let extra = format!(
         "  stuck_after: 2s\n  repos:\n    - path: {}\n      poll: 100ms\n      history: false\n",
         serde_json::to_string(&repo.display().to_string()).unwrap()
     );
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let d = Daemon::start_with(&cfg, &[("PATH", &path)]);
     let port = d.port();
 
@@ -158,7 +168,11 @@ fn decoys_in_one_log_do_not_delay_a_real_key_in_another_and_are_told_in_one_dige
     append(&app, &format!("request x-api-key: {real}\n"));
 
     let port = d.port();
-    wait_metric(port, "keysentry_incidents{state=\"not-live\"}", DECOYS as f64);
+    wait_metric(
+        port,
+        "keysentry_incidents{state=\"not-live\"}",
+        DECOYS as f64,
+    );
     wait_metric(port, "keysentry_incidents{state=\"contained\"}", 1.0);
     let (_, body) = http(&sim.addr, "GET", "/_sim/calls", "");
     let calls: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
