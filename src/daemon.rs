@@ -230,6 +230,8 @@ fn source_names(settings: &Settings) -> Vec<String> {
             .map(|r| format!("repo:{}", r.path.display())),
     );
     names.push(pipeline::ENGINE_SOURCE.to_string());
+    // The webhook is not restarted by a reload; keep its health entry.
+    names.push(crate::metrics::WEBHOOK_SOURCE.to_string());
     names
 }
 

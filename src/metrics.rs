@@ -16,6 +16,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// The health entry for the GitHub webhook's delivery queue.
+pub const WEBHOOK_SOURCE: &str = "webhook";
+
 /// Whether a source is doing its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceState {
