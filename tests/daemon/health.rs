@@ -213,3 +213,60 @@ fn decoys_in_one_log_do_not_delay_a_real_key_in_another_and_are_told_in_one_dige
         assert!(!stderr.contains(&k[2..]), "a key in the log");
     }
 }
+
+/// Issue 10.4: `/healthz` said 200 "ok" while remediation failed and no
+/// alert reached anyone.
+#[test]
+fn readiness_fails_and_liveness_says_degraded_while_remediation_and_every_alert_channel_fail() {
+    let sim = Sim::start();
+    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 100}"#);
+    let (status, resp) = http(
+        &sim.addr,
+        "PUT",
+        "/_sim/sink/owner/behaviour",
+        r#"{"status": 500}"#,
+    );
+    assert!(status < 300, "{resp}");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "remediation:\n  mode: auto\n  max_attempts: 1\n  backoff_ms: 60000\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
+        sim = sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let port = d.port();
+    let start = Instant::now();
+    while health(port, "/readyz").0 != 200 {
+        assert!(start.elapsed() < DEADLINE, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let k = key("cannot be frozen");
+    sim.add_live_key(&k);
+    append(&dir.path().join("app.log"), &format!("x-api-key: {k}\n"));
+    let start = Instant::now();
+    let ready = loop {
+        let (status, body) = health(port, "/readyz");
+        let alerts_failed = body["components"]["alerts"]["status"] == "failed";
+        if status == 503 && alerts_failed {
+            break body;
+        }
+        assert!(start.elapsed() < DEADLINE, "never degraded: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let remediation = &ready["components"]["remediation"];
+    assert_eq!(remediation["status"], "failed", "{ready}");
+    assert!(
+        remediation["reason"].as_str().unwrap_or("").contains("freeze"),
+        "says which step fails: {ready}"
+    );
+    let alerts = ready["components"]["alerts"]["reason"].as_str().unwrap_or("");
+    assert!(alerts.contains("every alert channel fails"), "{ready}");
+    assert!(alerts.contains("alerts[0]"), "names the channel: {ready}");
+    // Alive: a restart would not make Tatum or the receiver answer.
+    let (status, live) = health(port, "/healthz");
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(live["status"], "degraded", "{live}");
+    assert!(!live.to_string().contains(&k[2..]), "a key in the health body");
+}
