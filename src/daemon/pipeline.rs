@@ -238,13 +238,12 @@ impl ChannelOutput {
     }
 
     async fn send(&self, mut work: Work) -> Result<(), Stopped> {
-        let lane = work.lane.clone();
+        // Counted before it can arrive: the sink stage may finish it before
+        // `send` returns.
+        self.gate.enter(&work.lane);
         loop {
             match self.tx.send_timeout(work, ALIVE_EVERY).await {
-                Ok(()) => {
-                    self.gate.enter(&lane);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(mpsc::error::SendTimeoutError::Timeout(w)) => {
                     self.metrics.beat(&w.source);
                     work = w;
@@ -504,5 +503,85 @@ mod tests {
             "{text}"
         );
         assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// Takes findings slowly, remembering the file each came from.
+    #[derive(Default)]
+    struct SlowSink {
+        taken: Mutex<Vec<String>>,
+    }
+
+    impl FindingSink for Arc<SlowSink> {
+        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+            tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
+            let mut taken = self.taken.lock().unwrap();
+            taken.extend(findings.iter().map(|f| f.origin.path()));
+            Ok(())
+        }
+
+        async fn retry_pending(&self) {}
+    }
+
+    fn keys(seed: &str, n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let h = crate::scan::Fingerprint::of(format!("{seed} {i}").as_bytes());
+                let h = h.as_str();
+                format!("x-api-key: t-{}-{}\n", &h[..24], &h[24..48])
+            })
+            .collect()
+    }
+
+    fn log_work(path: &str, text: String) -> Work {
+        Work {
+            source: Arc::from("log:/var/log/*.log"),
+            lane: Arc::from(path),
+            payload: Payload::Chunk(Chunk::whole(
+                Origin::Log { path: path.into() },
+                text.into_bytes(),
+            )),
+            then: None,
+            done: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_in_one_file_does_not_hold_up_a_key_in_another() {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(SlowSink::default());
+        let store = Arc::new(Store::in_memory().unwrap());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store,
+            Arc::new(Metrics::new()),
+        ));
+        let pipeline = Pipeline::start(shared);
+        let tx = pipeline.sender();
+        tx.send(log_work("/var/log/flood.log", keys("decoy", 200)))
+            .await
+            .unwrap();
+        tx.send(log_work("/var/log/app.log", keys("real", 1)))
+            .await
+            .unwrap();
+        assert!(pipeline.flush(Duration::from_secs(30)).await);
+        let taken = sink.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 201);
+        let real = taken.iter().position(|p| p == "/var/log/app.log").unwrap();
+        // At most one slice of the flood went first.
+        assert!(real <= lanes::SLICE, "the key waited for {real} decoys");
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[test]
+    fn a_full_lane_asks_its_source_to_wait_and_leaves_the_others_alone() {
+        let gate = LaneGate::default();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("/a.log"), Arc::from("/b.log"));
+        for _ in 0..lanes::LANE_CAP {
+            assert!(gate.has_room(&a));
+            gate.enter(&a);
+        }
+        assert!(!gate.has_room(&a));
+        assert!(gate.has_room(&b));
     }
 }

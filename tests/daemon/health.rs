@@ -258,15 +258,23 @@ fn readiness_fails_and_liveness_says_degraded_while_remediation_and_every_alert_
     let remediation = &ready["components"]["remediation"];
     assert_eq!(remediation["status"], "failed", "{ready}");
     assert!(
-        remediation["reason"].as_str().unwrap_or("").contains("freeze"),
+        remediation["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("freeze"),
         "says which step fails: {ready}"
     );
-    let alerts = ready["components"]["alerts"]["reason"].as_str().unwrap_or("");
+    let alerts = ready["components"]["alerts"]["reason"]
+        .as_str()
+        .unwrap_or("");
     assert!(alerts.contains("every alert channel fails"), "{ready}");
     assert!(alerts.contains("alerts[0]"), "names the channel: {ready}");
     // Alive: a restart would not make Tatum or the receiver answer.
     let (status, live) = health(port, "/healthz");
     assert_eq!(status, 200, "{live}");
     assert_eq!(live["status"], "degraded", "{live}");
-    assert!(!live.to_string().contains(&k[2..]), "a key in the health body");
+    assert!(
+        !live.to_string().contains(&k[2..]),
+        "a key in the health body"
+    );
 }
