@@ -21,6 +21,7 @@
 //! stays bounded. Offsets are not persisted here: each chunk carries the
 //! [`DaemonWrite`] to apply once its findings are with the engine.
 
+mod file;
 mod tailer;
 mod watcher;
 

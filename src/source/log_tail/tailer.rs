@@ -1,14 +1,16 @@
 //! The tailer thread: tracked files, what to read from each, rotation.
 
+use super::file::{
+    count_newlines, file_id, find_by_id, head_hash, kind, lane_of, open_log, piece_cut,
+    read_full_at, still_same,
+};
 use super::watcher::{DirWatcher, GlobSource, Wakeup};
 use super::{StartFrom, Stopped, TailOutput};
 use crate::metrics::{Metrics, SourceState};
-use crate::scan::{hex, Chunk, Origin};
+use crate::scan::{Chunk, Origin};
 use crate::store::{DaemonWrite, FileId, LogOffset};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +18,6 @@ use std::time::{Duration, Instant};
 /// The largest chunk, and so the longest line handed on whole. Longer lines
 /// go in pieces: memory stays bounded whatever a log contains.
 pub const MAX_PIECE: usize = 1 << 20;
-
-/// A piece of an over-long line is cut at the last separator in its final
-/// bytes, so a key (no separators inside) is never split between pieces.
-const CUT_WINDOW: usize = 4096;
 
 /// Bytes hashed to recognise a file: enough to tell two logs apart by their
 /// first timestamped line.
@@ -91,92 +89,6 @@ pub(super) struct Tailer<O> {
     wake: Arc<Wakeup>,
     metrics: Arc<Metrics>,
     out: O,
-}
-
-fn file_id(meta: &std::fs::Metadata) -> FileId {
-    FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    }
-}
-
-/// Opens a log without following a symlink and without blocking: a plain
-/// `open` of a FIFO swapped in for a log waits for a writer, forever. What
-/// was opened is then checked by `fstat`, never by the path again.
-fn open_log(path: &Path) -> std::io::Result<(File, std::fs::Metadata)> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
-}
-
-/// What a non-regular file is, for the warning.
-fn kind(meta: &std::fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_fifo() {
-        "named pipe (FIFO)"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_char_device() {
-        "character device"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_dir() {
-        "directory"
-    } else {
-        "special file"
-    }
-}
-
-fn lane_of(path: &Path) -> Arc<str> {
-    Arc::from(path.to_string_lossy().as_ref())
-}
-
-fn head_hash(file: &File, len: u64) -> std::io::Result<String> {
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(hex(&Sha256::digest(&buf)))
-}
-
-/// Reads up to `buf.len()` bytes at `offset`; fewer only at end of file.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn count_newlines(file: &File, upto: u64) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; MAX_PIECE];
-    let (mut at, mut lines) = (0u64, 0u64);
-    while at < upto {
-        let want = ((upto - at) as usize).min(buf.len());
-        let n = read_full_at(file, &mut buf[..want], at)?;
-        if n == 0 {
-            break;
-        }
-        lines += crate::source::count_lines(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(lines)
-}
-
-/// Where to cut a piece of a line longer than [`MAX_PIECE`].
-fn piece_cut(buf: &[u8]) -> usize {
-    let from = buf.len().saturating_sub(CUT_WINDOW);
-    buf[from..]
-        .iter()
-        .rposition(|b| b" \t\r,;\"'<>()[]{}|".contains(b))
-        .map(|p| from + p + 1)
-        .unwrap_or(buf.len())
 }
 
 impl<O: TailOutput> Tailer<O> {
@@ -717,44 +629,5 @@ fn note_error(t: &mut Tracked, metrics: &Metrics, e: &std::io::Error) {
     if !t.failing {
         tracing::warn!(path = %t.path.display(), "cannot read log file: {e}");
         t.failing = true;
-    }
-}
-
-/// Whether `file` is still the one a stored offset describes.
-fn still_same(file: &File, size: u64, s: &LogOffset) -> bool {
-    size >= s.offset
-        && (s.head_len == 0
-            || (size >= s.head_len && head_hash(file, s.head_len).is_ok_and(|h| h == s.head_hash)))
-}
-
-/// A file with identity `id` in the directory of `was`, e.g. `app.log.1`
-/// after logrotate renamed `app.log`.
-fn find_by_id(was: &Path, id: FileId) -> Option<(PathBuf, File)> {
-    let dir = was.parent()?;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() && file_id(&meta) == id {
-            // Checked again on what was opened: the path may have changed.
-            let (file, opened) = open_log(&path).ok()?;
-            return (opened.is_file() && file_id(&opened) == id).then_some((path, file));
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_are_cut_at_a_separator() {
-        let mut buf = vec![b'a'; 10_000];
-        buf[9_000] = b' ';
-        assert_eq!(piece_cut(&buf), 9_001);
-        let solid = vec![b'a'; 10_000];
-        assert_eq!(piece_cut(&solid), 10_000);
     }
 }
