@@ -281,3 +281,51 @@ fn readiness_fails_and_liveness_says_degraded_while_remediation_and_every_alert_
         "a key in the health body"
     );
 }
+
+/// The digest goes out when its window ends, not only at shutdown; a key
+/// seen after that opens the next window.
+#[test]
+fn the_not_live_digest_is_sent_when_its_interval_ends() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "remediation:\n  mode: auto\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\nalert_digest:\n  interval_secs: 2\n",
+        sim = sim.url()
+    );
+    let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
+    let d = Daemon::start(&cfg);
+    let log = dir.path().join("access.log");
+    let decoys: Vec<String> = (0..3).map(|i| key(&format!("window {i}"))).collect();
+    for k in &decoys {
+        append(&log, &format!("x-api-key: {k}\n"));
+    }
+    let start = Instant::now();
+    let digests = loop {
+        let got: Vec<String> = sim
+            .sink("owner")
+            .into_iter()
+            .filter(|a| a.contains("\"digest\""))
+            .collect();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no digest: {:?}",
+            sim.sink("owner")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(digests.len(), 1);
+    let digest: serde_json::Value = serde_json::from_str(&digests[0]).unwrap();
+    assert_eq!(digest["digest"]["count"], 3, "{digest}");
+    assert_eq!(digest["digest"]["interval_secs"], 2, "{digest}");
+    for k in &decoys {
+        let short = &fp(k)[..12];
+        assert!(digests[0].contains(short), "lists {short}: {digest}");
+        assert!(!digests[0].contains(&k[2..]), "a key in the digest");
+    }
+    assert_eq!(sim.sink("owner").len(), 1, "no alert per decoy");
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+}
