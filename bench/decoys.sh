@@ -14,6 +14,7 @@
 #
 #   bench/decoys.sh                 # DECOYS=1500 RATE=50 RUNS=1
 #   PROFILE=dev bench/decoys.sh     # debug build (no release build needed)
+#   BIN_DIR=DIR bench/decoys.sh     # keysentry and keysentry-sim from DIR
 #
 # Talks only to a keysentry-sim it starts on 127.0.0.1.
 set -euo pipefail
@@ -24,7 +25,10 @@ RUNS=${RUNS:-1}
 PROFILE=${PROFILE:-release}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [ "$PROFILE" = release ]; then
+if [ -n "${BIN_DIR:-}" ]; then
+    # Binaries built elsewhere, e.g. from an older commit for comparison.
+    bin=$BIN_DIR
+elif [ "$PROFILE" = release ]; then
     cargo build --release --bins --manifest-path "$root/Cargo.toml" >&2
     bin=${CARGO_TARGET_DIR:-$root/target}/release
 else
