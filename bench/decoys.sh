@@ -121,7 +121,7 @@ PY
     wait "$daemon" || true
 }
 
-echo "decoys: $DECOYS, rate limit: $RATE calls/s, profile: $PROFILE, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "decoys: $DECOYS, rate limit: $RATE calls/s, binaries: $bin, load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for run in $(seq "$RUNS"); do
     for kind in none other same; do
         ms=$(scenario "$kind" "$run")
