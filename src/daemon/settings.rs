@@ -193,6 +193,24 @@ mod tests {
     }
 
     #[test]
+    fn stuck_after_defaults_to_three_polls_and_at_least_30_s() {
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "watch:\n  poll: 1s\n  repos:\n    - path: /srv/r\n      poll: 5m\n",
+        )
+        .unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.stuck_after, Duration::from_secs(30));
+        assert_eq!(s.repos[0].stuck_after, Duration::from_secs(900));
+        let c = Config::parse(Path::new("c.yaml"), "watch:\n  stuck_after: 2m\n").unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.stuck_after, Duration::from_secs(120));
+        let c = Config::parse(Path::new("c.yaml"), "watch:\n  stuck_after: soon\n").unwrap();
+        let e = Settings::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("watch.stuck_after") && e.contains("soon"), "{e}");
+    }
+
+    #[test]
     fn the_example_config_in_systemd_is_valid() {
         let text = include_str!("../../systemd/keysentry.yaml");
         let c = Config::parse(Path::new("systemd/keysentry.yaml"), text).unwrap();
