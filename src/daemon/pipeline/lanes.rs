@@ -119,6 +119,16 @@ pub(super) async fn sink_stage<S: FindingSink>(
     };
     let mut open = true;
     loop {
+        if s.busy.is_empty() && (!open || s.queued >= MAX_QUEUED) {
+            // Nothing at the engine: give every lane a turn (this also ends
+            // the stage once the sources are gone and all is handled).
+            s.turn = s.lanes.keys().cloned().collect();
+            s.dispatch(&stop);
+            s.persist().await;
+            if !open && s.busy.is_empty() {
+                break;
+            }
+        }
         let room = open && s.queued < MAX_QUEUED;
         tokio::select! {
             biased;
@@ -138,7 +148,6 @@ pub(super) async fn sink_stage<S: FindingSink>(
                 Some(batch) => s.arrive(batch),
                 None => open = false,
             },
-            else => break,
         }
         s.dispatch(&stop);
         s.persist().await;
