@@ -37,6 +37,10 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub alerts: Vec<AlertConfig>,
+    /// How incidents whose key is not live are told: one digest per owner
+    /// per interval rather than one alert each.
+    #[serde(default)]
+    pub alert_digest: Option<AlertDigestConfig>,
     #[serde(default)]
     pub owners: Vec<OwnerRule>,
     /// Who is told when no `owners` entry and no commit author matches.
@@ -288,6 +292,18 @@ pub struct WatchConfig {
     /// (notify can miss events, e.g. on network file systems), e.g. `1s`.
     #[serde(default)]
     pub poll: Option<String>,
+    /// A source that makes no progress for this long is reported stuck by
+    /// `/healthz` (default: 3 × its poll interval, at least 30 s), e.g. `2m`.
+    #[serde(default)]
+    pub stuck_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertDigestConfig {
+    /// Seconds between two digests to the same owner (default 900).
+    #[serde(default)]
+    pub interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -143,7 +143,8 @@ impl Sources {
             None
         } else {
             let (logs, store) = (settings.logs.clone(), shared.store.clone());
-            let (metrics, out) = (shared.metrics.clone(), ChannelOutput(pipeline.sender()));
+            let metrics = shared.metrics.clone();
+            let out = pipeline.output(metrics.clone());
             let started =
                 tokio::task::spawn_blocking(move || LogTail::start(&logs, &store, metrics, out))
                     .await
@@ -160,7 +161,7 @@ impl Sources {
                     shared.store.clone(),
                     shared.scanner(),
                     shared.metrics.clone(),
-                    ChannelOutput(pipeline.sender()),
+                    pipeline.output(shared.metrics.clone()),
                     stop.clone(),
                 ))
             })
@@ -229,6 +230,8 @@ fn source_names(settings: &Settings) -> Vec<String> {
             .map(|r| format!("repo:{}", r.path.display())),
     );
     names.push(pipeline::ENGINE_SOURCE.to_string());
+    // The webhook is not restarted by a reload; keep its health entry.
+    names.push(crate::metrics::WEBHOOK_SOURCE.to_string());
     names
 }
 
@@ -255,12 +258,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         shared.clone(),
         stop_rx.clone(),
     )?;
-    let engine = shared.clone();
+    let (engine, probe) = (shared.clone(), shared.clone());
     let mut app = router(AppState {
         metrics: metrics.clone(),
         store: Some(store.clone()),
         keys_held: Some(Arc::new(move || engine.sink().0.keys_held())),
         webhook: webhook.is_some(),
+        components: Some(Arc::new(move || probe.sink().0.components())),
     });
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {
@@ -320,6 +324,13 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     }
     sources.stop(Duration::from_millis(500)).await;
     retry.abort();
+    let engine = shared.sink();
+    if tokio::time::timeout(Duration::from_secs(2), engine.0.flush_digests())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the not-live digest could not be sent in time");
+    }
     if let Some(webhook) = webhook {
         webhook
             .join(STOP_LIMIT.saturating_sub(stopping.elapsed()))

@@ -9,12 +9,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds of the remediation latency histogram, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+
+/// The health entry for the GitHub webhook's delivery queue.
+pub const WEBHOOK_SOURCE: &str = "webhook";
 
 /// Whether a source is doing its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +51,64 @@ pub struct Scrape {
     pub webhook_deliveries: Option<BTreeMap<String, u64>>,
 }
 
+/// When a source last showed it is alive, and how long it may stay silent.
+#[derive(Debug, Clone, Copy)]
+struct Heartbeat {
+    last: Instant,
+    deadline: Duration,
+}
+
+/// One component's line in `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentHealth {
+    /// `ok`, `starting`, `failed` or `stuck`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ComponentHealth {
+    pub fn ok() -> Self {
+        ComponentHealth {
+            status: "ok",
+            reason: None,
+        }
+    }
+
+    pub fn failed(reason: impl Into<String>) -> Self {
+        ComponentHealth {
+            status: "failed",
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// The daemon's health as a whole: `ok`, `degraded` (something fails, the
+/// process still works: not ready) or `stuck` (a source stopped making
+/// progress: the process needs a restart).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+impl Health {
+    pub fn is_stuck(&self) -> bool {
+        self.status == "stuck"
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
 /// Counters and source health, shared by the pipeline, the sources and the
 /// HTTP server.
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: Mutex<Counters>,
     sources: Mutex<BTreeMap<String, SourceState>>,
+    heartbeats: Mutex<BTreeMap<String, Heartbeat>>,
 }
 
 impl Metrics {
@@ -121,9 +176,103 @@ impl Metrics {
         self.sources().insert(name.to_string(), state);
     }
 
+    fn heartbeats(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Heartbeat>> {
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts watching `name` for progress: it is stuck once `deadline`
+    /// passes without a [`Metrics::beat`]. Counts as a beat.
+    pub fn expect_progress(&self, name: &str, deadline: Duration) {
+        let beat = Heartbeat {
+            last: Instant::now(),
+            deadline,
+        };
+        self.heartbeats().insert(name.to_string(), beat);
+    }
+
+    /// `name` made progress (or is idle, waiting for work or for the
+    /// pipeline). A source not watched by [`Metrics::expect_progress`] is
+    /// ignored.
+    pub fn beat(&self, name: &str) {
+        if let Some(h) = self.heartbeats().get_mut(name) {
+            h.last = Instant::now();
+        }
+    }
+
+    /// Stops watching `name` for progress (it was stopped on purpose).
+    pub fn forget_progress(&self, name: &str) {
+        self.heartbeats().remove(name);
+    }
+
+    /// Sources past their deadline, with how long they have been silent.
+    pub fn stuck(&self) -> Vec<(String, String)> {
+        self.heartbeats()
+            .iter()
+            .filter(|(_, h)| h.last.elapsed() > h.deadline)
+            .map(|(name, h)| {
+                let why = format!(
+                    "no progress for {} s (deadline {} s): it is blocked; see the daemon's log, \
+                     and restart it if this lasts",
+                    h.last.elapsed().as_secs(),
+                    h.deadline.as_secs()
+                );
+                (name.clone(), why)
+            })
+            .collect()
+    }
+
+    /// Every source and `extra` component (the engine's, the alert
+    /// channels'), and the verdict: `stuck` if a source is past its
+    /// deadline, else `degraded` if anything is not ok, else `ok`.
+    pub fn health(&self, extra: Vec<(String, ComponentHealth)>) -> Health {
+        let mut components: BTreeMap<String, ComponentHealth> = self
+            .sources()
+            .iter()
+            .map(|(name, state)| {
+                let c = match state {
+                    SourceState::Running => ComponentHealth::ok(),
+                    SourceState::Starting => ComponentHealth {
+                        status: "starting",
+                        reason: None,
+                    },
+                    SourceState::Failed(why) => ComponentHealth::failed(why.clone()),
+                };
+                (name.clone(), c)
+            })
+            .collect();
+        for (name, c) in extra {
+            // A failure the engine reports wins over "running".
+            match components.get(&name) {
+                Some(have) if have.status != "ok" && c.status == "ok" => {}
+                _ => {
+                    components.insert(name, c);
+                }
+            }
+        }
+        let stuck = self.stuck();
+        for (name, why) in &stuck {
+            components.insert(
+                name.clone(),
+                ComponentHealth {
+                    status: "stuck",
+                    reason: Some(why.clone()),
+                },
+            );
+        }
+        let status = if !stuck.is_empty() {
+            "stuck"
+        } else if components.values().any(|c| c.status != "ok") {
+            "degraded"
+        } else {
+            "ok"
+        };
+        Health { status, components }
+    }
+
     /// Forgets sources that are no longer configured (after a reload).
     pub fn retain_sources(&self, keep: &dyn Fn(&str) -> bool) {
         self.sources().retain(|name, _| keep(name));
+        self.heartbeats().retain(|name, _| keep(name));
     }
 
     /// Every source that is not running, with its reason; empty when all run.
@@ -299,5 +448,41 @@ mod tests {
             m.unhealthy(),
             vec![("repo:/srv/x".to_string(), "gone".to_string())]
         );
+    }
+
+    #[test]
+    fn a_silent_source_is_stuck_and_a_beating_one_is_not() {
+        let m = Metrics::new();
+        m.set_source("log:/a", SourceState::Running);
+        m.set_source("repo:/r", SourceState::Running);
+        m.expect_progress("log:/a", Duration::from_millis(50));
+        m.expect_progress("repo:/r", Duration::from_millis(50));
+        assert_eq!(m.health(Vec::new()).status, "ok");
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(30));
+            m.beat("log:/a");
+        }
+        let h = m.health(Vec::new());
+        assert_eq!(h.status, "stuck");
+        assert_eq!(h.components["log:/a"].status, "ok");
+        assert_eq!(h.components["repo:/r"].status, "stuck");
+        assert!(h.components["repo:/r"]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no progress")));
+        m.forget_progress("repo:/r");
+        assert_eq!(m.health(Vec::new()).status, "ok");
+    }
+
+    #[test]
+    fn a_failing_component_degrades_without_being_stuck() {
+        let m = Metrics::new();
+        m.set_source("remediation", SourceState::Running);
+        let h = m.health(vec![(
+            "remediation".into(),
+            ComponentHealth::failed("tatum freeze: answered 500"),
+        )]);
+        assert_eq!(h.status, "degraded");
+        assert_eq!(h.components["remediation"].status, "failed");
     }
 }

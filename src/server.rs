@@ -1,8 +1,14 @@
-//! The daemon's HTTP side: `/healthz`, `/metrics`, and (merged in by the
-//! webhook module) `/github/webhook`. [`router`] builds it without a socket,
-//! so tests call it with `oneshot`.
+//! The daemon's HTTP side: `/healthz`, `/readyz`, `/metrics`, and (merged in
+//! by the webhook module) `/github/webhook`. [`router`] builds it without a
+//! socket, so tests call it with `oneshot`.
+//!
+//! Liveness and readiness differ on purpose: `/healthz` fails (503) only when
+//! a source is stuck, which a restart cures; `/readyz` fails whenever the
+//! daemon is degraded (a source, remediation or every alert channel failing),
+//! which a restart does not cure but an operator must see. Both answer the
+//! same JSON: the verdict and every component's status.
 
-use crate::metrics::{Metrics, Scrape};
+use crate::metrics::{ComponentHealth, Health, Metrics, Scrape};
 use crate::store::Store;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -23,30 +29,50 @@ pub struct AppState {
     pub keys_held: Option<KeysHeld>,
     /// Whether a GitHub webhook is served (its deliveries are counted).
     pub webhook: bool,
+    /// The engine's own components (remediation, alert channels), read per
+    /// request; `None` without an engine.
+    pub components: Option<Components>,
 }
 
 /// Reads a count at scrape time.
 pub type KeysHeld = Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Reads the engine's component health per request.
+pub type Components = Arc<dyn Fn() -> Vec<(String, ComponentHealth)> + Send + Sync>;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
-/// 200 `ok` when every source runs; 503 and one `source: reason` line per
-/// source that does not.
+fn health(state: &AppState) -> Health {
+    let extra = state.components.as_ref().map(|f| f()).unwrap_or_default();
+    state.metrics.health(extra)
+}
+
+fn answer(ok: bool, health: &Health) -> Response {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(health)).into_response()
+}
+
+/// Liveness: 503 only while a source is stuck (past its progress
+/// deadline); otherwise 200, with `ok` or `degraded` and the reasons.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let bad = state.metrics.unhealthy();
-    if bad.is_empty() {
-        return (StatusCode::OK, "ok\n").into_response();
-    }
-    let body: String = bad
-        .iter()
-        .map(|(name, why)| format!("{name}: {why}\n"))
-        .collect();
-    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let h = health(&state);
+    answer(!h.is_stuck(), &h)
+}
+
+/// Readiness: 200 only when every component is ok.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let h = health(&state);
+    answer(h.is_ok(), &h)
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -99,18 +125,57 @@ mod tests {
             store: None,
             keys_held: None,
             webhook: false,
+            components: None,
         };
-        assert_eq!(
-            get_text(router(state.clone()), "/healthz").await.0,
-            StatusCode::OK
-        );
+        for uri in ["/healthz", "/readyz"] {
+            let (status, body) = get_text(router(state.clone()), uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert!(body.contains(r#""status":"ok""#), "{body}");
+        }
         metrics.set_source(
             "repo:/srv/r",
             SourceState::Failed("not a git repository".into()),
         );
+        // Alive but not ready: a restart would not fix a missing repository.
+        let (status, body) = get_text(router(state.clone()), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains(r#""status":"degraded""#), "{body}");
+        let (status, body) = get_text(router(state), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["components"]["repo:/srv/r"]["status"], "failed");
+        assert_eq!(
+            v["components"]["repo:/srv/r"]["reason"],
+            "not a git repository"
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_only_when_a_source_is_stuck() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_source("log:/a/*.log", SourceState::Running);
+        metrics.expect_progress("log:/a/*.log", std::time::Duration::from_millis(20));
+        let state = AppState {
+            metrics,
+            store: None,
+            keys_held: None,
+            webhook: false,
+            components: Some(Arc::new(|| {
+                vec![(
+                    "alerts".into(),
+                    ComponentHealth::failed("every channel fails"),
+                )]
+            })),
+        };
+        let (status, body) = get_text(router(state.clone()), "/healthz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("every channel fails"), "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
         let (status, body) = get_text(router(state), "/healthz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, "repo:/srv/r: not a git repository\n");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "stuck");
+        assert_eq!(v["components"]["log:/a/*.log"]["status"], "stuck");
     }
 
     #[tokio::test]
@@ -122,6 +187,7 @@ mod tests {
             store: Some(Arc::new(Store::in_memory().unwrap())),
             keys_held: Some(Arc::new(|| 3)),
             webhook: false,
+            components: None,
         };
         let (status, body) = get_text(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);

@@ -92,6 +92,7 @@ fn alert_for(config: &Config, findings: &[Finding]) -> Alert {
             "Regenerate the key: Tatum Dashboard → API Keys → Regenerate".into(),
             "Run `keysentry tatum set-key 12` with the new key on stdin".into(),
         ],
+        digest: None,
     }
 }
 

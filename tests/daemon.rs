@@ -2,6 +2,8 @@
 //! temp directory, its JSON log on stderr and its HTTP endpoint as what a
 //! user would see.
 
+mod health;
+
 use keysentry::scan::Fingerprint;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -518,7 +520,9 @@ fn an_unreadable_log_is_reported_once_and_the_others_are_still_read() {
     let k = key("next to a locked file");
     append(&dir.path().join("open.log"), &format!("x-api-key: {k}\n"));
     d.wait_for_key(&k);
-    let (status, body) = http_get(d.port(), "/healthz");
+    // Alive (a restart would not help) but not ready, naming the file.
+    assert_eq!(http_get(d.port(), "/healthz").0, 200);
+    let (status, body) = http_get(d.port(), "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(
         body.contains("cannot read") && body.contains("locked.log"),
@@ -580,17 +584,18 @@ fn healthz_names_a_missing_source_and_metrics_count_what_was_scanned() {
     let d = Daemon::start(&cfg);
     let port = d.port();
 
-    let (status, body) = http_get(port, "/healthz");
+    let (status, body) = http_get(port, "/readyz");
     assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains(&format!("log:{}", missing.join("*.log").display())),
-        "{body}"
-    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let name = format!("log:{}", missing.join("*.log").display());
+    assert_eq!(v["status"], "degraded", "{body}");
+    assert_eq!(v["components"][&name]["status"], "failed", "{body}");
     assert!(body.contains("does not exist"), "{body}");
+    assert_eq!(http_get(port, "/healthz").0, 200, "alive, only degraded");
 
     std::fs::create_dir(&missing).unwrap();
     let start = Instant::now();
-    while http_get(port, "/healthz").0 != 200 {
+    while http_get(port, "/readyz").0 != 200 {
         assert!(start.elapsed() < DEADLINE, "never healthy");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1063,7 +1068,7 @@ fn a_broken_repository_is_logged_once_and_recovers_when_it_becomes_a_repository(
     std::thread::sleep(Duration::from_millis(1000));
     let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
     assert_eq!(said("repository scan failed"), 1, "{}", d.stderr());
-    let (status, body) = http_get(d.port(), "/healthz");
+    let (status, body) = http_get(d.port(), "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("not-yet"), "{body}");
 
@@ -1074,5 +1079,5 @@ fn a_broken_repository_is_logged_once_and_recovers_when_it_becomes_a_repository(
     git(&repo, &["commit", "-q", "-m", "first"]);
     d.wait_for_key(&k);
     d.wait_for("the recovery", |l| l.contains("repository scans again"));
-    assert_eq!(http_get(d.port(), "/healthz").0, 200);
+    assert_eq!(http_get(d.port(), "/readyz").0, 200);
 }

@@ -14,6 +14,7 @@
 //! whole: each channel reports its own [`Delivery`], and one channel that is
 //! down or slow does not hold up the others.
 
+pub mod digest;
 mod email;
 mod github_issue;
 mod owner;
@@ -25,9 +26,10 @@ pub use render::location;
 pub use webhook::{generic_payload, slack_payload};
 
 use crate::config::{AlertConfig, Config};
+use crate::metrics::ComponentHealth;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
@@ -52,6 +54,20 @@ pub struct Alert {
     pub bound: Option<Bound>,
     /// What the owner should do now, in order.
     pub next_steps: Vec<String>,
+    /// Set when this alert sums up many not-live incidents (see
+    /// [`digest`]); `locations` then lists them, one line each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSummary>,
+}
+
+/// What a digest sums up.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DigestSummary {
+    /// Not-live incidents in the window.
+    pub count: usize,
+    /// How many of them are listed (the rest are counted only).
+    pub listed: usize,
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -121,6 +137,8 @@ struct Channel {
     at: String,
     timeout: Duration,
     kind: Kind,
+    /// How the last delivery ended (`None` before the first), for health.
+    last: Mutex<Option<Result<(), String>>>,
 }
 
 enum Kind {
@@ -235,6 +253,25 @@ impl Alerter {
         self.channels.is_empty()
     }
 
+    /// `failed` once every channel's last delivery failed (an owner hears
+    /// nothing); `ok` otherwise, `None` without channels.
+    pub fn health(&self) -> Option<ComponentHealth> {
+        if self.channels.is_empty() {
+            return None;
+        }
+        let mut errors = Vec::new();
+        for c in &self.channels {
+            match &*c.last.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(Err(e)) => errors.push(e.clone()),
+                _ => return Some(ComponentHealth::ok()),
+            }
+        }
+        Some(ComponentHealth::failed(format!(
+            "every alert channel fails: {}",
+            errors.join("; ")
+        )))
+    }
+
     /// Delivers to every channel at once, each bounded by its timeout; one
     /// `Delivery` per channel, in config order.
     pub async fn send(&self, alert: &Alert) -> Vec<Delivery> {
@@ -263,6 +300,7 @@ impl Alerter {
                 let result = result
                     .unwrap_or_else(|| Err("internal error: delivery lost".into()))
                     .map_err(|e| format!("{}: {e}", channel.label));
+                *channel.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
                 match &result {
                     Ok(()) => tracing::info!(channel = %channel.label, incident = alert.incident_id, "alert delivered"),
                     Err(e) => tracing::warn!(channel = %channel.label, incident = alert.incident_id, error = %e, "alert not delivered"),
@@ -311,6 +349,7 @@ impl Channel {
             kind: Kind::new(config, &at, c, timeout, env)?,
             at,
             timeout,
+            last: Mutex::new(None),
         })
     }
 
@@ -360,6 +399,7 @@ mod tests {
             actions: Vec::new(),
             bound: None,
             next_steps: Vec::new(),
+            digest: None,
         };
         send(&alerter.send(&alert));
         assert!(alerter.is_empty());

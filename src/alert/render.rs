@@ -21,6 +21,14 @@ pub fn subject(alert: &Alert) -> String {
 /// `Tatum API key t-66…[51 chars] contained (incident 12)`: the subject
 /// without its tag, used as issue title and Slack header.
 pub fn headline(alert: &Alert) -> String {
+    if let Some(d) = &alert.digest {
+        return format!(
+            "digest: {} strings that look like {} keys but are not live (last {} min)",
+            d.count,
+            one_line(&alert.provider),
+            d.interval_secs.div_ceil(60)
+        );
+    }
     format!(
         "{} {} {} (incident {})",
         one_line(&alert.rule_name),
@@ -281,6 +289,7 @@ mod tests {
                 virtual_accounts: 1,
             }),
             next_steps: vec!["Regenerate the key in the Tatum Dashboard".into()],
+            digest: None,
         }
     }
 

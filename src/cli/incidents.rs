@@ -439,7 +439,10 @@ pub fn remediate(config: &Config, rules: RuleSet, findings: Vec<Finding>) -> Res
         .context("cannot start the async runtime")?;
     let outcomes = runtime.block_on(async {
         let engine = Engine::open_with_rules(config, rules)?;
-        engine.process(findings).await
+        let outcomes = engine.process(findings).await;
+        // A one-shot scan tells its not-live keys now, in one digest.
+        engine.flush_digests().await;
+        outcomes
     })?;
     for o in &outcomes {
         print_outcome(o);

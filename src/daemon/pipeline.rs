@@ -12,12 +12,19 @@
 //! cursor); the sink stage applies it only after the findings from that work
 //! were accepted by the sink, and in the order the work was sent. That is
 //! what makes a restart neither miss nor re-report anything.
+//!
+//! The sink stage is fair between lanes (one log file, one repository; see
+//! [`lanes`]): a flood of findings in one file does not hold up a key found
+//! in another.
+
+mod lanes;
 
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Chunk, Finding, Scanner};
 use crate::source::log_tail::{Stopped, TailOutput};
 use crate::source::repo_watch::RepoOutput;
 use crate::store::{DaemonWrite, Store};
+use lanes::LaneGate;
 use rayon::prelude::*;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -28,8 +35,10 @@ use tokio::task::JoinHandle;
 /// Work items waiting for the scanner. Each holds at most one chunk of at
 /// most `MAX_PIECE` (1 MiB), so this bounds queued data to 16 MiB.
 const QUEUE: usize = 16;
-/// Scanned batches waiting for the sink.
+/// Scanned batches waiting for the sink stage.
 const SCANNED_QUEUE: usize = 2;
+/// How long a source waits on a full pipeline before saying it is alive.
+const ALIVE_EVERY: Duration = Duration::from_secs(1);
 /// Work items scanned together (in parallel) at most.
 const MAX_BATCH: usize = 64;
 const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -66,6 +75,9 @@ pub enum Payload {
 pub struct Work {
     /// `log:<glob>` or `repo:<path>`: the label in metrics.
     pub source: Arc<str>,
+    /// What is kept in order and served fairly against the rest: one log
+    /// file (its path when first followed), one repository.
+    pub lane: Arc<str>,
     pub payload: Payload,
     /// Applied once the payload's findings are with the sink.
     pub then: Option<DaemonWrite>,
@@ -75,6 +87,7 @@ pub struct Work {
 
 struct Scanned {
     source: Arc<str>,
+    lane: Arc<str>,
     findings: Vec<Finding>,
     then: Option<DaemonWrite>,
     done: Option<oneshot::Sender<()>>,
@@ -125,6 +138,7 @@ impl<S: FindingSink> Shared<S> {
 
 pub struct Pipeline {
     tx: mpsc::Sender<Work>,
+    gate: Arc<LaneGate>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -137,15 +151,37 @@ impl Pipeline {
         shared
             .metrics
             .set_source(ENGINE_SOURCE, SourceState::Running);
+        let gate = Arc::new(LaneGate::default());
         let tasks = vec![
             tokio::spawn(scan_stage(shared.clone(), rx, scanned_tx, stop_rx.clone())),
-            tokio::spawn(sink_stage(shared, scanned_rx, stop_rx)),
+            tokio::spawn(lanes::sink_stage(
+                shared.clone(),
+                gate.clone(),
+                scanned_rx,
+                stop_rx,
+            )),
         ];
-        Pipeline { tx, stop, tasks }
+        Pipeline {
+            tx,
+            gate,
+            stop,
+            tasks,
+        }
     }
 
     pub fn sender(&self) -> mpsc::Sender<Work> {
         self.tx.clone()
+    }
+
+    /// Where a source hands its work. Call on the runtime (the tailer's
+    /// thread blocks on it through the runtime's handle).
+    pub fn output(&self, metrics: Arc<Metrics>) -> ChannelOutput {
+        ChannelOutput {
+            tx: self.tx.clone(),
+            gate: self.gate.clone(),
+            metrics,
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     /// Waits until everything sent so far has been handled (offsets
@@ -154,6 +190,7 @@ impl Pipeline {
         let (done, wait) = oneshot::channel();
         let work = Work {
             source: Arc::from("flush"),
+            lane: Arc::from("flush"),
             payload: Payload::Nothing,
             then: None,
             done: Some(done),
@@ -179,24 +216,59 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Hands log chunks from the tailer thread to the pipeline; blocks while the
-/// pipeline is full.
-pub struct ChannelOutput(pub mpsc::Sender<Work>);
+/// Hands work from the sources to the pipeline: counts it into its lane,
+/// and waits while the pipeline is full, saying every [`ALIVE_EVERY`] that
+/// the source is alive (waiting on the engine is not being stuck).
+pub struct ChannelOutput {
+    tx: mpsc::Sender<Work>,
+    gate: Arc<LaneGate>,
+    metrics: Arc<Metrics>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ChannelOutput {
+    fn work(source: &Arc<str>, lane: &Arc<str>, payload: Payload, then: DaemonWrite) -> Work {
+        Work {
+            source: source.clone(),
+            lane: lane.clone(),
+            payload,
+            then: Some(then),
+            done: None,
+        }
+    }
+
+    async fn send(&self, mut work: Work) -> Result<(), Stopped> {
+        // Counted before it can arrive: the sink stage may finish it before
+        // `send` returns.
+        self.gate.enter(&work.lane);
+        loop {
+            match self.tx.send_timeout(work, ALIVE_EVERY).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendTimeoutError::Timeout(w)) => {
+                    self.metrics.beat(&w.source);
+                    work = w;
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(Stopped),
+            }
+        }
+    }
+}
 
 impl TailOutput for ChannelOutput {
     fn emit(
         &mut self,
         source: &Arc<str>,
+        lane: &Arc<str>,
         chunk: Option<Chunk>,
         then: DaemonWrite,
     ) -> Result<(), Stopped> {
-        let work = Work {
-            source: source.clone(),
-            payload: chunk.map_or(Payload::Nothing, Payload::Chunk),
-            then: Some(then),
-            done: None,
-        };
-        self.0.blocking_send(work).map_err(|_| Stopped)
+        let payload = chunk.map_or(Payload::Nothing, Payload::Chunk);
+        let work = Self::work(source, lane, payload, then);
+        self.runtime.clone().block_on(self.send(work))
+    }
+
+    fn has_room(&self, lane: &str) -> bool {
+        self.gate.has_room(lane)
     }
 }
 
@@ -207,13 +279,8 @@ impl RepoOutput for ChannelOutput {
         findings: Vec<Finding>,
         then: DaemonWrite,
     ) -> Result<(), Stopped> {
-        let work = Work {
-            source: source.clone(),
-            payload: Payload::Findings(findings),
-            then: Some(then),
-            done: None,
-        };
-        self.0.send(work).await.map_err(|_| Stopped)
+        let work = Self::work(source, source, Payload::Findings(findings), then);
+        self.send(work).await
     }
 }
 
@@ -275,6 +342,7 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
             };
             Scanned {
                 source: w.source,
+                lane: w.lane,
                 findings,
                 then: w.then,
                 done: w.done,
@@ -283,49 +351,6 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
             }
         })
         .collect()
-}
-
-async fn sink_stage<S: FindingSink>(
-    shared: Arc<Shared<S>>,
-    mut rx: mpsc::Receiver<Vec<Scanned>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let batch = tokio::select! {
-            biased;
-            _ = super::stopped(&mut stop) => return,
-            b = rx.recv() => match b { Some(b) => b, None => return },
-        };
-        let mut findings = Vec::new();
-        let mut writes = Vec::new();
-        let mut acks = Vec::new();
-        for s in batch {
-            for f in &s.findings {
-                log_finding(f);
-                shared.metrics.finding(&f.provider);
-            }
-            findings.extend(s.findings);
-            if s.bytes > 0 {
-                shared.metrics.scanned(&s.source, s.bytes, s.lines);
-            }
-            writes.extend(s.then);
-            acks.extend(s.done);
-        }
-        if !findings.is_empty() && !submit(&shared, findings, &mut stop).await {
-            return;
-        }
-        let store = shared.store.clone();
-        let persisted =
-            tokio::task::spawn_blocking(move || store.apply_daemon_writes(&writes)).await;
-        match persisted {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("cannot persist log offsets / repository cursors: {e}; what was read since the last success will be read again after a restart"),
-            Err(e) => tracing::error!("persisting offsets failed: {e}"),
-        }
-        for a in acks {
-            let _ = a.send(());
-        }
-    }
 }
 
 /// Offers findings to the sink until it takes them. `false` if asked to stop
@@ -451,6 +476,7 @@ mod tests {
         for (i, text) in ["plain line\n", key, "another\n"].iter().enumerate() {
             let work = Work {
                 source: Arc::from("log:test"),
+                lane: Arc::from("/var/log/app.log"),
                 payload: Payload::Chunk(chunk(text)),
                 then: Some(offset(i as u64 + 1)),
                 done: None,
@@ -477,5 +503,85 @@ mod tests {
             "{text}"
         );
         assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// Takes findings slowly, remembering the file each came from.
+    #[derive(Default)]
+    struct SlowSink {
+        taken: Mutex<Vec<String>>,
+    }
+
+    impl FindingSink for Arc<SlowSink> {
+        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
+            tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
+            let mut taken = self.taken.lock().unwrap();
+            taken.extend(findings.iter().map(|f| f.origin.path()));
+            Ok(())
+        }
+
+        async fn retry_pending(&self) {}
+    }
+
+    fn keys(seed: &str, n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let h = crate::scan::Fingerprint::of(format!("{seed} {i}").as_bytes());
+                let h = h.as_str();
+                format!("x-api-key: t-{}-{}\n", &h[..24], &h[24..48])
+            })
+            .collect()
+    }
+
+    fn log_work(path: &str, text: String) -> Work {
+        Work {
+            source: Arc::from("log:/var/log/*.log"),
+            lane: Arc::from(path),
+            payload: Payload::Chunk(Chunk::whole(
+                Origin::Log { path: path.into() },
+                text.into_bytes(),
+            )),
+            then: None,
+            done: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_in_one_file_does_not_hold_up_a_key_in_another() {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(SlowSink::default());
+        let store = Arc::new(Store::in_memory().unwrap());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store,
+            Arc::new(Metrics::new()),
+        ));
+        let pipeline = Pipeline::start(shared);
+        let tx = pipeline.sender();
+        tx.send(log_work("/var/log/flood.log", keys("decoy", 200)))
+            .await
+            .unwrap();
+        tx.send(log_work("/var/log/app.log", keys("real", 1)))
+            .await
+            .unwrap();
+        assert!(pipeline.flush(Duration::from_secs(30)).await);
+        let taken = sink.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 201);
+        let real = taken.iter().position(|p| p == "/var/log/app.log").unwrap();
+        // At most one slice of the flood went first.
+        assert!(real <= lanes::SLICE, "the key waited for {real} decoys");
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[test]
+    fn a_full_lane_asks_its_source_to_wait_and_leaves_the_others_alone() {
+        let gate = LaneGate::default();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("/a.log"), Arc::from("/b.log"));
+        for _ in 0..lanes::LANE_CAP {
+            assert!(gate.has_room(&a));
+            gate.enter(&a);
+        }
+        assert!(!gate.has_room(&a));
+        assert!(gate.has_room(&b));
     }
 }

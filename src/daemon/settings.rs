@@ -7,6 +7,7 @@ use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
 pub use crate::source::repo_watch::RepoSettings;
+use crate::source::stuck_after;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,6 +77,15 @@ impl Settings {
             }
         };
         let poll = duration_or(&c.watch.poll, DEFAULT_LOG_POLL, "watch.poll", &mut bad);
+        let stuck = c.watch.stuck_after.as_ref().map(|_| {
+            duration_or(
+                &c.watch.stuck_after,
+                Duration::ZERO,
+                "watch.stuck_after",
+                &mut bad,
+            )
+        });
+        let stuck = stuck.filter(|d| !d.is_zero());
         if let Err(e) = check_globs(&c.watch.logs) {
             // The error names the field itself.
             let message = e.to_string();
@@ -89,6 +99,7 @@ impl Settings {
             repos.push(RepoSettings {
                 path: r.path.clone(),
                 poll,
+                stuck_after: stuck_after(poll, stuck),
                 history: r.history.unwrap_or(true),
             });
         }
@@ -108,6 +119,7 @@ impl Settings {
                 globs: c.watch.logs.clone(),
                 from,
                 poll,
+                stuck_after: stuck_after(poll, stuck),
             },
             repos,
             http_listen: c.http.as_ref().map(|h| h.listen.clone()),
@@ -181,6 +193,24 @@ mod tests {
         .unwrap();
         let e = Settings::from_config(&c).unwrap_err().to_string();
         assert!(e.contains("watch.repos[0].poll"), "{e}");
+    }
+
+    #[test]
+    fn stuck_after_defaults_to_three_polls_and_at_least_30_s() {
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "watch:\n  poll: 1s\n  repos:\n    - path: /srv/r\n      poll: 5m\n",
+        )
+        .unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.stuck_after, Duration::from_secs(30));
+        assert_eq!(s.repos[0].stuck_after, Duration::from_secs(900));
+        let c = Config::parse(Path::new("c.yaml"), "watch:\n  stuck_after: 2m\n").unwrap();
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.logs.stuck_after, Duration::from_secs(120));
+        let c = Config::parse(Path::new("c.yaml"), "watch:\n  stuck_after: soon\n").unwrap();
+        let e = Settings::from_config(&c).unwrap_err().to_string();
+        assert!(e.contains("watch.stuck_after") && e.contains("soon"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::daemon::{EngineSink, Shared};
+use crate::metrics::{SourceState, WEBHOOK_SOURCE};
 use crate::rules::RuleSet;
 use crate::scan::Finding;
 use crate::store::webhook::DeliveryStore;
@@ -62,6 +63,7 @@ impl WebhookService {
             .unwrap_or_default();
         let store = Arc::new(DeliveryStore::open(state_dir)?);
         let metrics = shared.metrics.clone();
+        let shared_metrics = shared.metrics.clone();
         let current = shared.clone();
         let scanner: CurrentScanner = Arc::new(move || current.scanner());
         let hook = GitHubWebhook::new(
@@ -72,7 +74,13 @@ impl WebhookService {
             remediable_providers(rules),
             Arc::new(DaemonSink(shared)),
         )?;
-        let worker = tokio::spawn(hook.worker.run(async move {
+        // The delivery queue is a source like the others: `/healthz` says
+        // when it stops turning.
+        let beats = shared_metrics.clone();
+        beats.set_source(WEBHOOK_SOURCE, SourceState::Running);
+        beats.expect_progress(WEBHOOK_SOURCE, super::deliveries::STUCK_AFTER);
+        let heartbeat = Arc::new(move || beats.beat(WEBHOOK_SOURCE));
+        let worker = tokio::spawn(hook.worker.with_heartbeat(heartbeat).run(async move {
             crate::daemon::stopped(&mut stop).await;
         }));
         // Every answer counted by status in /metrics (401s are bad signatures).

@@ -97,7 +97,16 @@ pub struct Worker {
     queue: DeliveryQueue,
     processor: Arc<Processor>,
     concurrency: usize,
+    /// Called on every turn of the loop (at least every [`IDLE_POLL`]), so
+    /// the daemon's health check sees the queue is alive.
+    heartbeat: Option<Heartbeat>,
 }
+
+/// Tells the health check the delivery queue made a turn.
+pub type Heartbeat = Arc<dyn Fn() + Send + Sync>;
+
+/// How long the queue may go without a turn before it is called stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(3 * IDLE_POLL.as_secs());
 
 type Outcome = (String, u32, Result<(), ProcessError>);
 
@@ -107,7 +116,13 @@ impl Worker {
             queue,
             processor,
             concurrency: concurrency.max(1),
+            heartbeat: None,
         }
+    }
+
+    pub fn with_heartbeat(mut self, beat: Heartbeat) -> Worker {
+        self.heartbeat = Some(beat);
+        self
     }
 
     /// Processes deliveries until `shutdown` completes.
@@ -118,6 +133,9 @@ impl Worker {
         let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut running: HashSet<String> = HashSet::new();
         loop {
+            if let Some(beat) = &self.heartbeat {
+                beat();
+            }
             let free = self.concurrency.saturating_sub(tasks.len());
             let mut wait = IDLE_POLL;
             if free > 0 {

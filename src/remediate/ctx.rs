@@ -327,6 +327,7 @@ impl<'a> Ctx<'a> {
             if changed || remind {
                 notify::send(&mut self, if remind { "reminder" } else { "change" }).await;
             }
+            self.inner.note_health(&self.row);
         }
         self.inner.release_secret(&self.row);
         let mut outcome = IncidentOutcome::of(&self.row, self.created);

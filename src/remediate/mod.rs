@@ -30,8 +30,10 @@ mod schedule;
 mod tatum;
 pub mod urls;
 
+use crate::alert::digest::{Digests, DEFAULT_INTERVAL};
 use crate::alert::{ActionResult, Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
+use crate::metrics::ComponentHealth;
 use crate::rules::{RuleError, RuleSet};
 use crate::scan::{Finding, Secret};
 use crate::store::{IncidentRow, LocationRow, NewIncident, Store, StoreError};
@@ -39,7 +41,7 @@ use ctx::Ctx;
 use http_action::{HttpClient, TemplateError};
 use propagate::PropagateError;
 use retry::RetryPolicy;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -166,7 +168,13 @@ struct Inner {
     rules: RuleSet,
     store: Store,
     http: HttpClient,
-    alerter: Alerter,
+    alerter: Arc<Alerter>,
+    /// Not-live incidents waiting for their owner's digest.
+    digests: Arc<Digests>,
+    /// Incidents whose last pass failed, with why: remediation is degraded
+    /// while any is here. Shared with the engine a reload replaces this one
+    /// with.
+    failing: Arc<Mutex<BTreeMap<i64, String>>>,
     /// Compiled once: every finding asks it for an owner.
     owners: OwnerResolver,
     retry: RetryPolicy,
@@ -235,6 +243,11 @@ impl Engine {
         .map_err(|e| RemediateError::Http(e.to_string()))?;
         let alerter =
             Alerter::from_config(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
+        let digest_every = config
+            .alert_digest
+            .as_ref()
+            .and_then(|d| d.interval_secs)
+            .map_or(DEFAULT_INTERVAL, |s| Duration::from_secs(s.max(1)));
         let owners =
             OwnerResolver::new(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let concurrency = r.concurrency.unwrap_or(16).max(1);
@@ -244,7 +257,9 @@ impl Engine {
                 rules,
                 store,
                 http,
-                alerter,
+                alerter: Arc::new(alerter),
+                digests: Arc::new(Digests::new(digest_every)),
+                failing: Arc::default(),
                 owners,
                 retry,
                 restart_timeout: Duration::from_secs(120),
@@ -278,6 +293,7 @@ impl Engine {
         if let Some(inner) = Arc::get_mut(&mut engine.inner) {
             inner.secrets = self.inner.secrets.clone();
             inner.active = self.inner.active.clone();
+            inner.failing = self.inner.failing.clone();
         }
         Ok(engine)
     }
@@ -291,6 +307,33 @@ impl Engine {
     /// `keysentry_remediation_keys_held`). Settled incidents hold none.
     pub fn keys_held(&self) -> usize {
         lock(&self.inner.secrets).len()
+    }
+
+    /// `remediation` (failed while an incident's last pass failed) and
+    /// `alerts` (failed while every channel's last delivery failed), for
+    /// `/healthz` and `/readyz`.
+    pub fn components(&self) -> Vec<(String, ComponentHealth)> {
+        let failing = lock(&self.inner.failing);
+        let remediation = match failing.iter().next_back() {
+            None => ComponentHealth::ok(),
+            Some((id, why)) => ComponentHealth::failed(format!(
+                "{} incident(s) failing; the latest, incident {id}: {why}",
+                failing.len()
+            )),
+        };
+        let mut out = vec![("remediation".to_string(), remediation)];
+        if let Some(alerts) = self.inner.alerter.health() {
+            out.push(("alerts".to_string(), alerts));
+        }
+        out
+    }
+
+    /// Sends every digest waiting for its window to end (at shutdown, so no
+    /// not-live incident goes untold).
+    pub async fn flush_digests(&self) {
+        for (alert, _) in self.inner.digests.take_all() {
+            self.inner.alerter.send(&alert).await;
+        }
     }
 
     /// Records the findings (one incident per key, every location) and
@@ -578,6 +621,17 @@ impl Inner {
     /// remediation is not `auto`. If the policy later asks for more, the key
     /// comes back the way it does after a restart: from a consumer's env
     /// file, or when a source sees it again.
+    /// Keeps `failing` in step with the incident's state after a pass.
+    fn note_health(&self, row: &IncidentRow) {
+        let mut failing = lock(&self.failing);
+        if row.state == "failed" {
+            let why = row.reason.clone().unwrap_or_else(|| "failed".into());
+            failing.insert(row.id, why);
+        } else {
+            failing.remove(&row.id);
+        }
+    }
+
     fn release_secret(&self, row: &IncidentRow) {
         if self.config.remediation.mode != RemediationMode::Auto || self.settled(row) {
             lock(&self.secrets).remove(&row.id);

@@ -4,6 +4,7 @@
 //! [`Alerter`](crate::alert::Alerter) and recorded in the store.
 
 use super::ctx::Ctx;
+use crate::alert::digest::DigestEntry;
 use crate::alert::{Alert, Bound};
 use crate::store::IncidentRow;
 
@@ -13,6 +14,9 @@ const DASHBOARD: &str = "https://dashboard.tatum.io";
 /// incident still waiting for its owner).
 pub async fn send(ctx: &mut Ctx<'_>, kind: &str) {
     let alert = build(ctx);
+    if alert.state == "not-live" {
+        return to_digest(ctx, alert);
+    }
     let deliveries = ctx.inner.alerter.send(&alert).await;
     let mut summary = Vec::with_capacity(deliveries.len());
     for d in &deliveries {
@@ -30,6 +34,46 @@ pub async fn send(ctx: &mut Ctx<'_>, kind: &str) {
             .store
             .record_alert(alert.incident_id, kind, &body, &summary.join("\n"))
     {
+        tracing::error!(incident = alert.incident_id, error = %e, "cannot record alert");
+    }
+}
+
+/// A key the provider rejects is told in the owner's next digest, not
+/// alone: a flood of decoys must not bury the alerts that matter. The
+/// incident records that its alert went to the digest.
+fn to_digest(ctx: &mut Ctx<'_>, alert: Alert) {
+    let inner = ctx.inner;
+    let entry = DigestEntry {
+        incident_id: alert.incident_id,
+        provider: alert.provider.clone(),
+        redacted: alert.redacted.clone(),
+        fingerprint: alert.fingerprint.clone(),
+        location: alert.locations.first().cloned(),
+    };
+    let owner = alert.owner.clone();
+    if inner.digests.add(owner.clone(), entry) {
+        let (digests, alerter) = (inner.digests.clone(), inner.alerter.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(digests.interval()).await;
+            if let Some((digest, ids)) = digests.take(&owner) {
+                let delivered = alerter.send(&digest).await;
+                let ok = delivered.iter().filter(|d| d.is_ok()).count();
+                tracing::info!(
+                    owner = owner.as_deref(),
+                    incidents = digest.digest.as_ref().map_or(0, |d| d.count),
+                    listed = ids.len(),
+                    channels_ok = ok,
+                    "not-live digest sent"
+                );
+            }
+        });
+    }
+    let body = serde_json::to_string(&alert).unwrap_or_default();
+    let note = format!(
+        "digest: told with the other keys that are not live, in one alert per {} s (alert_digest.interval_secs)",
+        inner.digests.interval().as_secs()
+    );
+    if let Err(e) = inner.store.record_alert(alert.incident_id, &body, &note) {
         tracing::error!(incident = alert.incident_id, error = %e, "cannot record alert");
     }
 }
@@ -72,6 +116,7 @@ fn build(ctx: &Ctx<'_>) -> Alert {
         locations,
         actions: ctx.actions.clone(),
         bound,
+        digest: None,
     }
 }
 

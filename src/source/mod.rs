@@ -9,6 +9,18 @@ pub mod stdin;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// The shortest progress deadline: a source is never called stuck for a
+/// pause a busy machine can explain.
+const MIN_STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a source polling every `poll` may go without progress before
+/// `/healthz` calls it stuck: `configured` (`watch.stuck_after`), else three
+/// polls and at least 30 s.
+pub fn stuck_after(poll: Duration, configured: Option<Duration>) -> Duration {
+    configured.unwrap_or_else(|| poll.saturating_mul(3).max(MIN_STUCK_AFTER))
+}
 
 /// Counters for the scan summary. Shared across the scanning threads.
 #[derive(Debug, Default)]

@@ -28,6 +28,9 @@ use tokio::sync::watch;
 pub struct RepoSettings {
     pub path: PathBuf,
     pub poll: Duration,
+    /// `/healthz` calls the repository stuck after this long without
+    /// progress (a git process that hangs).
+    pub stuck_after: Duration,
     /// Scan the whole history on first sight.
     pub history: bool,
 }
@@ -62,7 +65,22 @@ pub async fn watch_repo(
 ) {
     let name: Arc<str> = settings.name().into();
     metrics.set_source(&name, SourceState::Starting);
-    let mut since = match cursor(&store, &name).await {
+    metrics.expect_progress(&name, settings.stuck_after);
+    watch_loop(&settings, &name, &store, &scanner, &metrics, out, &mut stop).await;
+    metrics.forget_progress(&name);
+}
+
+async fn watch_loop(
+    settings: &RepoSettings,
+    name: &Arc<str>,
+    store: &Arc<Store>,
+    scanner: &Arc<Scanner>,
+    metrics: &Arc<Metrics>,
+    out: impl RepoOutput,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let name = name.clone();
+    let mut since = match cursor(store, &name).await {
         Ok(c) => c,
         Err(why) => {
             metrics.set_source(&name, SourceState::Failed(why));
@@ -73,7 +91,8 @@ pub async fn watch_repo(
     // not on every poll (/healthz and the error counter keep showing it).
     let mut failing: Option<String> = None;
     loop {
-        match poll_once(&settings, &name, &scanner, &metrics, since.clone()).await {
+        metrics.beat(&name);
+        match poll_once(settings, &name, scanner, metrics, since.clone()).await {
             Ok((findings, tips)) => {
                 let moved = since.as_ref() != Some(&tips);
                 if moved || !findings.is_empty() {
@@ -103,13 +122,21 @@ pub async fn watch_repo(
                 failing = Some(why);
             }
         }
-        let stopped = crate::daemon::stopped(&mut stop);
-        tokio::select! {
-            _ = tokio::time::sleep(settings.poll) => {}
-            _ = stopped => return,
+        metrics.beat(&name);
+        let next = tokio::time::Instant::now() + settings.poll;
+        let mut alive = tokio::time::interval(BEAT_EVERY);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                _ = alive.tick() => metrics.beat(&name),
+                _ = crate::daemon::stopped(stop) => return,
+            }
         }
     }
 }
+
+/// How often a watcher that waits or scans says so to the health check.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
 
 async fn cursor(store: &Arc<Store>, name: &Arc<str>) -> Result<Option<Vec<String>>, String> {
     let (store, key) = (store.clone(), name.to_string());
@@ -130,7 +157,7 @@ async fn poll_once(
     let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
-    let scanned = tokio::task::spawn_blocking(move || {
+    let mut scan = tokio::task::spawn_blocking(move || {
         let since = match since {
             Some(s) => s,
             // First sight without history: today's tips are the cursor.
@@ -140,9 +167,31 @@ async fn poll_once(
         let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
             .map_err(|e| e.to_string())?;
         Ok((scan.findings, scan.tips))
-    })
-    .await
-    .map_err(|e| format!("repository scan task failed: {e}"))?;
+    });
+    // Alive while the scan moves on; a git process that hangs moves
+    // nothing, and the health check calls the repository stuck.
+    let mut alive = tokio::time::interval(BEAT_EVERY);
+    let progress = |s: &ScanStats| {
+        (
+            s.bytes.load(Relaxed),
+            s.blobs.load(Relaxed),
+            s.commits.load(Relaxed),
+        )
+    };
+    let mut seen = progress(&stats);
+    let scanned = loop {
+        tokio::select! {
+            done = &mut scan => break done,
+            _ = alive.tick() => {
+                let now = progress(&stats);
+                if now != seen {
+                    metrics.beat(name);
+                    seen = now;
+                }
+            }
+        }
+    };
+    let scanned = scanned.map_err(|e| format!("repository scan task failed: {e}"))?;
     metrics.scanned(name, stats.bytes.load(Relaxed), 0);
     scanned
 }

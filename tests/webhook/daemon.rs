@@ -194,6 +194,8 @@ providers:
             "keysentry_webhook_requests_total{status=\"401\"} 1",
             "keysentry_webhook_requests_total{status=\"202\"} 3",
             "keysentry_webhook_deliveries{state=\"pending\"} 3",
+            // The delivery queue reports its heartbeat like the other sources.
+            "keysentry_source_up{source=\"webhook\"} 1",
         ])
         .await;
     let (status, first_log) = first.terminate();

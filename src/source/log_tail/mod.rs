@@ -21,6 +21,7 @@
 //! stays bounded. Offsets are not persisted here: each chunk carries the
 //! [`DaemonWrite`] to apply once its findings are with the engine.
 
+mod file;
 mod tailer;
 mod watcher;
 
@@ -49,6 +50,8 @@ pub struct LogTailSettings {
     pub from: StartFrom,
     /// Fallback rescan interval.
     pub poll: Duration,
+    /// `/healthz` calls a glob stuck after this long without progress.
+    pub stuck_after: Duration,
 }
 
 /// The pipeline went away; the tailer stops.
@@ -57,16 +60,25 @@ pub struct Stopped;
 
 /// Where the tailer hands its work.
 pub trait TailOutput: Send + 'static {
-    /// Hands on `chunk` (if any) from source `source`; `then` is to be
-    /// persisted once the chunk's findings are with the engine. Blocks while
-    /// the pipeline is full: that is the back pressure. `Err` means the
-    /// pipeline is gone and the tailer must stop.
+    /// Hands on `chunk` (if any) from source `source`, file `lane`; `then`
+    /// is to be persisted once the chunk's findings are with the engine, in
+    /// order within the lane. Blocks while the pipeline is full: that is the
+    /// back pressure. `Err` means the pipeline is gone and the tailer must
+    /// stop.
     fn emit(
         &mut self,
         source: &Arc<str>,
+        lane: &Arc<str>,
         chunk: Option<Chunk>,
         then: DaemonWrite,
     ) -> Result<(), Stopped>;
+
+    /// Whether `lane` takes more work now. The tailer reads other files
+    /// while one file's lane is full, so a flood in one file does not stop
+    /// the others from being read.
+    fn has_room(&self, _lane: &str) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +97,9 @@ pub enum LogTailError {
 pub struct LogTail {
     wake: Arc<Wakeup>,
     thread: Option<JoinHandle<()>>,
+    /// The globs' source names, watched for progress while this runs.
+    names: Vec<Arc<str>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Checks the globs without starting anything (for config validation).
@@ -111,18 +126,20 @@ impl LogTail {
             .collect::<Result<_, _>>()?;
         for g in &globs {
             metrics.set_source(&g.name, SourceState::Starting);
+            metrics.expect_progress(&g.name, settings.stuck_after);
         }
         let stored = store.log_offsets()?;
         let known = store.known_log_globs()?;
         let wake = Arc::new(Wakeup::default());
         let watcher = DirWatcher::new(wake.clone())?;
+        let names = globs.iter().map(|g| g.name.clone()).collect();
         let mut tailer = Tailer::new(
             globs,
             settings.from,
             settings.poll,
             watcher,
             wake.clone(),
-            metrics,
+            metrics.clone(),
             out,
         );
         let (started_tx, started) = std::sync::mpsc::channel();
@@ -142,6 +159,8 @@ impl LogTail {
         Ok(LogTail {
             wake,
             thread: Some(thread),
+            names,
+            metrics,
         })
     }
 
@@ -157,6 +176,9 @@ impl LogTail {
         self.wake.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        for g in &self.names {
+            self.metrics.forget_progress(g);
         }
     }
 

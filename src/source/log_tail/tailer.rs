@@ -1,14 +1,16 @@
 //! The tailer thread: tracked files, what to read from each, rotation.
 
+use super::file::{
+    count_newlines, file_id, find_by_id, head_hash, kind, lane_of, open_log, piece_cut,
+    read_full_at, still_same,
+};
 use super::watcher::{DirWatcher, GlobSource, Wakeup};
 use super::{StartFrom, Stopped, TailOutput};
 use crate::metrics::{Metrics, SourceState};
-use crate::scan::{hex, Chunk, Origin};
+use crate::scan::{Chunk, Origin};
 use crate::store::{DaemonWrite, FileId, LogOffset};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +18,6 @@ use std::time::{Duration, Instant};
 /// The largest chunk, and so the longest line handed on whole. Longer lines
 /// go in pieces: memory stays bounded whatever a log contains.
 pub const MAX_PIECE: usize = 1 << 20;
-
-/// A piece of an over-long line is cut at the last separator in its final
-/// bytes, so a key (no separators inside) is never split between pieces.
-const CUT_WINDOW: usize = 4096;
 
 /// Bytes hashed to recognise a file: enough to tell two logs apart by their
 /// first timestamped line.
@@ -33,6 +31,10 @@ const RETIRE_IDLE: Duration = Duration::from_secs(2);
 /// cannot starve the others.
 const ROUND_BYTES: u64 = 4 << 20;
 
+/// How soon the tailer looks again when it left a file unread because the
+/// pipeline's lane for it was full.
+const HELD_BACK_RETRY: Duration = Duration::from_millis(50);
+
 /// Files up to this size have their lines counted when tailing starts at
 /// their end; in larger ones line numbers count from where tailing began.
 const COUNT_LINES_MAX: u64 = 256 << 20;
@@ -41,6 +43,8 @@ struct Tracked {
     path: PathBuf,
     origin: Arc<Origin>,
     source: Arc<str>,
+    /// The pipeline lane: the path it was first followed at.
+    lane: Arc<str>,
     file: File,
     offset: u64,
     line: u64,
@@ -76,62 +80,15 @@ pub(super) struct Tailer<O> {
     problems: Vec<Option<String>>,
     /// Matching files that could not be opened, so each is reported once.
     unreadable: HashSet<PathBuf>,
+    /// Matching paths that are not regular files (a FIFO, a symlink), so
+    /// each is reported once while it exists.
+    skipped: HashSet<PathBuf>,
+    /// A file was left unread this pass because its lane was full.
+    held_back: bool,
     watcher: DirWatcher,
     wake: Arc<Wakeup>,
     metrics: Arc<Metrics>,
     out: O,
-}
-
-fn file_id(meta: &std::fs::Metadata) -> FileId {
-    FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    }
-}
-
-fn head_hash(file: &File, len: u64) -> std::io::Result<String> {
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, 0)?;
-    Ok(hex(&Sha256::digest(&buf)))
-}
-
-/// Reads up to `buf.len()` bytes at `offset`; fewer only at end of file.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn count_newlines(file: &File, upto: u64) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; MAX_PIECE];
-    let (mut at, mut lines) = (0u64, 0u64);
-    while at < upto {
-        let want = ((upto - at) as usize).min(buf.len());
-        let n = read_full_at(file, &mut buf[..want], at)?;
-        if n == 0 {
-            break;
-        }
-        lines += crate::source::count_lines(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(lines)
-}
-
-/// Where to cut a piece of a line longer than [`MAX_PIECE`].
-fn piece_cut(buf: &[u8]) -> usize {
-    let from = buf.len().saturating_sub(CUT_WINDOW);
-    buf[from..]
-        .iter()
-        .rposition(|b| b" \t\r,;\"'<>()[]{}|".contains(b))
-        .map(|p| from + p + 1)
-        .unwrap_or(buf.len())
 }
 
 impl<O: TailOutput> Tailer<O> {
@@ -153,6 +110,8 @@ impl<O: TailOutput> Tailer<O> {
             by_path: HashMap::new(),
             problems,
             unreadable: HashSet::new(),
+            skipped: HashSet::new(),
+            held_back: false,
             watcher,
             wake,
             metrics,
@@ -182,14 +141,16 @@ impl<O: TailOutput> Tailer<O> {
                 Some((path, file)) => self.resume_retired(id, s, path, file),
                 None => {
                     let source = self.source_for(&s.path);
-                    self.out.emit(&source, None, DaemonWrite::Forget(id))?
+                    let lane = lane_of(&s.path);
+                    self.out
+                        .emit(&source, &lane, None, DaemonWrite::Forget(id))?
                 }
             }
         }
         for g in &self.globs {
             if !known_globs.contains(&g.glob) {
-                self.out
-                    .emit(&g.name, None, DaemonWrite::GlobSeen(g.glob.clone()))?;
+                let write = DaemonWrite::GlobSeen(g.glob.clone());
+                self.out.emit(&g.name, &g.name, None, write)?;
             }
         }
         self.publish_health();
@@ -243,11 +204,11 @@ impl<O: TailOutput> Tailer<O> {
         let head_len = size.min(HEAD);
         let head = head_hash(&file, head_len).unwrap_or_default();
         self.track(gi, id, path, file, size, line, (head_len, head));
-        let (name, write) = {
+        let (name, lane, write) = {
             let t = &self.files[&id];
-            (t.source.clone(), t.snapshot(id))
+            (t.source.clone(), t.lane.clone(), t.snapshot(id))
         };
-        self.out.emit(&name, None, write)
+        self.out.emit(&name, &lane, None, write)
     }
 
     /// The glob a path belongs to, for metrics; rotated files may match
@@ -276,6 +237,7 @@ impl<O: TailOutput> Tailer<O> {
                 origin: Arc::new(Origin::Log {
                     path: s.path.clone(),
                 }),
+                lane: lane_of(&s.path),
                 path,
                 source,
                 file,
@@ -311,6 +273,7 @@ impl<O: TailOutput> Tailer<O> {
                     path: path.to_path_buf(),
                 }),
                 source: self.globs[gi].name.clone(),
+                lane: lane_of(path),
                 file,
                 offset,
                 line,
@@ -335,18 +298,27 @@ impl<O: TailOutput> Tailer<O> {
     }
 
     fn open(&mut self, gi: usize, path: &Path) -> Option<(File, std::fs::Metadata)> {
-        let opened = File::open(path).and_then(|f| {
-            let m = f.metadata()?;
-            Ok((f, m))
-        });
-        let failed = match opened {
+        let failed = match open_log(path) {
+            // A path stays in `skipped` while it exists, even if it turns
+            // back into a file: one that is swapped back and forth is told
+            // once, not on every swap.
             Ok((f, m)) if m.is_file() => {
                 self.unreadable.remove(path);
                 return Some((f, m));
             }
-            Ok(_) => return None,
+            Ok((_, m)) => {
+                let why = format!("it is a {}, not a regular file", kind(&m));
+                self.skip(gi, path, &why);
+                return None;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.unreadable.remove(path);
+                return None;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let why = "it is a symbolic link, which keysentry does not follow in a watched \
+                    directory (it could point at any file); name the real file in watch.logs";
+                self.skip(gi, path, why);
                 return None;
             }
             Err(e) => e,
@@ -363,6 +335,28 @@ impl<O: TailOutput> Tailer<O> {
         }
         self.problems[gi] = Some(why);
         None
+    }
+
+    /// Warns once (while the path exists) that a matching path is not
+    /// tailed. Not a failure of the glob: the other files are read, and
+    /// anyone who can create files in a log directory could otherwise turn
+    /// readiness off.
+    fn skip(&mut self, gi: usize, path: &Path, why: &str) {
+        if self.skipped.insert(path.to_path_buf()) {
+            tracing::warn!(
+                source = %self.globs[gi].name,
+                path = %path.display(),
+                "not tailing {}: {why}",
+                path.display()
+            );
+        }
+    }
+
+    /// Tells the health check every glob is alive.
+    fn beat(&self) {
+        for g in &self.globs {
+            self.metrics.beat(&g.name);
+        }
     }
 
     fn discover(&mut self, gi: usize) -> Vec<PathBuf> {
@@ -401,11 +395,17 @@ impl<O: TailOutput> Tailer<O> {
         }
         let mut last_full = Instant::now();
         loop {
+            self.beat();
             let next_full = self.poll.saturating_sub(last_full.elapsed());
-            let woken = self.wake.wait(next_full.min(RETIRE_IDLE));
+            let mut wait = next_full.min(RETIRE_IDLE);
+            if self.held_back {
+                wait = wait.min(HELD_BACK_RETRY);
+            }
+            let woken = self.wake.wait(wait);
             if woken.stop {
                 return;
             }
+            self.beat();
             if woken.rescan || last_full.elapsed() >= self.poll {
                 self.full_pass();
                 last_full = Instant::now();
@@ -443,18 +443,27 @@ impl<O: TailOutput> Tailer<O> {
                 seen.insert(path);
             }
         }
-        // Forget unreadable files that are gone.
+        // Forget unreadable files that are gone, and skipped paths that no
+        // longer exist (a FIFO is never "seen": discovery lists files).
         self.unreadable.retain(|p| seen.contains(p));
+        self.skipped
+            .retain(|p| std::fs::symlink_metadata(p).is_ok());
         self.publish_health();
     }
 
     /// Something happened at `path`: a new file, a rename, a deletion.
     fn consider(&mut self, path: &Path) {
         let gi = self.globs.iter().position(|g| g.matches(path));
-        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file());
-        let Some(meta) = meta else {
+        let meta = std::fs::metadata(path).ok();
+        let Some(meta) = meta.filter(|m| m.is_file()) else {
             if let Some(id) = self.by_path.get(path).copied() {
                 self.retire(id);
+            }
+            if let Some(gi) = gi {
+                if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+                    // Not a log (a FIFO, a socket): say so, once.
+                    let _ = self.open(gi, path);
+                }
             }
             return;
         };
@@ -489,6 +498,7 @@ impl<O: TailOutput> Tailer<O> {
 
     /// Reads every file until all are caught up, fairly.
     fn pump(&mut self) -> Result<(), Stopped> {
+        self.held_back = false;
         loop {
             let ids: Vec<FileId> = self.files.keys().copied().collect();
             let mut progressed = false;
@@ -497,6 +507,7 @@ impl<O: TailOutput> Tailer<O> {
                 if self.wake.stopping() {
                     return Err(Stopped);
                 }
+                self.beat();
             }
             if !progressed {
                 return Ok(());
@@ -531,6 +542,11 @@ impl<O: TailOutput> Tailer<O> {
         }
         let mut sent = 0u64;
         while sent < ROUND_BYTES && t.offset < size {
+            if !self.out.has_room(&t.lane) {
+                // Other files first; this one waits for its lane.
+                self.held_back = true;
+                break;
+            }
             let want = ((size - t.offset) as usize).min(MAX_PIECE);
             let mut buf = vec![0u8; want];
             let n = match read_full_at(&t.file, &mut buf, t.offset) {
@@ -568,7 +584,7 @@ impl<O: TailOutput> Tailer<O> {
             }
             sent += cut as u64;
             let write = t.snapshot(id);
-            self.out.emit(&t.source, Some(chunk), write)?;
+            self.out.emit(&t.source, &t.lane, Some(chunk), write)?;
         }
         Ok(sent)
     }
@@ -583,9 +599,18 @@ impl<O: TailOutput> Tailer<O> {
             .collect();
         for id in done {
             while self.read_file(id, true)? > 0 {}
+            let lane_full = self
+                .files
+                .get(&id)
+                .is_some_and(|t| !self.out.has_room(&t.lane));
+            if lane_full {
+                // Maybe not read to its end yet: finish it next time.
+                continue;
+            }
             if let Some(t) = self.files.remove(&id) {
                 tracing::debug!(path = %t.path.display(), "finished rotated log file");
-                self.out.emit(&t.source, None, DaemonWrite::Forget(id))?;
+                self.out
+                    .emit(&t.source, &t.lane, None, DaemonWrite::Forget(id))?;
             }
         }
         Ok(())
@@ -604,43 +629,5 @@ fn note_error(t: &mut Tracked, metrics: &Metrics, e: &std::io::Error) {
     if !t.failing {
         tracing::warn!(path = %t.path.display(), "cannot read log file: {e}");
         t.failing = true;
-    }
-}
-
-/// Whether `file` is still the one a stored offset describes.
-fn still_same(file: &File, size: u64, s: &LogOffset) -> bool {
-    size >= s.offset
-        && (s.head_len == 0
-            || (size >= s.head_len && head_hash(file, s.head_len).is_ok_and(|h| h == s.head_hash)))
-}
-
-/// A file with identity `id` in the directory of `was`, e.g. `app.log.1`
-/// after logrotate renamed `app.log`.
-fn find_by_id(was: &Path, id: FileId) -> Option<(PathBuf, File)> {
-    let dir = was.parent()?;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_file() && file_id(&meta) == id {
-            let file = File::open(&path).ok()?;
-            return Some((path, file));
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_are_cut_at_a_separator() {
-        let mut buf = vec![b'a'; 10_000];
-        buf[9_000] = b' ';
-        assert_eq!(piece_cut(&buf), 9_001);
-        let solid = vec![b'a'; 10_000];
-        assert_eq!(piece_cut(&solid), 10_000);
     }
 }

@@ -161,7 +161,9 @@ impl GlobSource {
         self.depth != Some(1)
     }
 
-    /// Regular files under `base` that match, symlinks to files included.
+    /// Paths under `base` that match and are not directories: regular
+    /// files, and what the tailer refuses when it opens them and says why
+    /// (symlinks, FIFOs, sockets).
     pub fn discover(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         self.walk(&self.base, 1, &mut out)?;
@@ -183,7 +185,7 @@ impl GlobSource {
                     // An unreadable subdirectory must not hide the others.
                     let _ = self.walk(&path, level + 1, out);
                 }
-            } else if self.matches(&path) && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            } else if self.matches(&path) && std::fs::metadata(&path).is_ok_and(|m| !m.is_dir()) {
                 out.push(path);
             }
         }
