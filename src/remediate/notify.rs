@@ -15,7 +15,7 @@ const DASHBOARD: &str = "https://dashboard.tatum.io";
 pub async fn send(ctx: &mut Ctx<'_>, kind: &str) {
     let alert = build(ctx);
     if alert.state == "not-live" {
-        return to_digest(ctx, alert);
+        return to_digest(ctx, kind, alert);
     }
     let deliveries = ctx.inner.alerter.send(&alert).await;
     let mut summary = Vec::with_capacity(deliveries.len());
@@ -41,7 +41,7 @@ pub async fn send(ctx: &mut Ctx<'_>, kind: &str) {
 /// A key the provider rejects is told in the owner's next digest, not
 /// alone: a flood of decoys must not bury the alerts that matter. The
 /// incident records that its alert went to the digest.
-fn to_digest(ctx: &mut Ctx<'_>, alert: Alert) {
+fn to_digest(ctx: &mut Ctx<'_>, kind: &str, alert: Alert) {
     let inner = ctx.inner;
     let entry = DigestEntry {
         incident_id: alert.incident_id,
@@ -73,7 +73,7 @@ fn to_digest(ctx: &mut Ctx<'_>, alert: Alert) {
         "digest: told with the other keys that are not live, in one alert per {} s (alert_digest.interval_secs)",
         inner.digests.interval().as_secs()
     );
-    if let Err(e) = inner.store.record_alert(alert.incident_id, &body, &note) {
+    if let Err(e) = inner.store.record_alert(alert.incident_id, kind, &body, &note) {
         tracing::error!(incident = alert.incident_id, error = %e, "cannot record alert");
     }
 }
