@@ -23,6 +23,17 @@ pub struct ScanArgs {
     /// Scan every commit's added content in the repository's whole history.
     #[arg(long)]
     pub git: bool,
+    /// With --git: only the commits HEAD has that REV has not (REV..HEAD).
+    #[arg(long, value_name = "REV", requires = "git", conflicts_with = "range")]
+    pub since: Option<String>,
+    /// With --git: only the commits B has that A has not (a push:
+    /// before..after; a pull request: base..head).
+    #[arg(long, value_name = "A..B", requires = "git")]
+    pub range: Option<String>,
+    /// Scan what `git commit` would record: the lines the index adds, with
+    /// paths and line numbers of the staged files (for pre-commit hooks).
+    #[arg(long, conflicts_with = "git")]
+    pub staged: bool,
     /// text, json, jsonl or sarif.
     #[arg(long, default_value = "text")]
     pub format: Format,
@@ -73,11 +84,24 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         .or(config.scan.max_file_size)
         .unwrap_or(20 << 20);
 
+    // A git scan that could not read every blob reports what it found,
+    // then exits 2 naming what it missed.
+    let mut incomplete = None;
     let findings = if args.path == Path::new("-") {
         stdin::scan_reader(std::io::stdin().lock(), &scanner, &stats)?
+    } else if args.staged {
+        let scan = git::scan_staged(&args.path, &scanner, max_file_size, &stats)?;
+        incomplete = scan.incomplete();
+        scan.findings
     } else if args.git {
+        let commits = match (&args.since, &args.range) {
+            (Some(rev), _) => git::Commits::since(rev)?,
+            (None, Some(range)) => git::Commits::range(range)?,
+            (None, None) => git::Commits::All,
+        };
         let opts = git::GitOptions {
             max_blob_size: max_file_size,
+            commits,
             ..git::GitOptions::default()
         };
         let bar = progress_bar("blobs");
@@ -98,7 +122,9 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        scanned?.findings
+        let scan = scanned?;
+        incomplete = scan.incomplete();
+        scan.findings
     } else {
         let bar = progress_bar("files");
         let opts = fs::FsOptions {
@@ -141,6 +167,9 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let found = !findings.is_empty();
     if args.remediate && found {
         super::incidents::remediate(&config, rules, findings)?;
+    }
+    if let Some(err) = incomplete {
+        return Err(err.into());
     }
     Ok(if !found {
         ExitCode::SUCCESS

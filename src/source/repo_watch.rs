@@ -10,15 +10,14 @@
 //! worst an old commit that became reachable again is scanned again, which
 //! the engine deduplicates by fingerprint.
 
-use super::git::{scan_repo, GitOptions};
+use super::git::{current_tips, scan_repo, GitOptions};
 use super::log_tail::Stopped;
 use super::ScanStats;
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Finding, Scanner};
 use crate::store::{DaemonWrite, Store};
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,48 +129,31 @@ async fn poll_once(
     let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
-    let scanned = tokio::task::spawn_blocking(move || {
+    type Polled = (Vec<Finding>, Vec<String>, Option<String>);
+    let scanned = tokio::task::spawn_blocking(move || -> Result<Polled, String> {
         let since = match since {
             Some(s) => s,
             // First sight without history: today's tips are the cursor.
-            None if !history => return Ok((Vec::new(), current_tips(&path)?)),
+            None if !history => {
+                let tips = current_tips(&path).map_err(|e| e.to_string())?;
+                return Ok((Vec::new(), tips, None));
+            }
             None => Vec::new(),
         };
         let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
             .map_err(|e| e.to_string())?;
-        Ok((scan.findings, scan.tips))
+        let incomplete = scan.incomplete().map(|e| e.to_string());
+        Ok((scan.findings, scan.tips, incomplete))
     })
     .await
     .map_err(|e| format!("repository scan task failed: {e}"))?;
     metrics.scanned(name, stats.bytes.load(Relaxed), 0);
-    scanned
-}
-
-/// The commits every ref points at, without scanning anything.
-fn current_tips(repo: &Path) -> Result<Vec<String>, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["rev-list", "--all", "--no-walk"])
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot run git in {}: {e}; is git installed?",
-                repo.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{}: git rev-list failed: {}; is it a git repository?",
-            repo.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    let (findings, tips, incomplete) = scanned?;
+    // The cursor still moves on: the blobs will not appear by themselves
+    // (nothing is fetched), and rescanning every poll would not help.
+    if let Some(why) = incomplete {
+        metrics.source_error(name);
+        tracing::warn!(repo = %settings.path.display(), "{why}");
     }
-    let mut tips: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    tips.sort();
-    tips.dedup();
-    Ok(tips)
+    Ok((findings, tips))
 }

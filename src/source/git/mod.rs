@@ -22,9 +22,13 @@
 mod command;
 mod history;
 mod pipeline;
+mod revs;
+mod staged;
 
 pub use command::GitError;
 pub use history::BlobId;
+pub use revs::Commits;
+pub use staged::scan_staged;
 
 use super::{ScanStats, SourceError};
 use crate::scan::{Finding, Scanner};
@@ -38,6 +42,8 @@ pub struct GitOptions {
     pub max_blob_size: u64,
     /// What findings report as `repo`; the daemon passes its configured name.
     pub repo_label: Option<String>,
+    /// Every commit, or only those a push or pull request adds.
+    pub commits: Commits,
 }
 
 impl Default for GitOptions {
@@ -45,6 +51,7 @@ impl Default for GitOptions {
         GitOptions {
             max_blob_size: 20 << 20,
             repo_label: None,
+            commits: Commits::All,
         }
     }
 }
@@ -55,8 +62,24 @@ pub struct GitScan {
     /// In history order, oldest first.
     pub findings: Vec<Finding>,
     /// The commits the refs pointed at when the scan started, sorted. Pass
-    /// them as `since` next time to scan only what is new.
+    /// them as `since` next time to scan only what is new. For a range, its
+    /// end.
     pub tips: Vec<String>,
+    /// Blobs that could not be read (missing from a partial clone, corrupt),
+    /// each named with its path and commit: the scan did not see them.
+    pub missing: Vec<String>,
+}
+
+impl GitScan {
+    /// An error naming what could not be read, if anything: a scan that
+    /// missed blobs must not pass for a clean one.
+    pub fn incomplete(&self) -> Option<GitError> {
+        let first = self.missing.first()?;
+        Some(GitError::Incomplete {
+            count: self.missing.len(),
+            first: first.clone(),
+        })
+    }
 }
 
 /// Scans the history of the repository containing `repo`.
@@ -78,11 +101,20 @@ pub fn scan_repo(
         });
     }
     let repo = Repo::open(repo)?;
-    let tips = tips(&repo)?;
+    // Only full commit ids reach `git log --stdin`, which would take a
+    // line such as `--all` or `--not` as an option.
+    let (tips, exclude) = match &opts.commits {
+        Commits::All => (tips(&repo)?, existing_commits(&repo, since)?),
+        Commits::Range { from, to } => (
+            vec![revs::resolve(&repo, to)?],
+            vec![revs::resolve(&repo, from)?],
+        ),
+    };
     if tips.is_empty() {
         return Ok(GitScan {
             findings: Vec::new(),
             tips,
+            missing: Vec::new(),
         });
     }
     let mut revs = String::new();
@@ -90,7 +122,7 @@ pub fn scan_repo(
         revs.push_str(tip);
         revs.push('\n');
     }
-    for known in existing_commits(&repo, since)? {
+    for known in exclude {
         revs.push('^');
         revs.push_str(&known);
         revs.push('\n');
@@ -105,9 +137,21 @@ pub fn scan_repo(
         stats,
     )?;
     Ok(GitScan {
-        findings: first_appearances(found),
+        findings: first_appearances(found.findings),
         tips,
+        missing: found.missing,
     })
+}
+
+/// The commits every ref points at, without scanning anything: where a
+/// repository watcher that skips history starts.
+pub fn current_tips(repo: &Path) -> Result<Vec<String>, SourceError> {
+    if !repo.exists() {
+        return Err(SourceError::Missing {
+            path: repo.display().to_string(),
+        });
+    }
+    Ok(tips(&Repo::open(repo)?)?)
 }
 
 /// The commits every ref (and HEAD) points at, peeled; refs to trees or
