@@ -60,6 +60,11 @@ impl Repo {
         self.dir.path()
     }
 
+    /// This module's `--rules` directory.
+    pub(crate) fn rules_dir(&self) -> &Path {
+        self.rules.path()
+    }
+
     pub(crate) fn run_git(&self, args: &[&str], email: &str, date: u64) -> Output {
         let date = format!("{date} +0000");
         Command::new("git")

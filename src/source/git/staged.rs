@@ -213,7 +213,10 @@ fn parse_patch(patch: &[u8]) -> Result<(Vec<Staged>, u64), String> {
             }
         }
     };
-    for line in patch.split(|&b| b == b'\n') {
+    // Errors give the patch line's number, never its text: a line of the
+    // patch may hold a key.
+    for (n, line) in patch.split(|&b| b == b'\n').enumerate() {
+        let at = n + 1;
         // "\ No newline at end of file" follows a hunk's last line.
         if line.starts_with(b"\\") {
             continue;
@@ -222,7 +225,7 @@ fn parse_patch(patch: &[u8]) -> Result<(Vec<Staged>, u64), String> {
             match line.first() {
                 Some(b'+') if new_left > 0 => new_left -= 1,
                 Some(b'-') if old_left > 0 => old_left -= 1,
-                _ => return Err(format!("a hunk ended early at {:?}", shown(line))),
+                _ => return Err(format!("a hunk ended early at line {at} of the patch")),
             }
             continue;
         }
@@ -235,20 +238,21 @@ fn parse_patch(patch: &[u8]) -> Result<(Vec<Staged>, u64), String> {
             if line.is_empty() {
                 continue;
             }
-            return Err(format!("expected `diff --git`, got {:?}", shown(line)));
+            return Err(format!("expected `diff --git` at line {at} of the patch"));
         };
         if let Some(ids) = line.strip_prefix(b"index ") {
             let ids = ids.split(|&b| b == b' ').next().unwrap_or_default();
             let new = ids.split(|&b| b == b'.').next_back().unwrap_or_default();
             *blob = BlobId::from_hex(new).filter(|id| !id.is_null());
         } else if let Some(name) = line.strip_prefix(b"+++ ") {
-            let name = unquote(name).ok_or_else(|| format!("bad path {:?}", shown(line)))?;
+            let name =
+                unquote(name).ok_or_else(|| format!("bad path at line {at} of the patch"))?;
             *path = name.strip_prefix("b/").map(str::to_string);
         } else if line.starts_with(b"Binary files ") {
             binary += 1;
         } else if let Some(hunk) = line.strip_prefix(b"@@ -") {
-            let (old, new) =
-                parse_hunk(hunk).ok_or_else(|| format!("bad hunk header {:?}", shown(line)))?;
+            let (old, new) = parse_hunk(hunk)
+                .ok_or_else(|| format!("bad hunk header at line {at} of the patch"))?;
             old_left = old;
             if new.1 > 0 {
                 added.push(new);
@@ -261,10 +265,6 @@ fn parse_patch(patch: &[u8]) -> Result<(Vec<Staged>, u64), String> {
     }
     finish(current.take());
     Ok((files, binary))
-}
-
-fn shown(line: &[u8]) -> String {
-    String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned()
 }
 
 /// `a[,b] +c[,d] @@…` (after `@@ -`): the old line count and the new
