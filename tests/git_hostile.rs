@@ -352,3 +352,28 @@ fn missing_or_corrupt_blobs_make_a_history_scan_exit_2_naming_them() {
     // What could be read is still reported.
     assert_eq!(scan.only()["path"], "fine.env");
 }
+
+/// git refuses a repository another user owns; its advice (`git config
+/// --global safe.directory`) would not help, since keysentry reads no
+/// global git config, so the error must say what does.
+#[test]
+fn a_repository_owned_by_another_user_is_refused_with_advice_that_works() {
+    let mut repo = Repo::new();
+    repo.write("a.env", &format!("K={TATUM}\n"));
+    repo.commit("alice@example.com", "a");
+    // The tests run as root (as in CI); nobody owns the repository.
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(repo.path())
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown needs root");
+    let scan = repo.scan(".", &[]);
+    assert_eq!(scan.code, Some(2), "{}", scan.stderr);
+    assert!(
+        scan.stderr.contains("belongs to another user") && !scan.stderr.contains("--global"),
+        "{}",
+        scan.stderr
+    );
+    assert!(scan.findings.is_empty());
+}
