@@ -71,9 +71,20 @@ pub async fn watch_repo(
     // The last failure, so a repository that stays broken is logged once,
     // not on every poll (/healthz and the error counter keep showing it).
     let mut failing: Option<String> = None;
+    // Likewise for an incomplete scan. The cursor still moves on: missing
+    // objects do not appear by themselves (nothing is fetched), and a ref
+    // to one is reported again on every poll.
+    let mut incomplete: Option<String> = None;
     loop {
         match poll_once(&settings, &name, &scanner, &metrics, since.clone()).await {
-            Ok((findings, tips)) => {
+            Ok((findings, tips, missed)) => {
+                if missed.is_some() && missed != incomplete {
+                    metrics.source_error(&name);
+                    if let Some(why) = &missed {
+                        tracing::warn!(repo = %settings.path.display(), "{why}");
+                    }
+                }
+                incomplete = missed;
                 let moved = since.as_ref() != Some(&tips);
                 if moved || !findings.is_empty() {
                     if !findings.is_empty() {
@@ -118,6 +129,9 @@ async fn cursor(store: &Arc<Store>, name: &Arc<str>) -> Result<Option<Vec<String
         .map_err(|e| e.to_string())
 }
 
+/// Findings, new tips, and why the scan was incomplete if it was.
+type Polled = (Vec<Finding>, Vec<String>, Option<String>);
+
 /// One scan, off the runtime: the findings since `since` and the new tips.
 async fn poll_once(
     settings: &RepoSettings,
@@ -125,11 +139,10 @@ async fn poll_once(
     scanner: &Arc<Scanner>,
     metrics: &Arc<Metrics>,
     since: Option<Vec<String>>,
-) -> Result<(Vec<Finding>, Vec<String>), String> {
+) -> Result<Polled, String> {
     let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
-    type Polled = (Vec<Finding>, Vec<String>, Option<String>);
     let scanned = tokio::task::spawn_blocking(move || -> Result<Polled, String> {
         let since = match since {
             Some(s) => s,
@@ -148,12 +161,5 @@ async fn poll_once(
     .await
     .map_err(|e| format!("repository scan task failed: {e}"))?;
     metrics.scanned(name, stats.bytes.load(Relaxed), 0);
-    let (findings, tips, incomplete) = scanned?;
-    // The cursor still moves on: the blobs will not appear by themselves
-    // (nothing is fetched), and rescanning every poll would not help.
-    if let Some(why) = incomplete {
-        metrics.source_error(name);
-        tracing::warn!(repo = %settings.path.display(), "{why}");
-    }
-    Ok((findings, tips))
+    scanned
 }

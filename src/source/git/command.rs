@@ -37,7 +37,7 @@ pub enum GitError {
     },
     #[error("cannot read blob {blob}: {cause}")]
     Blob { blob: String, cause: Box<GitError> },
-    #[error("the history scan is incomplete: {count} blob(s) could not be read, first {first}; nothing was fetched. Repair the repository (`git fsck`), or in a partial clone fetch the missing objects yourself, and scan again")]
+    #[error("the history scan is incomplete: {count} object(s) could not be read, first {first}; nothing was fetched. Repair the repository (`git fsck`), or in a partial clone fetch the missing objects yourself, and scan again")]
     Incomplete { count: usize, first: String },
     #[error("{repo} is a bare repository: it has no index, so nothing is staged; run --staged in a work tree, or use --git for its history")]
     BareIndex { repo: String },
