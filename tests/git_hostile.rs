@@ -304,12 +304,11 @@ fn a_watched_repository_never_fetches_with_or_without_history() {
                 false => sha.as_str(),
             };
             d.wait_for(expected, &h.marker);
-            // Not repeated on every 100 ms poll.
-            let said = || d.text().lines().filter(|l| l.contains(expected)).count();
-            std::thread::sleep(Duration::from_millis(300));
-            let before = said();
-            std::thread::sleep(Duration::from_millis(600));
-            assert_eq!(said(), before, "{name}: {}", d.text());
+            // Not repeated on every 100 ms poll: said when it changes (the
+            // first scan also misses the blobs, the next ones only the ref).
+            std::thread::sleep(Duration::from_millis(900));
+            let said = d.text().lines().filter(|l| l.contains(expected)).count();
+            assert!(said <= 2, "{name}: said {said} times: {}", d.text());
             h.assert_nothing_ran(&name);
             assert!(!d.text().contains(TOKEN), "{name}: {}", d.text());
         }

@@ -65,6 +65,7 @@ fn staged_scan_reports_only_what_the_commit_adds_at_staged_line_numbers() {
         "{}",
         scan.stdout
     );
+    assert!(scan.stderr.contains("scanned 2 files"), "{}", scan.stderr);
     for f in &scan.findings {
         assert_eq!(f["source"], "file");
         assert!(f["commit"].is_null());
@@ -112,6 +113,26 @@ fn staged_scan_works_before_the_first_commit_and_ignores_deletions() {
     repo.git(&["rm", "-q", "a.env"]);
     let removed = repo.run(&["--staged"]);
     assert_eq!(removed.code, Some(0), "{}", removed.stderr);
+}
+
+#[test]
+fn staged_scan_in_a_conflicted_merge_scans_what_is_staged() {
+    let mut repo = Repo::new();
+    repo.write("f.txt", "base\n");
+    repo.commit("alice@example.com", "base");
+    repo.git(&["checkout", "-q", "-b", "side"]);
+    repo.write("f.txt", "side\n");
+    repo.commit("bob@example.com", "side");
+    repo.git(&["checkout", "-q", "main"]);
+    repo.write("f.txt", "main\n");
+    repo.commit("alice@example.com", "main");
+    let merge = repo.run_git(&["merge", "-q", "side"], "alice@example.com", 1_700_000_000);
+    assert!(!merge.status.success(), "the merge should conflict");
+    repo.write("resolved.env", &format!("K={TATUM}\n"));
+    repo.git(&["add", "resolved.env"]);
+    let scan = repo.run(&["--staged"]);
+    assert_eq!(scan.code, Some(1), "{}", scan.stderr);
+    assert_eq!(places(&scan), vec![("resolved.env".into(), 1)]);
 }
 
 #[test]

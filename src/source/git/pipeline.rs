@@ -163,7 +163,10 @@ fn read_blobs(
     let mut missing = Vec::new();
     for job in jobs {
         let data = match read_one(&mut out, &mut header, &job, max_blob_size, stats) {
-            Ok(Answer::Blob(data)) => data,
+            Ok(Answer::Blob(data)) => {
+                stats.blobs.fetch_add(1, Relaxed);
+                data
+            }
             Ok(Answer::Skipped) => continue,
             Ok(Answer::Missing) => {
                 let what = describe_missing(&job);
@@ -289,7 +292,6 @@ pub fn read_one(
         stats.skipped_binary.fetch_add(1, Relaxed);
         return Ok(Answer::Skipped);
     }
-    stats.blobs.fetch_add(1, Relaxed);
     stats.add_bytes(data.len());
     Ok(Answer::Blob(data))
 }

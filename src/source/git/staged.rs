@@ -229,6 +229,11 @@ fn parse_patch(patch: &[u8]) -> Result<(Vec<Staged>, u64), String> {
             }
             continue;
         }
+        // A conflicted file has no staged version yet; `git commit` refuses
+        // until it is resolved, and the resolution is then scanned.
+        if line.starts_with(b"* Unmerged path ") {
+            continue;
+        }
         if line.starts_with(b"diff --git ") {
             finish(current.take());
             current = Some((None, None, Vec::new()));
@@ -329,7 +334,7 @@ mod tests {
     #[test]
     fn added_ranges_paths_and_blobs_come_from_the_patch() {
         let patch = format!(
-            "diff --git a/app.env b/app.env\nindex {OLD}..{NEW} 100644\n--- a/app.env\n+++ b/app.env\n\
+            "* Unmerged path conflicted.txt\ndiff --git a/app.env b/app.env\nindex {OLD}..{NEW} 100644\n--- a/app.env\n+++ b/app.env\n\
              @@ -2 +2,2 @@ ctx\n-old\n+++ not a header\n+diff --git a/x b/x\n@@ -9,0 +11 @@\n+tail\n\\ No newline at end of file\n\
              diff --git a/gone b/gone\ndeleted file mode 100644\nindex {OLD}..{ZERO}\n--- a/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n\
              diff --git a/b.bin b/b.bin\nnew file mode 100644\nindex {ZERO}..{NEW}\nBinary files /dev/null and b/b.bin differ\n\
