@@ -37,7 +37,7 @@ pub enum GitError {
     },
     #[error("cannot read blob {blob}: {cause}")]
     Blob { blob: String, cause: Box<GitError> },
-    #[error("the history scan is incomplete: {count} object(s) could not be read, first {first}; nothing was fetched. Repair the repository (`git fsck`), or in a partial clone fetch the missing objects yourself, and scan again")]
+    #[error("the git scan is incomplete: {count} object(s) could not be read, first {first}; nothing was fetched. Repair the repository (`git fsck`), or in a partial clone fetch the missing objects yourself, and scan again")]
     Incomplete { count: usize, first: String },
     #[error("{repo} is a bare repository: it has no index, so nothing is staged; run --staged in a work tree, or use --git for its history")]
     BareIndex { repo: String },
@@ -166,8 +166,8 @@ const INHERITED: &[&str] = &["PATH", "HOME", "LANG"];
 ///   of the repository's choosing. `protocol.allow=never` alone is not
 ///   enough (a repository's own `protocol.file.allow=always` outranks it);
 ///   an empty `GIT_ALLOW_PROTOCOL` overrides every `protocol.*` setting, on
-///   every git since 2.12, and children such as the lazy `git fetch` inherit
-///   both. `GIT_NO_LAZY_FETCH` makes newer gits not even try, so a missing
+///   every git since 2.6 (older than partial clones), and children such as
+///   the lazy `git fetch` inherit both. `GIT_NO_LAZY_FETCH` makes newer gits not even try, so a missing
 ///   object reads as "missing" instead of a failed fetch;
 /// - no system or global config (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL`),
 ///   no prompt, no pager, no fsmonitor (it is a command the index read
