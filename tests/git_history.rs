@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use tempfile::TempDir;
 
-const TATUM: &str = "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e";
-const TATUM_2: &str = "t-5f0c9a2b7d3e1f4a6b8c0d2e-8a1b3c5d7e9f0a2b4c6d8e0f";
-const TATUM_3: &str = "t-0a9b8c7d6e5f4a3b2c1d0e9f-1f2e3d4c5b6a7f8e9d0c1b2a";
-const GITHUB: &str = "ghp_R8kLm2Qx7ZpT4vWn9BcYd3Hf6Js1Ga5EuK0i";
+pub(crate) const TATUM: &str = "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e";
+pub(crate) const TATUM_2: &str = "t-5f0c9a2b7d3e1f4a6b8c0d2e-8a1b3c5d7e9f0a2b4c6d8e0f";
+pub(crate) const TATUM_3: &str = "t-0a9b8c7d6e5f4a3b2c1d0e9f-1f2e3d4c5b6a7f8e9d0c1b2a";
+pub(crate) const GITHUB: &str = "ghp_R8kLm2Qx7ZpT4vWn9BcYd3Hf6Js1Ga5EuK0i";
 
 const RULES: &str = r#"
 rules:
@@ -38,14 +38,14 @@ rules:
 /// A repository in a temp dir, driven by the real `git` with no global or
 /// system config, and commits one minute apart so history order is
 /// unambiguous.
-struct Repo {
+pub(crate) struct Repo {
     dir: TempDir,
     rules: TempDir,
     clock: u64,
 }
 
 impl Repo {
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let repo = Repo {
             dir: TempDir::new().expect("temp dir"),
             rules: TempDir::new().expect("temp dir"),
@@ -56,11 +56,16 @@ impl Repo {
         repo
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn run_git(&self, args: &[&str], email: &str, date: u64) -> Output {
+    /// This module's `--rules` directory.
+    pub(crate) fn rules_dir(&self) -> &Path {
+        self.rules.path()
+    }
+
+    pub(crate) fn run_git(&self, args: &[&str], email: &str, date: u64) -> Output {
         let date = format!("{date} +0000");
         Command::new("git")
             .current_dir(self.path())
@@ -79,7 +84,7 @@ impl Repo {
     }
 
     /// Runs git, panicking with its stderr on failure; returns stdout.
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         let out = self.run_git(args, "setup@example.com", self.clock);
         assert!(
             out.status.success(),
@@ -89,12 +94,12 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    fn write(&self, rel: &str, content: &str) {
+    pub(crate) fn write(&self, rel: &str, content: &str) {
         crate::support::write(self.path(), rel, content);
     }
 
     /// Commits everything in the work tree as `email`; returns the sha.
-    fn commit(&mut self, email: &str, message: &str) -> String {
+    pub(crate) fn commit(&mut self, email: &str, message: &str) -> String {
         self.clock += 60;
         self.git(&["add", "-A"]);
         let out = self.run_git(
@@ -110,7 +115,7 @@ impl Repo {
         self.git(&["rev-parse", "HEAD"])
     }
 
-    fn merge(&mut self, branch: &str, extra: &[&str]) {
+    pub(crate) fn merge(&mut self, branch: &str, extra: &[&str]) {
         self.clock += 60;
         let mut args = vec!["merge", "-q", "--no-ff", "-m", "merge"];
         args.extend_from_slice(extra);
@@ -125,33 +130,42 @@ impl Repo {
 
     /// `keysentry scan --git --format json` on `path` (relative to the repo
     /// root), run from the repo root.
-    fn scan(&self, path: &str, extra: &[&str]) -> Scan {
+    pub(crate) fn scan(&self, path: &str, extra: &[&str]) -> Scan {
+        let mut args = vec![path, "--git"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `keysentry scan ARGS --format json` with this module's rules, run
+    /// from the repo root.
+    pub(crate) fn run(&self, args: &[&str]) -> Scan {
         let out = keysentry()
             .current_dir(self.path())
-            .args(["scan", path, "--git", "--format", "json", "--rules"])
+            .arg("scan")
+            .args(args)
+            .args(["--format", "json", "--rules"])
             .arg(self.rules.path())
-            .args(extra)
             .output()
             .expect("keysentry runs");
         Scan::new(out)
     }
 
-    fn scanner(&self) -> Scanner {
+    pub(crate) fn scanner(&self) -> Scanner {
         let rules = RuleSet::from_dir(self.rules.path()).expect("test rules load");
         Scanner::new(&rules, Allowlist::new(&[], &[]).expect("empty allowlist")).expect("scanner")
     }
 }
 
-struct Scan {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Scan {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     /// This module's findings only.
-    findings: Vec<Value>,
+    pub(crate) findings: Vec<Value>,
 }
 
 impl Scan {
-    fn new(out: Output) -> Scan {
+    pub(crate) fn new(out: Output) -> Scan {
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let findings = match serde_json::from_str::<Value>(&stdout) {
@@ -173,7 +187,7 @@ impl Scan {
         }
     }
 
-    fn only(&self) -> &Value {
+    pub(crate) fn only(&self) -> &Value {
         assert_eq!(
             self.findings.len(),
             1,

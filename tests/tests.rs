@@ -1,12 +1,17 @@
 //! Integration tests: one binary, one module per area (ripgrep's layout), so
 //! the crate links once. Shared helpers live in `support`.
 
+// Tests start programs freely; only the product is held to one git builder.
+#![allow(clippy::disallowed_methods)]
+
 mod alerts;
 mod cli_output;
 mod daemon;
 mod deploy;
 mod errors;
 mod git_history;
+mod git_hostile;
+mod git_modes;
 mod gitleaks_rules;
 mod no_leak;
 mod remediation;

@@ -25,6 +25,17 @@ pub struct ScanArgs {
     /// Scan every commit's added content in the repository's whole history.
     #[arg(long)]
     pub git: bool,
+    /// With --git: only the commits HEAD has that REV has not (REV..HEAD).
+    #[arg(long, value_name = "REV", requires = "git", conflicts_with = "range")]
+    pub since: Option<String>,
+    /// With --git: only the commits B has that A has not (a push:
+    /// before..after; a pull request: base..head).
+    #[arg(long, value_name = "A..B", requires = "git")]
+    pub range: Option<String>,
+    /// Scan what `git commit` would record: the lines the index adds, with
+    /// paths and line numbers of the staged files (for pre-commit hooks).
+    #[arg(long, conflicts_with = "git")]
+    pub staged: bool,
     /// text, json, jsonl or sarif.
     #[arg(long, default_value = "text")]
     pub format: Format,
@@ -63,8 +74,8 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             "`-` (stdin) cannot be combined with other paths; scan stdin in a run of its own"
         );
     }
-    if args.git && args.paths.len() > 1 {
-        anyhow::bail!("--git scans one repository; run keysentry once per repository");
+    if (args.git || args.staged) && args.paths.len() > 1 {
+        anyhow::bail!("--git and --staged scan one repository; run keysentry once per repository");
     }
     let config = match &args.config {
         Some(p) => Config::load(p)?,
@@ -89,16 +100,29 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         .unwrap_or(20 << 20);
     let unit = if args.git { Unit::Blob } else { Unit::File };
 
+    // A git scan that could not read every blob reports what it found,
+    // then exits 2 naming what it missed.
+    let mut incomplete = None;
     let findings = if stdin_named {
         dedup(stdin::scan_reader(
             std::io::stdin().lock(),
             &scanner,
             &stats,
         )?)
+    } else if args.staged {
+        let scan = git::scan_staged(&args.paths[0], &scanner, max_file_size, &stats)?;
+        incomplete = scan.incomplete();
+        scan.findings
     } else if args.git {
         let repo = &args.paths[0];
+        let commits = match (&args.since, &args.range) {
+            (Some(rev), _) => git::Commits::since(rev)?,
+            (None, Some(range)) => git::Commits::range(range)?,
+            (None, None) => git::Commits::All,
+        };
         let opts = git::GitOptions {
             max_blob_size: max_file_size,
+            commits,
             ..git::GitOptions::default()
         };
         let bar = progress_bar("blobs");
@@ -119,7 +143,9 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        dedup(scanned?.findings)
+        let scan = scanned?;
+        incomplete = scan.incomplete();
+        dedup(scan.findings)
     } else {
         let bar = progress_bar("files");
         let opts = fs::FsOptions {
@@ -170,6 +196,9 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let found = !findings.is_empty();
     if args.remediate && found {
         super::incidents::remediate(&config, rules, findings)?;
+    }
+    if let Some(err) = incomplete {
+        return Err(err.into());
     }
     Ok(if !found {
         ExitCode::SUCCESS

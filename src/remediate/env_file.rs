@@ -181,6 +181,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // mkfifo, not git
     fn symlinks_and_shared_places_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("kms");

@@ -73,7 +73,10 @@ fn to_digest(ctx: &mut Ctx<'_>, kind: &str, alert: Alert) {
         "digest: told with the other keys that are not live, in one alert per {} s (alert_digest.interval_secs)",
         inner.digests.interval().as_secs()
     );
-    if let Err(e) = inner.store.record_alert(alert.incident_id, kind, &body, &note) {
+    if let Err(e) = inner
+        .store
+        .record_alert(alert.incident_id, kind, &body, &note)
+    {
         tracing::error!(incident = alert.incident_id, error = %e, "cannot record alert");
     }
 }

@@ -198,6 +198,8 @@ fn value_span(line: &str, variable: &str) -> Option<(usize, usize)> {
 
 /// Runs the consumer's restart command, if it has one, and waits for it.
 /// Its output is discarded: keysentry cannot vouch that it holds no key.
+// The owner's own restart argv from the config, not git.
+#[allow(clippy::disallowed_methods)]
 pub async fn restart(consumer: &Consumer, timeout: Duration) -> Result<bool, PropagateError> {
     let Some((program, args)) = consumer.restart.split_first() else {
         return Ok(false);

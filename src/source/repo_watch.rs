@@ -10,15 +10,14 @@
 //! worst an old commit that became reachable again is scanned again, which
 //! the engine deduplicates by fingerprint.
 
-use super::git::{scan_repo, GitOptions};
+use super::git::{current_tips, scan_repo, GitOptions};
 use super::log_tail::Stopped;
 use super::ScanStats;
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Finding, Scanner};
 use crate::store::{DaemonWrite, Store};
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,10 +89,21 @@ async fn watch_loop(
     // The last failure, so a repository that stays broken is logged once,
     // not on every poll (/healthz and the error counter keep showing it).
     let mut failing: Option<String> = None;
+    // Likewise for an incomplete scan. The cursor still moves on: missing
+    // objects do not appear by themselves (nothing is fetched), and a ref
+    // to one is reported again on every poll.
+    let mut incomplete: Option<String> = None;
     loop {
         metrics.beat(&name);
         match poll_once(settings, &name, scanner, metrics, since.clone()).await {
-            Ok((findings, tips)) => {
+            Ok((findings, tips, missed)) => {
+                if missed.is_some() && missed != incomplete {
+                    metrics.source_error(&name);
+                    if let Some(why) = &missed {
+                        tracing::warn!(repo = %settings.path.display(), "{why}");
+                    }
+                }
+                incomplete = missed;
                 let moved = since.as_ref() != Some(&tips);
                 if moved || !findings.is_empty() {
                     if !findings.is_empty() {
@@ -146,6 +156,9 @@ async fn cursor(store: &Arc<Store>, name: &Arc<str>) -> Result<Option<Vec<String
         .map_err(|e| e.to_string())
 }
 
+/// Findings, new tips, and why the scan was incomplete if it was.
+type Polled = (Vec<Finding>, Vec<String>, Option<String>);
+
 /// One scan, off the runtime: the findings since `since` and the new tips.
 async fn poll_once(
     settings: &RepoSettings,
@@ -153,20 +166,24 @@ async fn poll_once(
     scanner: &Arc<Scanner>,
     metrics: &Arc<Metrics>,
     since: Option<Vec<String>>,
-) -> Result<(Vec<Finding>, Vec<String>), String> {
+) -> Result<Polled, String> {
     let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
-    let mut scan = tokio::task::spawn_blocking(move || {
+    let mut scan = tokio::task::spawn_blocking(move || -> Result<Polled, String> {
         let since = match since {
             Some(s) => s,
             // First sight without history: today's tips are the cursor.
-            None if !history => return Ok((Vec::new(), current_tips(&path)?)),
+            None if !history => {
+                let tips = current_tips(&path).map_err(|e| e.to_string())?;
+                return Ok((Vec::new(), tips, None));
+            }
             None => Vec::new(),
         };
         let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
             .map_err(|e| e.to_string())?;
-        Ok((scan.findings, scan.tips))
+        let incomplete = scan.incomplete().map(|e| e.to_string());
+        Ok((scan.findings, scan.tips, incomplete))
     });
     // Alive while the scan moves on; a git process that hangs moves
     // nothing, and the health check calls the repository stuck.
@@ -194,33 +211,4 @@ async fn poll_once(
     let scanned = scanned.map_err(|e| format!("repository scan task failed: {e}"))?;
     metrics.scanned(name, stats.bytes.load(Relaxed), 0);
     scanned
-}
-
-/// The commits every ref points at, without scanning anything.
-fn current_tips(repo: &Path) -> Result<Vec<String>, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["rev-list", "--all", "--no-walk"])
-        .output()
-        .map_err(|e| {
-            format!(
-                "cannot run git in {}: {e}; is git installed?",
-                repo.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{}: git rev-list failed: {}; is it a git repository?",
-            repo.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let mut tips: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    tips.sort();
-    tips.dedup();
-    Ok(tips)
 }

@@ -19,6 +19,10 @@ pub enum GitError {
     GitMissing { cause: std::io::Error },
     #[error("{path} is not a git repository; pass the directory of a repository with --git, or drop --git to scan the files (git said: {detail})")]
     NotARepo { path: String, detail: String },
+    // git's own advice (`git config --global safe.directory`) would not
+    // help: keysentry reads no global git config.
+    #[error("{path} belongs to another user and git refuses to read it (\"dubious ownership\"); run keysentry as the repository's owner, or give the repository to the user keysentry runs as")]
+    NotOwned { path: String },
     #[error("`git {command}` failed in {repo}: {detail}; check that the repository is readable by this user and intact (`git fsck`)")]
     Failed {
         repo: String,
@@ -31,6 +35,16 @@ pub enum GitError {
         command: String,
         cause: std::io::Error,
     },
+    #[error("cannot read blob {blob}: {cause}")]
+    Blob { blob: String, cause: Box<GitError> },
+    #[error("the git scan is incomplete: {count} object(s) could not be read, first {first}; nothing was fetched. Repair the repository (`git fsck`), or in a partial clone fetch the missing objects yourself, and scan again")]
+    Incomplete { count: usize, first: String },
+    #[error("{repo} is a bare repository: it has no index, so nothing is staged; run --staged in a work tree, or use --git for its history")]
+    BareIndex { repo: String },
+    #[error("invalid revision {rev:?}: {why}")]
+    BadRev { rev: String, why: &'static str },
+    #[error("{rev:?} is not a commit in {repo}; name a branch, tag or commit id that `git log` shows (a shallow CI checkout may need more history: fetch-depth 0)")]
+    UnknownRev { rev: String, repo: String },
     #[error("unexpected output from `git {command}` in {repo}: {detail}; this git may be too old (keysentry needs git 2.31 or later)")]
     Protocol {
         repo: String,
@@ -47,6 +61,8 @@ pub struct Repo {
     git_dir: PathBuf,
     /// What findings report as their `repo`.
     pub label: String,
+    /// A bare repository has history but no index.
+    pub bare: bool,
 }
 
 impl Repo {
@@ -70,7 +86,11 @@ impl Repo {
             PathBuf::from(run_discovery(path, &["--show-toplevel"])?.trim_end())
         };
         let label = root.canonicalize().unwrap_or(root).display().to_string();
-        Ok(Repo { git_dir, label })
+        Ok(Repo {
+            git_dir,
+            label,
+            bare: bare == "true",
+        })
     }
 
     /// A `git` command on this repository with stdout piped.
@@ -79,7 +99,7 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = base_command();
+        let mut cmd = git();
         cmd.arg("--git-dir").arg(&self.git_dir).args(args);
         cmd
     }
@@ -132,27 +152,50 @@ pub fn proc_io(repo: &str, command: &str, cause: std::io::Error) -> GitError {
     }
 }
 
-/// `git` with an environment that makes its output parseable and its
-/// behaviour independent of where keysentry runs.
-fn base_command() -> Command {
+/// What a git child inherits from keysentry's environment: nothing else, so
+/// no token or secret in the daemon's environment reaches git, a
+/// credential helper or anything a hostile repository makes git run.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG"];
+
+/// Every git process keysentry starts is built here (clippy's
+/// `disallowed-methods` and a test keep it that way), hardened against the
+/// repository it reads:
+/// - no transport of any kind: a partial clone missing an object, or a ref
+///   pointing at one, must not make git fetch from the "promisor" remote the
+///   repository names, which runs `remote.*.uploadpack` or a remote helper
+///   of the repository's choosing. `protocol.allow=never` alone is not
+///   enough (a repository's own `protocol.file.allow=always` outranks it);
+///   an empty `GIT_ALLOW_PROTOCOL` overrides every `protocol.*` setting, on
+///   every git since 2.6 (older than partial clones), and children such as
+///   the lazy `git fetch` inherit both. `GIT_NO_LAZY_FETCH` makes newer gits not even try, so a missing
+///   object reads as "missing" instead of a failed fetch;
+/// - no system or global config (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL`),
+///   no prompt, no pager, no fsmonitor (it is a command the index read
+///   runs), no hooks; output in the C locale, because messages are matched.
+pub(crate) fn git() -> Command {
+    #[allow(clippy::disallowed_methods)] // This is the one place.
     let mut cmd = Command::new("git");
-    // Inside a git hook these point at the hook's repository, not the one
-    // we were asked to scan.
-    for var in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_PREFIX",
-        "GIT_COMMON_DIR",
-    ] {
-        cmd.env_remove(var);
+    cmd.env_clear();
+    for var in INHERITED {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
     }
-    // Messages are matched below; a partial clone must not fetch from the
-    // network to answer a scan.
     cmd.env("LC_ALL", "C")
         .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_ALLOW_PROTOCOL", "")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
-        .arg("--no-pager")
+        .args([
+            "--no-pager",
+            "-c",
+            "protocol.allow=never",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -163,7 +206,7 @@ fn base_command() -> Command {
 /// unless git refused for another reason worth passing on (ownership).
 fn run_discovery(path: &Path, args: &[&str]) -> Result<String, GitError> {
     let shown = path.display().to_string();
-    let mut cmd = base_command();
+    let mut cmd = git();
     cmd.arg("-C").arg(path).arg("rev-parse").args(args);
     let out = cmd
         .output()
@@ -175,11 +218,7 @@ fn run_discovery(path: &Path, args: &[&str]) -> Result<String, GitError> {
             .unwrap_or(&stderr)
             .to_string();
         if detail.contains("safe.directory") || detail.contains("dubious ownership") {
-            return Err(GitError::Failed {
-                repo: shown,
-                command: "rev-parse".into(),
-                detail,
-            });
+            return Err(GitError::NotOwned { path: shown });
         }
         return Err(GitError::NotARepo {
             path: shown,
@@ -301,5 +340,43 @@ impl Process {
     pub fn abort(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Clippy's `disallowed-methods` (clippy.toml) stops a `std` git
+    /// `Command` elsewhere; this also catches tokio's and a build script's.
+    #[test]
+    fn only_this_module_builds_a_git_command() {
+        fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    rust_files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("build.rs")];
+        rust_files(&root.join("src"), &mut files);
+        assert!(files.len() > 20, "found the sources: {files:?}");
+        let this = root.join("src/source/git/command.rs");
+        let offenders: Vec<_> = files
+            .iter()
+            .filter(|f| **f != this)
+            .filter(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                text.contains("Command::new(\"git\"") || text.contains("Command::new(r\"git\"")
+            })
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "run git through source::git::command::git(): {offenders:?}"
+        );
     }
 }

@@ -22,9 +22,13 @@
 mod command;
 mod history;
 mod pipeline;
+mod revs;
+mod staged;
 
 pub use command::GitError;
 pub use history::BlobId;
+pub use revs::Commits;
+pub use staged::scan_staged;
 
 use super::{ScanStats, SourceError};
 use crate::scan::{Finding, Scanner};
@@ -38,6 +42,8 @@ pub struct GitOptions {
     pub max_blob_size: u64,
     /// What findings report as `repo`; the daemon passes its configured name.
     pub repo_label: Option<String>,
+    /// Every commit, or only those a push or pull request adds.
+    pub commits: Commits,
 }
 
 impl Default for GitOptions {
@@ -45,6 +51,7 @@ impl Default for GitOptions {
         GitOptions {
             max_blob_size: 20 << 20,
             repo_label: None,
+            commits: Commits::All,
         }
     }
 }
@@ -55,8 +62,24 @@ pub struct GitScan {
     /// In history order, oldest first.
     pub findings: Vec<Finding>,
     /// The commits the refs pointed at when the scan started, sorted. Pass
-    /// them as `since` next time to scan only what is new.
+    /// them as `since` next time to scan only what is new. For a range, its
+    /// end.
     pub tips: Vec<String>,
+    /// Blobs that could not be read (missing from a partial clone, corrupt),
+    /// each named with its path and commit: the scan did not see them.
+    pub missing: Vec<String>,
+}
+
+impl GitScan {
+    /// An error naming what could not be read, if anything: a scan that
+    /// missed blobs must not pass for a clean one.
+    pub fn incomplete(&self) -> Option<GitError> {
+        let first = self.missing.first()?;
+        Some(GitError::Incomplete {
+            count: self.missing.len(),
+            first: first.clone(),
+        })
+    }
 }
 
 /// Scans the history of the repository containing `repo`.
@@ -78,11 +101,27 @@ pub fn scan_repo(
         });
     }
     let repo = Repo::open(repo)?;
-    let tips = tips(&repo)?;
+    // Only full commit ids reach `git log --stdin`, which would take a
+    // line such as `--all` or `--not` as an option.
+    let (tips, exclude, mut missing) = match &opts.commits {
+        Commits::All => {
+            let Tips { commits, missing } = tips(&repo)?;
+            for what in &missing {
+                stats.record_unreadable(what.clone());
+            }
+            (commits, existing_commits(&repo, since)?, missing)
+        }
+        Commits::Range { from, to } => (
+            vec![revs::resolve(&repo, to)?],
+            vec![revs::resolve(&repo, from)?],
+            Vec::new(),
+        ),
+    };
     if tips.is_empty() {
         return Ok(GitScan {
             findings: Vec::new(),
             tips,
+            missing,
         });
     }
     let mut revs = String::new();
@@ -90,7 +129,7 @@ pub fn scan_repo(
         revs.push_str(tip);
         revs.push('\n');
     }
-    for known in existing_commits(&repo, since)? {
+    for known in exclude {
         revs.push('^');
         revs.push_str(&known);
         revs.push('\n');
@@ -104,23 +143,95 @@ pub fn scan_repo(
         opts.max_blob_size,
         stats,
     )?;
+    missing.extend(found.missing);
     Ok(GitScan {
-        findings: first_appearances(found),
+        findings: first_appearances(found.findings),
         tips,
+        missing,
     })
 }
 
-/// The commits every ref (and HEAD) points at, peeled; refs to trees or
-/// blobs have no history and are left out.
-fn tips(repo: &Repo) -> Result<Vec<String>, GitError> {
-    let out = repo.output(&["rev-list", "--all", "--no-walk"], "rev-list", b"")?;
-    let mut tips: Vec<String> = String::from_utf8_lossy(&out)
+/// The commits every ref points at, without scanning anything: where a
+/// repository watcher that skips history starts.
+pub fn current_tips(repo: &Path) -> Result<Vec<String>, SourceError> {
+    if !repo.exists() {
+        return Err(SourceError::Missing {
+            path: repo.display().to_string(),
+        });
+    }
+    Ok(tips(&Repo::open(repo)?)?.commits)
+}
+
+/// What the refs point at.
+struct Tips {
+    /// The commits every ref (and HEAD) points at, peeled, sorted.
+    commits: Vec<String>,
+    /// Refs to an object the repository lacks, described: a ref to a commit
+    /// a partial clone never fetched must not stop the scan of the others.
+    missing: Vec<String>,
+}
+
+/// Refs are listed without reading their objects (`for-each-ref` with only
+/// the name and id), then looked up and peeled in one `cat-file
+/// --batch-check`; refs to trees or blobs have no history and are left out.
+/// (`rev-list --all` dies on the first ref to a missing object.)
+fn tips(repo: &Repo) -> Result<Tips, GitError> {
+    let refs = repo.output(
+        &["for-each-ref", "--format=%(objectname) %(refname)"],
+        "for-each-ref",
+        b"",
+    )?;
+    let mut named: Vec<(String, String)> = String::from_utf8_lossy(&refs)
         .lines()
-        .filter(|l| BlobId::from_hex(l.as_bytes()).is_some())
-        .map(str::to_string)
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, name)| (id.to_string(), name.to_string()))
         .collect();
-    tips.sort();
-    tips.dedup();
+    // A detached HEAD is no ref; an unborn one names nothing.
+    if let Ok(head) = repo.output(
+        &["rev-parse", "--quiet", "--verify", "HEAD"],
+        "rev-parse",
+        b"",
+    ) {
+        named.push((
+            String::from_utf8_lossy(&head).trim().to_string(),
+            "HEAD".into(),
+        ));
+    }
+    named.retain(|(id, _)| BlobId::from_hex(id.as_bytes()).is_some());
+    let query: String = named.iter().map(|(id, _)| format!("{id}^{{}}\n")).collect();
+    let mut tips = Tips {
+        commits: Vec::new(),
+        missing: Vec::new(),
+    };
+    if named.is_empty() {
+        return Ok(tips);
+    }
+    let out = repo.output(
+        &["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+        "cat-file",
+        query.as_bytes(),
+    )?;
+    let answers = String::from_utf8_lossy(&out);
+    let answers: Vec<&str> = answers.lines().collect();
+    if answers.len() != named.len() {
+        return Err(GitError::Protocol {
+            repo: repo.label.clone(),
+            command: "cat-file".into(),
+            detail: format!("{} answers for {} refs", answers.len(), named.len()),
+        });
+    }
+    for ((id, name), answer) in named.iter().zip(answers) {
+        if let Some(commit) = answer.strip_suffix(" commit") {
+            tips.commits.push(commit.to_string());
+        } else if answer.ends_with(" missing") {
+            tips.missing.push(format!(
+                "{name}: it points to {id}, which is missing from the object store (it was not fetched)"
+            ));
+        }
+    }
+    tips.commits.sort();
+    tips.commits.dedup();
+    tips.missing.dedup();
     Ok(tips)
 }
 

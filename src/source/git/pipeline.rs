@@ -28,6 +28,15 @@ const JOB_QUEUE: usize = 1024;
 /// Blobs waiting for a scanner thread; each may be up to the size limit.
 const BLOB_QUEUE: usize = 4;
 
+/// What [`scan_history`] found, and what it could not read.
+pub struct History {
+    /// In history order.
+    pub findings: Vec<Finding>,
+    /// Blobs the object store lacks or cannot decode, each with the path and
+    /// commit that introduced it: the scan is incomplete by these.
+    pub missing: Vec<String>,
+}
+
 /// Scans every blob the commits selected by `revs` (lines for `git log
 /// --stdin`) introduced. Findings come back in history order.
 pub fn scan_history(
@@ -37,7 +46,7 @@ pub fn scan_history(
     scanner: &Scanner,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<Vec<Finding>, GitError> {
+) -> Result<History, GitError> {
     let mut log = spawn_piped(repo, LOG_ARGS, "log")?;
     // git reads all of --stdin before it writes anything, so this cannot
     // block on our not reading yet.
@@ -69,17 +78,20 @@ pub fn scan_history(
             .map(|(seq, chunk): (u64, Chunk)| (seq, scanner.scan(&chunk)))
             .filter(|(_, f)| !f.is_empty())
             .collect();
-        let join = |h: std::thread::ScopedJoinHandle<'_, Result<(), GitError>>| {
+        fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        };
+        }
         (join(walker), join(reader), found)
     });
     // The walker's failure is the cause when both fail (the reader then
     // only saw cat-file's input end early).
     walked?;
-    read?;
+    let missing = read?;
     found.sort_by_key(|(seq, _)| *seq);
-    Ok(found.into_iter().flat_map(|(_, f)| f).collect())
+    Ok(History {
+        findings: found.into_iter().flat_map(|(_, f)| f).collect(),
+        missing,
+    })
 }
 
 fn spawn_piped(repo: &Repo, args: &[&str], name: &'static str) -> Result<Process, GitError> {
@@ -137,7 +149,7 @@ fn walk(
 }
 
 /// Reads cat-file's answer for each job in order and hands text blobs to
-/// the scanner threads.
+/// the scanner threads. Returns the blobs that could not be read.
 fn read_blobs(
     cat: Process,
     out: ChildStdout,
@@ -145,22 +157,25 @@ fn read_blobs(
     blobs: SyncSender<(u64, Chunk)>,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<(), GitError> {
+) -> Result<Vec<String>, GitError> {
     let mut out = BufReader::with_capacity(1 << 18, out);
     let mut header = Vec::new();
+    let mut missing = Vec::new();
     for job in jobs {
         let data = match read_one(&mut out, &mut header, &job, max_blob_size, stats) {
-            Ok(data) => data,
-            Err(Failure::Io(e)) => {
-                let err = cat.io_error(e);
-                return Err(cat.fail(err));
+            Ok(Answer::Blob(data)) => {
+                stats.blobs.fetch_add(1, Relaxed);
+                data
             }
-            Err(Failure::Protocol(detail)) => {
-                let err = cat.protocol_error(detail);
-                return Err(cat.fail(err));
+            Ok(Answer::Skipped) => continue,
+            Ok(Answer::Missing) => {
+                let what = describe_missing(&job);
+                stats.record_unreadable(what.clone());
+                missing.push(what);
+                continue;
             }
+            Err(failure) => return Err(read_failed(cat, &job, failure)),
         };
-        let Some(data) = data else { continue };
         let chunk = Chunk {
             origin: job.origin,
             data,
@@ -171,10 +186,56 @@ fn read_blobs(
             break;
         }
     }
-    cat.finish()
+    cat.finish()?;
+    Ok(missing)
 }
 
-enum Failure {
+/// `<path> in commit <sha>: blob <id> is missing or corrupt`, for the
+/// summary and the error that makes the scan exit 2.
+pub fn describe_missing(job: &BlobJob) -> String {
+    let commit = match job.origin.commit() {
+        Some(c) if !c.is_empty() => format!(" in commit {c}"),
+        _ => String::new(),
+    };
+    format!(
+        "{}{commit}: blob {} is missing from the object store or corrupt (it was not fetched)",
+        job.origin.path(),
+        job.id
+    )
+}
+
+/// Stops cat-file after `failure` reading `job`'s answer; the error names
+/// the blob and where it comes from (git itself names neither the path nor,
+/// when it dies mid-answer, the object).
+pub fn read_failed(cat: Process, job: &BlobJob, failure: Failure) -> GitError {
+    let err = match failure {
+        Failure::Io(e) => cat.io_error(e),
+        Failure::Protocol(detail) => cat.protocol_error(detail),
+    };
+    GitError::Blob {
+        blob: describe_blob(job),
+        cause: Box::new(cat.fail(err)),
+    }
+}
+
+fn describe_blob(job: &BlobJob) -> String {
+    match job.origin.commit() {
+        Some(c) if !c.is_empty() => format!("{} ({} in commit {c})", job.id, job.origin.path()),
+        _ => format!("{} ({})", job.id, job.origin.path()),
+    }
+}
+
+/// cat-file's answer for one blob.
+pub enum Answer {
+    Blob(Vec<u8>),
+    /// Binary, too large or not a blob; counted.
+    Skipped,
+    /// `missing`: a partial or damaged clone lacks it, or it does not
+    /// decode (git reports a corrupt object as missing).
+    Missing,
+}
+
+pub enum Failure {
     Io(std::io::Error),
     Protocol(String),
 }
@@ -185,15 +246,14 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// One `<id> <type> <size>\n<content>\n` answer; `None` when the blob is
-/// skipped (binary, too large, missing) and counted.
-fn read_one(
+/// One `<id> <type> <size>\n<content>\n` answer.
+pub fn read_one(
     out: &mut impl BufRead,
     header: &mut Vec<u8>,
     job: &BlobJob,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<Option<Vec<u8>>, Failure> {
+) -> Result<Answer, Failure> {
     header.clear();
     if out.read_until(b'\n', header)? == 0 {
         return Err(Failure::Protocol(format!(
@@ -214,23 +274,15 @@ fn read_one(
             Ok(size) => (kind, size),
             Err(_) => return Err(Failure::Protocol(format!("bad object size in {text:?}"))),
         },
-        // `missing`: a partial or damaged clone lacks the object.
-        _ => {
-            stats.record_unreadable(format!(
-                "{} in commit {}: blob {} is not in the object store",
-                job.origin.path(),
-                job.origin.commit().unwrap_or("?"),
-                job.id
-            ));
-            return Ok(None);
-        }
+        ["missing"] => return Ok(Answer::Missing),
+        _ => return Err(Failure::Protocol(format!("unexpected answer {text:?}"))),
     };
     if kind != "blob" || size > max_blob_size {
         std::io::copy(&mut out.take(size + 1), &mut std::io::sink())?;
         stats
             .skipped_large
             .fetch_add(u64::from(kind == "blob"), Relaxed);
-        return Ok(None);
+        return Ok(Answer::Skipped);
     }
     let mut data = vec![0u8; size as usize];
     out.read_exact(&mut data)?;
@@ -238,9 +290,8 @@ fn read_one(
     out.read_exact(&mut newline)?;
     if looks_binary(&data) {
         stats.skipped_binary.fetch_add(1, Relaxed);
-        return Ok(None);
+        return Ok(Answer::Skipped);
     }
-    stats.blobs.fetch_add(1, Relaxed);
     stats.add_bytes(data.len());
-    Ok(Some(data))
+    Ok(Answer::Blob(data))
 }

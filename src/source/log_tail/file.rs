@@ -139,6 +139,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // mkfifo, not git
     fn a_fifo_opens_at_once_and_a_symlink_does_not_open() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("a.log");
