@@ -95,12 +95,20 @@ fn packaged_commit(manifest: &Path) -> Option<String> {
 /// reads the crate's own checkout, which the builder trusts anyway.)
 #[allow(clippy::disallowed_methods)]
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    // The same guards as the runtime builder: nothing to fetch, no config
+    // beyond the repository's own, no token from the build's environment.
     let out = Command::new("git")
+        .env_clear()
+        .envs(env::var_os("PATH").map(|p| ("PATH", p)))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_ALLOW_PROTOCOL", "")
+        .args(["-c", "protocol.allow=never", "-c", "core.fsmonitor=false"])
         .arg("-C")
         .arg(dir)
         .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
         .output()
         .ok()?;
     let line = String::from_utf8(out.stdout).ok()?.trim().to_string();

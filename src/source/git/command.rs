@@ -362,7 +362,10 @@ mod tests {
             }
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = vec![root.join("build.rs")];
+        // build.rs is not here: it runs at build time on the crate's own
+        // checkout (not a watched repository), cannot use this builder, and
+        // applies the same guards itself.
+        let mut files = Vec::new();
         rust_files(&root.join("src"), &mut files);
         assert!(files.len() > 20, "found the sources: {files:?}");
         let this = root.join("src/source/git/command.rs");
