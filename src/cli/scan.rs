@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use keysentry::config::Config;
+use keysentry::config::{self, Config};
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
@@ -54,13 +54,17 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     if args.remediate && args.config.is_none() {
         anyhow::bail!("--remediate needs --config FILE (state_dir, remediation policy, providers)");
     }
-    let config = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+    // The config is checked the way `config check` does; what only the
+    // daemon or remediation needs from this machine (variables, consumer
+    // files) is not this scan's business.
+    let (config, rules) = match &args.config {
+        Some(p) => {
+            let (config, rules, _machine) =
+                config::load_checked(p, &args.rules, &config::Env::Process)?;
+            (config, rules)
+        }
+        None => (Config::default(), RuleSet::load(&args.rules)?),
     };
-    let mut rule_dirs = config.scan.rules.clone();
-    rule_dirs.extend(args.rules.iter().cloned());
-    let rules = RuleSet::load(&rule_dirs)?;
     let mut allowlist =
         Allowlist::new(&config.scan.allowlist.paths, &config.scan.allowlist.secrets)?;
     if let Some(b) = &args.baseline {
@@ -209,7 +213,7 @@ fn print_summary(stats: &ScanStats, findings: &[Finding], elapsed: Duration) {
     eprintln!("{line}");
     if let Ok(list) = stats.unreadable.lock() {
         for u in list.iter() {
-            eprintln!("warning: could not read {u}");
+            eprintln!("warning: could not read {}", keysentry::report::escape(u));
         }
     }
     if findings.is_empty() {
