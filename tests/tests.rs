@@ -5,6 +5,8 @@ mod alerts;
 mod daemon;
 mod errors;
 mod git_history;
+mod hardening;
+mod hostile_input;
 mod no_leak;
 mod remediation;
 mod reports;

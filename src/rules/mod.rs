@@ -9,6 +9,7 @@ pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{HttpTemplate, RuleFile, RuleSpec, HTTP_METHODS};
 
+use crate::config::limits;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +42,11 @@ pub enum RuleError {
         path: PathBuf,
         id: String,
         message: String,
+    },
+    #[error("rules file {path} {source}")]
+    Limit {
+        path: PathBuf,
+        source: crate::config::limits::LimitError,
     },
     #[error("duplicate rule id `{id}` in {second} (first defined in {first}); rule ids must be unique, rename one")]
     Duplicate {
@@ -184,20 +190,31 @@ fn dir_specs(dir: &Path) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
     files.sort();
     let mut specs = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text =
+            limits::read_capped(&file, limits::MAX_RULES_BYTES, "rules").map_err(|e| match e {
+                limits::ReadError::Io(source) => RuleError::Io {
+                    path: file.clone(),
+                    source,
+                },
+                limits::ReadError::Limit(source) => RuleError::Limit {
+                    path: file.clone(),
+                    source,
+                },
+            })?;
         specs.extend(file_specs(&file, &text)?);
     }
     Ok(specs)
 }
 
 fn file_specs(path: &Path, text: &str) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    limits::check_depth(text, "rules").map_err(|source| RuleError::Limit {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
-        message: crate::scan::without_quoted_values(&e.to_string()),
+        message: crate::config::safe_message(&e.to_string()),
     })?;
     Ok(file
         .rules
@@ -275,17 +292,12 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
 /// Checks an HTTP template's shape; returns what to fix.
 pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
     if !HTTP_METHODS.contains(&t.method.to_ascii_uppercase().as_str()) {
-        return Err(format!(
-            "method `{}` is not one of {}",
-            t.method,
-            HTTP_METHODS.join(", ")
-        ));
+        // Neither the method nor the URL is quoted: a template pasted with a
+        // key in the wrong field must not print it.
+        return Err(format!("method is not one of {}", HTTP_METHODS.join(", ")));
     }
     if !(t.url.starts_with("http://") || t.url.starts_with("https://") || t.url.starts_with("{{")) {
-        return Err(format!(
-            "url `{}` must start with http://, https:// or a {{{{setting}}}}",
-            t.url
-        ));
+        return Err("url must start with http://, https:// or a {{setting}}".to_string());
     }
     for status in t.live.iter().chain(&t.dead).chain(&t.ok) {
         if !(100..=599).contains(status) {
