@@ -2,6 +2,7 @@
 //! the crate links once. Shared helpers live in `support`.
 
 mod alerts;
+mod config_reference;
 mod daemon;
 mod errors;
 mod git_history;
