@@ -9,7 +9,7 @@ mod schema;
 
 pub use check::{check, regex_cause, Problem, ProblemKind};
 pub use env::{Env, EnvFileError};
-pub use schema::safe_message;
+pub use schema::{safe_message, without_key_like_runs};
 
 use crate::rules::{HttpTemplate, RuleError, RuleSet};
 use serde::Deserialize;
@@ -386,6 +386,13 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 /// against the rules (built-ins, `scan.rules`, then `extra_rules`) and `env`.
 /// Paths name the file as written.
 pub fn check_text(text: &str, extra_rules: &[PathBuf], env: &Env) -> Checked {
+    if let Err(e) = limits::check_depth(text, "config") {
+        return Checked {
+            config: None,
+            rules: None,
+            problems: vec![Problem::config("", e.to_string())],
+        };
+    }
     let (config, mut problems, cut) = schema::parse_all(text);
     let Some(config) = config else {
         return Checked {
@@ -420,6 +427,11 @@ pub fn check_text(text: &str, extra_rules: &[PathBuf], env: &Env) -> Checked {
     for mut p in check(&config, against, env) {
         p.path = cut.map(&p.path);
         problems.push(p);
+    }
+    // Whatever a check quotes from the file, no key-like word comes out.
+    for p in &mut problems {
+        p.message = schema::without_key_like_runs(&p.message);
+        p.path = schema::without_key_like_runs(&p.path);
     }
     Checked {
         config: Some(config),
@@ -458,12 +470,16 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        limits::check_depth(text, "config").map_err(|source| ConfigError::Limit {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let at = e.path().to_string();
+            let at = schema::without_key_like_runs(&e.path().to_string());
             let inner = e.into_inner();
             ConfigError::Parse {
                 path: path.to_path_buf(),

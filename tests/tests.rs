@@ -9,6 +9,7 @@ mod git_history;
 mod hardening;
 mod hostile_input;
 mod no_leak;
+mod proptests;
 mod remediation;
 mod reports;
 mod scan_cli;

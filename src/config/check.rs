@@ -248,6 +248,8 @@ fn alert_problem(e: AlertError, env: &Env) -> Problem {
             Problem::machine(path, why)
         }
         AlertError::Invalid { at, reason } => {
+            // Channel errors quote some values (`"acme" is not owner/name`).
+            let reason = crate::scan::without_quoted_values(&reason);
             if let Some((var, rest)) = at.split_once(" (") {
                 // The value came from the environment: the machine is wrong.
                 let path = rest.trim_end_matches(')');

@@ -150,13 +150,47 @@ pub(crate) fn parse_all(text: &str) -> (Option<Config>, Vec<Problem>, Cut) {
 /// be a key. Field names stay: they say what to fix.
 pub fn safe_message(message: &str) -> String {
     let message = crate::scan::without_quoted_values(message);
-    match message.split_once("unknown variant `") {
+    let message = match message.split_once("unknown variant `") {
         Some((before, after)) => match after.split_once('`') {
             Some((_, rest)) => format!("{before}unknown variant{rest}"),
             None => message,
         },
         None => message,
+    };
+    without_key_like_runs(&message)
+}
+
+/// Letters and digits in a row beyond which a word is taken for a key.
+/// Keys are long runs of them (`ksq_` + 32 hex digits, `ghp_` + 36); field
+/// names, variable names (`SLACK_WEBHOOK_URL`), paths and durations in a
+/// message break far earlier.
+const KEY_LIKE_RUN: usize = 16;
+
+/// `message` with every run of [`KEY_LIKE_RUN`] or more ASCII letters and
+/// digits replaced by `…`: whatever a config or rule error quotes from the
+/// file (a duration, a listen address, a field name), a key pasted there
+/// does not come out.
+pub fn without_key_like_runs(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= KEY_LIKE_RUN {
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
     }
+    flush(&mut run, &mut out);
+    out
 }
 
 fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
@@ -281,6 +315,16 @@ alerts:
             assert_eq!(show(&parse_path(p).unwrap()), p);
         }
         assert_eq!(parse_path("a[x]"), None);
+    }
+
+    #[test]
+    fn key_like_runs_are_cut() {
+        assert_eq!(
+            without_key_like_runs("`ksq_3f9c2a7e81d64b05c9e1f7a2d8b34c6e` is not a duration"),
+            "`ksq_…` is not a duration"
+        );
+        let keep = "alerts[1].url_env: SLACK_WEBHOOK_URL is not set; /tmp/.tmpMTyzBi/k.yaml";
+        assert_eq!(without_key_like_runs(keep), keep);
     }
 
     #[test]

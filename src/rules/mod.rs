@@ -126,7 +126,7 @@ impl RuleSet {
         for (path, spec) in &specs {
             if let Some(first) = seen.insert(&spec.id, path) {
                 return Err(RuleError::Duplicate {
-                    id: spec.id.clone(),
+                    id: crate::config::without_key_like_runs(&spec.id),
                     first: first.to_path_buf(),
                     second: path.clone(),
                 });
@@ -224,10 +224,13 @@ fn file_specs(path: &Path, text: &str) -> Result<Vec<(PathBuf, RuleSpec)>, RuleE
 }
 
 fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
+    // Ids and values are shown, but never a key-like word: a key pasted
+    // into the wrong field of a rule must not come out in the error.
+    let shown = crate::config::without_key_like_runs;
     let invalid = |id: &str, message: String| RuleError::Invalid {
         path: path.to_path_buf(),
-        id: id.to_string(),
-        message,
+        id: shown(id),
+        message: shown(&message),
     };
     let id = spec.id.clone();
     let valid_id = id.split_once('.').is_some_and(|(p, n)| {
@@ -272,7 +275,7 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     let pattern = Pattern::new(&spec.pattern, &spec.keywords).map_err(|e| match e {
         PatternError::Syntax(message) => RuleError::Regex {
             path: path.to_path_buf(),
-            id: id.clone(),
+            id: shown(&id),
             message,
         },
         PatternError::NoSecretGroup => invalid(
