@@ -21,17 +21,25 @@ pub enum ConfigCommand {
         /// printed.
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
+        /// Extra rule directories the config is used with (as `scan
+        /// --rules`): their providers and rule ids count as known.
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
     },
 }
 
 pub fn run(cmd: ConfigCommand) -> Result<ExitCode> {
-    let ConfigCommand::Check { file, env_file } = cmd;
+    let ConfigCommand::Check {
+        file,
+        env_file,
+        rules,
+    } = cmd;
     let env = match &env_file {
         Some(p) => Env::from_file(p)?,
         None => Env::Process,
     };
     let text = config::read(&file)?;
-    let problems = config::check_text(&text, &[], &env).problems;
+    let problems = config::check_text(&text, &rules, &env).problems;
     for p in &problems {
         println!("{}: {p}", file.display());
     }

@@ -291,3 +291,29 @@ fn scan_and_daemon_refuse_what_config_check_reports() {
         "the daemon created nothing"
     );
 }
+
+#[test]
+fn providers_of_rules_given_with_rules_are_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = crate::scan_cli::rules_dir();
+    support::write(
+        dir.path(),
+        "config.yaml",
+        "remediation:\n  policy: {testprov: notify}\n",
+    );
+    let run = |with_rules: bool| {
+        let mut cmd = support::keysentry();
+        cmd.args(["config", "check"])
+            .arg(dir.path().join("config.yaml"));
+        if with_rules {
+            cmd.arg("--rules").arg(rules.path());
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, out) = run(false);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("remediation.policy.testprov"), "{out}");
+    let (code, out) = run(true);
+    assert_eq!(code, Some(0), "{out}");
+}
