@@ -258,17 +258,14 @@ fn alert_problem(e: AlertError, env: &Env) -> Problem {
             let (path, note) = split_at(&at);
             Problem::config(path, format!("{}{reason}", note.trim_start()))
         }
-        other @ AlertError::OwnerGlob { .. } => {
-            let index = match &other {
-                AlertError::OwnerGlob { index, .. } => *index,
-                _ => 0,
-            };
-            let message = other.to_string();
-            let message = message
-                .split_once(": ")
-                .map_or(message.as_str(), |(_, m)| m);
-            Problem::config(format!("owners[{index}].match.path"), message)
-        }
+        AlertError::OwnerGlob {
+            index,
+            glob,
+            reason,
+        } => Problem::config(
+            format!("owners[{index}].match.path"),
+            format!("`{glob}` is not a valid glob ({reason}); fix its syntax"),
+        ),
     }
 }
 

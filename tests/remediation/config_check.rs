@@ -171,6 +171,9 @@ remediation:
 providers:
   githubb: {api_url: 'https://api.github.com'}
   gitlab: {api_url: 'https://gitlab.example.internal'}
+owners:
+  - {match: {path: 'src/[x'}, email: a@example.internal}
+  - {match: {provider: tatum, rule: tatum.api-key}, email: b@example.internal}
 "#;
     let (code, out) = check(dir.path(), yaml, &[]);
     assert_eq!(code, Some(2), "{out}");
@@ -180,6 +183,7 @@ providers:
         "remediation.policy.tatumm: `tatumm` is not a provider of any loaded rule",
         "remediation.rule_policy.github.no-such-rule: `github.no-such-rule` is not the id of any loaded rule",
         "providers.githubb: `githubb` is not a provider of any loaded rule",
+        "owners[0].match.path: `src/[x` is not a valid glob",
     ] {
         assert!(out.contains(want), "{want} missing:\n{out}");
     }
@@ -191,7 +195,8 @@ providers:
     ] {
         assert!(!out.contains(valid), "{valid} is fine:\n{out}");
     }
-    assert!(out.contains("5 problems"), "{out}");
+    assert!(!out.contains("owners[1]"), "{out}");
+    assert!(out.contains("6 problems"), "{out}");
 }
 
 #[test]
