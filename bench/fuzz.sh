@@ -10,7 +10,7 @@
 #   CARGO_TARGET_DIR as usual
 #
 # A failure prints proptest's minimal failing input and exits 1. In the
-# normal test suite the same tests run 64 cases each.
+# normal test suite the same tests run 32 cases each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CASES=${1:-${PROPTEST_CASES:-100000}}

@@ -1,7 +1,7 @@
 //! Property tests of what parses untrusted bytes: the config loader and its
 //! checks, the rule loader, and the scanner. Random and mutated inputs,
 //! with real files as seeds: no panic, and a key planted anywhere never
-//! comes out in an error. `PROPTEST_CASES` sets the cases per test (64 by
+//! comes out in an error. `PROPTEST_CASES` sets the cases per test (32 by
 //! default here); bench/fuzz.sh runs a long campaign.
 
 use crate::scan_cli::KEY;
@@ -30,7 +30,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(64)
+        .unwrap_or(32)
 }
 
 fn config() -> ProptestConfig {
