@@ -47,6 +47,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::set_color(cli.color);
     quiet_on_closed_stdout();
+    // The daemon and a scan hold keys in memory: no core dump may write them
+    // to disk, and no other process of the same user may ptrace them or read
+    // /proc/<pid>/mem and environ (the kernel makes those root-owned).
+    if matches!(cli.command, Command::Daemon(_) | Command::Scan(_)) {
+        use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+        if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+            eprintln!("warning: cannot disable core dumps (prctl PR_SET_DUMPABLE): {e}");
+        }
+    }
     // The daemon sets up its own logging (level info, optional JSON).
     if !matches!(cli.command, Command::Daemon(_)) {
         cli::init_logging();

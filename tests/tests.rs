@@ -6,6 +6,7 @@
 
 mod alerts;
 mod cli_output;
+mod config_reference;
 mod daemon;
 mod deploy;
 mod errors;
@@ -13,7 +14,10 @@ mod git_history;
 mod git_hostile;
 mod git_modes;
 mod gitleaks_rules;
+mod hardening;
+mod hostile_input;
 mod no_leak;
+mod proptests;
 mod remediation;
 mod reports;
 mod scan_cli;

@@ -33,7 +33,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(super::text_log_fields()).init(),
         LogFormat::Json => builder.json().init(),
     }
     // Two workers: the scanner runs on rayon and blocking threads, the

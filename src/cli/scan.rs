@@ -4,7 +4,7 @@ use super::summary::{print_summary, Run, Unit};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use keysentry::config::Config;
+use keysentry::config::{self, Config};
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
@@ -77,13 +77,17 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     if (args.git || args.staged) && args.paths.len() > 1 {
         anyhow::bail!("--git and --staged scan one repository; run keysentry once per repository");
     }
-    let config = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+    // The config is checked the way `config check` does; what only the
+    // daemon or remediation needs from this machine (variables, consumer
+    // files) is not this scan's business.
+    let (config, rules) = match &args.config {
+        Some(p) => {
+            let (config, rules, _machine) =
+                config::load_checked(p, &args.rules, &config::Env::Process)?;
+            (config, rules)
+        }
+        None => (Config::default(), RuleSet::load(&args.rules)?),
     };
-    let mut rule_dirs = config.scan.rules.clone();
-    rule_dirs.extend(args.rules.iter().cloned());
-    let rules = RuleSet::load(&rule_dirs)?;
     for w in rules.warnings() {
         eprintln!("warning: {w}");
     }

@@ -2,7 +2,7 @@
 //! reload with a bad file is refused before anything is stopped.
 
 use super::DaemonError;
-use crate::config::Config;
+use crate::config::{self, Config, Env};
 use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
@@ -31,11 +31,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads and validates the config, its rules and allowlist.
+    /// Reads and validates the config, its rules and allowlist: refused
+    /// with every problem `config check` finds in the file itself; what it
+    /// finds missing on this machine (a consumer file, a command) is logged.
     pub fn from_file(path: &Path) -> Result<Loaded, DaemonError> {
-        let config = Config::load(path)?;
+        let (config, rules, machine) = config::load_checked(path, &[], &Env::Process)?;
+        for p in machine {
+            tracing::warn!("config {}: {p}", path.display());
+        }
         let settings = Settings::from_config(&config)?;
-        let rules = RuleSet::load(&config.scan.rules)?;
         for w in rules.warnings() {
             tracing::warn!("{w}");
         }

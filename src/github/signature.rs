@@ -11,6 +11,13 @@ use subtle::ConstantTimeEq;
 #[derive(Clone)]
 pub struct WebhookSecret(Vec<u8>);
 
+// Wiped when dropped, like every key keysentry holds.
+impl Drop for WebhookSecret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl WebhookSecret {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
         WebhookSecret(secret.into())

@@ -6,7 +6,12 @@
 
 use crate::config::Config;
 
-pub fn problems(config: &Config) -> Vec<String> {
+/// Consumer files keysentry will not write as the machine stands now. This
+/// is the machine's state, not the file's: `config check` reports it, the
+/// daemon logs it and refuses the write when it comes to it (the incident
+/// then names the consumer), because a file can be fixed — or broken —
+/// after the config is loaded.
+pub fn consumer_problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(t) = &config.providers.tatum {
         for (i, c) in t.consumers.iter().enumerate() {
@@ -17,6 +22,10 @@ pub fn problems(config: &Config) -> Vec<String> {
             }
         }
     }
-    out.extend(super::urls::problems(config));
     out
+}
+
+/// URLs the config itself gets wrong (plain http:// to a remote host).
+pub fn url_problems(config: &Config) -> Vec<String> {
+    super::urls::problems(config)
 }

@@ -168,6 +168,17 @@ pub struct Request {
     pub label: String,
 }
 
+// The URL and body may hold the key (`{{secret}}`): wiped when the request
+// is dropped. Copies inside the HTTP stack are out of reach.
+impl Drop for Request {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.url);
+        if let Some(body) = self.body.as_mut() {
+            zeroize::Zeroize::zeroize(body);
+        }
+    }
+}
+
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Request({})", self.label)
@@ -244,6 +255,13 @@ pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     pub retry_after: Option<Duration>,
+}
+
+// A management call's answer holds the new key.
+impl Drop for Reply {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
 }
 
 impl Reply {

@@ -7,6 +7,7 @@ mod text;
 
 pub use json::{read_baseline, FindingJson};
 pub use sarif::uri_path;
+pub use text::escape;
 
 use crate::rules::RuleSet;
 use crate::scan::Finding;

@@ -1,9 +1,37 @@
-//! Human output: one block per finding, ending with what to do next.
+//! Human output: one block per finding, ending with what to do next. Every
+//! string from a scanned tree (paths, authors, the key itself) goes through
+//! [`escape`]: a file named `a\x1b[2J.env` must not drive the reader's
+//! terminal.
 
 use super::ReportOptions;
 use crate::rules::RuleSet;
 use crate::scan::{Confidence, Finding};
+use std::borrow::Cow;
 use std::io::Write;
+
+/// `s` with control characters and bidirectional overrides written as
+/// `\x1b` / `\u{202e}`, so what is shown is what is there.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if unsafe_char(c) && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 pub fn write(
     findings: &[Finding],
@@ -20,26 +48,32 @@ pub fn write(
         writeln!(
             out,
             "{bold}{red}{}{reset} {bold}{}{reset}",
-            f.rule_id, f.rule_name
+            escape(&f.rule_id),
+            escape(&f.rule_name)
         )?;
         writeln!(
             out,
             "  location:    {}:{}:{}",
-            f.origin.path(),
+            escape(&f.origin.path()),
             f.line,
             f.column
         )?;
         if let Some(commit) = f.origin.commit() {
             let author = f.origin.author_email().unwrap_or("unknown");
-            writeln!(out, "  commit:      {commit} by {author}")?;
+            writeln!(
+                out,
+                "  commit:      {} by {}",
+                escape(commit),
+                escape(author)
+            )?;
         }
         if let Some(repo) = f.origin.repo() {
-            writeln!(out, "  repo:        {repo}")?;
+            writeln!(out, "  repo:        {}", escape(repo))?;
         }
         if opts.show_secrets {
-            writeln!(out, "  secret:      {}", f.secret.expose())?;
+            writeln!(out, "  secret:      {}", escape(f.secret.expose()))?;
         } else {
-            writeln!(out, "  secret:      {}", f.secret.redacted())?;
+            writeln!(out, "  secret:      {}", escape(&f.secret.redacted()))?;
         }
         writeln!(out, "  confidence:  {}", confidence_label(f.confidence))?;
         writeln!(out, "  fingerprint: {dim}{}{reset}", f.fingerprint)?;
@@ -84,4 +118,18 @@ fn next_steps(f: &Finding, rules: &RuleSet, opts: ReportOptions) -> (String, Opt
         }
     };
     (format!("{how}, then remove it from {from}"), hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(escape("plain/path.env"), "plain/path.env");
+        assert_eq!(escape("a\x1b[2Jb"), r"a\x1b[2Jb");
+        assert_eq!(escape("x\ny\t\u{7f}"), r"x\ny\t\x7f");
+        assert_eq!(escape("\u{202e}txt.exe"), r"\u{202e}txt.exe");
+        assert_eq!(escape("\u{9b}"), r"\u{9b}");
+    }
 }

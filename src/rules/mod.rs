@@ -12,6 +12,7 @@ pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{HttpTemplate, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
 
+use crate::config::limits;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,11 @@ pub enum RuleError {
         path: PathBuf,
         id: String,
         message: String,
+    },
+    #[error("rules file {path} {source}")]
+    Limit {
+        path: PathBuf,
+        source: crate::config::limits::LimitError,
     },
     #[error("duplicate rule id `{id}` in {second} (first defined in {first}); rule ids must be unique, rename one")]
     Duplicate {
@@ -141,7 +147,7 @@ impl RuleSet {
         for (path, spec) in &specs {
             if let Some(first) = seen.insert(&spec.id, path) {
                 return Err(RuleError::Duplicate {
-                    id: spec.id.clone(),
+                    id: crate::config::without_key_like_runs(&spec.id),
                     first: first.to_path_buf(),
                     second: path.clone(),
                 });
@@ -212,10 +218,17 @@ fn dir_specs(
     files.sort();
     let mut specs = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| RuleError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text =
+            limits::read_capped(&file, limits::MAX_RULES_BYTES, "rules").map_err(|e| match e {
+                limits::ReadError::Io(source) => RuleError::Io {
+                    path: file.clone(),
+                    source,
+                },
+                limits::ReadError::Limit(source) => RuleError::Limit {
+                    path: file.clone(),
+                    source,
+                },
+            })?;
         specs.extend(file_specs(&file, &text, warnings)?);
     }
     Ok(specs)
@@ -226,6 +239,10 @@ fn file_specs(
     text: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(PathBuf, RuleSpec)>, RuleError> {
+    limits::check_depth(text, "rules").map_err(|source| RuleError::Limit {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if gitleaks::is_gitleaks_file(path) {
         let loaded = gitleaks::parse(path, text)?;
         warnings.extend(loaded.warnings);
@@ -238,7 +255,7 @@ fn file_specs(
     let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
-        message: crate::scan::without_quoted_values(&e.to_string()),
+        message: crate::config::safe_message(&e.to_string()),
     })?;
     Ok(file
         .rules
@@ -248,10 +265,13 @@ fn file_specs(
 }
 
 fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
+    // Ids and values are shown, but never a key-like word: a key pasted
+    // into the wrong field of a rule must not come out in the error.
+    let shown = crate::config::without_key_like_runs;
     let invalid = |id: &str, message: String| RuleError::Invalid {
         path: path.to_path_buf(),
-        id: id.to_string(),
-        message,
+        id: shown(id),
+        message: shown(&message),
     };
     let id = spec.id.clone();
     let valid_id = id.split_once('.').is_some_and(|(p, n)| {
@@ -296,7 +316,7 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     let pattern = Pattern::new(&spec.pattern, &spec.keywords).map_err(|e| match e {
         PatternError::Syntax(message) => RuleError::Regex {
             path: path.to_path_buf(),
-            id: id.clone(),
+            id: shown(&id),
             message,
         },
         PatternError::NoSecretGroup => invalid(
@@ -323,17 +343,12 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
 /// Checks an HTTP template's shape; returns what to fix.
 pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
     if !HTTP_METHODS.contains(&t.method.to_ascii_uppercase().as_str()) {
-        return Err(format!(
-            "method `{}` is not one of {}",
-            t.method,
-            HTTP_METHODS.join(", ")
-        ));
+        // Neither the method nor the URL is quoted: a template pasted with a
+        // key in the wrong field must not print it.
+        return Err(format!("method is not one of {}", HTTP_METHODS.join(", ")));
     }
     if !(t.url.starts_with("http://") || t.url.starts_with("https://") || t.url.starts_with("{{")) {
-        return Err(format!(
-            "url `{}` must start with http://, https:// or a {{{{setting}}}}",
-            t.url
-        ));
+        return Err("url must start with http://, https:// or a {{setting}}".to_string());
     }
     for status in t.live.iter().chain(&t.dead).chain(&t.ok) {
         if !(100..=599).contains(status) {

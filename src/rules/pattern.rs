@@ -35,8 +35,15 @@ impl Pattern {
     pub fn new(pattern: &str, keywords: &[String]) -> Result<Pattern, PatternError> {
         // Parsed once: the regex that runs and the keyword-anchoring check
         // see the same syntax tree.
-        let hir = syntax::parse_with(pattern, &syntax_config())
-            .map_err(|e| PatternError::Syntax(e.to_string()))?;
+        // The cause only: the error's own message repeats the pattern, and a
+        // pattern may be a key pasted in by mistake.
+        let hir = syntax::parse_with(pattern, &syntax_config()).map_err(|e| {
+            PatternError::Syntax(match e {
+                regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                _ => "not a valid regular expression".to_string(),
+            })
+        })?;
         let regex = meta::Builder::new()
             .configure(
                 meta::Config::new()

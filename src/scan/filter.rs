@@ -122,8 +122,9 @@ pub struct Allowlist {
 pub enum AllowlistError {
     #[error("allowlist path glob `{glob}` is invalid: {message}; fix the glob syntax")]
     Glob { glob: String, message: String },
-    #[error("allowlist secret regex `{pattern}` is invalid: {message}; fix the regex")]
-    Regex { pattern: String, message: String },
+    // The pattern is not shown: allowlist regexes are often a key in full.
+    #[error("scan.allowlist.secrets[{index}]: invalid regex: {message}; fix the regex")]
+    Regex { index: usize, message: String },
 }
 
 impl Allowlist {
@@ -145,10 +146,11 @@ impl Allowlist {
         };
         let secrets = secret_patterns
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(index, p)| {
                 Regex::new(p).map_err(|e| AllowlistError::Regex {
-                    pattern: p.clone(),
-                    message: e.to_string(),
+                    index,
+                    message: crate::config::regex_cause(p, &e),
                 })
             })
             .collect::<Result<_, _>>()?;

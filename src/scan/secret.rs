@@ -41,6 +41,15 @@ impl Secret {
     }
 }
 
+// Wiped when dropped, so a freed key does not linger in the heap for a core
+// dump, a swap page or the next allocation to find (core dumps are also
+// refused at start-up: see main.rs).
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 /// A parser's message with every double-quoted value replaced by `"…"`.
 /// YAML and JSON errors quote the text they choke on (`invalid type: string
 /// "TATUM_API_KEY=t-…"`), and a rules or config file given by mistake may

@@ -1,0 +1,424 @@
+//! The one validation of a parsed config, shared by `config check`, `scan
+//! --config` and the daemon: every problem the runtime would hit, each with
+//! its YAML path. [`ProblemKind::Config`] problems are in the file and every
+//! command refuses them; [`ProblemKind::Machine`] ones are about this
+//! machine (an unset variable, a missing file) and only `config check`, run
+//! against the service's environment, insists on them.
+//!
+//! Messages never quote a value that may be a key: regexes, URLs and
+//! variants are named by their path and the cause only.
+
+use super::{Config, Env, GitHubConfig, TatumConfig};
+use crate::alert::{AlertError, Alerter};
+use crate::remediate::http_action::env_refs;
+use crate::rules::{validate_template, HttpTemplate, RuleSet};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The file is wrong.
+    Config,
+    /// The machine lacks something the file names.
+    Machine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `alerts[1].url`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+    pub kind: ProblemKind,
+}
+
+impl Problem {
+    pub(crate) fn config(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            kind: ProblemKind::Config,
+        }
+    }
+
+    fn machine(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            kind: ProblemKind::Machine,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.path.is_empty() {
+            true => f.write_str(&self.message),
+            false => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every problem in `c`, checked against `rules` (provider names, rule ids)
+/// and `env` (the variables the service will see).
+pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
+    let mut out = Vec::new();
+    check_scan(c, &mut out);
+    check_names(c, rules, &mut out);
+    if let Some(t) = &c.providers.tatum {
+        check_tatum(t, env, &mut out);
+    }
+    for (name, p) in &c.providers.others {
+        if let Some(u) = &p.api_url {
+            check_url(&mut out, format!("providers.{name}.api_url"), u);
+        }
+    }
+    let lookup = |var: &str| env.get(var);
+    for problem in Alerter::problems(c, &lookup) {
+        out.push(alert_problem(problem, env));
+    }
+    if let Some(g) = &c.github {
+        check_github(g, env, &mut out);
+    }
+    // Plain http:// URLs to remote hosts are the file's fault; consumer
+    // files keysentry refuses to write are the machine's (each message
+    // starts with its YAML path).
+    use crate::remediate::consumer_check::{consumer_problems, url_problems};
+    let split = |m: &str| match m.split_once(": ") {
+        Some((at, why)) => (at.to_string(), why.to_string()),
+        None => (String::new(), m.to_string()),
+    };
+    for m in url_problems(c) {
+        let (at, why) = split(&m);
+        out.push(Problem::config(at, why));
+    }
+    for m in consumer_problems(c) {
+        let (at, why) = split(&m);
+        out.push(Problem::machine(at, why));
+    }
+    // The daemon's own fields (watch.*, http.listen), as `daemon` reads them.
+    if let Err(problems) = crate::daemon::Settings::check(c) {
+        out.extend(problems.into_iter().map(|(at, m)| Problem::config(at, m)));
+    }
+    for (i, r) in c.watch.repos.iter().enumerate() {
+        let git = r.path.join(".git").exists() || r.path.join("objects").is_dir();
+        if !git {
+            let why = match r.path.exists() {
+                true => "is not a git repository (no .git)",
+                false => "does not exist",
+            };
+            let at = format!("watch.repos[{i}].path");
+            out.push(Problem::machine(at, format!("{} {why}", r.path.display())));
+        }
+    }
+    check_rates(c, &mut out);
+    for (i, o) in c.owners.iter().enumerate() {
+        if !o.email.contains('@') {
+            let at = format!("owners[{i}].email");
+            out.push(Problem::config(at, "is not an email address"));
+        }
+    }
+    out
+}
+
+fn check_scan(c: &Config, out: &mut Vec<Problem>) {
+    for (i, dir) in c.scan.rules.iter().enumerate() {
+        if !dir.exists() {
+            let at = format!("scan.rules[{i}]");
+            out.push(Problem::machine(
+                at,
+                format!("{} does not exist", dir.display()),
+            ));
+        }
+    }
+    for (i, g) in c.scan.allowlist.paths.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(g) {
+            let at = format!("scan.allowlist.paths[{i}]");
+            let why = format!("`{g}` is not a valid glob ({}); fix its syntax", e.kind());
+            out.push(Problem::config(at, why));
+        }
+    }
+    for (i, p) in c.scan.allowlist.secrets.iter().enumerate() {
+        if let Err(e) = regex::Regex::new(p) {
+            // The pattern is not quoted: allowlist regexes are often a key
+            // written out in full.
+            let at = format!("scan.allowlist.secrets[{i}]");
+            let why = format!("invalid regex: {}; fix the regex", regex_cause(p, &e));
+            out.push(Problem::config(at, why));
+        }
+    }
+}
+
+/// Why a regex does not compile, without the pattern text that
+/// `regex::Error`'s message repeats.
+pub fn regex_cause(pattern: &str, e: &regex::Error) -> String {
+    match regex_syntax::Parser::new().parse(pattern) {
+        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+        _ => match e {
+            regex::Error::CompiledTooBig(limit) => {
+                format!("compiles to more than the {limit}-byte size limit")
+            }
+            _ => "not a valid regular expression".to_string(),
+        },
+    }
+}
+
+/// `policy`, `rule_policy`, `providers` and `owners` name providers and
+/// rules; a misspelt one would silently never apply.
+fn check_names(c: &Config, rules: &RuleSet, out: &mut Vec<Problem>) {
+    let mut providers: BTreeSet<&str> = rules
+        .rules()
+        .iter()
+        .map(|r| r.spec.provider.as_str())
+        .collect();
+    providers.insert("tatum");
+    let known = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(", ");
+    let unknown_provider = |name: &str| {
+        format!(
+            "`{name}` is not a provider of any loaded rule; use one of {}",
+            known(&providers)
+        )
+    };
+    for name in c.remediation.policy.keys() {
+        if !providers.contains(name.as_str()) {
+            let at = format!("remediation.policy.{name}");
+            out.push(Problem::config(at, unknown_provider(name)));
+        }
+    }
+    for name in c.providers.others.keys() {
+        if !providers.contains(name.as_str()) {
+            out.push(Problem::config(
+                format!("providers.{name}"),
+                unknown_provider(name),
+            ));
+        }
+    }
+    for id in c.remediation.rule_policy.keys() {
+        if rules.get(id).is_none() {
+            let at = format!("remediation.rule_policy.{id}");
+            let why = format!(
+                "`{id}` is not the id of any loaded rule; `keysentry rules list` shows them"
+            );
+            out.push(Problem::config(at, why));
+        }
+    }
+    for (i, o) in c.owners.iter().enumerate() {
+        if let Some(p) = &o.matcher.provider {
+            if !providers.contains(p.as_str()) {
+                let at = format!("owners[{i}].match.provider");
+                out.push(Problem::config(at, unknown_provider(p)));
+            }
+        }
+        if let Some(id) = &o.matcher.rule {
+            if rules.get(id).is_none() {
+                let at = format!("owners[{i}].match.rule");
+                let why = format!("`{id}` is not the id of any loaded rule");
+                out.push(Problem::config(at, why));
+            }
+        }
+    }
+}
+
+fn check_rates(c: &Config, out: &mut Vec<Problem>) {
+    let tatum_rate = c.providers.tatum.as_ref().and_then(|t| t.rate_limit);
+    let rates = [
+        (
+            "remediation.rate_limit".to_string(),
+            c.remediation.rate_limit,
+        ),
+        ("providers.tatum.rate_limit".to_string(), tatum_rate),
+    ]
+    .into_iter()
+    .chain(
+        c.providers
+            .others
+            .iter()
+            .map(|(name, p)| (format!("providers.{name}.rate_limit"), p.rate_limit)),
+    );
+    for (at, rate) in rates {
+        if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            out.push(Problem::config(
+                at,
+                "must be a positive number of calls per second",
+            ));
+        }
+    }
+}
+
+/// An alert channel's error as a problem at its YAML path. Channel errors
+/// say `alerts[1].url_env`, or `NAME (alerts[1].url_env)` when a variable's
+/// value is at fault.
+fn alert_problem(e: AlertError, env: &Env) -> Problem {
+    match e {
+        AlertError::MissingEnv { at, var } => {
+            let (path, note) = split_at(&at);
+            let default = match note.is_empty() {
+                true => "",
+                false => " (the default name)",
+            };
+            let why = format!(
+                "environment variable {var}{default} is not set; set it in {} or remove the channel",
+                env.where_to_set()
+            );
+            Problem::machine(path, why)
+        }
+        AlertError::Invalid { at, reason } => {
+            // Channel errors quote some values (`"acme" is not owner/name`).
+            let reason = crate::scan::without_quoted_values(&reason);
+            if let Some((var, rest)) = at.split_once(" (") {
+                // The value came from the environment: the machine is wrong.
+                let path = rest.trim_end_matches(')');
+                return Problem::machine(path, format!("the value of {var}: {reason}"));
+            }
+            let (path, note) = split_at(&at);
+            Problem::config(path, format!("{}{reason}", note.trim_start()))
+        }
+        AlertError::OwnerGlob {
+            index,
+            glob,
+            reason,
+        } => Problem::config(
+            format!("owners[{index}].match.path"),
+            format!("`{glob}` is not a valid glob ({reason}); fix its syntax"),
+        ),
+    }
+}
+
+/// `alerts[0].token_env (default)` → (`alerts[0].token_env`, ` (default)`).
+fn split_at(at: &str) -> (String, String) {
+    match at.split_once(' ') {
+        Some((path, note)) => (path.to_string(), format!(" {note}")),
+        None => (at.to_string(), String::new()),
+    }
+}
+
+fn check_tatum(t: &TatumConfig, env: &Env, out: &mut Vec<Problem>) {
+    let base = "providers.tatum";
+    if let Some(u) = &t.api_url {
+        check_url(out, format!("{base}.api_url"), u);
+    }
+    for (name, tmpl) in [
+        ("regenerate", &t.management.regenerate),
+        ("expire", &t.management.expire),
+    ] {
+        if let Some(tmpl) = tmpl {
+            check_template(out, &format!("{base}.management.{name}"), tmpl, env);
+        }
+    }
+    for (i, consumer) in t.consumers.iter().enumerate() {
+        let at = format!("{base}.consumers[{i}]");
+        if let Err(e) = std::fs::File::open(&consumer.env_file) {
+            let why = format!("cannot read {}: {e}", consumer.env_file.display());
+            out.push(Problem::machine(format!("{at}.env_file"), why));
+        }
+        if consumer.variable.trim().is_empty() {
+            let why = "must name the variable, e.g. TATUM_API_KEY";
+            out.push(Problem::config(format!("{at}.variable"), why));
+        }
+        match consumer.restart.first() {
+            Some(program) if !command_exists(program) => {
+                let why =
+                    format!("command `{program}` not found (not an executable path, not in PATH)");
+                out.push(Problem::machine(format!("{at}.restart"), why));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_github(g: &GitHubConfig, env: &Env, out: &mut Vec<Problem>) {
+    if let Some(u) = &g.api_url {
+        check_url(out, "github.api_url".into(), u);
+    }
+    if let Some(v) = &g.token_env {
+        check_env(out, "github.token_env", v, env);
+    }
+    if let Some(w) = &g.webhook {
+        check_env(out, "github.webhook.secret_env", &w.secret_env, env);
+        if w.listen.parse::<std::net::SocketAddr>().is_err() {
+            let why = format!("`{}` is not an address:port, e.g. 127.0.0.1:8080", w.listen);
+            out.push(Problem::config("github.webhook.listen", why));
+        }
+        if w.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            out.push(Problem::config(
+                "github.webhook.path",
+                "must start with `/`",
+            ));
+        }
+    }
+    if let Some(app) = &g.app {
+        if let Err(e) = std::fs::File::open(&app.private_key_path) {
+            let why = format!("cannot read {}: {e}", app.private_key_path.display());
+            out.push(Problem::machine("github.app.private_key_path", why));
+        }
+    }
+}
+
+/// The URL itself is not quoted: a base URL may carry a token
+/// (`https://user:key@host`, `?key=`).
+fn check_url(out: &mut Vec<Problem>, at: String, url: &str) {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(_) => out.push(Problem::config(
+            at,
+            "must be an http:// or https:// URL with a host",
+        )),
+        Err(e) => out.push(Problem::config(at, format!("is not a valid URL ({e})"))),
+    }
+}
+
+fn check_env(out: &mut Vec<Problem>, at: &str, name: &str, env: &Env) {
+    if env.get(name).is_none() {
+        let why = format!(
+            "environment variable {name} is not set; set it in {}",
+            env.where_to_set()
+        );
+        out.push(Problem::machine(at, why));
+    }
+}
+
+fn check_template(out: &mut Vec<Problem>, at: &str, t: &HttpTemplate, env: &Env) {
+    if let Err(e) = validate_template(t) {
+        out.push(Problem::config(at, e));
+    }
+    // The URL with placeholders filled by stand-ins must still be a URL.
+    let stand_in = t
+        .url
+        .replace("{{api_url}}", "https://api.example")
+        .replace("{{secret}}", "x");
+    let stand_in = env_refs(&stand_in).iter().fold(stand_in.clone(), |u, v| {
+        u.replace(&format!("{{{{env.{v}}}}}"), "x")
+    });
+    if !stand_in.contains("{{") {
+        check_url(out, format!("{at}.url"), &stand_in);
+    }
+    let mut fields = vec![(format!("{at}.url"), t.url.as_str())];
+    for (name, value) in &t.headers {
+        fields.push((format!("{at}.headers.{name}"), value.as_str()));
+    }
+    if let Some(b) = &t.body {
+        fields.push((format!("{at}.body"), b.as_str()));
+    }
+    for (p, text) in fields {
+        for var in env_refs(text) {
+            if env.get(&var).is_none() {
+                let why = format!(
+                    "uses {{{{env.{var}}}}} but environment variable {var} is not set in {}",
+                    env.where_to_set()
+                );
+                out.push(Problem::machine(p.clone(), why));
+            }
+        }
+    }
+}
+
+fn command_exists(program: &str) -> bool {
+    let p = Path::new(program);
+    if p.components().count() > 1 {
+        return p.is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
