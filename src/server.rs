@@ -1,6 +1,16 @@
 //! The daemon's HTTP side: `/healthz`, `/metrics`, and (merged in by the
 //! webhook module) `/github/webhook`. [`router`] builds it without a socket,
-//! so tests call it with `oneshot`.
+//! so tests call it with `oneshot`. [`serve`] runs a router on a socket
+//! under the connection, time and body-memory limits of [`HttpGuard`].
+
+mod conn;
+mod limits;
+
+pub use conn::{serve, Served};
+pub use limits::{
+    open_file_limit, BodyBudget, HttpGuard, HttpLimits, Timeout, DEFAULT_MAX_CONNECTIONS,
+    RESERVED_CONNECTIONS,
+};
 
 use crate::metrics::{Metrics, Scrape};
 use crate::store::Store;
@@ -23,6 +33,8 @@ pub struct AppState {
     pub keys_held: Option<KeysHeld>,
     /// Whether a GitHub webhook is served (its deliveries are counted).
     pub webhook: bool,
+    /// The connection and body limits, whose counts `/metrics` shows.
+    pub http: Option<HttpGuard>,
 }
 
 /// Reads a count at scrape time.
@@ -33,6 +45,21 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// What a connection over `http.max_connections` gets: `/healthz` and
+/// `/metrics` as usual, 503 for everything else.
+pub fn reserved_router(state: AppState) -> Router {
+    router(state).fallback(over_capacity)
+}
+
+async fn over_capacity() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "keysentry is at http.max_connections; retry later\n",
+    )
+        .into_response()
 }
 
 /// 200 `ok` when every source runs; 503 and one `source: reason` line per
@@ -63,11 +90,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         None => Scrape::default(),
     };
     scrape.keys_held = state.keys_held.as_ref().map(|f| f());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&scrape),
-    )
-        .into_response()
+    let mut text = state.metrics.render(&scrape);
+    if let Some(http) = &state.http {
+        http.render(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[cfg(test)]
@@ -99,6 +126,7 @@ mod tests {
             store: None,
             keys_held: None,
             webhook: false,
+            http: None,
         };
         assert_eq!(
             get_text(router(state.clone()), "/healthz").await.0,
@@ -122,11 +150,13 @@ mod tests {
             store: Some(Arc::new(Store::in_memory().unwrap())),
             keys_held: Some(Arc::new(|| 3)),
             webhook: false,
+            http: Some(HttpGuard::new(HttpLimits::default())),
         };
         let (status, body) = get_text(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("# TYPE keysentry_scanned_bytes_total counter"));
         assert!(body.contains("keysentry_scanned_bytes_total{source=\"log:/a/*.log\"} 10"));
         assert!(body.contains("keysentry_remediation_keys_held 3"));
+        assert!(body.contains("keysentry_http_connections_refused_total 0"));
     }
 }

@@ -6,4 +6,5 @@ mod daemon;
 mod delivery;
 mod endpoint;
 mod harness;
+mod limits;
 mod push;
