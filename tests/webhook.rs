@@ -8,3 +8,4 @@ mod endpoint;
 mod harness;
 mod limits;
 mod push;
+mod refs;

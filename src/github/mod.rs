@@ -14,6 +14,8 @@
 //! ```
 //!
 //! - [`signature`]: `X-Hub-Signature-256`, constant time.
+//! - [`untrusted`]: ref names, shas and repository names checked before
+//!   they reach an API path; errors that never quote what they reject.
 //! - [`webhook`]: the axum router (`webhook_router`).
 //! - [`deliveries`]: the durable queue and its worker; GitHub rate limits
 //!   and outages reschedule a delivery, never drop it.
@@ -29,6 +31,7 @@ mod processor;
 mod push;
 mod secret_scanning;
 mod signature;
+mod untrusted;
 mod webhook;
 
 pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
