@@ -34,6 +34,9 @@ mod signature;
 mod untrusted;
 mod webhook;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
 pub use daemon::{DaemonSink, WebhookService};
 pub use deliveries::{DeliveryQueue, Job, Worker};

@@ -238,7 +238,7 @@ pub async fn scan_push(
 
 /// What a stored job names is checked again before it reaches a URL: the
 /// store may hold jobs received before these checks existed.
-fn check_job(job: &PushJob) -> Result<(), ApiError> {
+pub(super) fn check_job(job: &PushJob) -> Result<(), ApiError> {
     let what = format!("push to {}", job.repo);
     let invalid = |field, problem| ApiError::Invalid {
         what: what.clone(),
