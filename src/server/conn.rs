@@ -92,7 +92,7 @@ async fn connection(
             limits.header_timeout
         })
         .keep_alive(!reserved);
-    let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+    let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout, guard.clone()));
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     tokio::pin!(conn);
     let done = tokio::select! {
@@ -105,41 +105,32 @@ async fn connection(
     if let Err(e) = done {
         if e.is_timeout() {
             guard.timed_out(Timeout::Header);
-        } else if is_idle_timeout(&e) {
-            guard.timed_out(Timeout::Idle);
         }
         tracing::debug!(error = %e, "http connection ended");
     }
     drop(slot);
 }
 
-fn is_idle_timeout(e: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if s.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
 /// A socket that fails with `TimedOut` once no byte has moved either way
-/// for `timeout` while it is waited on.
+/// for `timeout` while it is waited on. Counted here: hyper ends an idle
+/// connection whose read fails without an error of its own.
 struct IdleIo {
     inner: TcpStream,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    guard: HttpGuard,
+    /// Counted already.
+    expired: bool,
 }
 
 impl IdleIo {
-    fn new(inner: TcpStream, timeout: Duration) -> IdleIo {
+    fn new(inner: TcpStream, timeout: Duration, guard: HttpGuard) -> IdleIo {
         IdleIo {
             inner,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
+            guard,
+            expired: false,
         }
     }
 
@@ -152,10 +143,16 @@ impl IdleIo {
                 Poll::Ready(r)
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no traffic for http.idle_timeout_secs",
-                ))),
+                Poll::Ready(()) => {
+                    if !self.expired {
+                        self.expired = true;
+                        self.guard.timed_out(Timeout::Idle);
+                    }
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no traffic for http.idle_timeout_secs",
+                    )))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

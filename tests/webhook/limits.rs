@@ -116,6 +116,46 @@ async fn a_slow_header_connection_is_closed_after_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir, "header_timeout_secs: 60\nidle_timeout_secs: 1");
+    let addr = addr(&d).await;
+    let said = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let first = head(&mut s, Duration::from_secs(10)).unwrap();
+        // Kept alive, then silent: only the idle timeout can end it.
+        let mut rest = [0u8; 64];
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut closed = false;
+        loop {
+            match s.read(&mut rest) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => continue, // the rest of the 200's body
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    closed = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        (first, closed)
+    })
+    .await
+    .unwrap();
+    assert!(said.0.starts_with("HTTP/1.1 200"), "{}", said.0);
+    assert!(said.1, "the idle connection was left open");
+    assert_eq!(
+        metric(&d, "keysentry_http_timeouts_total{kind=\"idle\"}").await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_are_refused_while_healthz_still_answers() {
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(&dir, "max_connections: 8\nheader_timeout_secs: 60");
