@@ -283,3 +283,39 @@ async fn wrongly_signed_bodies_are_held_only_within_the_in_flight_budget() {
     let grew_mib = rss_kib(pid, "VmHWM:").saturating_sub(before) / 1024;
     assert!(grew_mib < 96, "peak RSS grew by {grew_mib} MiB");
 }
+
+#[test]
+fn config_check_names_every_bad_http_limit_and_the_daemon_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "http:\n  listen: 127.0.0.1:0\n  max_connections: 0\n  body_timeout_secs: 99999\n",
+    )
+    .unwrap();
+    let o = crate::support::keysentry()
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("http.max_connections"), "{out}");
+    assert!(out.contains("http.body_timeout_secs"), "{out}");
+    let o = crate::support::keysentry()
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("`http.body_timeout_secs`: 99999 is out of range"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
