@@ -17,6 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
+/// hyper's read buffer per connection (its default is ~400 KiB): it bounds
+/// a request head and each piece of a body, so 1,024 connections hold at
+/// most 64 MiB of it. GitHub's heads are a few KiB.
+const READ_BUFFER: usize = 64 << 10;
 /// After a failed `accept` (out of file descriptors), before the next one:
 /// retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -91,7 +95,8 @@ async fn connection(
         } else {
             limits.header_timeout
         })
-        .keep_alive(!reserved);
+        .keep_alive(!reserved)
+        .max_buf_size(READ_BUFFER);
     let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout, guard.clone()));
     let conn = builder.serve_connection(io, TowerToHyperService::new(app));
     tokio::pin!(conn);

@@ -319,3 +319,26 @@ fn config_check_names_every_bad_http_limit_and_the_daemon_refuses_it() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_larger_than_64_kib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = daemon(&dir, "");
+    let addr = addr(&d).await;
+    let said = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let big = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(128 << 10)
+        );
+        let _ = s.write_all(big.as_bytes());
+        head(&mut s, Duration::from_secs(20))
+    })
+    .await
+    .unwrap()
+    .expect("answered or closed at once");
+    assert!(
+        said.is_empty() || said.starts_with("HTTP/1.1 431"),
+        "{said}"
+    );
+}
