@@ -111,32 +111,42 @@ pub fn json_problem(e: &serde_json::Error) -> String {
 }
 
 /// An error message from an API answer, fit for a log line: one line, at
-/// most 200 characters, and any long unbroken token (what a key looks like)
-/// replaced by `…`. GitHub's own messages ("Not Found", "Bad credentials")
-/// pass unchanged.
+/// most 200 characters, and any long run of token characters (what a key
+/// looks like, wherever it sits in a word) replaced by `…`. GitHub's own
+/// messages ("Not Found", "Bad credentials") pass unchanged.
 pub fn tame(message: &str) -> String {
-    const LONG_TOKEN: usize = 20;
+    const LONG_RUN: usize = 20;
+    let token = |c: char| c.is_ascii_alphanumeric() || "-_+/=.".contains(c);
     let mut out = String::new();
-    for word in message.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let tokenish = word.len() >= LONG_TOKEN
-            && word
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_+/=.".contains(&b));
-        if tokenish {
+    let mut run = String::new();
+    let mut flush = |run: &mut String, out: &mut String| {
+        if run.len() >= LONG_RUN {
             out.push('…');
         } else {
-            out.extend(word.chars().filter(|c| !c.is_control()));
+            out.push_str(run);
         }
-        if out.chars().count() > 200 {
-            out = out.chars().take(200).collect();
-            out.push('…');
-            break;
+        run.clear();
+    };
+    for c in message.chars() {
+        if token(c) {
+            run.push(c);
+            continue;
+        }
+        flush(&mut run, &mut out);
+        if c.is_whitespace() {
+            if !out.ends_with(' ') && !out.is_empty() {
+                out.push(' ');
+            }
+        } else if !c.is_control() {
+            out.push(c);
         }
     }
-    out
+    flush(&mut run, &mut out);
+    let out = out.trim_end();
+    if out.chars().count() > 200 {
+        return out.chars().take(200).chain(['…']).collect();
+    }
+    out.to_string()
 }
 
 #[cfg(test)]
@@ -225,6 +235,11 @@ mod tests {
         assert_eq!(tame("Not Found"), "Not Found");
         let key = "t-0123456789abcdef01234567-0123456789abcdef01234567";
         assert_eq!(tame(&format!("bad key {key}\n!")), "bad key … !");
+        // Found by the property test: a key glued to other text.
+        assert_eq!(
+            tame(&format!("({}{{{}Not Found)", &key[..26], &key[27..])),
+            "(…{… Found)"
+        );
         assert!(tame(&"word ".repeat(100)).chars().count() <= 201);
     }
 }
