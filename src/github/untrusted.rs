@@ -119,7 +119,7 @@ pub fn tame(message: &str) -> String {
     let token = |c: char| c.is_ascii_alphanumeric() || "-_+/=.".contains(c);
     let mut out = String::new();
     let mut run = String::new();
-    let mut flush = |run: &mut String, out: &mut String| {
+    let flush = |run: &mut String, out: &mut String| {
         if run.len() >= LONG_RUN {
             out.push('…');
         } else {
