@@ -11,6 +11,7 @@ use keysentry::github::{
 };
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::server::{HttpGuard, HttpLimits};
 use keysentry::store::webhook::DeliveryStore;
 use std::io::Write;
 use std::path::Path;
@@ -46,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         "github:\n  api_url: {api_url}\n  webhook:\n    listen: 127.0.0.1:0\n    secret_env: KEYSENTRY_BENCH_SECRET\n"
     );
     let config = Config::parse(Path::new("bench.yaml"), &yaml)?;
-    let settings = WebhookSettings::from_config(&config)?
+    let settings = WebhookSettings::from_config(&config, &HttpGuard::new(HttpLimits::default()))?
         .ok_or_else(|| anyhow::anyhow!("no github.webhook section"))?;
     let rules = RuleSet::load(&[])?;
     let scanner = Arc::new(Scanner::new(&rules, Allowlist::default())?);

@@ -345,6 +345,18 @@ pub struct RepoWatch {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Limits of this server and the webhook's (`server::HttpLimits` has
+    /// the defaults and why).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub header_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub body_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub max_inflight_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -24,7 +24,9 @@ use crate::metrics::{Metrics, SourceState};
 use crate::remediate::Engine;
 use crate::rules::RuleError;
 use crate::scan::{AllowlistError, Finding, PrefilterError};
-use crate::server::{router, AppState};
+use crate::server::{
+    open_file_limit, reserved_router, router, AppState, HttpGuard, HttpLimits, Served,
+};
 use crate::source::log_tail::{LogTail, LogTailError};
 use crate::source::repo_watch::watch_repo;
 use crate::store::{self, Store, StoreError};
@@ -251,34 +253,42 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
     ));
     let pipeline = Pipeline::start(shared.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let http = HttpGuard::new(http_limits(&loaded.config)?);
     let mut webhook = WebhookService::start(
         &loaded.config,
         &state_dir,
         &loaded.rules,
         shared.clone(),
+        &http,
         stop_rx.clone(),
     )?;
     let (engine, probe) = (shared.clone(), shared.clone());
-    let mut app = router(AppState {
+    let state = AppState {
         metrics: metrics.clone(),
         store: Some(store.clone()),
         keys_held: Some(Arc::new(move || engine.sink().0.keys_held())),
         webhook: webhook.is_some(),
         components: Some(Arc::new(move || probe.sink().0.components())),
-    });
+        http: Some(http.clone()),
+    };
+    let mut served = Served {
+        app: router(state.clone()),
+        reserved: Some(reserved_router(state)),
+    };
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {
         let hook = std::mem::take(&mut w.router);
         // One server when the webhook listens where /healthz does.
         if settings.http_listen.as_deref() == Some(w.listen.as_str()) {
-            app = app.merge(hook);
+            served.app = served.app.merge(hook);
         } else {
-            webhook_server =
-                Some(WebhookService::serve_alone(hook, &w.listen, stop_rx.clone()).await?);
+            webhook_server = Some(
+                WebhookService::serve_alone(hook, &w.listen, http.clone(), stop_rx.clone()).await?,
+            );
         }
     }
     let server = match &settings.http_listen {
-        Some(listen) => Some(serve(listen, app, stop_rx.clone()).await?),
+        Some(listen) => Some(serve(listen, served, http.clone(), stop_rx.clone()).await?),
         None => None,
     };
     let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
@@ -416,10 +426,21 @@ async fn reload(
     Some((loaded.settings, restarted))
 }
 
+/// `http.*` limits, the connection cap fitted under the open-file limit.
+/// Read once: a reload does not change them (as `http.listen`).
+fn http_limits(config: &crate::config::Config) -> Result<HttpLimits, DaemonError> {
+    let limits = HttpLimits::from_config(config.http.as_ref()).map_err(|mut problems| {
+        let (at, message) = problems.swap_remove(0);
+        DaemonError::Setting { at, message }
+    })?;
+    Ok(limits.fit_open_files(open_file_limit()))
+}
+
 async fn serve(
     listen: &str,
-    app: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    served: Served,
+    http: HttpGuard,
+    stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -434,15 +455,9 @@ async fn serve(
             source,
         })?;
     tracing::info!("listening on http://{addr}");
-    Ok(tokio::spawn(async move {
-        let shutdown = async move { stopped(&mut stop).await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("http server stopped: {e}");
-        }
-    }))
+    Ok(tokio::spawn(crate::server::serve(
+        listener, served, http, stop,
+    )))
 }
 
 async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut stop: watch::Receiver<bool>) {

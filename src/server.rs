@@ -7,6 +7,18 @@
 //! daemon is degraded (a source, remediation or every alert channel failing),
 //! which a restart does not cure but an operator must see. Both answer the
 //! same JSON: the verdict and every component's status.
+//!
+//! [`serve`] runs a router on a socket under the connection, time and
+//! body-memory limits of [`HttpGuard`].
+
+mod conn;
+mod limits;
+
+pub use conn::{serve, Served};
+pub use limits::{
+    open_file_limit, BodyBudget, HttpGuard, HttpLimits, Timeout, DEFAULT_MAX_CONNECTIONS,
+    RESERVED_CONNECTIONS,
+};
 
 use crate::metrics::{ComponentHealth, Health, Metrics, Scrape};
 use crate::store::Store;
@@ -32,6 +44,8 @@ pub struct AppState {
     /// The engine's own components (remediation, alert channels), read per
     /// request; `None` without an engine.
     pub components: Option<Components>,
+    /// The connection and body limits, whose counts `/metrics` shows.
+    pub http: Option<HttpGuard>,
 }
 
 /// Reads a count at scrape time.
@@ -46,6 +60,21 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// What a connection over `http.max_connections` gets: `/healthz` and
+/// `/metrics` as usual, 503 for everything else.
+pub fn reserved_router(state: AppState) -> Router {
+    router(state).fallback(over_capacity)
+}
+
+async fn over_capacity() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "keysentry is at http.max_connections; retry later\n",
+    )
+        .into_response()
 }
 
 fn health(state: &AppState) -> Health {
@@ -89,11 +118,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
         None => Scrape::default(),
     };
     scrape.keys_held = state.keys_held.as_ref().map(|f| f());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&scrape),
-    )
-        .into_response()
+    let mut text = state.metrics.render(&scrape);
+    if let Some(http) = &state.http {
+        http.render(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[cfg(test)]
@@ -126,6 +155,7 @@ mod tests {
             keys_held: None,
             webhook: false,
             components: None,
+            http: None,
         };
         for uri in ["/healthz", "/readyz"] {
             let (status, body) = get_text(router(state.clone()), uri).await;
@@ -166,6 +196,7 @@ mod tests {
                     ComponentHealth::failed("every channel fails"),
                 )]
             })),
+            http: None,
         };
         let (status, body) = get_text(router(state.clone()), "/healthz").await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -188,11 +219,13 @@ mod tests {
             keys_held: Some(Arc::new(|| 3)),
             webhook: false,
             components: None,
+            http: Some(HttpGuard::new(HttpLimits::default())),
         };
         let (status, body) = get_text(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("# TYPE keysentry_scanned_bytes_total counter"));
         assert!(body.contains("keysentry_scanned_bytes_total{source=\"log:/a/*.log\"} 10"));
         assert!(body.contains("keysentry_remediation_keys_held 3"));
+        assert!(body.contains("keysentry_http_connections_refused_total 0"));
     }
 }

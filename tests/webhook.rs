@@ -6,4 +6,6 @@ mod daemon;
 mod delivery;
 mod endpoint;
 mod harness;
+mod limits;
 mod push;
+mod refs;

@@ -114,6 +114,9 @@ impl Settings {
                     format!("`{}`: {e}; use HOST:PORT, e.g. 127.0.0.1:9187", h.listen),
                 );
             }
+            if let Err(limits) = crate::server::HttpLimits::from_config(Some(h)) {
+                limits.into_iter().for_each(|(at, m)| bad(at, m));
+            }
         }
         if !problems.is_empty() {
             return Err(problems);

@@ -62,6 +62,14 @@ pub enum ApiError {
     },
     #[error("{what}: unexpected response from GitHub: {message}; retrying with backoff")]
     Decode { what: String, message: String },
+    /// A name from a payload or an answer that is unfit for an API path;
+    /// never retried, and never sent.
+    #[error("{what}: `{field}` {problem}; nothing was requested with it")]
+    Invalid {
+        what: String,
+        field: &'static str,
+        problem: &'static str,
+    },
 }
 
 impl ApiError {
@@ -282,42 +290,30 @@ impl RepoClient {
         Ok(data)
     }
 
+    /// The repository's default branch, checked as a branch name: it goes
+    /// into compare URLs.
     pub async fn default_branch(&self, repo: &str) -> Result<String, ApiError> {
-        #[derive(Deserialize)]
-        struct Repo {
-            default_branch: String,
+        let path = format!("/repos/{repo}");
+        let r: RawRepo = self.get_json(&path).await?;
+        if let Some(problem) = super::untrusted::branch_problem(&r.default_branch) {
+            return Err(ApiError::Invalid {
+                what: format!("GET {path}"),
+                field: "default_branch",
+                problem,
+            });
         }
-        let r: Repo = self.get_json(&format!("/repos/{repo}")).await?;
         Ok(r.default_branch)
     }
 
     pub async fn blob(&self, repo: &str, sha: &str) -> Result<Vec<u8>, ApiError> {
-        #[derive(Deserialize)]
-        struct Blob {
-            content: String,
-            encoding: String,
-        }
         let what = format!("GET /repos/{repo}/git/blobs/{sha}");
-        let b: Blob = self
+        let b: RawBlob = self
             .get_json(&format!(
                 "/repos/{repo}/git/blobs/{}",
                 crate::report::uri_path(sha)
             ))
             .await?;
-        if b.encoding != "base64" {
-            return Ok(b.content.into_bytes());
-        }
-        let compact: Vec<u8> = b
-            .content
-            .bytes()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map_err(|e| ApiError::Decode {
-                what,
-                message: format!("blob is not valid base64: {e}"),
-            })
+        blob_bytes(&what, b)
     }
 
     pub async fn comment_on_commit(
@@ -347,25 +343,10 @@ impl RepoClient {
         repo: &str,
         number: u64,
     ) -> Result<ScanningAlert, ApiError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            number: u64,
-            #[serde(default)]
-            secret_type: String,
-            #[serde(default)]
-            state: String,
-            #[serde(default)]
-            secret: Option<String>,
-        }
-        let raw: Raw = self
+        let raw: RawAlert = self
             .get_json(&format!("/repos/{repo}/secret-scanning/alerts/{number}"))
             .await?;
-        Ok(ScanningAlert {
-            number: raw.number,
-            secret_type: raw.secret_type,
-            state: raw.state,
-            secret: raw.secret.map(Secret::new),
-        })
+        Ok(raw.into())
     }
 
     /// The first place GitHub saw the alert's secret in a commit.
@@ -374,33 +355,12 @@ impl RepoClient {
         repo: &str,
         number: u64,
     ) -> Result<AlertLocation, ApiError> {
-        #[derive(Deserialize)]
-        struct Raw {
-            #[serde(rename = "type", default)]
-            kind: String,
-            #[serde(default)]
-            details: Details,
-        }
-        #[derive(Deserialize, Default)]
-        struct Details {
-            path: Option<String>,
-            start_line: Option<u64>,
-            commit_sha: Option<String>,
-        }
-        let list: Vec<Raw> = self
+        let list: Vec<RawLocation> = self
             .get_json(&format!(
                 "/repos/{repo}/secret-scanning/alerts/{number}/locations"
             ))
             .await?;
-        Ok(list
-            .into_iter()
-            .find(|l| l.kind == "commit")
-            .map(|l| AlertLocation {
-                path: l.details.path,
-                line: l.details.start_line,
-                commit: l.details.commit_sha,
-            })
-            .unwrap_or_default())
+        Ok(first_commit_location(list))
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
@@ -412,12 +372,98 @@ impl RepoClient {
             .map_err(|e| request_error(&what, e))?;
         let (status, headers) = (res.status(), res.headers().clone());
         let text = self.crab.body_to_string(res).await;
-        let body = check(&what, status, &headers, text)?;
-        serde_json::from_str(&body).map_err(|e| ApiError::Decode {
-            what,
-            message: e.to_string(),
-        })
+        decode(&what, status, &headers, text)
     }
+}
+
+/// An answer as `T`, or why not; never quoting the answer (see `untrusted`).
+pub(super) fn decode<T: DeserializeOwned>(
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: octocrab::Result<String>,
+) -> Result<T, ApiError> {
+    let body = check(what, status, headers, body)?;
+    serde_json::from_str(&body).map_err(|e| ApiError::Decode {
+        what: what.to_string(),
+        message: super::untrusted::json_problem(&e),
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawRepo {
+    default_branch: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawBlob {
+    content: String,
+    encoding: String,
+}
+
+pub(super) fn blob_bytes(what: &str, b: RawBlob) -> Result<Vec<u8>, ApiError> {
+    if b.encoding != "base64" {
+        return Ok(b.content.into_bytes());
+    }
+    let compact: Vec<u8> = b
+        .content
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| ApiError::Decode {
+            what: what.to_string(),
+            message: format!("blob is not valid base64: {e}"),
+        })
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawAlert {
+    number: u64,
+    #[serde(default)]
+    secret_type: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+impl From<RawAlert> for ScanningAlert {
+    fn from(raw: RawAlert) -> ScanningAlert {
+        ScanningAlert {
+            number: raw.number,
+            secret_type: raw.secret_type,
+            state: raw.state,
+            secret: raw.secret.map(Secret::new),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RawLocation {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    details: RawDetails,
+}
+
+#[derive(Deserialize, Default)]
+struct RawDetails {
+    path: Option<String>,
+    start_line: Option<u64>,
+    commit_sha: Option<String>,
+}
+
+pub(super) fn first_commit_location(list: Vec<RawLocation>) -> AlertLocation {
+    list.into_iter()
+        .find(|l| l.kind == "commit")
+        .map(|l| AlertLocation {
+            path: l.details.path,
+            line: l.details.start_line,
+            commit: l.details.commit_sha,
+        })
+        .unwrap_or_default()
 }
 
 /// An error before a response arrived: minting an installation token failed
@@ -426,7 +472,8 @@ fn request_error(what: &str, e: octocrab::Error) -> ApiError {
     match e {
         octocrab::Error::GitHub { source, .. } => {
             let headers = source.headers.clone().unwrap_or_default();
-            classify(what, source.status_code, &headers, source.message.clone())
+            let message = super::untrusted::tame(&source.message);
+            classify(what, source.status_code, &headers, message)
         }
         e @ (octocrab::Error::Json { .. } | octocrab::Error::Serde { .. }) => ApiError::Decode {
             what: what.to_string(),
@@ -455,7 +502,7 @@ fn check(
     }
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+        .and_then(|v| v.get("message")?.as_str().map(super::untrusted::tame))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
     Err(classify(what, status, headers, message))
 }

@@ -13,6 +13,7 @@ use crate::daemon::{EngineSink, Shared};
 use crate::metrics::{SourceState, WEBHOOK_SOURCE};
 use crate::rules::RuleSet;
 use crate::scan::Finding;
+use crate::server::{HttpGuard, Served};
 use crate::store::webhook::DeliveryStore;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,9 +51,10 @@ impl WebhookService {
         state_dir: &Path,
         rules: &RuleSet,
         shared: Arc<Shared<EngineSink>>,
+        http: &HttpGuard,
         mut stop: watch::Receiver<bool>,
     ) -> Result<Option<WebhookService>, WebhookError> {
-        let Some(settings) = WebhookSettings::from_config(config)? else {
+        let Some(settings) = WebhookSettings::from_config(config, http)? else {
             return Ok(None);
         };
         let listen = config
@@ -97,11 +99,14 @@ impl WebhookService {
         }))
     }
 
-    /// Serves the router on `github.webhook.listen` until `stop` turns true.
+    /// Serves the router on `github.webhook.listen`, under the process's
+    /// `http` limits, until `stop` turns true. It has no `/healthz`, so no
+    /// reserved slots: a connection over the cap is closed at once.
     pub async fn serve_alone(
         router: axum::Router,
         listen: &str,
-        mut stop: watch::Receiver<bool>,
+        http: HttpGuard,
+        stop: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, WebhookError> {
         let bind = |source| WebhookError::Listen {
             listen: listen.to_string(),
@@ -110,15 +115,13 @@ impl WebhookService {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         tracing::info!("GitHub webhook listening on http://{addr}");
-        Ok(tokio::spawn(async move {
-            let shutdown = async move { crate::daemon::stopped(&mut stop).await };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("GitHub webhook server stopped: {e}");
-            }
-        }))
+        let served = Served {
+            app: router,
+            reserved: None,
+        };
+        Ok(tokio::spawn(crate::server::serve(
+            listener, served, http, stop,
+        )))
     }
 
     /// Waits (at most `limit`) for the worker to record what it finished.

@@ -14,6 +14,8 @@
 //! ```
 //!
 //! - [`signature`]: `X-Hub-Signature-256`, constant time.
+//! - [`untrusted`]: ref names, shas and repository names checked before
+//!   they reach an API path; errors that never quote what they reject.
 //! - [`webhook`]: the axum router (`webhook_router`).
 //! - [`deliveries`]: the durable queue and its worker; GitHub rate limits
 //!   and outages reschedule a delivery, never drop it.
@@ -29,7 +31,11 @@ mod processor;
 mod push;
 mod secret_scanning;
 mod signature;
+mod untrusted;
 mod webhook;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
 pub use daemon::{DaemonSink, WebhookService};
@@ -43,6 +49,7 @@ pub use webhook::{webhook_router, WebhookState};
 use crate::config::Config;
 use crate::rules::RuleSet;
 use crate::scan::{Finding, Fingerprint, Scanner};
+use crate::server::HttpGuard;
 use crate::store::webhook::{DeliveryStore, WebhookStoreError};
 use std::collections::HashSet;
 use std::future::Future;
@@ -103,6 +110,8 @@ pub enum WebhookError {
     SecretEnv { name: String },
     #[error("github.webhook.path `{path}` must start with `/`")]
     Path { path: String },
+    #[error("http.max_inflight_body_bytes ({inflight}) is below github.webhook.max_body ({max_body}): a delivery of the largest size could never be read; raise http.max_inflight_body_bytes or lower github.webhook.max_body")]
+    Budget { inflight: usize, max_body: usize },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -124,11 +133,17 @@ pub struct WebhookSettings {
     pub comment: bool,
     pub max_file_size: u64,
     pub concurrency: usize,
+    /// The process's HTTP limits: the body budget and timeout apply here.
+    pub http: HttpGuard,
 }
 
 impl WebhookSettings {
-    /// `None` when the config has no `github.webhook`.
-    pub fn from_config(config: &Config) -> Result<Option<WebhookSettings>, WebhookError> {
+    /// `None` when the config has no `github.webhook`. `http` is the guard
+    /// every server of the process shares.
+    pub fn from_config(
+        config: &Config,
+        http: &HttpGuard,
+    ) -> Result<Option<WebhookSettings>, WebhookError> {
         let Some(gh) = &config.github else {
             return Ok(None);
         };
@@ -145,13 +160,19 @@ impl WebhookSettings {
         if !path.starts_with('/') {
             return Err(WebhookError::Path { path });
         }
+        let max_body = hook.max_body.unwrap_or(DEFAULT_MAX_BODY);
+        let inflight = http.limits().max_inflight_body_bytes;
+        if inflight < max_body {
+            return Err(WebhookError::Budget { inflight, max_body });
+        }
         Ok(Some(WebhookSettings {
             path,
             secret: WebhookSecret::new(secret),
-            max_body: hook.max_body.unwrap_or(DEFAULT_MAX_BODY),
+            max_body,
             comment: gh.comment,
             max_file_size: config.scan.max_file_size.unwrap_or(20 << 20),
             concurrency: DEFAULT_CONCURRENCY,
+            http: http.clone(),
         }))
     }
 }

@@ -17,6 +17,7 @@
 
 use super::api::{ApiError, CommitData, FileChange, RepoClient};
 use super::patch;
+use super::untrusted;
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use crate::source::looks_binary;
 use serde::{Deserialize, Serialize};
@@ -63,11 +64,12 @@ pub enum PayloadError {
         event: &'static str,
         message: String,
     },
-    #[error("malformed {event} payload: {field} `{value}` is not valid")]
+    /// The value is left out on purpose (see `untrusted`).
+    #[error("malformed {event} payload: `{field}` {problem}")]
     Field {
         event: &'static str,
         field: &'static str,
-        value: String,
+        problem: &'static str,
     },
 }
 
@@ -120,7 +122,7 @@ pub(super) struct PayloadInstallation {
 pub fn parse_push(body: &[u8]) -> Result<PushEvent, PayloadError> {
     let p: Payload = serde_json::from_slice(body).map_err(|e| PayloadError::Json {
         event: "push",
-        message: e.to_string(),
+        message: untrusted::json_problem(&e),
     })?;
     if p.deleted {
         return Ok(PushEvent::Ignored("branch deleted"));
@@ -128,6 +130,16 @@ pub fn parse_push(body: &[u8]) -> Result<PushEvent, PayloadError> {
     check_repo("push", &p.repository.full_name)?;
     for (field, sha) in [("before", &p.before), ("after", &p.after)] {
         check_sha("push", field, sha)?;
+    }
+    // Both can end up in a compare URL (`../` there left the repository's
+    // API paths, with the token).
+    field("push", "ref", untrusted::full_ref_problem(&p.git_ref))?;
+    if let Some(b) = &p.repository.default_branch {
+        field(
+            "push",
+            "repository.default_branch",
+            untrusted::branch_problem(b),
+        )?;
     }
     let commits = p
         .commits
@@ -154,36 +166,28 @@ pub fn parse_push(body: &[u8]) -> Result<PushEvent, PayloadError> {
     }))
 }
 
-/// `owner/name`, nothing that could step outside the `/repos/` path.
-pub(super) fn check_repo(event: &'static str, repo: &str) -> Result<(), PayloadError> {
-    let ok_part = |s: &str| {
-        !s.is_empty()
-            && s != "."
-            && s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    match repo.split_once('/') {
-        Some((owner, name)) if ok_part(owner) && ok_part(name) => Ok(()),
-        _ => Err(PayloadError::Field {
+fn field(
+    event: &'static str,
+    field: &'static str,
+    problem: Option<&'static str>,
+) -> Result<(), PayloadError> {
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(PayloadError::Field {
             event,
-            field: "repository.full_name",
-            value: repo.to_string(),
+            field,
+            problem,
         }),
     }
 }
 
-fn check_sha(event: &'static str, field: &'static str, sha: &str) -> Result<(), PayloadError> {
-    let ok = matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
-    if ok {
-        Ok(())
-    } else {
-        Err(PayloadError::Field {
-            event,
-            field,
-            value: sha.to_string(),
-        })
-    }
+/// `owner/name`, nothing that could step outside the `/repos/` path.
+pub(super) fn check_repo(event: &'static str, repo: &str) -> Result<(), PayloadError> {
+    field(event, "repository.full_name", untrusted::repo_problem(repo))
+}
+
+fn check_sha(event: &'static str, name: &'static str, sha: &str) -> Result<(), PayloadError> {
+    field(event, name, untrusted::sha_problem(sha))
 }
 
 fn is_zero(sha: &str) -> bool {
@@ -204,6 +208,7 @@ pub async fn scan_push(
     scanner: &Arc<Scanner>,
     limits: PushLimits,
 ) -> Result<Vec<Finding>, ApiError> {
+    check_job(job)?;
     let ctx = Ctx {
         client,
         job,
@@ -214,7 +219,7 @@ pub async fn scan_push(
         // One commit: the compare's diff is that commit's own.
         Diff::Compare(cmp) if cmp.commits.len() <= 1 && cmp.files.len() < COMPARE_FILE_CAP => {
             let (sha, email) = match cmp.commits.as_slice() {
-                [only] => (only.sha.clone(), ctx.author(only)),
+                [only] => (answered_sha(job, &only.sha)?, ctx.author(only)),
                 _ => (job.after.clone(), ctx.listed_author(&job.after)),
             };
             ctx.scan_files(&cmp.files, &sha, email).await
@@ -228,6 +233,56 @@ pub async fn scan_push(
             ctx.walk(shas).await
         }
         Diff::Commits(shas) => ctx.walk(shas).await,
+    }
+}
+
+/// What a stored job names is checked again before it reaches a URL: the
+/// store may hold jobs received before these checks existed.
+pub(super) fn check_job(job: &PushJob) -> Result<(), ApiError> {
+    let what = format!("push to {}", job.repo);
+    let invalid = |field, problem| ApiError::Invalid {
+        what: what.clone(),
+        field,
+        problem,
+    };
+    if let Some(p) = untrusted::repo_problem(&job.repo) {
+        return Err(invalid("repository.full_name", p));
+    }
+    for (field, sha) in [("before", &job.before), ("after", &job.after)] {
+        if let Some(p) = untrusted::sha_problem(sha) {
+            return Err(invalid(field, p));
+        }
+    }
+    if let Some(p) = untrusted::full_ref_problem(&job.git_ref) {
+        return Err(invalid("ref", p));
+    }
+    if let Some(p) = job
+        .default_branch
+        .as_deref()
+        .and_then(untrusted::branch_problem)
+    {
+        return Err(invalid("repository.default_branch", p));
+    }
+    if let Some(p) = job
+        .commits
+        .iter()
+        .find_map(|c| untrusted::sha_problem(&c.id))
+    {
+        return Err(invalid("commits[].id", p));
+    }
+    Ok(())
+}
+
+/// A commit sha from a GitHub answer, before it goes into a URL or a
+/// finding (and from there into a comment URL).
+fn answered_sha(job: &PushJob, sha: &str) -> Result<String, ApiError> {
+    match untrusted::sha_problem(sha) {
+        None => Ok(sha.to_string()),
+        Some(problem) => Err(ApiError::Invalid {
+            what: format!("push to {}", job.repo),
+            field: "sha (in GitHub's answer)",
+            problem,
+        }),
     }
 }
 
@@ -275,9 +330,11 @@ impl Ctx<'_> {
     async fn walk(&self, shas: Vec<String>) -> Result<Vec<Finding>, ApiError> {
         let mut findings = Vec::new();
         for sha in shas {
+            let sha = answered_sha(self.job, &sha)?;
             let c = self.client.commit(&self.job.repo, &sha).await?;
             let email = self.author(&c);
-            findings.extend(self.scan_files(&c.files, &c.sha, email).await?);
+            let answered = answered_sha(self.job, &c.sha)?;
+            findings.extend(self.scan_files(&c.files, &answered, email).await?);
         }
         Ok(findings)
     }
@@ -359,10 +416,11 @@ impl Ctx<'_> {
         let Some(sha) = &f.sha else {
             return Ok(None);
         };
+        let sha = answered_sha(self.job, sha)?;
         if f.additions == 0 && f.status != "added" {
             return Ok(None);
         }
-        let data = self.client.blob(&self.job.repo, sha).await?;
+        let data = self.client.blob(&self.job.repo, &sha).await?;
         if data.len() as u64 > self.limits.max_file_size {
             tracing::warn!(
                 repo = %self.job.repo, path = %f.filename, bytes = data.len(),
@@ -431,13 +489,5 @@ mod tests {
             parse_push(payload(&"a".repeat(40), true).as_bytes()).unwrap(),
             PushEvent::Ignored("branch deleted")
         );
-    }
-
-    #[test]
-    fn rejects_paths_that_leave_the_repo() {
-        assert!(check_repo("push", "acme/app.js").is_ok());
-        for bad in ["acme", "../x", "acme/..", "a/b/c", "a/b?x"] {
-            assert!(check_repo("push", bad).is_err(), "{bad}");
-        }
     }
 }

@@ -53,7 +53,7 @@ pub fn provider_of(secret_type: &str) -> &str {
 pub fn parse_alert(body: &[u8], remediable: &HashSet<String>) -> Result<AlertEvent, PayloadError> {
     let p: Payload = serde_json::from_slice(body).map_err(|e| PayloadError::Json {
         event: "secret_scanning_alert",
-        message: e.to_string(),
+        message: super::untrusted::json_problem(&e),
     })?;
     if !matches!(p.action.as_str(), "created" | "reopened") {
         return Ok(AlertEvent::Ignored("alert action not handled"));

@@ -1,6 +1,7 @@
 //! `X-Hub-Signature-256`: HMAC-SHA256 of the raw request body under the
-//! webhook secret, sent as `sha256=<64 hex digits>`. Checked before a single
-//! byte of the body is parsed.
+//! webhook secret, sent as `sha256=<64 hex digits>`. The header is checked
+//! before a byte of the body is read, the MAC computed while the body
+//! streams in ([`Verifier`]), and nothing of the body parsed before it holds.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -28,24 +29,58 @@ impl WebhookSecret {
         format!("sha256={}", crate::scan::hex(&self.mac(body)))
     }
 
-    fn mac(&self, body: &[u8]) -> [u8; 32] {
+    fn hmac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
+        match Hmac::<Sha256>::new_from_slice(&self.0) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
+        }
+    }
+
+    fn mac(&self, body: &[u8]) -> [u8; 32] {
+        let mut mac = self.hmac();
         mac.update(body);
         mac.finalize().into_bytes().into()
     }
 
     /// Accepts `header` only if it is the signature of `body`.
     pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> Result<(), SignatureError> {
+        let mut v = self.verifier(header)?;
+        v.update(body);
+        v.finish()
+    }
+
+    /// Checks the header's form at once (`Missing`, `Malformed`), before a
+    /// byte of the body is read; the body is then fed as it arrives.
+    pub fn verifier(&self, header: Option<&[u8]>) -> Result<Verifier, SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
         let hex = header
             .strip_prefix(b"sha256=")
             .ok_or(SignatureError::Malformed)?;
         let claimed = decode_hex32(hex).ok_or(SignatureError::Malformed)?;
-        if bool::from(self.mac(body).ct_eq(&claimed)) {
+        Ok(Verifier {
+            mac: self.hmac(),
+            claimed,
+        })
+    }
+}
+
+/// A signature check in progress: the MAC of what was fed so far.
+pub struct Verifier {
+    mac: Hmac<Sha256>,
+    claimed: [u8; 32],
+}
+
+impl Verifier {
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.mac.update(chunk);
+    }
+
+    /// Whether the claimed signature is that of everything fed, compared in
+    /// constant time.
+    pub fn finish(self) -> Result<(), SignatureError> {
+        let mac: [u8; 32] = self.mac.finalize().into_bytes().into();
+        if bool::from(mac.ct_eq(&self.claimed)) {
             Ok(())
         } else {
             Err(SignatureError::Mismatch)
@@ -127,6 +162,21 @@ mod tests {
             secret.verify(Some(other.as_bytes()), body),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_body_fed_in_pieces_verifies_as_a_whole() {
+        let secret = WebhookSecret::new("s3cret");
+        let body = b"{\"zen\": \"Design for failure.\"}";
+        let sig = secret.sign(body);
+        let mut v = secret.verifier(Some(sig.as_bytes())).unwrap();
+        for piece in body.chunks(5) {
+            v.update(piece);
+        }
+        assert_eq!(v.finish(), Ok(()));
+        let mut v = secret.verifier(Some(sig.as_bytes())).unwrap();
+        v.update(&body[..body.len() - 1]);
+        assert_eq!(v.finish(), Err(SignatureError::Mismatch));
     }
 
     #[test]

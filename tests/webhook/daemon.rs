@@ -6,16 +6,16 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-const SECRET_ENV: &str = "KEYSENTRY_TEST_WEBHOOK_SECRET";
+pub(super) const SECRET_ENV: &str = "KEYSENTRY_TEST_WEBHOOK_SECRET";
 
 /// `keysentry daemon` with its stderr collected.
-struct Daemon {
-    child: Child,
+pub(super) struct Daemon {
+    pub(super) child: Child,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    fn start(config: &std::path::Path) -> Daemon {
+    pub(super) fn start(config: &std::path::Path) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
             .args(["daemon", "--config"])
             .arg(config)
@@ -42,18 +42,18 @@ impl Daemon {
         Daemon { child, log }
     }
 
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 
     /// The address of the webhook, once listening (the same server as
     /// `/metrics` when `github.webhook.listen` equals `http.listen`).
-    async fn url(&self) -> String {
+    pub(super) async fn url(&self) -> String {
         self.address(true).await
     }
 
     /// The address of `/healthz` and `/metrics`.
-    async fn metrics_url(&self) -> String {
+    pub(super) async fn metrics_url(&self) -> String {
         self.address(false).await
     }
 
@@ -81,7 +81,7 @@ impl Daemon {
     }
 
     /// Polls `/metrics` until every `series value` line is on the page.
-    async fn wait_metrics(&self, want: &[&str]) {
+    pub(super) async fn wait_metrics(&self, want: &[&str]) {
         let url = format!("{}/metrics", self.metrics_url().await);
         let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
         until("the metrics", || async {
@@ -92,7 +92,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status and everything logged.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(super) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

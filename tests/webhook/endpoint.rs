@@ -144,6 +144,113 @@ async fn a_streamed_body_over_the_limit_is_413() {
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_cannot_get_budget_is_503_with_retry_after() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Opts {
+        http: HttpLimits {
+            max_inflight_body_bytes: 1024,
+            ..HttpLimits::default()
+        },
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
+    let ping = json!({"zen": "x".repeat(2048), "hook_id": 1});
+    let bytes = serde_json::to_vec(&ping).unwrap();
+    let sig = WebhookSecret::new(SECRET).sign(&bytes);
+    // Declared (refused before reading) and streamed without a length
+    // (refused once the buffer outgrows the budget).
+    let declared = request("ping", "d-busy", "application/json", &sig, bytes.clone());
+    let streamed = Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("x-github-event", "ping")
+        .header("x-github-delivery", "d-busy2")
+        .header("x-hub-signature-256", &sig)
+        .body(Body::new(Pieces(
+            bytes.chunks(256).map(<[u8]>::to_vec).collect(),
+        )))
+        .unwrap();
+    for req in [declared, streamed] {
+        let res = h.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()["retry-after"], "5");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("http.max_inflight_body_bytes"), "{text}");
+    }
+    // A body that fits is served, the budget given back each time.
+    let small = json!({"zen": "ok", "hook_id": 1});
+    for i in 0..3 {
+        let (status, _) = h.send(signed("ping", &format!("d-ok{i}"), &small)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_408_after_the_body_timeout() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Opts {
+        http: HttpLimits {
+            body_timeout: Duration::from_secs(1),
+            ..HttpLimits::default()
+        },
+        ..Opts::default()
+    };
+    let h = hook(&sim, &db(&dir), opts).await;
+    let sig = WebhookSecret::new(SECRET).sign(b"{}");
+    let req = Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "d-stall")
+        .header("x-hub-signature-256", &sig)
+        .header("content-length", "1000")
+        .body(Body::new(Stalled(Some(b"{".to_vec()))))
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(20), h.router.clone().oneshot(req))
+        .await
+        .expect("a stalled body is given up on")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    h.shutdown().await;
+}
+
+/// A body of these pieces, in order, with no length known up front.
+struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+impl hyper::body::Body for Pieces {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let next = self.0.pop_front();
+        std::task::Poll::Ready(next.map(|p| Ok(hyper::body::Frame::data(p.into()))))
+    }
+}
+
+/// Sends one chunk, then nothing, forever.
+struct Stalled(Option<Vec<u8>>);
+
+impl hyper::body::Body for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.0.take() {
+            Some(first) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first.into())))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
 /// Runs `log_scenario` in a process of its own, with a global subscriber at
 /// TRACE: tracing's callsite cache is process-wide, so a subscriber scoped to
 /// one test misses events while other tests run.

@@ -13,6 +13,8 @@ use keysentry::remediate::Engine;
 use keysentry::rules::RuleSet;
 pub use keysentry::scan::Fingerprint;
 use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::server::HttpGuard;
+pub use keysentry::server::HttpLimits;
 use keysentry::store::webhook::DeliveryStore;
 pub use keysentry::store::{IncidentRow, Store};
 pub use serde_json::{json, Value};
@@ -204,6 +206,8 @@ pub struct Hook {
 pub struct Opts {
     pub comment: bool,
     pub max_body: usize,
+    /// The `http.*` limits (body budget and timeout apply in-process).
+    pub http: HttpLimits,
     pub run_worker: bool,
     /// More YAML under `github:`.
     pub github: String,
@@ -217,6 +221,7 @@ impl Default for Opts {
         Opts {
             comment: false,
             max_body: 25 << 20,
+            http: HttpLimits::default(),
             run_worker: true,
             github: String::new(),
             engine: false,
@@ -256,6 +261,7 @@ pub async fn hook(sim: &Sim, state: &Path, opts: Opts) -> Hook {
         comment: opts.comment,
         max_file_size: 20 << 20,
         concurrency: 8,
+        http: HttpGuard::new(opts.http),
     };
     let store = Arc::new(DeliveryStore::open(state).unwrap());
     let collect = Arc::new(Collect::default());
