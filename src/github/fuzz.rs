@@ -252,7 +252,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn payloads_never_panic_quote_a_key_or_yield_an_unsafe_job(
+    fn proptest_payloads_never_panic_quote_a_key_or_yield_an_unsafe_job(
         alert in any::<bool>(),
         mutations in prop::collection::vec(mutation(), 0..4),
         key in key(),
@@ -280,7 +280,7 @@ proptest! {
     }
 
     #[test]
-    fn api_answers_never_panic_or_quote_a_key(
+    fn proptest_api_answers_never_panic_or_quote_a_key(
         seed in 0usize..7,
         status in any_status(),
         mutations in prop::collection::vec(mutation(), 0..4),
@@ -294,7 +294,7 @@ proptest! {
     }
 
     #[test]
-    fn a_signature_holds_for_its_body_only(
+    fn proptest_a_signature_holds_for_its_body_only(
         body in prop::collection::vec(any::<u8>(), 0..512),
         flip in any::<prop::sample::Index>(),
         header in prop::collection::vec(any::<u8>(), 0..80),
@@ -370,7 +370,7 @@ impl Endpoint {
 }
 
 #[test]
-fn the_endpoint_never_panics_or_answers_with_a_key() {
+fn proptest_the_endpoint_never_panics_or_answers_with_a_key() {
     let endpoint = Endpoint::new();
     let strategy = (
         0usize..4,
