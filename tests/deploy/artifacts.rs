@@ -285,7 +285,7 @@ fn dockerfile_final_stage_holds_the_binary_and_ca_certs_as_non_root() {
 
 /// build.rs on its own (compiled here with rustc): a build without git, or
 /// from a tree outside any repository, succeeds and says "unknown"; a
-/// crates.io download takes the commit `cargo package` recorded.
+/// registry download takes the commit `cargo package` recorded.
 #[test]
 fn build_script_never_fails_without_git() {
     let work = tempfile::TempDir::new().expect("temp dir");
