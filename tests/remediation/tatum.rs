@@ -670,8 +670,14 @@ fn tatum_calls_keep_to_providers_tatum_rate_limit() {
         .map(|c| c["at_unix_ms"].as_u64().unwrap())
         .collect();
     assert!(tatum.len() >= 5, "{tatum:?}");
-    for pair in tatum.windows(2) {
-        // 5 calls/s: at least 200 ms apart (a little less for clock rounding).
-        assert!(pair[1] - pair[0] >= 190, "calls too close: {tatum:?}");
+    // 5 calls/s: sent at least 200 ms apart. They are timed where the
+    // simulator receives them, so one call delayed on a loaded machine can
+    // land close to the next; the pace shows over spans of calls instead
+    // (unpaced, they all land within a few milliseconds).
+    let n = tatum.len() as u64;
+    let span = tatum[tatum.len() - 1] - tatum[0];
+    assert!(span >= 200 * (n - 1) - 150, "calls too close: {tatum:?}");
+    for w in tatum.windows(3) {
+        assert!(w[2] - w[0] >= 300, "calls too close: {tatum:?}");
     }
 }
