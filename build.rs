@@ -34,7 +34,7 @@ fn embed_rules(manifest: &Path) {
 
 /// `KEYSENTRY_GIT_COMMIT` for `--version`: what the builder passes in the
 /// same variable (a Docker build has no `.git`), else the short commit of the
-/// checkout, else the one `cargo package` recorded (a crates.io download),
+/// checkout, else the one `cargo package` recorded (a registry download),
 /// else "unknown". A build without git, or outside a repository, must still
 /// succeed, so every failure here falls back quietly.
 fn record_commit(manifest: &Path) {
