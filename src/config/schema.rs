@@ -171,26 +171,7 @@ const KEY_LIKE_RUN: usize = 16;
 /// file (a duration, a listen address, a field name), a key pasted there
 /// does not come out.
 pub fn without_key_like_runs(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= KEY_LIKE_RUN {
-            out.push('…');
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in message.chars() {
-        if c.is_ascii_alphanumeric() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    crate::scan::without_long_runs(message, KEY_LIKE_RUN, |c| c.is_ascii_alphanumeric())
 }
 
 fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {

@@ -117,22 +117,11 @@ pub fn json_problem(e: &serde_json::Error) -> String {
 pub fn tame(message: &str) -> String {
     const LONG_RUN: usize = 20;
     let token = |c: char| c.is_ascii_alphanumeric() || "-_+/=.".contains(c);
-    let mut out = String::new();
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= LONG_RUN {
-            out.push('…');
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in message.chars() {
-        if token(c) {
-            run.push(c);
-            continue;
-        }
-        flush(&mut run, &mut out);
+    // Whitespace and control characters end a run, so masking first and
+    // folding them after gives the same text.
+    let masked = crate::scan::without_long_runs(message, LONG_RUN, token);
+    let mut out = String::with_capacity(masked.len());
+    for c in masked.chars() {
         if c.is_whitespace() {
             if !out.ends_with(' ') && !out.is_empty() {
                 out.push(' ');
@@ -141,7 +130,6 @@ pub fn tame(message: &str) -> String {
             out.push(c);
         }
     }
-    flush(&mut run, &mut out);
     let out = out.trim_end();
     if out.chars().count() > 200 {
         return out.chars().take(200).chain(['…']).collect();

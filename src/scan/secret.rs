@@ -77,6 +77,32 @@ pub fn without_quoted_values(message: &str) -> String {
     out
 }
 
+/// `message` with every run of at least `min` characters for which `token`
+/// holds replaced by `…`: what a key looks like, wherever it sits in a
+/// message (config and rule errors, a provider's or GitHub's answer).
+pub fn without_long_runs(message: &str, min: usize, token: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= min {
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in message.chars() {
+        if token(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// Redacts any string the way [`Secret::redacted`] does.
 pub fn redact(value: &str) -> String {
     let chars = value.chars().count();
