@@ -27,6 +27,17 @@ fn keysentry_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_keysentry"))
 }
 
+/// PATH with the built binary first: the hook, the action and the shell
+/// completions call `keysentry` by name.
+fn path_with_binary() -> String {
+    let dir = keysentry_bin()
+        .parent()
+        .expect("binary dir")
+        .display()
+        .to_string();
+    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
 /// The README section that starts with `## {title}`, up to the next `## `.
 fn readme_section(title: &str) -> String {
     let readme = read_repo_file("README.md");

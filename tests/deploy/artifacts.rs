@@ -1,7 +1,7 @@
 //! What ships besides the binary: completions, manual pages, `--version`,
 //! LICENSE and the container image definition.
 
-use super::{have, keysentry_bin, read_repo_file, repo_root};
+use super::{have, path_with_binary, read_repo_file, repo_root};
 use crate::support::keysentry;
 use std::path::Path;
 use std::process::Command;
@@ -189,15 +189,6 @@ fn man_into_a_missing_directory_names_it() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&missing.display().to_string()), "{err}");
-}
-
-fn path_with_binary() -> String {
-    let dir = keysentry_bin()
-        .parent()
-        .expect("binary dir")
-        .display()
-        .to_string();
-    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
 }
 
 /// `keysentry 0.1.0 (commit 1a2b3c4)`: the crate version and the commit the

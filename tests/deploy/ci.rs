@@ -3,7 +3,7 @@
 //! the action's scan step as bash with the event's values, in real git
 //! repositories.
 
-use super::{keysentry_bin, read_repo_file, readme_section};
+use super::{path_with_binary, read_repo_file, readme_section};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -13,17 +13,6 @@ use tempfile::TempDir;
 
 const TATUM: &str = "t-66a8f1c2e4b0a1d2c3e4f5a6-5f3e9b1c7d2a4e6f8b0c1d3e";
 const ZEROS: &str = "0000000000000000000000000000000000000000";
-
-/// PATH with the built binary first: the hook and the action call
-/// `keysentry` by name.
-fn path_with_binary() -> String {
-    let dir = keysentry_bin()
-        .parent()
-        .expect("binary dir")
-        .display()
-        .to_string();
-    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
-}
 
 /// A repository driven by the real `git`, with no system or global config.
 struct Repo {
