@@ -35,5 +35,6 @@ pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod server;
+pub mod shutdown;
 pub mod source;
 pub mod store;
