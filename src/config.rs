@@ -2,16 +2,17 @@
 //! that name their path in the YAML (`alerts[1].url_env`), so a typo never
 //! silently disables a feature. The core never sees clap types.
 
-mod check;
 mod env;
-pub mod limits;
+mod problem;
 mod schema;
 
-pub use check::{check, regex_cause, Problem, ProblemKind};
+use crate::limits;
+pub use crate::mask::{regex_cause, safe_message, without_key_like_runs};
 pub use env::{Env, EnvFileError};
-pub use schema::{safe_message, without_key_like_runs};
+pub use problem::{Problem, ProblemKind};
+pub(crate) use schema::parse_all as schema_parse_all;
 
-use crate::rules::{HttpTemplate, RuleError, RuleSet};
+use crate::rules::HttpTemplate;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -394,17 +395,6 @@ pub struct WebhookConfig {
     pub max_body: Option<usize>,
 }
 
-/// What [`check_text`] found: the config and rules when the file parses,
-/// and every problem.
-pub struct Checked {
-    /// `None` when the file is not YAML at all; otherwise the config with
-    /// schema-invalid nodes left out.
-    pub config: Option<Config>,
-    /// `None` when the rules do not load (a problem says why).
-    pub rules: Option<RuleSet>,
-    pub problems: Vec<Problem>,
-}
-
 /// Reads a config file within [`limits`].
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     limits::read_capped(path, limits::MAX_CONFIG_BYTES, "config").map_err(|e| match e {
@@ -417,87 +407,6 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
             source,
         },
     })
-}
-
-/// Every problem in a config's text: all schema errors, then [`check`]
-/// against the rules (built-ins, `scan.rules`, then `extra_rules`) and `env`.
-/// Paths name the file as written.
-pub fn check_text(text: &str, extra_rules: &[PathBuf], env: &Env) -> Checked {
-    if let Err(e) = limits::check_depth(text, "config") {
-        return Checked {
-            config: None,
-            rules: None,
-            problems: vec![Problem::config("", e.to_string())],
-        };
-    }
-    let (config, mut problems, cut) = schema::parse_all(text);
-    let Some(config) = config else {
-        return Checked {
-            config: None,
-            rules: None,
-            problems,
-        };
-    };
-    let mut dirs = config.scan.rules.clone();
-    dirs.extend(extra_rules.iter().cloned());
-    let rules = match RuleSet::load(&dirs) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            let at = match (&e, extra_rules.is_empty()) {
-                (RuleError::Io { .. } | RuleError::Empty(_), true) => "scan.rules",
-                _ => "",
-            };
-            problems.push(Problem::config(at, e.to_string()));
-            None
-        }
-    };
-    // Provider and rule names are checked against what loads; if nothing
-    // extra loads, against the built-ins.
-    let builtin;
-    let against = match &rules {
-        Some(r) => r,
-        None => {
-            builtin = RuleSet::builtin().unwrap_or_default();
-            &builtin
-        }
-    };
-    for mut p in check(&config, against, env) {
-        p.path = cut.map(&p.path);
-        problems.push(p);
-    }
-    // Whatever a check quotes from the file, no key-like word comes out.
-    for p in &mut problems {
-        p.message = schema::without_key_like_runs(&p.message);
-        p.path = schema::without_key_like_runs(&p.path);
-    }
-    Checked {
-        config: Some(config),
-        rules,
-        problems,
-    }
-}
-
-/// A config the way `scan --config` and the daemon load it: refused with
-/// every [`ProblemKind::Config`] problem at once; problems of this machine
-/// are returned for the caller to warn about.
-pub fn load_checked(
-    path: &Path,
-    extra_rules: &[PathBuf],
-    env: &Env,
-) -> Result<(Config, RuleSet, Vec<Problem>), ConfigError> {
-    let text = read(path)?;
-    let checked = check_text(&text, extra_rules, env);
-    let (fatal, machine): (Vec<Problem>, Vec<Problem>) = checked
-        .problems
-        .into_iter()
-        .partition(|p| p.kind == ProblemKind::Config);
-    match (checked.config, checked.rules) {
-        (Some(config), Some(rules)) if fatal.is_empty() => Ok((config, rules, machine)),
-        _ => Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: fatal,
-        }),
-    }
 }
 
 impl Config {
@@ -516,7 +425,7 @@ impl Config {
         }
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let at = schema::without_key_like_runs(&e.path().to_string());
+            let at = without_key_like_runs(&e.path().to_string());
             let inner = e.into_inner();
             ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -525,7 +434,7 @@ impl Config {
                     .location()
                     .map(|l| format!(" (line {})", l.line()))
                     .unwrap_or_default(),
-                message: schema::safe_message(&inner.to_string()),
+                message: safe_message(&inner.to_string()),
             }
         })
     }

@@ -26,9 +26,12 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod github;
+pub mod limits;
+pub mod mask;
 pub mod metrics;
 pub mod remediate;
 pub mod report;
@@ -38,3 +41,4 @@ pub mod server;
 pub mod shutdown;
 pub mod source;
 pub mod store;
+pub mod urls;

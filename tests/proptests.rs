@@ -5,7 +5,8 @@
 //! default here); bench/fuzz.sh runs a long campaign.
 
 use crate::scan_cli::KEY;
-use keysentry::config::{check_text, Config, Env};
+use keysentry::check::check_text;
+use keysentry::config::{Config, Env};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Scanner};
 use keysentry::source::{stdin, ScanStats};

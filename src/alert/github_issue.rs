@@ -58,8 +58,7 @@ impl GithubIssue {
             reason,
         })?;
         // The GitHub token goes with every call.
-        if let Some(reason) =
-            crate::remediate::urls::insecure_reason(api_url.as_str(), s.allow_insecure_http)
+        if let Some(reason) = crate::urls::insecure_reason(api_url.as_str(), s.allow_insecure_http)
         {
             return Err(AlertError::Invalid {
                 at: format!("{at}.api_url"),

@@ -64,9 +64,7 @@ impl Webhook {
             reason,
         })?;
         // The alert carries incident details; a Slack URL is itself a secret.
-        if let Some(reason) =
-            crate::remediate::urls::insecure_reason(url.as_str(), allow_insecure_http)
-        {
+        if let Some(reason) = crate::urls::insecure_reason(url.as_str(), allow_insecure_http) {
             return Err(AlertError::Invalid { at: source, reason });
         }
         Ok(Webhook { url, shape, source })

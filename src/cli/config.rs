@@ -1,7 +1,7 @@
 //! `keysentry config check FILE [--env-file FILE]`: every problem in a
 //! config file, each with its path in the YAML
 //! (`providers.tatum.consumers[0].env_file`), not just the first one; exit 2
-//! when there is any. The checks are the library's (`config::check_text`),
+//! when there is any. The checks are the library's (`check::check_text`),
 //! the same ones `scan --config` and the daemon refuse a file for.
 
 use anyhow::Result;
@@ -41,7 +41,7 @@ pub fn run(cmd: ConfigCommand) -> Result<ExitCode> {
         None => Env::Process,
     };
     let text = config::read(&file)?;
-    let problems = config::check_text(&text, &rules, &env).problems;
+    let problems = keysentry::check::check_text(&text, &rules, &env).problems;
     for p in &problems {
         println!("{}: {p}", file.display());
     }

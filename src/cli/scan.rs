@@ -83,7 +83,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let (config, rules) = match &args.config {
         Some(p) => {
             let (config, rules, _machine) =
-                config::load_checked(p, &args.rules, &config::Env::Process)?;
+                keysentry::check::load_checked(p, &args.rules, &config::Env::Process)?;
             (config, rules)
         }
         None => (Config::default(), RuleSet::load(&args.rules)?),

@@ -5,6 +5,7 @@
 //! cut).
 
 use super::{Config, Problem, ProblemKind};
+use crate::mask::safe_message;
 use serde_yaml::Value;
 use std::collections::HashMap;
 
@@ -145,35 +146,6 @@ pub(crate) fn parse_all(text: &str) -> (Option<Config>, Vec<Problem>, Cut) {
     (None, problems, cut)
 }
 
-/// A serde/YAML message without the values it quotes: double-quoted values
-/// and the variant in `unknown variant `…`` are text from the file and may
-/// be a key. Field names stay: they say what to fix.
-pub fn safe_message(message: &str) -> String {
-    let message = crate::scan::without_quoted_values(message);
-    let message = match message.split_once("unknown variant `") {
-        Some((before, after)) => match after.split_once('`') {
-            Some((_, rest)) => format!("{before}unknown variant{rest}"),
-            None => message,
-        },
-        None => message,
-    };
-    without_key_like_runs(&message)
-}
-
-/// Letters and digits in a row beyond which a word is taken for a key.
-/// Keys are long runs of them (`ksq_` + 32 hex digits, `ghp_` + 36); field
-/// names, variable names (`SLACK_WEBHOOK_URL`), paths and durations in a
-/// message break far earlier.
-const KEY_LIKE_RUN: usize = 16;
-
-/// `message` with every run of [`KEY_LIKE_RUN`] or more ASCII letters and
-/// digits replaced by `…`: whatever a config or rule error quotes from the
-/// file (a duration, a listen address, a field name), a key pasted there
-/// does not come out.
-pub fn without_key_like_runs(message: &str) -> String {
-    crate::scan::without_long_runs(message, KEY_LIKE_RUN, |c| c.is_ascii_alphanumeric())
-}
-
 fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {
     use serde_path_to_error::Segment;
     path.iter()
@@ -250,6 +222,7 @@ fn remove(value: &mut Value, path: &[Seg]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mask::without_key_like_runs;
 
     #[test]
     fn reports_every_schema_problem_with_its_original_path() {

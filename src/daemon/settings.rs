@@ -2,7 +2,7 @@
 //! reload with a bad file is refused before anything is stopped.
 
 use super::DaemonError;
-use crate::config::{self, Config, Env};
+use crate::config::{Config, Env};
 use crate::rules::RuleSet;
 use crate::scan::{Allowlist, Scanner};
 use crate::source::log_tail::{check_globs, LogTailSettings, StartFrom};
@@ -35,7 +35,7 @@ impl Loaded {
     /// with every problem `config check` finds in the file itself; what it
     /// finds missing on this machine (a consumer file, a command) is logged.
     pub fn from_file(path: &Path) -> Result<Loaded, DaemonError> {
-        let (config, rules, machine) = config::load_checked(path, &[], &Env::Process)?;
+        let (config, rules, machine) = crate::check::load_checked(path, &[], &Env::Process)?;
         for p in machine {
             tracing::warn!("config {}: {p}", path.display());
         }

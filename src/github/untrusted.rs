@@ -119,7 +119,7 @@ pub fn tame(message: &str) -> String {
     let token = |c: char| c.is_ascii_alphanumeric() || "-_+/=.".contains(c);
     // Whitespace and control characters end a run, so masking first and
     // folding them after gives the same text.
-    let masked = crate::scan::without_long_runs(message, LONG_RUN, token);
+    let masked = crate::mask::without_long_runs(message, LONG_RUN, token);
     let mut out = String::with_capacity(masked.len());
     for c in masked.chars() {
         if c.is_whitespace() {

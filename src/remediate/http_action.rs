@@ -222,7 +222,7 @@ impl Request {
             .map_err(|_| invalid("HTTP method", &t.method))?;
         let url = render(&t.url, vars, &format!("{what} url"), Escape::Url)?;
         // `{{env.NAME}}` may have changed the base since the config check.
-        if let Some(why) = super::urls::insecure_http(&url, vars.allow_insecure_http, what) {
+        if let Some(why) = crate::urls::insecure_http(&url, vars.allow_insecure_http, what) {
             return Err(TemplateError::Insecure(why));
         }
         let mut headers = Vec::with_capacity(t.headers.len());
@@ -336,7 +336,7 @@ impl HttpClient {
     pub async fn send(&self, provider: &str, req: &Request) -> Result<Reply, Transport> {
         // Checked at config load too; this holds for every request however
         // its URL was built.
-        if let Some(why) = super::urls::insecure_http(&req.url, self.allow_insecure_http, provider)
+        if let Some(why) = crate::urls::insecure_http(&req.url, self.allow_insecure_http, provider)
         {
             return Err(Transport::Insecure(why));
         }

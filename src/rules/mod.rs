@@ -12,7 +12,7 @@ pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{HttpTemplate, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
 
-use crate::config::limits;
+use crate::limits;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,7 @@ pub enum RuleError {
     #[error("rules file {path} {source}")]
     Limit {
         path: PathBuf,
-        source: crate::config::limits::LimitError,
+        source: crate::limits::LimitError,
     },
     #[error("duplicate rule id `{id}` in {second} (first defined in {first}); rule ids must be unique, rename one")]
     Duplicate {
@@ -147,7 +147,7 @@ impl RuleSet {
         for (path, spec) in &specs {
             if let Some(first) = seen.insert(&spec.id, path) {
                 return Err(RuleError::Duplicate {
-                    id: crate::config::without_key_like_runs(&spec.id),
+                    id: crate::mask::without_key_like_runs(&spec.id),
                     first: first.to_path_buf(),
                     second: path.clone(),
                 });
@@ -255,7 +255,7 @@ fn file_specs(
     let file: RuleFile = serde_yaml::from_str(text).map_err(|e| RuleError::Yaml {
         path: path.to_path_buf(),
         line: e.location().map(|l| l.line()).unwrap_or(0),
-        message: crate::config::safe_message(&e.to_string()),
+        message: crate::mask::safe_message(&e.to_string()),
     })?;
     Ok(file
         .rules
@@ -267,7 +267,7 @@ fn file_specs(
 fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     // Ids and values are shown, but never a key-like word: a key pasted
     // into the wrong field of a rule must not come out in the error.
-    let shown = crate::config::without_key_like_runs;
+    let shown = crate::mask::without_key_like_runs;
     let invalid = |id: &str, message: String| RuleError::Invalid {
         path: path.to_path_buf(),
         id: shown(id),

@@ -150,7 +150,7 @@ impl Allowlist {
             .map(|(index, p)| {
                 Regex::new(p).map_err(|e| AllowlistError::Regex {
                     index,
-                    message: crate::config::regex_cause(p, &e),
+                    message: crate::mask::regex_cause(p, &e),
                 })
             })
             .collect::<Result<_, _>>()?;

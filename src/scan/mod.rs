@@ -14,4 +14,4 @@ pub use filter::{
 };
 pub use finding::{Chunk, Confidence, Finding, Origin};
 pub use prefilter::PrefilterError;
-pub use secret::{hex, redact, without_long_runs, without_quoted_values, Fingerprint, Secret};
+pub use secret::{hex, redact, Fingerprint, Secret};

@@ -1,5 +1,5 @@
-//! The one validation of a parsed config, shared by `config check`, `scan
-//! --config` and the daemon: every problem the runtime would hit, each with
+//! The one validation of a config, shared by `config check`, `scan
+//! --config` and the daemon (load, reload): every problem the runtime would hit, each with
 //! its YAML path. [`ProblemKind::Config`] problems are in the file and every
 //! command refuses them; [`ProblemKind::Machine`] ones are about this
 //! machine (an unset variable, a missing file) and only `config check`, run
@@ -7,55 +7,113 @@
 //!
 //! Messages never quote a value that may be a key: regexes, URLs and
 //! variants are named by their path and the cause only.
+//!
+//! It sits above the stages whose sections it checks (alert channels,
+//! remediation consumers and URLs, the daemon's watch settings), which all
+//! read `config`; inside `config` it would close a circle with each of them.
 
-use super::{Config, Env, GitHubConfig, TatumConfig};
 use crate::alert::{AlertError, Alerter};
+use crate::config::{
+    read, schema_parse_all, Config, ConfigError, Env, GitHubConfig, Problem, ProblemKind,
+    TatumConfig,
+};
+use crate::mask::regex_cause;
+use crate::mask::without_key_like_runs;
 use crate::remediate::http_action::env_refs;
-use crate::rules::{validate_template, HttpTemplate, RuleSet};
+use crate::rules::{validate_template, HttpTemplate, RuleError, RuleSet};
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::Path;
+use std::path::PathBuf;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemKind {
-    /// The file is wrong.
-    Config,
-    /// The machine lacks something the file names.
-    Machine,
+/// What [`check_text`] found: the config and rules when the file parses,
+/// and every problem.
+pub struct Checked {
+    /// `None` when the file is not YAML at all; otherwise the config with
+    /// schema-invalid nodes left out.
+    pub config: Option<Config>,
+    /// `None` when the rules do not load (a problem says why).
+    pub rules: Option<RuleSet>,
+    pub problems: Vec<Problem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `alerts[1].url`; empty for the file as a whole.
-    pub path: String,
-    pub message: String,
-    pub kind: ProblemKind,
-}
-
-impl Problem {
-    pub(crate) fn config(path: impl Into<String>, message: impl Into<String>) -> Problem {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-            kind: ProblemKind::Config,
-        }
+/// Every problem in a config's text: all schema errors, then [`check`]
+/// against the rules (built-ins, `scan.rules`, then `extra_rules`) and `env`.
+/// Paths name the file as written.
+pub fn check_text(text: &str, extra_rules: &[PathBuf], env: &Env) -> Checked {
+    if let Err(e) = crate::limits::check_depth(text, "config") {
+        return Checked {
+            config: None,
+            rules: None,
+            problems: vec![Problem::config("", e.to_string())],
+        };
     }
-
-    fn machine(path: impl Into<String>, message: impl Into<String>) -> Problem {
-        Problem {
-            path: path.into(),
-            message: message.into(),
-            kind: ProblemKind::Machine,
+    let (config, mut problems, cut) = schema_parse_all(text);
+    let Some(config) = config else {
+        return Checked {
+            config: None,
+            rules: None,
+            problems,
+        };
+    };
+    let mut dirs = config.scan.rules.clone();
+    dirs.extend(extra_rules.iter().cloned());
+    let rules = match RuleSet::load(&dirs) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let at = match (&e, extra_rules.is_empty()) {
+                (RuleError::Io { .. } | RuleError::Empty(_), true) => "scan.rules",
+                _ => "",
+            };
+            problems.push(Problem::config(at, e.to_string()));
+            None
         }
+    };
+    // Provider and rule names are checked against what loads; if nothing
+    // extra loads, against the built-ins.
+    let builtin;
+    let against = match &rules {
+        Some(r) => r,
+        None => {
+            builtin = RuleSet::builtin().unwrap_or_default();
+            &builtin
+        }
+    };
+    for mut p in check(&config, against, env) {
+        p.path = cut.map(&p.path);
+        problems.push(p);
+    }
+    // Whatever a check quotes from the file, no key-like word comes out.
+    for p in &mut problems {
+        p.message = without_key_like_runs(&p.message);
+        p.path = without_key_like_runs(&p.path);
+    }
+    Checked {
+        config: Some(config),
+        rules,
+        problems,
     }
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.path.is_empty() {
-            true => f.write_str(&self.message),
-            false => write!(f, "{}: {}", self.path, self.message),
-        }
+/// A config the way `scan --config` and the daemon load it: refused with
+/// every [`ProblemKind::Config`] problem at once; problems of this machine
+/// are returned for the caller to warn about.
+pub fn load_checked(
+    path: &Path,
+    extra_rules: &[PathBuf],
+    env: &Env,
+) -> Result<(Config, RuleSet, Vec<Problem>), ConfigError> {
+    let text = read(path)?;
+    let checked = check_text(&text, extra_rules, env);
+    let (fatal, machine): (Vec<Problem>, Vec<Problem>) = checked
+        .problems
+        .into_iter()
+        .partition(|p| p.kind == ProblemKind::Config);
+    match (checked.config, checked.rules) {
+        (Some(config), Some(rules)) if fatal.is_empty() => Ok((config, rules, machine)),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: fatal,
+        }),
     }
 }
 
@@ -146,21 +204,6 @@ fn check_scan(c: &Config, out: &mut Vec<Problem>) {
             let why = format!("invalid regex: {}; fix the regex", regex_cause(p, &e));
             out.push(Problem::config(at, why));
         }
-    }
-}
-
-/// Why a regex does not compile, without the pattern text that
-/// `regex::Error`'s message repeats.
-pub fn regex_cause(pattern: &str, e: &regex::Error) -> String {
-    match regex_syntax::Parser::new().parse(pattern) {
-        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
-        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
-        _ => match e {
-            regex::Error::CompiledTooBig(limit) => {
-                format!("compiles to more than the {limit}-byte size limit")
-            }
-            _ => "not a valid regular expression".to_string(),
-        },
     }
 }
 
@@ -265,7 +308,7 @@ fn alert_problem(e: AlertError, env: &Env) -> Problem {
         }
         AlertError::Invalid { at, reason } => {
             // Channel errors quote some values (`"acme" is not owner/name`).
-            let reason = crate::scan::without_quoted_values(&reason);
+            let reason = crate::mask::without_quoted_values(&reason);
             if let Some((var, rest)) = at.split_once(" (") {
                 // The value came from the environment: the machine is wrong.
                 let path = rest.trim_end_matches(')');

@@ -132,8 +132,8 @@ mod tests {
 
     #[test]
     fn real_files_pass() {
-        check_depth(include_str!("../../systemd/keysentry.yaml"), "config").unwrap();
-        check_depth(include_str!("../../rules/tatum.yaml"), "rules").unwrap();
+        check_depth(include_str!("../systemd/keysentry.yaml"), "config").unwrap();
+        check_depth(include_str!("../rules/tatum.yaml"), "rules").unwrap();
         check_depth(
             "a: {b: [1, 2, {c: '[[[[', d: \"{{{{\"}]} # [[[[\n",
             "config",
