@@ -29,6 +29,7 @@ pub mod alert;
 pub mod config;
 pub mod daemon;
 pub mod github;
+pub mod mask;
 pub mod metrics;
 pub mod remediate;
 pub mod report;

@@ -265,7 +265,7 @@ fn alert_problem(e: AlertError, env: &Env) -> Problem {
         }
         AlertError::Invalid { at, reason } => {
             // Channel errors quote some values (`"acme" is not owner/name`).
-            let reason = crate::scan::without_quoted_values(&reason);
+            let reason = crate::mask::without_quoted_values(&reason);
             if let Some((var, rest)) = at.split_once(" (") {
                 // The value came from the environment: the machine is wrong.
                 let path = rest.trim_end_matches(')');

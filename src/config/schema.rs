@@ -149,7 +149,7 @@ pub(crate) fn parse_all(text: &str) -> (Option<Config>, Vec<Problem>, Cut) {
 /// and the variant in `unknown variant `…`` are text from the file and may
 /// be a key. Field names stay: they say what to fix.
 pub fn safe_message(message: &str) -> String {
-    let message = crate::scan::without_quoted_values(message);
+    let message = crate::mask::without_quoted_values(message);
     let message = match message.split_once("unknown variant `") {
         Some((before, after)) => match after.split_once('`') {
             Some((_, rest)) => format!("{before}unknown variant{rest}"),
@@ -171,7 +171,7 @@ const KEY_LIKE_RUN: usize = 16;
 /// file (a duration, a listen address, a field name), a key pasted there
 /// does not come out.
 pub fn without_key_like_runs(message: &str) -> String {
-    crate::scan::without_long_runs(message, KEY_LIKE_RUN, |c| c.is_ascii_alphanumeric())
+    crate::mask::without_long_runs(message, KEY_LIKE_RUN, |c| c.is_ascii_alphanumeric())
 }
 
 fn segments(path: &serde_path_to_error::Path) -> Vec<Seg> {

@@ -109,7 +109,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, RuleError> {
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
             .unwrap_or(0),
         // Only the parser's own words: a quoted value may be a key.
-        message: crate::scan::without_quoted_values(e.message()),
+        message: crate::mask::without_quoted_values(e.message()),
     })?;
     let mut warnings = Vec::new();
     let unsupported = |warnings: &mut Vec<String>, what: &str, table: &toml::Table| {
@@ -207,7 +207,7 @@ fn allow_entry(a: &GitleaksAllow, id: &str, warnings: &mut Vec<String>) -> RuleA
         Some(other) => {
             warnings.push(format!(
                 "rule `{id}`: allowlist regexTarget `{}` is checked against the whole line",
-                crate::scan::without_quoted_values(other)
+                crate::mask::without_quoted_values(other)
             ));
             (Vec::new(), a.regexes.clone())
         }

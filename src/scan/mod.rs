@@ -1,12 +1,15 @@
 //! Scanning: the prefilter-then-regex engine, filters, and the types every
 //! later stage consumes (`Finding`, `Fingerprint`, `Secret`).
 
+mod check;
 mod engine;
 mod filter;
 mod finding;
 mod prefilter;
 mod secret;
 
+pub use crate::mask::{without_long_runs, without_quoted_values};
+pub use check::{check_rules, CheckFailure};
 pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
 pub use filter::{
     base62_fixed, crc32, github_checksum_ok, is_placeholder, shannon_entropy, Allowlist,
@@ -14,4 +17,4 @@ pub use filter::{
 };
 pub use finding::{Chunk, Confidence, Finding, Origin};
 pub use prefilter::PrefilterError;
-pub use secret::{hex, redact, without_long_runs, without_quoted_values, Fingerprint, Secret};
+pub use secret::{hex, redact, Fingerprint, Secret};
