@@ -14,12 +14,13 @@
 
 mod pipeline;
 mod settings;
+mod webhook;
 
 pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkError, Work};
 pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
+pub use webhook::{DaemonSink, WebhookService};
 
 use crate::config::ConfigError;
-use crate::github::WebhookService;
 use crate::metrics::{Metrics, SourceState};
 use crate::remediate::Engine;
 use crate::rules::RuleError;
@@ -132,7 +133,7 @@ fn notify(state: &[NotifyState]) {
 struct Sources {
     logs: Option<LogTail>,
     repos: Vec<tokio::task::JoinHandle<()>>,
-    stop_repos: watch::Sender<bool>,
+    stop_repos: crate::shutdown::Trigger,
 }
 
 impl Sources {
@@ -153,7 +154,7 @@ impl Sources {
                     .map_err(|e| DaemonError::Task(e.to_string()))?;
             Some(started?)
         };
-        let (stop_repos, stop) = watch::channel(false);
+        let (stop_repos, stop) = crate::shutdown::channel();
         let repos = settings
             .repos
             .iter()
@@ -180,7 +181,7 @@ impl Sources {
         if let Some(logs) = &self.logs {
             logs.request_stop();
         }
-        let _ = self.stop_repos.send(true);
+        self.stop_repos.fire();
     }
 
     /// Stops every source and waits for it, at most `limit`: a tailer

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use keysentry::rules::{check_rules, RuleSet};
+use keysentry::rules::RuleSet;
+use keysentry::scan::check_rules;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,15 +6,13 @@
 //! time to retry (rate limit, GitHub or engine outage). Nothing is held only
 //! in memory: a restart picks up every pending delivery where the store says.
 
+use super::job::{now_ms, Job};
 use super::processor::{ProcessError, Processor};
-use super::push::PushJob;
-use super::secret_scanning::AlertJob;
 use crate::store::webhook::{DeliveryStore, DueDelivery, Enqueued, WebhookStoreError};
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -25,20 +23,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// With nothing due, the worker still looks at the store this often.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-
-/// A stored delivery's work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Job {
-    Push(PushJob),
-    SecretScanningAlert(AlertJob),
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The store plus a doorbell: enqueueing wakes the worker at once.
 #[derive(Clone)]

@@ -20,12 +20,13 @@
 //! - [`deliveries`]: the durable queue and its worker; GitHub rate limits
 //!   and outages reschedule a delivery, never drop it.
 //! - [`api`]: the REST calls through octocrab (token or GitHub App).
-//! - [`WebhookService`]: all of it inside `keysentry daemon`.
+//! - the daemon wires it to its engine (`daemon::webhook`); nothing here
+//!   knows the daemon.
 
 mod api;
-mod daemon;
 mod deliveries;
 mod engine_sink;
+mod job;
 mod patch;
 mod processor;
 mod push;
@@ -38,8 +39,8 @@ mod webhook;
 mod fuzz;
 
 pub use api::{rate_limit_wait, ApiError, GitHubApi, RepoClient, DEFAULT_API_URL};
-pub use daemon::{DaemonSink, WebhookService};
-pub use deliveries::{DeliveryQueue, Job, Worker};
+pub use deliveries::{DeliveryQueue, Worker, STUCK_AFTER as DELIVERY_STUCK_AFTER};
+pub use job::Job;
 pub use processor::{ProcessError, Processor};
 pub use push::{parse_push, PayloadError, PushEvent, PushJob, PushLimits, PushedCommit};
 pub use secret_scanning::{parse_alert, provider_of, AlertEvent, AlertJob};

@@ -2,7 +2,7 @@
 //! the findings to the sink, and (with `github.comment`) tell the commit.
 
 use super::api::{ApiError, GitHubApi, RepoClient};
-use super::deliveries::{now_ms, Job};
+use super::job::{now_ms, Job};
 use super::push::{scan_push, PushJob, PushLimits};
 use super::secret_scanning::alert_findings;
 use super::{CurrentScanner, FindingSink, Handled, SinkError};

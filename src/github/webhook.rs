@@ -15,7 +15,8 @@
 //! 7. a handled delivery is stored durably under `X-GitHub-Delivery`, then
 //!    answered 202 `queued`; a known id → 202 `duplicate`, not run again.
 
-use super::deliveries::{DeliveryQueue, Job};
+use super::deliveries::DeliveryQueue;
+use super::job::Job;
 use super::push::{parse_push, PayloadError, PushEvent};
 use super::secret_scanning::{parse_alert, AlertEvent};
 use super::signature::{SignatureError, Verifier, WebhookSecret};

@@ -2,13 +2,11 @@
 //! plus any number of directories) and `rules check`.
 
 mod allow;
-mod check;
 mod gitleaks;
 mod pattern;
 mod schema;
 
 pub use allow::{Candidate as AllowCandidate, CompiledAllow};
-pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{HttpTemplate, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
 

@@ -15,13 +15,13 @@ use super::log_tail::Stopped;
 use super::ScanStats;
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Finding, Scanner};
+use crate::shutdown::Shutdown;
 use crate::store::{DaemonWrite, Store};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoSettings {
@@ -53,14 +53,14 @@ pub trait RepoOutput: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Stopped>> + Send;
 }
 
-/// Polls one repository until `stop` turns true.
+/// Polls one repository until `stop` fires.
 pub async fn watch_repo(
     settings: RepoSettings,
     store: Arc<Store>,
     scanner: Arc<Scanner>,
     metrics: Arc<Metrics>,
     out: impl RepoOutput,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let name: Arc<str> = settings.name().into();
     metrics.set_source(&name, SourceState::Starting);
@@ -76,7 +76,7 @@ async fn watch_loop(
     scanner: &Arc<Scanner>,
     metrics: &Arc<Metrics>,
     out: impl RepoOutput,
-    stop: &mut watch::Receiver<bool>,
+    stop: &mut Shutdown,
 ) {
     let name = name.clone();
     let mut since = match cursor(store, &name).await {
@@ -139,7 +139,7 @@ async fn watch_loop(
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => break,
                 _ = alive.tick() => metrics.beat(&name),
-                _ = crate::daemon::stopped(stop) => return,
+                _ = stop.wait() => return,
             }
         }
     }

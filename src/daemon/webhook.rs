@@ -3,13 +3,16 @@
 //! served on its own), its worker (stopped with the daemon; what it has not
 //! finished stays pending for the next start), and the daemon's current
 //! engine and scanner, looked up per delivery so that SIGHUP applies.
+//!
+//! It belongs to the daemon, not to `github`: `github` parses, verifies,
+//! fetches and yields chunks; the daemon wires it to its engine.
 
-use super::{
-    remediable_providers, BoxFuture, CurrentScanner, FindingSink, GitHubWebhook, Handled,
-    SinkError, WebhookError, WebhookSettings,
-};
+use super::{EngineSink, Shared};
 use crate::config::Config;
-use crate::daemon::{EngineSink, Shared};
+use crate::github::{
+    remediable_providers, BoxFuture, CurrentScanner, FindingSink, GitHubWebhook, Handled,
+    SinkError, WebhookError, WebhookSettings, DELIVERY_STUCK_AFTER,
+};
 use crate::metrics::{SourceState, WEBHOOK_SOURCE};
 use crate::rules::RuleSet;
 use crate::scan::Finding;
@@ -80,10 +83,10 @@ impl WebhookService {
         // when it stops turning.
         let beats = shared_metrics.clone();
         beats.set_source(WEBHOOK_SOURCE, SourceState::Running);
-        beats.expect_progress(WEBHOOK_SOURCE, super::deliveries::STUCK_AFTER);
+        beats.expect_progress(WEBHOOK_SOURCE, DELIVERY_STUCK_AFTER);
         let heartbeat = Arc::new(move || beats.beat(WEBHOOK_SOURCE));
         let worker = tokio::spawn(hook.worker.with_heartbeat(heartbeat).run(async move {
-            crate::daemon::stopped(&mut stop).await;
+            super::stopped(&mut stop).await;
         }));
         // Every answer counted by status in /metrics (401s are bad signatures).
         let router = hook.router.layer(axum::middleware::map_response(

@@ -1,8 +1,11 @@
 //! `rules check`: every rule's examples must match and its negative examples
 //! must not, through the full scanner (prefilter, window, filters).
+//!
+//! It lives in `scan`, not `rules`: it drives the scanner that the rules
+//! feed, so in `rules` it would make the two modules import each other.
 
-use super::RuleSet;
-use crate::scan::{Allowlist, Chunk, Origin, Scanner};
+use super::{Allowlist, Chunk, Origin, Scanner};
+use crate::rules::RuleSet;
 
 /// One example that did not behave.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +18,7 @@ pub struct CheckFailure {
 }
 
 /// Runs all examples; an empty result means every rule behaves.
-pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, crate::scan::PrefilterError> {
+pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, super::PrefilterError> {
     let scanner = Scanner::new(rules, Allowlist::default())?;
     let mut failures = Vec::new();
     for rule in rules.rules() {
