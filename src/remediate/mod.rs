@@ -2,26 +2,30 @@
 //!
 //! [`Engine::process`] records each finding as an incident (one per key
 //! fingerprint) and runs its provider's playbook under the configured
-//! policy: the Tatum playbook ([`tatum`]) or, for every other provider, the
-//! rule's `verify`/`revoke` templates ([`revoke`]). Every provider call goes
-//! through one loop ([`ctx`]) that journals it before it is made, retries with
-//! backoff, and resolves calls a crash left open. Incidents that fail are
+//! policy. The engine names no provider: it asks the [`playbook::Registry`]
+//! for the incident's [`playbook::Playbook`] (a provider's own, or the
+//! template playbook that runs the rule's `verify`/`revoke`). Every provider
+//! call goes through one loop ([`ctx`]) that journals it before it is made,
+//! retries with backoff, and resolves calls a crash left open. Incidents move
+//! only through the state machine of [`crate::store::State`]. Incidents that fail are
 //! alerted and picked up again by the next run or [`Engine::retry_pending`];
 //! incidents waiting for their owner are polled less and less often and the
 //! owner reminded on a schedule ([`schedule`]); resolved ones are left alone.
 //!
 //! The engine never stores a key. Keys seen by this process are kept in
 //! memory, so a later pass (a retry, a poll for a manual rotation) can use
-//! them; for Tatum they can also be read back from a consumer's env file.
+//! them; a playbook may also read them back from where it put them (a
+//! consumer's env file).
 
 pub mod consumer_check;
 mod ctx;
 #[cfg(unix)]
 mod env_file;
+mod finish;
 pub mod http_action;
 mod new_key;
 mod notify;
-mod plan;
+mod playbook;
 pub mod policy;
 pub mod propagate;
 pub mod retry;
@@ -35,9 +39,20 @@ use crate::alert::{ActionResult, Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
 use crate::metrics::ComponentHealth;
 use crate::rules::{RuleError, RuleSet};
-use crate::scan::{Finding, Secret};
-use crate::store::{IncidentRow, LocationRow, NewIncident, Store, StoreError};
+use crate::scan::{Finding, Fingerprint, Secret};
+use crate::store::{
+    IncidentRow, LocationRow, NewIncident, Refused, Stage, State, Store, StoreError,
+};
 use ctx::Ctx;
+pub(crate) use playbook::Registry;
+
+/// What `incidents show` prints of the data the incident's playbook keeps
+/// (network, bound resources, the new key's redacted form), as (label,
+/// value) lines.
+pub fn incident_details(row: &IncidentRow) -> Vec<(&'static str, String)> {
+    Registry::details(row)
+}
+use playbook::{HandOverError, Playbook};
 use http_action::{HttpClient, TemplateError};
 use propagate::PropagateError;
 use retry::RetryPolicy;
@@ -60,20 +75,17 @@ pub enum RemediateError {
     InsecureHttp(Vec<String>),
     #[error("no incident {0}; `keysentry incidents list` shows them")]
     NoIncident(i64),
-    #[error("incident {id} is a {provider} key; `tatum set-key` finishes Tatum rotations only")]
-    NotTatum { id: i64, provider: String },
+    #[error("incident {id} is a {provider} key, whose playbook takes no new key by hand")]
+    NoHandOver { id: i64, provider: String },
     #[error("incident {id} is already {state}; there is nothing to finish")]
-    Finished { id: i64, state: String },
+    Finished { id: i64, state: State },
     #[error(
         "incident {0} is being handled by another task of this process; try again when it is done"
     )]
     Busy(i64),
-    #[error("the key given is the leaked key itself (fingerprint {0}); paste the NEW key from the Tatum Dashboard")]
-    SameKey(String),
-    #[error("Tatum refused the new key ({0}); check that the whole new key was pasted")]
-    NewKeyRejected(String),
-    #[error("the key given is not usable as the new key: {0}; paste the NEW key from the Tatum Dashboard")]
-    BadNewKey(String),
+    /// The playbook refused the key handed over (its message).
+    #[error("{0}")]
+    NewKey(String),
     #[error("incident {id}: {source}")]
     Step { id: i64, source: StepError },
 }
@@ -101,20 +113,24 @@ pub enum StepError {
     Propagate(#[from] PropagateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A playbook asked for a transition the state machine refuses: a bug,
+    /// reported rather than written.
+    #[error(transparent)]
+    Refused(#[from] Refused),
 }
 
 /// What one pass over an incident did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentOutcome {
     pub incident_id: i64,
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub provider: String,
     pub rule_id: String,
     pub redacted: String,
-    /// The incident's state after the pass (see the store's schema).
-    pub state: String,
+    /// The incident's state after the pass.
+    pub state: State,
     /// The playbook step it has reached (`contained`, `inventoried`, ...).
-    pub stage: String,
+    pub stage: Stage,
     /// Why it failed, or what it is waiting for.
     pub reason: Option<String>,
     /// This pass created the incident.
@@ -127,18 +143,31 @@ pub struct IncidentOutcome {
 
 impl IncidentOutcome {
     /// Whether the key can no longer be used: frozen, revoked, rotated,
-    /// expired. A Tatum key waiting for a manual rotation is frozen already,
+    /// expired. A key waiting for a manual rotation may be frozen already,
     /// which only its stage tells.
     pub fn contained(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "contained" | "rotated" | "expired" | "revoked" | "confirmed" | "closed"
-        ) || (self.provider == policy::TATUM
-            && self.state == "waiting-manual"
-            && matches!(
-                self.stage.as_str(),
-                "contained" | "inventoried" | "rotated" | "propagated" | "expired"
-            ))
+        match self.state {
+            State::Contained
+            | State::Rotated
+            | State::Expired
+            | State::Revoked
+            | State::Confirmed
+            | State::Closed => true,
+            State::WaitingManual => matches!(
+                self.stage,
+                Stage::Contained
+                    | Stage::Inventoried
+                    | Stage::Rotated
+                    | Stage::Propagated
+                    | Stage::Expired
+            ),
+            State::Detected
+            | State::Verified
+            | State::NotLive
+            | State::Failed
+            | State::Planned
+            | State::Resolved => false,
+        }
     }
 
     fn of(row: &IncidentRow, created: bool) -> IncidentOutcome {
@@ -148,8 +177,8 @@ impl IncidentOutcome {
             provider: row.provider.clone(),
             rule_id: row.rule_id.clone(),
             redacted: row.redacted.clone(),
-            state: row.state.clone(),
-            stage: row.stage.clone(),
+            state: row.state,
+            stage: row.stage,
             reason: row.reason.clone(),
             created,
             actions: Vec::new(),
@@ -168,6 +197,8 @@ struct Inner {
     rules: RuleSet,
     store: Store,
     http: HttpClient,
+    /// The playbook of each provider.
+    registry: Registry,
     alerter: Arc<Alerter>,
     /// Not-live incidents waiting for their owner's digest.
     digests: Arc<Digests>,
@@ -220,6 +251,17 @@ impl Engine {
         rules: RuleSet,
         store: Store,
     ) -> Result<Engine, RemediateError> {
+        let registry = Registry::builtin(config, &rules);
+        Engine::with_registry(config, rules, store, registry)
+    }
+
+    /// As [`Engine::with_store`], with the playbooks of `registry`.
+    pub(crate) fn with_registry(
+        config: &Config,
+        rules: RuleSet,
+        store: Store,
+        registry: Registry,
+    ) -> Result<Engine, RemediateError> {
         let insecure = urls::problems(config);
         if !insecure.is_empty() {
             return Err(RemediateError::InsecureHttp(insecure));
@@ -251,26 +293,21 @@ impl Engine {
         let owners =
             OwnerResolver::new(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let concurrency = r.concurrency.unwrap_or(16).max(1);
+        let poll_interval = registry.poll_interval;
         Ok(Engine {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 rules,
                 store,
                 http,
+                registry,
                 alerter: Arc::new(alerter),
                 digests: Arc::new(Digests::new(digest_every)),
                 failing: Arc::default(),
                 owners,
                 retry,
                 restart_timeout: Duration::from_secs(120),
-                poll_interval: Duration::from_secs(
-                    config
-                        .providers
-                        .tatum
-                        .as_ref()
-                        .and_then(|t| t.poll_interval_secs)
-                        .unwrap_or(60),
-                ),
+                poll_interval,
                 reminder_interval: Duration::from_secs(
                     r.reminder_interval_secs
                         .unwrap_or(schedule::DEFAULT_REMINDER_SECS)
@@ -369,7 +406,7 @@ impl Engine {
 
     /// Takes up every open incident whose key this process can reach: retries
     /// failed ones once their backoff has passed, polls waiting ones (manual
-    /// rotations) after `providers.tatum.poll_interval_secs` (default 60),
+    /// rotations) after the registry's poll interval (default 60 s),
     /// doubling while they keep waiting ([`schedule`]), and reminds their
     /// owner once per `remediation.reminder_interval_secs`; finishes
     /// interrupted ones. Resolved incidents are never taken up. The daemon calls it periodically; errors
@@ -441,10 +478,11 @@ impl Engine {
         }
     }
 
-    /// Finishes a manual Tatum rotation: checks the new key with Tatum,
+    /// Finishes an incident with a new key its owner made by hand: the
+    /// incident's playbook checks the key and takes it from there (e.g.
     /// writes it to every consumer holding the leaked key, restarts them,
-    /// confirms (old key 401, new key 200) and closes the incident.
-    pub async fn set_tatum_key(
+    /// confirms and closes the incident).
+    pub async fn hand_over_key(
         &self,
         incident: i64,
         new_key: Secret,
@@ -457,40 +495,55 @@ impl Engine {
             .store
             .incident(incident)?
             .ok_or(RemediateError::NoIncident(incident))?;
-        if row.provider != policy::TATUM {
-            return Err(RemediateError::NotTatum {
+        let playbook = inner.registry.get(&row.provider);
+        if !playbook.capabilities().hand_over {
+            return Err(RemediateError::NoHandOver {
                 id: incident,
                 provider: row.provider,
             });
         }
-        if matches!(row.state.as_str(), "closed" | "not-live" | "resolved") {
+        if row.state.is_final() {
             return Err(RemediateError::Finished {
                 id: incident,
                 state: row.state,
             });
         }
-        if new_key.fingerprint().as_str() == row.fingerprint {
-            return Err(RemediateError::SameKey(row.fingerprint));
-        }
-        if let Err(why) = new_key::check(&inner.rules, &row.provider, &row.fingerprint, &new_key) {
-            return Err(RemediateError::BadNewKey(why));
+        match playbook.accept_new_key(&row, &new_key) {
+            Ok(()) => {}
+            Err(HandOverError::Refused(why)) => return Err(RemediateError::NewKey(why)),
+            Err(HandOverError::Unsupported) => {
+                return Err(RemediateError::NoHandOver {
+                    id: incident,
+                    provider: row.provider,
+                })
+            }
+            Err(HandOverError::Step(e)) => {
+                return Err(RemediateError::Step {
+                    id: incident,
+                    source: e,
+                })
+            }
         }
         let _guard = guard.ok_or(RemediateError::Busy(incident))?;
-        let secret = inner.secret_for(&row);
-        let mut ctx = Ctx::new(inner, row, secret, false);
+        let secret = inner.secret_for(&row, playbook);
+        let action = inner.action(&row, playbook);
+        let mut ctx = Ctx::new(inner, row, action, secret, false);
         inner.store.close_interrupted(incident)?;
-        let result = tatum::set_key(&mut ctx, new_key).await;
-        match result {
-            Err(tatum::SetKeyError::Rejected(why)) => Err(RemediateError::NewKeyRejected(why)),
-            Err(tatum::SetKeyError::Step(e)) => {
+        match playbook.hand_over(&mut ctx, new_key).await {
+            Err(HandOverError::Refused(why)) => Err(RemediateError::NewKey(why)),
+            Err(HandOverError::Unsupported) => Err(RemediateError::NoHandOver {
+                id: incident,
+                provider: ctx.row().provider.clone(),
+            }),
+            Err(HandOverError::Step(e)) => {
                 ctx.fail(&e);
-                ctx.finish().await;
+                inner.finish(ctx.done(), playbook, Vec::new()).await;
                 Err(RemediateError::Step {
                     id: incident,
                     source: e,
                 })
             }
-            Ok(()) => Ok(ctx.finish().await),
+            Ok(()) => Ok(inner.finish(ctx.done(), playbook, Vec::new()).await),
         }
     }
 
@@ -563,68 +616,70 @@ impl Inner {
             return Some(IncidentOutcome::of(&row, created));
         };
         let mode = self.config.remediation.mode;
-        let backing_off = row.state == "failed" && row.retry_at_ms.is_some_and(|t| now_ms() < t);
+        let backing_off =
+            row.state == State::Failed && row.retry_at_ms.is_some_and(|t| now_ms() < t);
         if !created && (self.settled(&row) || mode == RemediationMode::Off || backing_off) {
             self.release_secret(&row);
             return Some(IncidentOutcome::of(&row, created));
         }
-        let secret = self.secret_for(&row);
-        let mut ctx = Ctx::new(self, row, secret, created).with_slot(slot);
+        let playbook = self.registry.get(&row.provider);
+        let secret = self.secret_for(&row, playbook);
+        let action = self.action(&row, playbook);
+        let mut ctx = Ctx::new(self, row, action, secret, created).with_slot(slot);
+        let mut plan = Vec::new();
         match mode {
-            RemediationMode::DryRun => ctx.plan = plan::describe(&ctx),
+            RemediationMode::DryRun => plan = playbook.plan(&ctx),
             RemediationMode::Off => {}
             RemediationMode::Auto => {
                 let result = match self.store.close_interrupted(id) {
                     Err(e) => Err(e.into()),
-                    Ok(_) if ctx.row.provider == policy::TATUM => tatum::run(&mut ctx).await,
-                    Ok(_) => revoke::run(&mut ctx).await,
+                    Ok(_) => playbook.run(&mut ctx).await,
                 };
                 if let Err(e) = result {
                     ctx.fail(&e);
-                } else if ctx.secret.is_none() && ctx.row.state == "failed" {
+                } else if ctx.secret().is_none() && ctx.row().state == State::Failed {
                     // A failed incident's findings were taken (its log
                     // offsets saved), so nothing will hand this process the
                     // key again by itself: say so, once (an alert follows).
-                    ctx.row.reason = Some(NO_KEY_REASON.to_string());
+                    ctx.set_reason(NO_KEY_REASON);
                 }
             }
         }
-        Some(ctx.finish().await)
+        Some(self.finish(ctx.done(), playbook, plan).await)
+    }
+
+    /// The action the policy gives the incident.
+    fn action(&self, row: &IncidentRow, playbook: &dyn Playbook) -> crate::config::Action {
+        policy::action_for(
+            &self.config.remediation,
+            &row.provider,
+            &row.rule_id,
+            playbook.default_action(),
+        )
     }
 
     /// True when the incident needs no more work under the current policy.
     fn settled(&self, row: &IncidentRow) -> bool {
-        let action = policy::action_for(&self.config.remediation, &row.provider, &row.rule_id);
-        match row.state.as_str() {
-            "closed" | "not-live" | "resolved" => true,
-            "verified" => action == crate::config::Action::Notify,
-            "contained" => row.provider == policy::TATUM && action == crate::config::Action::Freeze,
-            _ => false,
+        if row.state.is_final() {
+            return true;
         }
+        let playbook = self.registry.get(&row.provider);
+        playbook.settled(row, self.action(row, playbook))
     }
 
-    /// The incident's key, if this process has seen it or (Tatum) a consumer
-    /// still holds it.
-    fn secret_for(&self, row: &IncidentRow) -> Option<Secret> {
+    /// The incident's key, if this process has seen it or its playbook can
+    /// read it back.
+    fn secret_for(&self, row: &IncidentRow, playbook: &dyn Playbook) -> Option<Secret> {
         if let Some(s) = lock(&self.secrets).get(&row.id) {
             return Some(s.clone());
         }
-        if row.provider != policy::TATUM {
-            return None;
-        }
-        tatum::key_from_consumers(&self.config, &row.fingerprint)
+        playbook.recover_key(&row.fingerprint)
     }
 
-    /// Drops the in-memory key of an incident that needs no more provider
-    /// calls: closed, not live, settled under the policy (a Tatum key frozen
-    /// under `freeze`, a key verified under `notify`), or any incident when
-    /// remediation is not `auto`. If the policy later asks for more, the key
-    /// comes back the way it does after a restart: from a consumer's env
-    /// file, or when a source sees it again.
     /// Keeps `failing` in step with the incident's state after a pass.
     fn note_health(&self, row: &IncidentRow) {
         let mut failing = lock(&self.failing);
-        if row.state == "failed" {
+        if row.state == State::Failed {
             let why = row.reason.clone().unwrap_or_else(|| "failed".into());
             failing.insert(row.id, why);
         } else {
@@ -632,6 +687,12 @@ impl Inner {
         }
     }
 
+    /// Drops the in-memory key of an incident that needs no more provider
+    /// calls: closed, not live, settled under the policy (a key frozen
+    /// under `freeze`, a key verified under `notify`), or any incident when
+    /// remediation is not `auto`. If the policy later asks for more, the key
+    /// comes back the way it does after a restart: from where the playbook
+    /// put it, or when a source sees it again.
     fn release_secret(&self, row: &IncidentRow) {
         if self.config.remediation.mode != RemediationMode::Auto || self.settled(row) {
             lock(&self.secrets).remove(&row.id);
@@ -642,7 +703,7 @@ impl Inner {
 fn new_incident(owners: &OwnerResolver, f: &Finding) -> NewIncident {
     let o = &f.origin;
     NewIncident {
-        fingerprint: f.fingerprint.as_str().to_string(),
+        fingerprint: f.fingerprint.clone(),
         provider: f.provider.to_string(),
         rule_id: f.rule_id.to_string(),
         rule_name: f.rule_name.to_string(),
