@@ -2,7 +2,7 @@
 //!
 //! [`Engine::process`] records each finding as an incident (one per key
 //! fingerprint) and runs its provider's playbook under the configured
-//! policy. The engine names no provider: it asks the [`playbook::Registry`]
+//! policy. The engine names no provider: it asks the [`registry::Registry`]
 //! for the incident's [`playbook::Playbook`] (a provider's own, or the
 //! template playbook that runs the rule's `verify`/`revoke`). Every provider
 //! call goes through one loop ([`ctx`]) that journals it before it is made,
@@ -28,6 +28,7 @@ mod notify;
 mod playbook;
 pub mod policy;
 pub mod propagate;
+mod registry;
 pub mod retry;
 mod revoke;
 mod schedule;
@@ -44,7 +45,7 @@ use crate::store::{
     IncidentRow, LocationRow, NewIncident, Refused, Stage, State, Store, StoreError,
 };
 use ctx::Ctx;
-pub(crate) use playbook::Registry;
+pub(crate) use registry::Registry;
 
 /// What `incidents show` prints of the data the incident's playbook keeps
 /// (network, bound resources, the new key's redacted form), as (label,

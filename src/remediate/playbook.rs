@@ -7,12 +7,13 @@
 //! do next, and (for playbooks that can take one) how to finish with a new
 //! key the owner hands over by hand ([`Playbook::hand_over`]).
 //!
-//! The engine asks the [`Registry`] and names no provider. Two playbooks are
-//! built in: the template playbook ([`super::revoke`]: the rule YAML's
-//! `verify`/`revoke`) for every provider without one of its own, and Tatum's
-//! ([`super::tatum`]). To add a provider with more than templates can say,
-//! implement [`Playbook`] in its own module and register it in
-//! [`Registry::builtin`].
+//! The engine asks the [`Registry`](super::registry::Registry) and names no
+//! provider. Two playbooks are built in: the template playbook
+//! ([`super::revoke`]: the rule YAML's `verify`/`revoke`) for every provider
+//! without one of its own, and Tatum's ([`super::tatum`]). To add a provider
+//! with more than templates can say, implement [`Playbook`] in its own
+//! module and register it in
+//! [`Registry::builtin`](super::registry::Registry::builtin).
 //!
 //! Contract of [`Playbook::run`]: it is called with the incident leased to
 //! this process (no other pass runs it), moves the incident only through the
@@ -25,15 +26,11 @@
 use super::ctx::Ctx;
 use super::StepError;
 use crate::alert::Bound;
-use crate::config::{Action, Config};
-use crate::rules::RuleSet;
+use crate::config::Action;
 use crate::scan::{Fingerprint, Secret};
 use crate::store::IncidentRow;
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// A boxed future: keeps [`Playbook`] object-safe without a macro crate.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -52,9 +49,6 @@ pub(crate) struct Capabilities {
     /// Finish with a new key the owner made by hand.
     pub hand_over: bool,
 }
-
-/// Renders a playbook's data about an incident as (label, value) lines.
-pub(crate) type Details = fn(&IncidentRow) -> Vec<(&'static str, String)>;
 
 /// Why a key handed over by hand was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -116,120 +110,5 @@ pub(crate) trait Playbook: Send + Sync {
         _key: Secret,
     ) -> BoxFuture<'a, Result<(), HandOverError>> {
         Box::pin(async { Err(HandOverError::Unsupported) })
-    }
-}
-
-/// Provider → playbook; every provider without one gets the template
-/// playbook.
-pub(crate) struct Registry {
-    own: HashMap<String, Arc<dyn Playbook>>,
-    templates: Arc<dyn Playbook>,
-    /// How often a waiting incident is first polled.
-    pub poll_interval: Duration,
-}
-
-impl Registry {
-    /// The built-in playbooks for `config` and `rules`.
-    pub fn builtin(config: &Config, rules: &RuleSet) -> Registry {
-        let mut registry = Registry::new(Arc::new(super::revoke::TemplatePlaybook::new(
-            config,
-            rules.clone(),
-        )));
-        registry.register(
-            super::tatum::PROVIDER,
-            Arc::new(super::tatum::TatumPlaybook::new(config, rules.clone())),
-        );
-        registry.poll_interval = super::tatum::poll_interval(config);
-        registry
-    }
-
-    /// Providers with a playbook of their own, whatever the config says.
-    const OWN: &'static [&'static str] = &[super::tatum::PROVIDER];
-
-    /// What `incidents show` prints from a playbook's own data, as (label,
-    /// value) lines; it needs no config, so it is looked up without one.
-    const DETAILS: &'static [(&'static str, Details)] =
-        &[(super::tatum::PROVIDER, super::tatum::details)];
-
-    /// The lines of the incident's playbook data for `incidents show`.
-    pub fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
-        Registry::DETAILS
-            .iter()
-            .find(|(p, _)| *p == row.provider)
-            .map_or_else(Vec::new, |(_, details)| details(row))
-    }
-
-    pub fn new(templates: Arc<dyn Playbook>) -> Registry {
-        Registry {
-            own: HashMap::new(),
-            templates,
-            poll_interval: Duration::from_secs(60),
-        }
-    }
-
-    pub fn register(&mut self, provider: &str, playbook: Arc<dyn Playbook>) {
-        self.own.insert(provider.to_string(), playbook);
-    }
-
-    pub fn get(&self, provider: &str) -> &dyn Playbook {
-        self.own.get(provider).unwrap_or(&self.templates).as_ref()
-    }
-
-    /// The providers keysentry can remediate under the built-in registry:
-    /// those with a playbook of their own, and those whose rules carry a
-    /// `revoke` template for the template playbook. A provider with neither
-    /// is only verified and reported.
-    pub fn remediable(rules: &RuleSet) -> HashSet<String> {
-        let mut set: HashSet<String> = rules
-            .rules()
-            .iter()
-            .filter(|r| r.spec.revoke.is_some())
-            .map(|r| r.spec.provider.clone())
-            .collect();
-        set.extend(Registry::OWN.iter().map(|p| p.to_string()));
-        set
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_provider_without_a_playbook_or_revoke_template_is_not_remediable() {
-        let rules = RuleSet::load(&[]).unwrap();
-        let remediable = Registry::remediable(&rules);
-        let with_revoke: HashSet<String> = rules
-            .rules()
-            .iter()
-            .filter(|r| r.spec.revoke.is_some())
-            .map(|r| r.spec.provider.clone())
-            .collect();
-        assert!(!with_revoke.is_empty(), "some built-in rule can revoke");
-        assert!(with_revoke.is_subset(&remediable));
-        assert!(remediable.contains("tatum"), "its own playbook");
-        let without: Vec<&str> = rules
-            .rules()
-            .iter()
-            .map(|r| r.spec.provider.as_str())
-            .filter(|p| !with_revoke.contains(*p) && *p != "tatum")
-            .collect();
-        assert!(!without.is_empty(), "some built-in provider has neither");
-        for p in without {
-            assert!(!remediable.contains(p), "{p}");
-        }
-    }
-
-    #[test]
-    fn the_registered_playbook_wins_and_the_rest_get_the_templates() {
-        let config = Config::default();
-        let rules = RuleSet::load(&[]).unwrap();
-        let registry = Registry::builtin(&config, &rules);
-        assert!(registry.get("tatum").capabilities().hand_over);
-        assert!(registry.get("tatum").capabilities().contain);
-        let github = registry.get("github").capabilities();
-        assert!(!github.hand_over && !github.contain && github.revoke);
-        assert_eq!(registry.get("tatum").default_action(), Action::Regenerate);
-        assert_eq!(registry.get("no-such").default_action(), Action::Revoke);
     }
 }
