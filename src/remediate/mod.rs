@@ -21,10 +21,13 @@ pub mod consumer_check;
 mod ctx;
 #[cfg(unix)]
 mod env_file;
+mod error;
 mod finish;
 pub mod http_action;
+mod lease;
 mod new_key;
 mod notify;
+mod outcome;
 mod playbook;
 pub mod policy;
 pub mod propagate;
@@ -36,15 +39,16 @@ mod tatum;
 pub mod urls;
 
 use crate::alert::digest::{Digests, DEFAULT_INTERVAL};
-use crate::alert::{ActionResult, Alerter, OwnerResolver};
+use crate::alert::{Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
 use crate::metrics::ComponentHealth;
-use crate::rules::{RuleError, RuleSet};
-use crate::scan::{Finding, Fingerprint, Secret};
-use crate::store::{
-    IncidentRow, LocationRow, NewIncident, Refused, Stage, State, Store, StoreError,
-};
+use crate::rules::RuleSet;
+use crate::scan::{Finding, Secret};
+use crate::store::{IncidentRow, LocationRow, NewIncident, State, Store};
 use ctx::Ctx;
+pub use error::{RemediateError, StepError};
+pub use lease::process_alive;
+pub use outcome::IncidentOutcome;
 pub(crate) use registry::Registry;
 
 /// What `incidents show` prints of the data the incident's playbook keeps
@@ -54,139 +58,13 @@ pub fn incident_details(row: &IncidentRow) -> Vec<(&'static str, String)> {
     Registry::details(row)
 }
 use playbook::{HandOverError, Playbook};
-use http_action::{HttpClient, TemplateError};
-use propagate::PropagateError;
+use http_action::HttpClient;
+use lease::ActiveGuard;
 use retry::RetryPolicy;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemediateError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Rules(#[from] RuleError),
-    #[error("cannot set up alert channels: {0}; fix `alerts` in the config")]
-    Alerts(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
-    #[error("{}", .0.join("; "))]
-    InsecureHttp(Vec<String>),
-    #[error("no incident {0}; `keysentry incidents list` shows them")]
-    NoIncident(i64),
-    #[error("incident {id} is a {provider} key, whose playbook takes no new key by hand")]
-    NoHandOver { id: i64, provider: String },
-    #[error("incident {id} is already {state}; there is nothing to finish")]
-    Finished { id: i64, state: State },
-    #[error(
-        "incident {0} is being handled by another task of this process; try again when it is done"
-    )]
-    Busy(i64),
-    /// The playbook refused the key handed over (its message).
-    #[error("{0}")]
-    NewKey(String),
-    #[error("incident {id}: {source}")]
-    Step { id: i64, source: StepError },
-}
-
-/// Why a playbook step could not finish. Never holds a key.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{provider} {step}: {reason}")]
-    Provider {
-        provider: String,
-        step: String,
-        reason: String,
-    },
-    /// A state-changing call whose effect is unknown (timeout, 5xx): the
-    /// caller must verify before trying again.
-    #[error("{provider} {step}: {reason}; it may or may not have taken effect")]
-    Uncertain {
-        provider: String,
-        step: String,
-        reason: String,
-    },
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error(transparent)]
-    Propagate(#[from] PropagateError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A playbook asked for a transition the state machine refuses: a bug,
-    /// reported rather than written.
-    #[error(transparent)]
-    Refused(#[from] Refused),
-}
-
-/// What one pass over an incident did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct IncidentOutcome {
-    pub incident_id: i64,
-    pub fingerprint: Fingerprint,
-    pub provider: String,
-    pub rule_id: String,
-    pub redacted: String,
-    /// The incident's state after the pass.
-    pub state: State,
-    /// The playbook step it has reached (`contained`, `inventoried`, ...).
-    pub stage: Stage,
-    /// Why it failed, or what it is waiting for.
-    pub reason: Option<String>,
-    /// This pass created the incident.
-    pub created: bool,
-    /// Provider calls and side effects of this pass, in order.
-    pub actions: Vec<ActionResult>,
-    /// In dry-run mode: what would be done.
-    pub plan: Vec<String>,
-}
-
-impl IncidentOutcome {
-    /// Whether the key can no longer be used: frozen, revoked, rotated,
-    /// expired. A key waiting for a manual rotation may be frozen already,
-    /// which only its stage tells.
-    pub fn contained(&self) -> bool {
-        match self.state {
-            State::Contained
-            | State::Rotated
-            | State::Expired
-            | State::Revoked
-            | State::Confirmed
-            | State::Closed => true,
-            State::WaitingManual => matches!(
-                self.stage,
-                Stage::Contained
-                    | Stage::Inventoried
-                    | Stage::Rotated
-                    | Stage::Propagated
-                    | Stage::Expired
-            ),
-            State::Detected
-            | State::Verified
-            | State::NotLive
-            | State::Failed
-            | State::Planned
-            | State::Resolved => false,
-        }
-    }
-
-    fn of(row: &IncidentRow, created: bool) -> IncidentOutcome {
-        IncidentOutcome {
-            incident_id: row.id,
-            fingerprint: row.fingerprint.clone(),
-            provider: row.provider.clone(),
-            rule_id: row.rule_id.clone(),
-            redacted: row.redacted.clone(),
-            state: row.state,
-            stage: row.stage,
-            reason: row.reason.clone(),
-            created,
-            actions: Vec::new(),
-            plan: Vec::new(),
-        }
-    }
-}
 
 /// The engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
@@ -733,80 +611,6 @@ fn now_ms() -> i64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// How long a process may hold an incident before another may take it
-/// over; longer than any pass (retries, timeouts, restart commands).
-const LEASE: Duration = Duration::from_secs(10 * 60);
-
-/// Marks an incident as being worked on by this task until dropped: no other
-/// task of this process, and (through a lease in the store) no other process
-/// runs its playbook meanwhile.
-struct ActiveGuard<'a> {
-    inner: &'a Inner,
-    id: i64,
-}
-
-impl<'a> ActiveGuard<'a> {
-    /// As [`ActiveGuard::claim`], waiting up to `wait` while another task of
-    /// this process holds the incident (not another process).
-    async fn claim_after_local(
-        inner: &'a Inner,
-        id: i64,
-        wait: Duration,
-    ) -> Option<ActiveGuard<'a>> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(guard) = ActiveGuard::claim(inner, id) {
-                return Some(guard);
-            }
-            if !lock(&inner.active).contains(&id) || start.elapsed() >= wait {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn claim(inner: &'a Inner, id: i64) -> Option<ActiveGuard<'a>> {
-        if !lock(&inner.active).insert(id) {
-            return None;
-        }
-        let now = now_ms();
-        let leased = inner.store.try_lease(
-            id,
-            std::process::id(),
-            now,
-            now + LEASE.as_millis() as i64,
-            process_alive,
-        );
-        match leased {
-            Ok(true) => Some(ActiveGuard { inner, id }),
-            other => {
-                if let Err(e) = other {
-                    tracing::error!(incident = id, error = %e, "cannot lease incident");
-                }
-                lock(&inner.active).remove(&id);
-                None
-            }
-        }
-    }
-}
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.inner.store.release_lease(self.id, std::process::id()) {
-            tracing::warn!(incident = self.id, error = %e, "cannot release incident lease");
-        }
-        lock(&self.inner.active).remove(&self.id);
-    }
-}
-
-/// Whether a process still exists (a lease held by a dead one is free).
-/// Where `/proc` is missing, every holder counts as alive and its lease
-/// simply expires.
-pub fn process_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 #[cfg(test)]
