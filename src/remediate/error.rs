@@ -63,4 +63,3 @@ pub enum StepError {
     #[error(transparent)]
     Refused(#[from] Refused),
 }
-

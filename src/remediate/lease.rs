@@ -77,4 +77,3 @@ pub fn process_alive(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
-

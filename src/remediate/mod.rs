@@ -57,9 +57,9 @@ pub(crate) use registry::Registry;
 pub fn incident_details(row: &IncidentRow) -> Vec<(&'static str, String)> {
     Registry::details(row)
 }
-use playbook::{HandOverError, Playbook};
 use http_action::HttpClient;
 use lease::ActiveGuard;
+use playbook::{HandOverError, Playbook};
 use retry::RetryPolicy;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -68,10 +68,19 @@ mod tests {
             Action::Revoke
         );
         c.policy.insert("tatum".into(), Action::Expire);
-        assert_eq!(action_for(&c, "tatum", "tatum.api-key", regen), Action::Expire);
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.api-key", regen),
+            Action::Expire
+        );
         c.rule_policy.insert("tatum.api-key".into(), Action::Notify);
-        assert_eq!(action_for(&c, "tatum", "tatum.api-key", regen), Action::Notify);
-        assert_eq!(action_for(&c, "tatum", "tatum.other", regen), Action::Expire);
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.api-key", regen),
+            Action::Notify
+        );
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.other", regen),
+            Action::Expire
+        );
         for a in ["regenerate", "expire", "freeze", "revoke", "notify"] {
             assert_eq!(parse_action(a).map(action_name), Some(a));
         }

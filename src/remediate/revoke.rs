@@ -341,7 +341,6 @@ fn revoke_steps(row: &IncidentRow) -> Vec<String> {
     }
 }
 
-
 fn past(ctx: &Ctx<'_>, stages: &[Stage]) -> bool {
     !stages.contains(&ctx.row().stage)
 }

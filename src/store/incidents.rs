@@ -78,7 +78,9 @@ impl FromSql for PlaybookData {
     fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
         match serde_json::from_str(v.as_str()?) {
             Ok(serde_json::Value::Object(map)) => Ok(PlaybookData(map)),
-            Ok(_) => Err(FromSqlError::Other("playbook_data is not a JSON object".into())),
+            Ok(_) => Err(FromSqlError::Other(
+                "playbook_data is not a JSON object".into(),
+            )),
             Err(e) => Err(FromSqlError::Other(Box::new(e))),
         }
     }
@@ -528,7 +530,10 @@ mod tests {
         assert_eq!(back.state, "contained");
         assert_eq!(back.playbook_data.get::<Data>(), (data, None));
         let json = serde_json::to_value(&back).unwrap();
-        assert_eq!((&json["subscriptions"], &json["state"]), (&2.into(), &"contained".into()));
+        assert_eq!(
+            (&json["subscriptions"], &json["state"]),
+            (&2.into(), &"contained".into())
+        );
         assert_eq!(store.open_incidents_after(0, 10).unwrap().len(), 1);
     }
 

@@ -16,9 +16,9 @@ pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
 pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, PlaybookData, STATES};
-pub use state::{Refused, Stage, State, UnknownValue};
 pub use journal::{JournalEntry, Outcome};
 pub use lifecycle::{EventRow, Reopened, TransitionError};
+pub use state::{Refused, Stage, State, UnknownValue};
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -195,7 +195,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", "OFF")
         .map_err(sql)?;
     let migrated = apply(conn, path, version);
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
     migrated
 }
 

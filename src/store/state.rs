@@ -337,11 +337,7 @@ impl IncidentRow {
     }
 
     pub fn close(&mut self) -> Result<(), Refused> {
-        self.step(
-            "close",
-            &[Stage::Confirmed],
-            (Stage::Closed, State::Closed),
-        )
+        self.step("close", &[Stage::Confirmed], (Stage::Closed, State::Closed))
     }
 
     /// Waits for the owner or the provider in `state` (`waiting-manual`, or
@@ -415,9 +411,11 @@ mod tests {
     }
 
     type Transition = fn(&mut IncidentRow) -> Result<(), Refused>;
+    /// A transition's name, method, the stages it starts from, where it leads.
+    type Case = (&'static str, Transition, &'static [Stage], (Stage, State));
 
     /// Every transition, the stages it starts from, and where it leads.
-    const TABLE: &[(&str, Transition, &[Stage], (Stage, State))] = &[
+    const TABLE: &[Case] = &[
         (
             "verify",
             IncidentRow::verify,
@@ -525,14 +523,26 @@ mod tests {
     fn fail_and_wait_keep_the_stage_and_refuse_finished_incidents() {
         let mut r = row(Stage::Inventoried, State::Contained);
         r.fail("down".into()).unwrap();
-        assert_eq!((r.stage, r.state, r.failures), (Stage::Inventoried, State::Failed, 3));
+        assert_eq!(
+            (r.stage, r.state, r.failures),
+            (Stage::Inventoried, State::Failed, 3)
+        );
         r.wait_in(State::WaitingManual, "owner".into()).unwrap();
-        assert_eq!((r.stage, r.state, r.waits), (Stage::Inventoried, State::WaitingManual, 2));
-        assert!(r.wait_in(State::Closed, "x".into()).is_err(), "not a waiting state");
+        assert_eq!(
+            (r.stage, r.state, r.waits),
+            (Stage::Inventoried, State::WaitingManual, 2)
+        );
+        assert!(
+            r.wait_in(State::Closed, "x".into()).is_err(),
+            "not a waiting state"
+        );
         for done in [State::Closed, State::NotLive, State::Resolved] {
             let mut r = row(Stage::Closed, done);
             assert!(r.fail("x".into()).is_err(), "{done}");
-            assert!(r.wait_in(State::WaitingManual, "x".into()).is_err(), "{done}");
+            assert!(
+                r.wait_in(State::WaitingManual, "x".into()).is_err(),
+                "{done}"
+            );
             assert_eq!(r.state, done);
         }
     }
@@ -547,7 +557,10 @@ mod tests {
             assert_eq!(s.as_str().parse::<Stage>(), Ok(*s));
         }
         let e = "Closed".parse::<State>().unwrap_err().to_string();
-        assert!(e.contains("`Closed`") && e.contains("waiting-manual, not-live"), "{e}");
+        assert!(
+            e.contains("`Closed`") && e.contains("waiting-manual, not-live"),
+            "{e}"
+        );
         let e = "inventory".parse::<Stage>().unwrap_err().to_string();
         assert!(e.contains("inventoried"), "{e}");
         assert_eq!(
@@ -564,17 +577,25 @@ mod tests {
         for (i, state) in State::ALL.iter().enumerate() {
             let stage = Stage::ALL[i % Stage::ALL.len()];
             conn.execute("DELETE FROM t", []).unwrap();
-            conn.execute("INSERT INTO t VALUES (?1, ?2)", rusqlite::params![state, stage])
-                .unwrap();
+            conn.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                rusqlite::params![state, stage],
+            )
+            .unwrap();
             let back: (State, Stage) = conn
-                .query_row("SELECT state, stage FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row("SELECT state, stage FROM t", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .unwrap();
             assert_eq!(back, (*state, stage));
         }
         conn.execute("UPDATE t SET state = 'frozen'", []).unwrap();
         let bad = conn.query_row("SELECT state FROM t", [], |r| r.get::<_, State>(0));
         let msg = bad.unwrap_err().to_string();
-        assert!(msg.contains("frozen") && msg.contains("valid values"), "{msg}");
+        assert!(
+            msg.contains("frozen") && msg.contains("valid values"),
+            "{msg}"
+        );
     }
 
     /// A store at schema 0004 (before typed incidents) with an incident in

@@ -4,9 +4,9 @@
 use super::harness::{fp, tatum_key, Workspace};
 use keysentry::config::Config;
 use keysentry::remediate::Engine;
-use keysentry::store::State;
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Chunk, Finding, Origin, Scanner};
+use keysentry::store::State;
 use std::sync::Arc;
 
 const CONFIG: &str = "
@@ -69,7 +69,7 @@ fn concurrent_sightings_of_one_key_regenerate_it_once() {
         }
         let mut states = Vec::new();
         for t in tasks {
-            states.push(t.await.unwrap().unwrap()[0].state.clone());
+            states.push(t.await.unwrap().unwrap()[0].state);
         }
         states
     });

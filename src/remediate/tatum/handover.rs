@@ -186,7 +186,11 @@ pub(super) async fn confirm(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow
 /// Checks the key the owner pasted before the lease is taken: not the
 /// leaked key, and a key of Tatum's rules. The messages are the CLI's
 /// (`tatum set-key`).
-pub(super) fn accept(rules: &RuleSet, row: &IncidentRow, key: &Secret) -> Result<(), HandOverError> {
+pub(super) fn accept(
+    rules: &RuleSet,
+    row: &IncidentRow,
+    key: &Secret,
+) -> Result<(), HandOverError> {
     if key.fingerprint() == row.fingerprint {
         return Err(HandOverError::Refused(format!(
             "the key given is the leaked key itself (fingerprint {}); paste the NEW key from the Tatum Dashboard",
@@ -207,12 +211,10 @@ pub(super) async fn set_key(
     new: Secret,
 ) -> Result<(), HandOverError> {
     match verify(p, ctx, &new, "verify:new").await? {
-        Liveness::Dead => {
-            return Err(HandOverError::Refused(
-                "Tatum refused the new key (it answers 401); check that the whole new key was pasted"
-                    .into(),
-            ))
-        }
+        Liveness::Dead => return Err(HandOverError::Refused(
+            "Tatum refused the new key (it answers 401); check that the whole new key was pasted"
+                .into(),
+        )),
         Liveness::Live { .. } => ctx.note("set-key", "new key accepted by Tatum (200)"),
         Liveness::Limited(s) => {
             ctx.note("set-key", format!("new key is live but rate-limited ({s})"))

@@ -140,7 +140,12 @@ impl Playbook for TatumPlaybook {
     }
 
     fn next_steps(&self, row: &IncidentRow) -> Vec<String> {
-        let consumers: Vec<String> = self.tatum.consumers.iter().map(|c| c.name.clone()).collect();
+        let consumers: Vec<String> = self
+            .tatum
+            .consumers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
         steps::tatum_steps(row, &consumers)
     }
 
@@ -245,7 +250,7 @@ async fn verify(
     step: &str,
 ) -> Result<Liveness, StepError> {
     let req = Request::new(Method::GET, format!("{}/v3/tatum/version", p.api))
-    .header("x-api-key", key.expose());
+        .header("x-api-key", key.expose());
     let reply = ctx
         .call(step, &req, Accept::verify(&[401, 403, 429]))
         .await?;
@@ -315,7 +320,7 @@ async fn freeze(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError>
         return Ok(Flow::Stop);
     };
     let req = Request::new(Method::PUT, format!("{}/v3/tatum/freeze", p.api))
-    .header("x-api-key", key.expose());
+        .header("x-api-key", key.expose());
     // Freezing twice is harmless, so it retries like a read.
     let reply = ctx.call("freeze", &req, Accept::READ).await?;
     match reply.status {
@@ -344,8 +349,8 @@ async fn count(
     step: &str,
     path: &str,
 ) -> Result<Option<u64>, StepError> {
-    let req = Request::new(Method::GET, format!("{}{path}", p.api))
-        .header("x-api-key", key.expose());
+    let req =
+        Request::new(Method::GET, format!("{}{path}", p.api)).header("x-api-key", key.expose());
     let reply = ctx.call(step, &req, Accept::READ).await?;
     if !(200..300).contains(&reply.status) {
         ctx.note(step, format!("unknown (answered {})", reply.status));

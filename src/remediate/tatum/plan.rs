@@ -77,10 +77,7 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
 fn consumer_plan(c: &Consumer, leaked: &Fingerprint) -> String {
     let holds = match propagate::current_fingerprint(c) {
         Err(e @ propagate::PropagateError::Refused { .. }) => return format!("refuse {e}"),
-        current => current
-            .ok()
-            .flatten()
-            .is_some_and(|fp| fp == *leaked),
+        current => current.ok().flatten().is_some_and(|fp| fp == *leaked),
     };
     if !holds {
         return format!(
@@ -100,4 +97,3 @@ fn consumer_plan(c: &Consumer, leaked: &Fingerprint) -> String {
         c.variable
     )
 }
-

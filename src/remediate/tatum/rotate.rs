@@ -38,7 +38,11 @@ pub(super) async fn rotate(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow,
         }
     }
     let mgmt = &p.tatum.management;
-    let template = if expire { &mgmt.expire } else { &mgmt.regenerate };
+    let template = if expire {
+        &mgmt.expire
+    } else {
+        &mgmt.regenerate
+    };
     let Some(template) = template else {
         return manual(p, ctx, expire, &key).await;
     };
@@ -133,7 +137,7 @@ fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, Str
             format!("the answer has no new key at `{pointer}` (check new_key_pointer)")
         })?;
     ctx.check_new_key(&new)
-    .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
+        .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
     Ok(new)
 }
 

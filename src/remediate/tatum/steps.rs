@@ -59,7 +59,6 @@ fn dashboard_steps(row: &IncidentRow, expire: bool) -> Vec<String> {
     steps
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
