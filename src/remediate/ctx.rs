@@ -203,7 +203,7 @@ impl<'a> Ctx<'a> {
         super::new_key::check(
             &self.inner.rules,
             &self.row.provider,
-            self.row.fingerprint.as_str(),
+            &self.row.fingerprint,
             key,
         )
     }

@@ -197,7 +197,7 @@ pub(super) fn accept(
             row.fingerprint
         )));
     }
-    new_key::check(rules, &row.provider, row.fingerprint.as_str(), key).map_err(|why| {
+    new_key::check(rules, &row.provider, &row.fingerprint, key).map_err(|why| {
         HandOverError::Refused(format!(
             "the key given is not usable as the new key: {why}; paste the NEW key from the Tatum Dashboard"
         ))
