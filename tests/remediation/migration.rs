@@ -100,3 +100,26 @@ fn a_store_from_before_typed_incidents_keeps_its_incidents_and_their_tatum_data(
     let closed: Value = serde_json::from_slice(&closed.stdout).unwrap();
     assert_eq!(closed.as_array().map(Vec::len), Some(1), "{closed:#}");
 }
+
+/// The engine asks the incident's playbook whether it takes a key by hand;
+/// only Tatum's does, and the command still says so in its own words.
+#[test]
+fn set_key_on_an_incident_whose_playbook_takes_no_key_names_the_provider() {
+    let ws = Workspace::new();
+    let config = ws.config(CONFIG).display().to_string();
+    old_store(&ws);
+    let new_key = tatum_key("new");
+    let set = crate::support::keysentry()
+        .args(["tatum", "set-key", "2", "--config", &config])
+        .write_stdin(format!("{new_key}\n"))
+        .output()
+        .unwrap();
+    assert_ne!(set.status.code(), Some(0), "{}", text(&set));
+    let err = String::from_utf8_lossy(&set.stderr);
+    assert!(
+        err.contains("incident 2 is a github key; `tatum set-key` finishes Tatum rotations only"),
+        "{err}"
+    );
+    assert!(!err.contains(&new_key), "{err}");
+    assert_eq!(ws.sim.calls().len(), 0, "no provider call");
+}
