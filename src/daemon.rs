@@ -93,7 +93,7 @@ impl FindingSink for EngineSink {
             tracing::info!(
                 incident = o.incident_id,
                 provider = %o.provider,
-                fingerprint = %&o.fingerprint[..o.fingerprint.len().min(12)],
+                fingerprint = %o.fingerprint.short(),
                 state = %o.state,
                 reason = o.reason.as_deref(),
                 new = o.created,

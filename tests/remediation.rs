@@ -7,6 +7,7 @@ mod engine;
 mod hardening;
 mod harness;
 mod incidents_cli;
+mod migration;
 mod reminders;
 mod revoke;
 mod tatum;

@@ -5,10 +5,10 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use keysentry::config::Config;
-use keysentry::remediate::{process_alive, Engine, IncidentOutcome};
+use keysentry::remediate::{incident_details, process_alive, Engine, IncidentOutcome};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Chunk, Finding, Origin, Scanner};
-use keysentry::store::{IncidentRow, JournalEntry, Store, STATES};
+use keysentry::store::{IncidentRow, JournalEntry, State, Store, STATES};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +31,7 @@ enum IncidentsCommand {
     /// One line per incident (the default).
     List {
         /// Only incidents in this state.
-        #[arg(long, value_name = "S", value_parser = clap::builder::PossibleValuesParser::new(STATES))]
+        #[arg(long, value_name = "S", value_parser = clap::builder::PossibleValuesParser::new(STATES.iter().map(|s| s.as_str())))]
         state: Option<String>,
         /// Only incidents of this provider (`tatum`, `github`, ...).
         #[arg(long, value_name = "P")]
@@ -150,7 +150,9 @@ fn list(
     provider: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
-    let rows = store.incidents_where(state, provider)?;
+    // clap accepts only the spellings, so this parse cannot fail on input.
+    let wanted = state.map(str::parse::<State>).transpose()?;
+    let rows = store.incidents_where(wanted, provider)?;
     if json {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -186,7 +188,7 @@ fn list(
         };
         table.push(vec![
             r.id.to_string(),
-            r.state.clone(),
+            r.state.to_string(),
             r.provider.clone(),
             r.rule_id.clone(),
             r.redacted.clone(),
@@ -298,7 +300,7 @@ fn show(store: &Store, id: i64, json: bool) -> Result<ExitCode> {
 /// When the engine's poller looks at an open incident next (UTC), if it
 /// waits for a time.
 fn next_check(store: &Store, row: &IncidentRow) -> Result<Option<String>> {
-    let open = !matches!(row.state.as_str(), "closed" | "not-live" | "resolved");
+    let open = !row.state.is_final();
     let Some(ms) = row.retry_at_ms.filter(|_| open) else {
         return Ok(None);
     };
@@ -328,19 +330,8 @@ fn print_row(r: &IncidentRow) {
     if let Some(o) = &r.owner {
         println!("  owner:       {o}");
     }
-    if let Some(t) = r.testnet {
-        println!("  network:     {}", if t { "testnet" } else { "mainnet" });
-    }
-    if r.subscriptions.is_some() || r.virtual_accounts.is_some() {
-        let show = |n: Option<u64>| n.map_or("?".to_string(), |n| n.to_string());
-        println!(
-            "  bound:       {} subscriptions, {} virtual accounts",
-            show(r.subscriptions),
-            show(r.virtual_accounts)
-        );
-    }
-    if let Some(n) = &r.new_redacted {
-        println!("  new key:     {n}");
+    for (label, value) in incident_details(r) {
+        println!("  {:<13}{value}", format!("{label}:"));
     }
     println!("  created:     {}", r.created_at);
     println!("  updated:     {}", r.updated_at);
@@ -386,7 +377,10 @@ fn now_ms() -> i64 {
 
 fn resolve(config: &Config, store: &Store, id: i64, note: &str, json: bool) -> Result<ExitCode> {
     let note = check_note(config, note)?;
-    let was = store.incident(id)?.map(|r| r.state).unwrap_or_default();
+    let was = store
+        .incident(id)?
+        .map(|r| r.state.to_string())
+        .unwrap_or_default();
     let reason = format!("resolved by hand ({}): {note}", who());
     let row = store.resolve(id, &reason, std::process::id(), now_ms(), process_alive)?;
     if json {
@@ -456,7 +450,7 @@ pub fn print_outcome(o: &IncidentOutcome) {
         o.incident_id,
         o.rule_id,
         o.redacted,
-        &o.fingerprint[..o.fingerprint.len().min(12)],
+        o.fingerprint.short(),
         o.state
     );
     for a in &o.actions {

@@ -3,8 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use keysentry::remediate::Engine;
+use keysentry::remediate::{Engine, RemediateError};
 use keysentry::scan::Secret;
+use keysentry::store::State;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,10 +35,17 @@ pub fn run(cmd: TatumCommand) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         let engine = Engine::open(&config)?;
-        engine.set_tatum_key(incident, key).await
-    })?;
+        engine.hand_over_key(incident, key).await
+    });
+    // The engine speaks of playbooks; this command is Tatum's.
+    let outcome = match outcome {
+        Err(RemediateError::NoHandOver { id, provider }) => bail!(
+            "incident {id} is a {provider} key; `tatum set-key` finishes Tatum rotations only"
+        ),
+        other => other?,
+    };
     super::incidents::print_outcome(&outcome);
-    Ok(if outcome.state == "closed" {
+    Ok(if outcome.state == State::Closed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

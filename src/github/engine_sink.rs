@@ -2,7 +2,7 @@
 
 use super::{BoxFuture, FindingSink, Handled, SinkError};
 use crate::remediate::Engine;
-use crate::scan::{Finding, Fingerprint, Origin};
+use crate::scan::{Finding, Origin};
 use std::sync::Arc;
 
 impl FindingSink for Engine {
@@ -21,11 +21,9 @@ impl FindingSink for Engine {
                 .map_err(|e| SinkError(e.to_string()))?;
             Ok(outcomes
                 .iter()
-                .filter_map(|o| {
-                    Some(Handled {
-                        fingerprint: Fingerprint::parse(&o.fingerprint)?,
-                        contained: o.contained(),
-                    })
+                .map(|o| Handled {
+                    fingerprint: o.fingerprint.clone(),
+                    contained: o.contained(),
                 })
                 .collect())
         })

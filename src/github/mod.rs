@@ -178,17 +178,9 @@ impl WebhookSettings {
     }
 }
 
-/// The providers keysentry can remediate: those whose rules carry a `revoke`
-/// template, and Tatum (a playbook).
+/// The providers keysentry can remediate: the remediation registry says.
 pub fn remediable_providers(rules: &RuleSet) -> HashSet<String> {
-    let mut set: HashSet<String> = rules
-        .rules()
-        .iter()
-        .filter(|r| r.spec.revoke.is_some())
-        .map(|r| r.spec.provider.clone())
-        .collect();
-    set.insert("tatum".into());
-    set
+    crate::remediate::Registry::remediable(rules)
 }
 
 /// The router and its worker, wired: merge `router` into the server and run

@@ -1,20 +1,29 @@
-//! One pass over one incident: the row being advanced, the keys in hand, the
-//! actions taken, and the loop every provider call goes through (journal
-//! before, retry with backoff, journal after).
+//! One pass over one incident, as a playbook sees it: the row being
+//! advanced, the keys in hand, the actions taken, and the loop every
+//! provider call goes through (journal before, retry with backoff, journal
+//! after).
+//!
+//! The API is narrow on purpose: a playbook reads the row, moves it through
+//! the state machine's transitions ([`Ctx::advance`], [`Ctx::wait`]), keeps
+//! its own data ([`Ctx::data`]), calls its provider ([`Ctx::call`]),
+//! journals other side effects ([`Ctx::journal_start`]) and notes what it
+//! did. Alerting and saving the pass's end are the engine's.
 
 use super::http_action::{Reply, Request};
-use super::{notify, IncidentOutcome, Inner, StepError};
+use super::retry::RetryPolicy;
+use super::{Inner, StepError};
 use crate::alert::ActionResult;
-use crate::config::{Action, RemediationMode};
+use crate::config::Action;
 use crate::scan::Secret;
-use crate::store::{IncidentRow, Outcome};
+use crate::store::{IncidentRow, Outcome, Refused, State};
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// How a call's statuses are read.
 #[derive(Debug, Clone, Copy)]
 pub struct Accept<'a> {
-    /// Statuses that are answers even though they are 429 or 5xx (Tatum's
-    /// verify reads 429 as "live but rate-limited").
+    /// Statuses that are answers even though they are 429 or 5xx (a verify
+    /// may read 429 as "live but rate-limited").
     pub answers: &'a [u16],
     /// Any status that is neither 2xx nor in `answers` means "unknown" and
     /// is retried like a 5xx (verify: only live and dead are answers).
@@ -56,34 +65,50 @@ struct Retry {
 }
 
 pub struct Ctx<'a> {
-    pub inner: &'a Inner,
-    pub row: IncidentRow,
+    inner: &'a Inner,
+    row: IncidentRow,
+    /// The action the policy gives this incident.
+    action: Action,
     /// The leaked key, when this process has it.
-    pub secret: Option<Secret>,
+    secret: Option<Secret>,
     /// The replacement key, when this process has it (never stored).
-    pub new_secret: Option<Secret>,
-    pub actions: Vec<ActionResult>,
-    pub plan: Vec<String>,
+    new_secret: Option<Secret>,
+    actions: Vec<ActionResult>,
     /// The concurrency slot this pass runs in: a containment slot until the
     /// key is contained, then a rotation slot (see [`Ctx::rotation_slot`]).
     slot: Option<OwnedSemaphorePermit>,
     rotating: bool,
     created: bool,
-    start_state: String,
+    start_state: State,
     start_reason: Option<String>,
 }
 
+/// What a pass leaves for the engine to save, alert and report.
+pub(super) struct Done {
+    pub row: IncidentRow,
+    pub actions: Vec<ActionResult>,
+    pub created: bool,
+    /// The state or the reason changed (or the incident is new).
+    pub changed: bool,
+}
+
 impl<'a> Ctx<'a> {
-    pub fn new(inner: &'a Inner, row: IncidentRow, secret: Option<Secret>, created: bool) -> Self {
+    pub(super) fn new(
+        inner: &'a Inner,
+        row: IncidentRow,
+        action: Action,
+        secret: Option<Secret>,
+        created: bool,
+    ) -> Self {
         Ctx {
             inner,
-            start_state: row.state.clone(),
+            start_state: row.state,
             start_reason: row.reason.clone(),
             row,
+            action,
             secret,
             new_secret: None,
             actions: Vec::new(),
-            plan: Vec::new(),
             slot: None,
             rotating: false,
             created,
@@ -91,9 +116,22 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs this pass in `slot` (a containment slot).
-    pub fn with_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Self {
+    pub(super) fn with_slot(mut self, slot: Option<OwnedSemaphorePermit>) -> Self {
         self.slot = slot;
         self
+    }
+
+    /// Ends the pass: what the engine saves and alerts about.
+    pub(super) fn done(self) -> Done {
+        let changed = self.created
+            || self.row.state != self.start_state
+            || self.row.reason != self.start_reason;
+        Done {
+            row: self.row,
+            actions: self.actions,
+            created: self.created,
+            changed,
+        }
     }
 
     /// Trades the containment slot for a rotation slot. Containment (verify,
@@ -109,13 +147,95 @@ impl<'a> Ctx<'a> {
         self.rotating = true;
     }
 
+    pub fn row(&self) -> &IncidentRow {
+        &self.row
+    }
+
     /// The action the policy gives this incident now.
     pub fn policy(&self) -> Action {
-        super::policy::action_for(
-            &self.inner.config.remediation,
+        self.action
+    }
+
+    /// The leaked key, when this process has a copy.
+    pub fn secret(&self) -> Option<Secret> {
+        self.secret.clone()
+    }
+
+    /// The replacement key, when this process has it.
+    pub fn new_secret(&self) -> Option<Secret> {
+        self.new_secret.clone()
+    }
+
+    pub fn set_new_secret(&mut self, key: Option<Secret>) {
+        self.new_secret = key;
+    }
+
+    /// The action the playbook settled on (shown in listings and alerts).
+    pub fn set_action(&mut self, action: &str) {
+        self.row.action = Some(action.to_string());
+    }
+
+    /// The playbook's own data about the incident (saved with the next
+    /// transition). Unreadable data reads as the default, with a warning.
+    pub fn data<T: serde::de::DeserializeOwned + Default>(&self) -> T {
+        let (data, problem) = self.row.playbook_data.get();
+        if let Some(why) = problem {
+            tracing::warn!(incident = self.row.id, error = %why, "unreadable playbook data; starting afresh");
+        }
+        data
+    }
+
+    pub fn set_data<T: serde::Serialize>(&mut self, data: &T) {
+        self.row.playbook_data.set(data);
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    /// How long a consumer's restart command may run.
+    pub fn restart_timeout(&self) -> Duration {
+        self.inner.restart_timeout
+    }
+
+    /// Whether `key` may replace the leaked key (see [`super::new_key`]).
+    pub fn check_new_key(&self, key: &Secret) -> Result<(), String> {
+        super::new_key::check(
+            &self.inner.rules,
             &self.row.provider,
-            &self.row.rule_id,
+            &self.row.fingerprint,
+            key,
         )
+    }
+
+    /// True when `step` completed `ok` for this incident at least once.
+    pub fn step_done(&self, step: &str) -> Result<bool, StepError> {
+        Ok(self.inner.store.step_done(self.row.id, step)?)
+    }
+
+    /// True when an earlier attempt of `step` may have taken effect unseen.
+    pub fn step_uncertain(&self, step: &str) -> Result<bool, StepError> {
+        Ok(self.inner.store.step_uncertain(self.row.id, step)?)
+    }
+
+    /// Journals a side effect about to happen (not a provider call: those go
+    /// through [`Ctx::call`]); complete it with [`Ctx::journal_complete`].
+    pub fn journal_start(&self, step: &str) -> Result<i64, StepError> {
+        Ok(self.inner.store.journal_start(self.row.id, step)?)
+    }
+
+    /// `detail` must be redacted: no key, no response body.
+    pub fn journal_complete(
+        &self,
+        entry: i64,
+        outcome: Outcome,
+        http_status: Option<u16>,
+        detail: &str,
+    ) -> Result<(), StepError> {
+        Ok(self
+            .inner
+            .store
+            .journal_complete(entry, outcome, http_status, detail)?)
     }
 
     pub fn note(&mut self, action: &str, result: impl Into<String>) {
@@ -133,36 +253,35 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    /// Moves the incident to `stage` (and the user-visible `state`) and
-    /// saves it, so a restart resumes after the step that just completed.
-    pub fn advance(&mut self, stage: &str, state: &str) -> Result<(), StepError> {
-        self.row.stage = stage.to_string();
-        self.row.state = state.to_string();
-        self.row.reason = None;
-        self.row.failures = 0;
-        self.row.retry_at_ms = None;
-        self.row.waits = 0;
+    /// Moves the incident through `transition` (one of the state machine's,
+    /// e.g. `IncidentRow::contain`) and saves it, so a restart resumes after
+    /// the step that just completed.
+    pub fn advance(
+        &mut self,
+        transition: fn(&mut IncidentRow) -> Result<(), Refused>,
+    ) -> Result<(), StepError> {
+        transition(&mut self.row)?;
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
 
-    /// Records what the incident waits for without failing it; the poller
-    /// (`retry_pending`) looks again after the poll interval, doubled for
-    /// each pass in a row that found it still waiting.
-    pub fn wait(&mut self, state: &str, reason: String) -> Result<(), StepError> {
-        self.row.state = state.to_string();
-        self.row.reason = Some(reason);
-        self.row.waits = self.row.waits.saturating_add(1);
+    /// Records what the incident waits for, in `state`, without failing it;
+    /// the poller (`retry_pending`) looks again after the poll interval,
+    /// doubled for each pass in a row that found it still waiting.
+    pub fn wait(&mut self, state: State, reason: String) -> Result<(), StepError> {
+        self.row.wait_in(state, reason)?;
         self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, super::now_ms()));
         self.inner.store.save_incident(&self.row)?;
         Ok(())
     }
 
-    pub fn fail(&mut self, e: &StepError) {
+    /// The step failed: the incident is failed and backs off.
+    pub(super) fn fail(&mut self, e: &StepError) {
         tracing::warn!(incident = self.row.id, error = %e, "remediation failed; will retry on the next run");
-        self.row.state = "failed".into();
-        self.row.reason = Some(e.to_string());
-        self.row.failures = self.row.failures.saturating_add(1);
+        if let Err(refused) = self.row.fail(e.to_string()) {
+            tracing::error!(incident = self.row.id, error = %refused, "a failure after the incident was finished");
+            return;
+        }
         // Back off between runs too: a daemon that sees the key every second
         // must not hammer a provider that is down.
         let wait = self
@@ -176,6 +295,11 @@ impl<'a> Ctx<'a> {
             action: "failed".into(),
             result: e.to_string(),
         });
+    }
+
+    /// The engine's reason for an incident that waits for its key.
+    pub(super) fn set_reason(&mut self, reason: &str) {
+        self.row.reason = Some(reason.to_string());
     }
 
     pub fn provider_error(&self, step: &str, reason: impl Into<String>) -> StepError {
@@ -282,67 +406,5 @@ impl<'a> Ctx<'a> {
             reason: format!("answered {status}"),
             maybe_done: status != 429,
         }))
-    }
-
-    /// Saves the incident, alerts the owner if anything changed (or, for an
-    /// incident still waiting, reminds them once per reminder interval), and
-    /// reports.
-    pub async fn finish(mut self) -> IncidentOutcome {
-        let mode = self.inner.config.remediation.mode;
-        let changed = self.created
-            || self.row.state != self.start_state
-            || self.row.reason != self.start_reason;
-        if mode != RemediationMode::DryRun {
-            let now = super::now_ms();
-            // Waiting: the last pass that got anywhere ended in `wait`, and
-            // nothing failed since. A pass that could not even poll (no copy
-            // of the key after a restart) still reminds and backs off.
-            let waiting = self.row.waits > 0
-                && !matches!(
-                    self.row.state.as_str(),
-                    "failed" | "closed" | "not-live" | "resolved"
-                );
-            let remind = !changed && waiting && self.inner.reminder_due(&self.row, now);
-            if changed || remind {
-                self.row.reminded_at_ms = Some(now);
-            }
-            if waiting {
-                self.row.retry_at_ms = Some(self.inner.next_poll(&self.row, now));
-            }
-            if remind {
-                let every = self.inner.reminder_interval.as_secs();
-                let reason = self.row.reason.clone().unwrap_or_default();
-                self.note(
-                    "reminder",
-                    format!(
-                        "still {}: {reason} (reminded every {})",
-                        self.row.state,
-                        span(every)
-                    ),
-                );
-            }
-            if let Err(e) = self.inner.store.save_incident(&self.row) {
-                tracing::error!(incident = self.row.id, error = %e, "cannot save incident");
-            }
-            if changed || remind {
-                notify::send(&mut self, if remind { "reminder" } else { "change" }).await;
-            }
-            self.inner.note_health(&self.row);
-        }
-        self.inner.release_secret(&self.row);
-        let mut outcome = IncidentOutcome::of(&self.row, self.created);
-        outcome.actions = self.actions;
-        outcome.plan = self.plan;
-        outcome
-    }
-}
-
-/// `86400` → `24 h`, `600` → `10 min`, `5` → `5 s`: a reminder interval as
-/// an owner reads it.
-fn span(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
-        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
     }
 }

@@ -2,28 +2,36 @@
 //!
 //! [`Engine::process`] records each finding as an incident (one per key
 //! fingerprint) and runs its provider's playbook under the configured
-//! policy: the Tatum playbook ([`tatum`]) or, for every other provider, the
-//! rule's `verify`/`revoke` templates ([`revoke`]). Every provider call goes
-//! through one loop ([`ctx`]) that journals it before it is made, retries with
-//! backoff, and resolves calls a crash left open. Incidents that fail are
+//! policy. The engine names no provider: it asks the [`registry::Registry`]
+//! for the incident's [`playbook::Playbook`] (a provider's own, or the
+//! template playbook that runs the rule's `verify`/`revoke`). Every provider
+//! call goes through one loop ([`ctx`]) that journals it before it is made,
+//! retries with backoff, and resolves calls a crash left open. Incidents move
+//! only through the state machine of [`crate::store::State`]. Incidents that fail are
 //! alerted and picked up again by the next run or [`Engine::retry_pending`];
 //! incidents waiting for their owner are polled less and less often and the
 //! owner reminded on a schedule ([`schedule`]); resolved ones are left alone.
 //!
 //! The engine never stores a key. Keys seen by this process are kept in
 //! memory, so a later pass (a retry, a poll for a manual rotation) can use
-//! them; for Tatum they can also be read back from a consumer's env file.
+//! them; a playbook may also read them back from where it put them (a
+//! consumer's env file).
 
 pub mod consumer_check;
 mod ctx;
 #[cfg(unix)]
 mod env_file;
+mod error;
+mod finish;
 pub mod http_action;
+mod lease;
 mod new_key;
 mod notify;
-mod plan;
+mod outcome;
+mod playbook;
 pub mod policy;
 pub mod propagate;
+mod registry;
 pub mod retry;
 mod revoke;
 mod schedule;
@@ -31,132 +39,32 @@ mod tatum;
 pub mod urls;
 
 use crate::alert::digest::{Digests, DEFAULT_INTERVAL};
-use crate::alert::{ActionResult, Alerter, OwnerResolver};
+use crate::alert::{Alerter, OwnerResolver};
 use crate::config::{Config, RemediationMode};
 use crate::metrics::ComponentHealth;
-use crate::rules::{RuleError, RuleSet};
+use crate::rules::RuleSet;
 use crate::scan::{Finding, Secret};
-use crate::store::{IncidentRow, LocationRow, NewIncident, Store, StoreError};
+use crate::store::{IncidentRow, LocationRow, NewIncident, State, Store};
 use ctx::Ctx;
-use http_action::{HttpClient, TemplateError};
-use propagate::PropagateError;
+pub use error::{RemediateError, StepError};
+pub use lease::process_alive;
+pub use outcome::IncidentOutcome;
+pub(crate) use registry::Registry;
+
+/// What `incidents show` prints of the data the incident's playbook keeps
+/// (network, bound resources, the new key's redacted form), as (label,
+/// value) lines.
+pub fn incident_details(row: &IncidentRow) -> Vec<(&'static str, String)> {
+    Registry::details(row)
+}
+use http_action::HttpClient;
+use lease::ActiveGuard;
+use playbook::{HandOverError, Playbook};
 use retry::RetryPolicy;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemediateError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Rules(#[from] RuleError),
-    #[error("cannot set up alert channels: {0}; fix `alerts` in the config")]
-    Alerts(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
-    #[error("{}", .0.join("; "))]
-    InsecureHttp(Vec<String>),
-    #[error("no incident {0}; `keysentry incidents list` shows them")]
-    NoIncident(i64),
-    #[error("incident {id} is a {provider} key; `tatum set-key` finishes Tatum rotations only")]
-    NotTatum { id: i64, provider: String },
-    #[error("incident {id} is already {state}; there is nothing to finish")]
-    Finished { id: i64, state: String },
-    #[error(
-        "incident {0} is being handled by another task of this process; try again when it is done"
-    )]
-    Busy(i64),
-    #[error("the key given is the leaked key itself (fingerprint {0}); paste the NEW key from the Tatum Dashboard")]
-    SameKey(String),
-    #[error("Tatum refused the new key ({0}); check that the whole new key was pasted")]
-    NewKeyRejected(String),
-    #[error("the key given is not usable as the new key: {0}; paste the NEW key from the Tatum Dashboard")]
-    BadNewKey(String),
-    #[error("incident {id}: {source}")]
-    Step { id: i64, source: StepError },
-}
-
-/// Why a playbook step could not finish. Never holds a key.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{provider} {step}: {reason}")]
-    Provider {
-        provider: String,
-        step: String,
-        reason: String,
-    },
-    /// A state-changing call whose effect is unknown (timeout, 5xx): the
-    /// caller must verify before trying again.
-    #[error("{provider} {step}: {reason}; it may or may not have taken effect")]
-    Uncertain {
-        provider: String,
-        step: String,
-        reason: String,
-    },
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error(transparent)]
-    Propagate(#[from] PropagateError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// What one pass over an incident did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct IncidentOutcome {
-    pub incident_id: i64,
-    pub fingerprint: String,
-    pub provider: String,
-    pub rule_id: String,
-    pub redacted: String,
-    /// The incident's state after the pass (see the store's schema).
-    pub state: String,
-    /// The playbook step it has reached (`contained`, `inventoried`, ...).
-    pub stage: String,
-    /// Why it failed, or what it is waiting for.
-    pub reason: Option<String>,
-    /// This pass created the incident.
-    pub created: bool,
-    /// Provider calls and side effects of this pass, in order.
-    pub actions: Vec<ActionResult>,
-    /// In dry-run mode: what would be done.
-    pub plan: Vec<String>,
-}
-
-impl IncidentOutcome {
-    /// Whether the key can no longer be used: frozen, revoked, rotated,
-    /// expired. A Tatum key waiting for a manual rotation is frozen already,
-    /// which only its stage tells.
-    pub fn contained(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "contained" | "rotated" | "expired" | "revoked" | "confirmed" | "closed"
-        ) || (self.provider == policy::TATUM
-            && self.state == "waiting-manual"
-            && matches!(
-                self.stage.as_str(),
-                "contained" | "inventoried" | "rotated" | "propagated" | "expired"
-            ))
-    }
-
-    fn of(row: &IncidentRow, created: bool) -> IncidentOutcome {
-        IncidentOutcome {
-            incident_id: row.id,
-            fingerprint: row.fingerprint.clone(),
-            provider: row.provider.clone(),
-            rule_id: row.rule_id.clone(),
-            redacted: row.redacted.clone(),
-            state: row.state.clone(),
-            stage: row.stage.clone(),
-            reason: row.reason.clone(),
-            created,
-            actions: Vec::new(),
-            plan: Vec::new(),
-        }
-    }
-}
 
 /// The engine. `Send + Sync`; share it behind an `Arc`.
 pub struct Engine {
@@ -168,6 +76,8 @@ struct Inner {
     rules: RuleSet,
     store: Store,
     http: HttpClient,
+    /// The playbook of each provider.
+    registry: Registry,
     alerter: Arc<Alerter>,
     /// Not-live incidents waiting for their owner's digest.
     digests: Arc<Digests>,
@@ -220,6 +130,17 @@ impl Engine {
         rules: RuleSet,
         store: Store,
     ) -> Result<Engine, RemediateError> {
+        let registry = Registry::builtin(config, &rules);
+        Engine::with_registry(config, rules, store, registry)
+    }
+
+    /// As [`Engine::with_store`], with the playbooks of `registry`.
+    pub(crate) fn with_registry(
+        config: &Config,
+        rules: RuleSet,
+        store: Store,
+        registry: Registry,
+    ) -> Result<Engine, RemediateError> {
         let insecure = urls::problems(config);
         if !insecure.is_empty() {
             return Err(RemediateError::InsecureHttp(insecure));
@@ -251,26 +172,21 @@ impl Engine {
         let owners =
             OwnerResolver::new(config).map_err(|e| RemediateError::Alerts(e.to_string()))?;
         let concurrency = r.concurrency.unwrap_or(16).max(1);
+        let poll_interval = registry.poll_interval;
         Ok(Engine {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 rules,
                 store,
                 http,
+                registry,
                 alerter: Arc::new(alerter),
                 digests: Arc::new(Digests::new(digest_every)),
                 failing: Arc::default(),
                 owners,
                 retry,
                 restart_timeout: Duration::from_secs(120),
-                poll_interval: Duration::from_secs(
-                    config
-                        .providers
-                        .tatum
-                        .as_ref()
-                        .and_then(|t| t.poll_interval_secs)
-                        .unwrap_or(60),
-                ),
+                poll_interval,
                 reminder_interval: Duration::from_secs(
                     r.reminder_interval_secs
                         .unwrap_or(schedule::DEFAULT_REMINDER_SECS)
@@ -369,7 +285,7 @@ impl Engine {
 
     /// Takes up every open incident whose key this process can reach: retries
     /// failed ones once their backoff has passed, polls waiting ones (manual
-    /// rotations) after `providers.tatum.poll_interval_secs` (default 60),
+    /// rotations) after the registry's poll interval (default 60 s),
     /// doubling while they keep waiting ([`schedule`]), and reminds their
     /// owner once per `remediation.reminder_interval_secs`; finishes
     /// interrupted ones. Resolved incidents are never taken up. The daemon calls it periodically; errors
@@ -441,10 +357,11 @@ impl Engine {
         }
     }
 
-    /// Finishes a manual Tatum rotation: checks the new key with Tatum,
+    /// Finishes an incident with a new key its owner made by hand: the
+    /// incident's playbook checks the key and takes it from there (e.g.
     /// writes it to every consumer holding the leaked key, restarts them,
-    /// confirms (old key 401, new key 200) and closes the incident.
-    pub async fn set_tatum_key(
+    /// confirms and closes the incident).
+    pub async fn hand_over_key(
         &self,
         incident: i64,
         new_key: Secret,
@@ -457,40 +374,55 @@ impl Engine {
             .store
             .incident(incident)?
             .ok_or(RemediateError::NoIncident(incident))?;
-        if row.provider != policy::TATUM {
-            return Err(RemediateError::NotTatum {
+        let playbook = inner.registry.get(&row.provider);
+        if !playbook.capabilities().hand_over {
+            return Err(RemediateError::NoHandOver {
                 id: incident,
                 provider: row.provider,
             });
         }
-        if matches!(row.state.as_str(), "closed" | "not-live" | "resolved") {
+        if row.state.is_final() {
             return Err(RemediateError::Finished {
                 id: incident,
                 state: row.state,
             });
         }
-        if new_key.fingerprint().as_str() == row.fingerprint {
-            return Err(RemediateError::SameKey(row.fingerprint));
-        }
-        if let Err(why) = new_key::check(&inner.rules, &row.provider, &row.fingerprint, &new_key) {
-            return Err(RemediateError::BadNewKey(why));
+        match playbook.accept_new_key(&row, &new_key) {
+            Ok(()) => {}
+            Err(HandOverError::Refused(why)) => return Err(RemediateError::NewKey(why)),
+            Err(HandOverError::Unsupported) => {
+                return Err(RemediateError::NoHandOver {
+                    id: incident,
+                    provider: row.provider,
+                })
+            }
+            Err(HandOverError::Step(e)) => {
+                return Err(RemediateError::Step {
+                    id: incident,
+                    source: e,
+                })
+            }
         }
         let _guard = guard.ok_or(RemediateError::Busy(incident))?;
-        let secret = inner.secret_for(&row);
-        let mut ctx = Ctx::new(inner, row, secret, false);
+        let secret = inner.secret_for(&row, playbook);
+        let action = inner.action(&row, playbook);
+        let mut ctx = Ctx::new(inner, row, action, secret, false);
         inner.store.close_interrupted(incident)?;
-        let result = tatum::set_key(&mut ctx, new_key).await;
-        match result {
-            Err(tatum::SetKeyError::Rejected(why)) => Err(RemediateError::NewKeyRejected(why)),
-            Err(tatum::SetKeyError::Step(e)) => {
+        match playbook.hand_over(&mut ctx, new_key).await {
+            Err(HandOverError::Refused(why)) => Err(RemediateError::NewKey(why)),
+            Err(HandOverError::Unsupported) => Err(RemediateError::NoHandOver {
+                id: incident,
+                provider: ctx.row().provider.clone(),
+            }),
+            Err(HandOverError::Step(e)) => {
                 ctx.fail(&e);
-                ctx.finish().await;
+                inner.finish(ctx.done(), playbook, Vec::new()).await;
                 Err(RemediateError::Step {
                     id: incident,
                     source: e,
                 })
             }
-            Ok(()) => Ok(ctx.finish().await),
+            Ok(()) => Ok(inner.finish(ctx.done(), playbook, Vec::new()).await),
         }
     }
 
@@ -563,68 +495,70 @@ impl Inner {
             return Some(IncidentOutcome::of(&row, created));
         };
         let mode = self.config.remediation.mode;
-        let backing_off = row.state == "failed" && row.retry_at_ms.is_some_and(|t| now_ms() < t);
+        let backing_off =
+            row.state == State::Failed && row.retry_at_ms.is_some_and(|t| now_ms() < t);
         if !created && (self.settled(&row) || mode == RemediationMode::Off || backing_off) {
             self.release_secret(&row);
             return Some(IncidentOutcome::of(&row, created));
         }
-        let secret = self.secret_for(&row);
-        let mut ctx = Ctx::new(self, row, secret, created).with_slot(slot);
+        let playbook = self.registry.get(&row.provider);
+        let secret = self.secret_for(&row, playbook);
+        let action = self.action(&row, playbook);
+        let mut ctx = Ctx::new(self, row, action, secret, created).with_slot(slot);
+        let mut plan = Vec::new();
         match mode {
-            RemediationMode::DryRun => ctx.plan = plan::describe(&ctx),
+            RemediationMode::DryRun => plan = playbook.plan(&ctx),
             RemediationMode::Off => {}
             RemediationMode::Auto => {
                 let result = match self.store.close_interrupted(id) {
                     Err(e) => Err(e.into()),
-                    Ok(_) if ctx.row.provider == policy::TATUM => tatum::run(&mut ctx).await,
-                    Ok(_) => revoke::run(&mut ctx).await,
+                    Ok(_) => playbook.run(&mut ctx).await,
                 };
                 if let Err(e) = result {
                     ctx.fail(&e);
-                } else if ctx.secret.is_none() && ctx.row.state == "failed" {
+                } else if ctx.secret().is_none() && ctx.row().state == State::Failed {
                     // A failed incident's findings were taken (its log
                     // offsets saved), so nothing will hand this process the
                     // key again by itself: say so, once (an alert follows).
-                    ctx.row.reason = Some(NO_KEY_REASON.to_string());
+                    ctx.set_reason(NO_KEY_REASON);
                 }
             }
         }
-        Some(ctx.finish().await)
+        Some(self.finish(ctx.done(), playbook, plan).await)
+    }
+
+    /// The action the policy gives the incident.
+    fn action(&self, row: &IncidentRow, playbook: &dyn Playbook) -> crate::config::Action {
+        policy::action_for(
+            &self.config.remediation,
+            &row.provider,
+            &row.rule_id,
+            playbook.default_action(),
+        )
     }
 
     /// True when the incident needs no more work under the current policy.
     fn settled(&self, row: &IncidentRow) -> bool {
-        let action = policy::action_for(&self.config.remediation, &row.provider, &row.rule_id);
-        match row.state.as_str() {
-            "closed" | "not-live" | "resolved" => true,
-            "verified" => action == crate::config::Action::Notify,
-            "contained" => row.provider == policy::TATUM && action == crate::config::Action::Freeze,
-            _ => false,
+        if row.state.is_final() {
+            return true;
         }
+        let playbook = self.registry.get(&row.provider);
+        playbook.settled(row, self.action(row, playbook))
     }
 
-    /// The incident's key, if this process has seen it or (Tatum) a consumer
-    /// still holds it.
-    fn secret_for(&self, row: &IncidentRow) -> Option<Secret> {
+    /// The incident's key, if this process has seen it or its playbook can
+    /// read it back.
+    fn secret_for(&self, row: &IncidentRow, playbook: &dyn Playbook) -> Option<Secret> {
         if let Some(s) = lock(&self.secrets).get(&row.id) {
             return Some(s.clone());
         }
-        if row.provider != policy::TATUM {
-            return None;
-        }
-        tatum::key_from_consumers(&self.config, &row.fingerprint)
+        playbook.recover_key(&row.fingerprint)
     }
 
-    /// Drops the in-memory key of an incident that needs no more provider
-    /// calls: closed, not live, settled under the policy (a Tatum key frozen
-    /// under `freeze`, a key verified under `notify`), or any incident when
-    /// remediation is not `auto`. If the policy later asks for more, the key
-    /// comes back the way it does after a restart: from a consumer's env
-    /// file, or when a source sees it again.
     /// Keeps `failing` in step with the incident's state after a pass.
     fn note_health(&self, row: &IncidentRow) {
         let mut failing = lock(&self.failing);
-        if row.state == "failed" {
+        if row.state == State::Failed {
             let why = row.reason.clone().unwrap_or_else(|| "failed".into());
             failing.insert(row.id, why);
         } else {
@@ -632,6 +566,12 @@ impl Inner {
         }
     }
 
+    /// Drops the in-memory key of an incident that needs no more provider
+    /// calls: closed, not live, settled under the policy (a key frozen
+    /// under `freeze`, a key verified under `notify`), or any incident when
+    /// remediation is not `auto`. If the policy later asks for more, the key
+    /// comes back the way it does after a restart: from where the playbook
+    /// put it, or when a source sees it again.
     fn release_secret(&self, row: &IncidentRow) {
         if self.config.remediation.mode != RemediationMode::Auto || self.settled(row) {
             lock(&self.secrets).remove(&row.id);
@@ -642,7 +582,7 @@ impl Inner {
 fn new_incident(owners: &OwnerResolver, f: &Finding) -> NewIncident {
     let o = &f.origin;
     NewIncident {
-        fingerprint: f.fingerprint.as_str().to_string(),
+        fingerprint: f.fingerprint.clone(),
         provider: f.provider.to_string(),
         rule_id: f.rule_id.to_string(),
         rule_name: f.rule_name.to_string(),
@@ -671,80 +611,6 @@ fn now_ms() -> i64 {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// How long a process may hold an incident before another may take it
-/// over; longer than any pass (retries, timeouts, restart commands).
-const LEASE: Duration = Duration::from_secs(10 * 60);
-
-/// Marks an incident as being worked on by this task until dropped: no other
-/// task of this process, and (through a lease in the store) no other process
-/// runs its playbook meanwhile.
-struct ActiveGuard<'a> {
-    inner: &'a Inner,
-    id: i64,
-}
-
-impl<'a> ActiveGuard<'a> {
-    /// As [`ActiveGuard::claim`], waiting up to `wait` while another task of
-    /// this process holds the incident (not another process).
-    async fn claim_after_local(
-        inner: &'a Inner,
-        id: i64,
-        wait: Duration,
-    ) -> Option<ActiveGuard<'a>> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(guard) = ActiveGuard::claim(inner, id) {
-                return Some(guard);
-            }
-            if !lock(&inner.active).contains(&id) || start.elapsed() >= wait {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn claim(inner: &'a Inner, id: i64) -> Option<ActiveGuard<'a>> {
-        if !lock(&inner.active).insert(id) {
-            return None;
-        }
-        let now = now_ms();
-        let leased = inner.store.try_lease(
-            id,
-            std::process::id(),
-            now,
-            now + LEASE.as_millis() as i64,
-            process_alive,
-        );
-        match leased {
-            Ok(true) => Some(ActiveGuard { inner, id }),
-            other => {
-                if let Err(e) = other {
-                    tracing::error!(incident = id, error = %e, "cannot lease incident");
-                }
-                lock(&inner.active).remove(&id);
-                None
-            }
-        }
-    }
-}
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.inner.store.release_lease(self.id, std::process::id()) {
-            tracing::warn!(incident = self.id, error = %e, "cannot release incident lease");
-        }
-        lock(&self.inner.active).remove(&self.id);
-    }
-}
-
-/// Whether a process still exists (a lease held by a dead one is free).
-/// Where `/proc` is missing, every holder counts as alive and its lease
-/// simply expires.
-pub fn process_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }
 
 #[cfg(test)]

@@ -7,12 +7,17 @@
 //! Reasons never include the value.
 
 use crate::rules::RuleSet;
-use crate::scan::Secret;
+use crate::scan::{Fingerprint, Secret};
 
 /// `Ok` when `new` may be used as the replacement of the leaked key (whose
 /// fingerprint is `leaked_fp`): no control characters, not the leaked key,
 /// and a whole match of one of `provider`'s rule patterns.
-pub fn check(rules: &RuleSet, provider: &str, leaked_fp: &str, new: &Secret) -> Result<(), String> {
+pub fn check(
+    rules: &RuleSet,
+    provider: &str,
+    leaked_fp: &Fingerprint,
+    new: &Secret,
+) -> Result<(), String> {
     let value = new.expose();
     if value.is_empty() {
         return Err("it is empty".into());
@@ -20,7 +25,7 @@ pub fn check(rules: &RuleSet, provider: &str, leaked_fp: &str, new: &Secret) -> 
     if value.chars().any(char::is_control) {
         return Err("it contains a control character (such as a line break)".into());
     }
-    if new.fingerprint().as_str() == leaked_fp {
+    if new.fingerprint() == *leaked_fp {
         return Err("it is the leaked key itself".into());
     }
     let own: Vec<_> = rules
@@ -68,7 +73,7 @@ mod tests {
     fn check_tatum(value: &str) -> Result<(), String> {
         let rules = RuleSet::builtin().unwrap();
         let old = Secret::new(OLD).fingerprint();
-        check(&rules, "tatum", old.as_str(), &Secret::new(value))
+        check(&rules, "tatum", &old, &Secret::new(value))
     }
 
     #[test]

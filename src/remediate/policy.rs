@@ -1,6 +1,7 @@
 //! Which action an incident gets: `remediation.rule_policy[rule]`, else
-//! `remediation.policy[provider]`, else the provider's default (Tatum:
-//! regenerate; every other provider: revoke).
+//! `remediation.policy[provider]`, else the default of the provider's
+//! playbook ([`super::playbook::Playbook::default_action`]; the template
+//! playbook's is revoke).
 //!
 //! Providers driven by rule templates have one containment, the `revoke`
 //! template: for them `regenerate`, `expire` and `freeze` mean revoke, and
@@ -8,19 +9,18 @@
 
 use crate::config::{Action, RemediationConfig};
 
-pub const TATUM: &str = "tatum";
-
-pub fn action_for(config: &RemediationConfig, provider: &str, rule_id: &str) -> Action {
+pub fn action_for(
+    config: &RemediationConfig,
+    provider: &str,
+    rule_id: &str,
+    default: Action,
+) -> Action {
     config
         .rule_policy
         .get(rule_id)
         .or_else(|| config.policy.get(provider))
         .copied()
-        .unwrap_or(if provider == TATUM {
-            Action::Regenerate
-        } else {
-            Action::Revoke
-        })
+        .unwrap_or(default)
 }
 
 pub fn action_name(action: Action) -> &'static str {
@@ -47,7 +47,6 @@ pub fn parse_action(name: &str) -> Option<Action> {
 /// The provider's API base when the config names none.
 pub fn default_api_url(provider: &str) -> Option<&'static str> {
     Some(match provider {
-        TATUM => "https://api.tatum.io",
         "github" => "https://api.github.com",
         "gitlab" => "https://gitlab.com",
         "slack" => "https://slack.com",
@@ -62,13 +61,26 @@ mod tests {
     #[test]
     fn rule_beats_provider_beats_default() {
         let mut c = RemediationConfig::default();
-        assert_eq!(action_for(&c, "tatum", "tatum.api-key"), Action::Regenerate);
-        assert_eq!(action_for(&c, "github", "github.pat"), Action::Revoke);
+        let regen = Action::Regenerate;
+        assert_eq!(action_for(&c, "tatum", "tatum.api-key", regen), regen);
+        assert_eq!(
+            action_for(&c, "github", "github.pat", Action::Revoke),
+            Action::Revoke
+        );
         c.policy.insert("tatum".into(), Action::Expire);
-        assert_eq!(action_for(&c, "tatum", "tatum.api-key"), Action::Expire);
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.api-key", regen),
+            Action::Expire
+        );
         c.rule_policy.insert("tatum.api-key".into(), Action::Notify);
-        assert_eq!(action_for(&c, "tatum", "tatum.api-key"), Action::Notify);
-        assert_eq!(action_for(&c, "tatum", "tatum.other"), Action::Expire);
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.api-key", regen),
+            Action::Notify
+        );
+        assert_eq!(
+            action_for(&c, "tatum", "tatum.other", regen),
+            Action::Expire
+        );
         for a in ["regenerate", "expire", "freeze", "revoke", "notify"] {
             assert_eq!(parse_action(a).map(action_name), Some(a));
         }

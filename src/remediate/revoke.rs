@@ -2,14 +2,62 @@
 //! verify → revoke → confirm (verify again: dead) → close.
 //!
 //! A revoke whose answer was lost is not repeated before verify says the key
-//! still works.
+//! still works. This is the [`Playbook`] of every provider without one of
+//! its own.
 
 use super::ctx::{Accept, Ctx};
 use super::http_action::{Reply, Request, Vars};
+use super::playbook::{BoxFuture, Capabilities, Playbook};
 use super::StepError;
-use crate::config::Action;
-use crate::rules::HttpTemplate;
+use crate::config::{Action, Config};
+use crate::rules::{HttpTemplate, RuleSet};
 use crate::scan::Secret;
+use crate::store::{IncidentRow, Stage, State};
+
+/// The rule templates' playbook.
+pub(crate) struct TemplatePlaybook {
+    config: Config,
+    rules: RuleSet,
+}
+
+impl TemplatePlaybook {
+    pub fn new(config: &Config, rules: RuleSet) -> TemplatePlaybook {
+        TemplatePlaybook {
+            config: config.clone(),
+            rules,
+        }
+    }
+}
+
+impl Playbook for TemplatePlaybook {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            verify: true,
+            revoke: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn default_action(&self) -> Action {
+        Action::Revoke
+    }
+
+    fn settled(&self, row: &IncidentRow, action: Action) -> bool {
+        row.state == State::Verified && action == Action::Notify
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(run(self, ctx))
+    }
+
+    fn plan(&self, ctx: &Ctx<'_>) -> Vec<String> {
+        describe(self, ctx)
+    }
+
+    fn next_steps(&self, row: &IncidentRow) -> Vec<String> {
+        revoke_steps(row)
+    }
+}
 
 enum Flow {
     Next,
@@ -21,17 +69,25 @@ enum Liveness {
     Dead,
 }
 
-pub(super) async fn run(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     loop {
-        let flow = match ctx.row.stage.as_str() {
-            "detected" => verify_leaked(ctx).await?,
-            "verified" => revoke(ctx).await?,
-            "revoked" => confirm(ctx).await?,
-            "confirmed" => {
-                ctx.advance("closed", "closed")?;
+        let flow = match ctx.row().stage {
+            Stage::Detected => verify_leaked(p, ctx).await?,
+            Stage::Verified => revoke(p, ctx).await?,
+            Stage::Revoked => confirm(p, ctx).await?,
+            Stage::Confirmed => {
+                ctx.advance(IncidentRow::close)?;
                 Flow::Stop
             }
-            _ => Flow::Stop,
+            // Not stages of this playbook (a provider that changed
+            // playbooks): nothing to do; finished ones stay finished.
+            Stage::Contained
+            | Stage::Inventoried
+            | Stage::Rotated
+            | Stage::Propagated
+            | Stage::Expired
+            | Stage::Closed
+            | Stage::NotLive => Flow::Stop,
         };
         if let Flow::Stop = flow {
             return Ok(());
@@ -39,8 +95,8 @@ pub(super) async fn run(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
 }
 
-fn templates(ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<HttpTemplate>) {
-    match ctx.inner.rules.get(&ctx.row.rule_id) {
+fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<HttpTemplate>) {
+    match p.rules.get(&ctx.row().rule_id) {
         Some(rule) => (rule.spec.verify.clone(), rule.spec.revoke.clone()),
         None => (None, None),
     }
@@ -60,21 +116,22 @@ pub fn api_url(config: &crate::config::Config, provider: &str) -> String {
 }
 
 fn request(
+    p: &TemplatePlaybook,
     ctx: &Ctx<'_>,
     t: &HttpTemplate,
     key: &Secret,
     what: &str,
 ) -> Result<Request, StepError> {
-    let api = api_url(&ctx.inner.config, &ctx.row.provider);
+    let api = api_url(&p.config, &ctx.row().provider);
     let vars = Vars {
         secret: key,
         api_url: &api,
-        allow_insecure_http: ctx.inner.config.allow_insecure_http,
+        allow_insecure_http: p.config.allow_insecure_http,
     };
     Ok(Request::from_template(
         t,
         &vars,
-        &format!("rule {} {what}", ctx.row.rule_id),
+        &format!("rule {} {what}", ctx.row().rule_id),
     )?)
 }
 
@@ -102,12 +159,13 @@ fn says_not_ok(t: &HttpTemplate, reply: &Reply) -> Option<String> {
 }
 
 async fn verify(
+    p: &TemplatePlaybook,
     ctx: &mut Ctx<'_>,
     t: &HttpTemplate,
     key: &Secret,
     step: &str,
 ) -> Result<Liveness, StepError> {
-    let req = request(ctx, t, key, "verify")?;
+    let req = request(p, ctx, t, key, "verify")?;
     let answers: Vec<u16> = t.live.iter().chain(&t.dead).copied().collect();
     let reply = ctx.call(step, &req, Accept::verify(&answers)).await?;
     if t.dead.contains(&reply.status) {
@@ -133,67 +191,67 @@ async fn verify(
     ))
 }
 
-async fn verify_leaked(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    let Some(key) = ctx.secret.clone() else {
+async fn verify_leaked(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let Some(key) = ctx.secret() else {
         return Ok(Flow::Stop);
     };
-    let (verify_t, _) = templates(ctx);
+    let (verify_t, _) = templates(p, ctx);
     let Some(t) = verify_t else {
         ctx.note("verify", "skipped: the rule has no verify action");
-        ctx.advance("verified", "detected")?;
+        ctx.advance(IncidentRow::skip_verify)?;
         return Ok(Flow::Next);
     };
-    match verify(ctx, &t, &key, "verify").await? {
+    match verify(p, ctx, &t, &key, "verify").await? {
         Liveness::Live => {
             ctx.note("verify", "live");
-            ctx.advance("verified", "verified")?;
+            ctx.advance(IncidentRow::verify)?;
             Ok(Flow::Next)
         }
         Liveness::Dead => {
             ctx.note("verify", "dead: already revoked; nothing changed");
-            ctx.advance("not-live", "not-live")?;
+            ctx.advance(IncidentRow::not_live)?;
             Ok(Flow::Stop)
         }
     }
 }
 
-async fn revoke(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     if ctx.policy() == Action::Notify {
         return Ok(Flow::Stop);
     }
-    let Some(key) = ctx.secret.clone() else {
+    let Some(key) = ctx.secret() else {
         return Ok(Flow::Stop);
     };
-    let (verify_t, revoke_t) = templates(ctx);
+    let (verify_t, revoke_t) = templates(p, ctx);
     let Some(t) = revoke_t else {
         let reason = format!(
             "the rule {} has no revoke action: revoke the key in {}'s settings",
-            ctx.row.rule_id, ctx.row.provider
+            ctx.row().rule_id,
+            ctx.row().provider
         );
-        ctx.wait("waiting-manual", reason)?;
+        ctx.wait(State::WaitingManual, reason)?;
         return Ok(Flow::Stop);
     };
-    let store = &ctx.inner.store;
-    let earlier =
-        store.step_done(ctx.row.id, "revoke")? || store.step_uncertain(ctx.row.id, "revoke")?;
+    let earlier = ctx.step_done("revoke")? || ctx.step_uncertain("revoke")?;
     if let (true, Some(v)) = (earlier, &verify_t) {
-        if let Liveness::Dead = verify(ctx, v, &key, "verify").await? {
+        if let Liveness::Dead = verify(p, ctx, v, &key, "verify").await? {
             return revoked(ctx, "an earlier call took effect (the key no longer works)");
         }
     }
-    call_revoke(ctx, &key, &t, verify_t.as_ref()).await
+    call_revoke(p, ctx, &key, &t, verify_t.as_ref()).await
 }
 
 /// Sends the revoke template. After an answer that may hide a revoke
 /// (timeout, 5xx) the key is verified first, when the rule can: dead means
 /// it happened.
 async fn call_revoke(
+    p: &TemplatePlaybook,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     t: &HttpTemplate,
     verify_t: Option<&HttpTemplate>,
 ) -> Result<Flow, StepError> {
-    let req = request(ctx, t, key, "revoke")?;
+    let req = request(p, ctx, t, key, "revoke")?;
     let ok: Vec<u16> = if t.ok.is_empty() {
         vec![200, 202, 204]
     } else {
@@ -222,35 +280,35 @@ async fn call_revoke(
             Err(e) => return Err(e),
         };
         if let Some(v) = verify_t {
-            if let Liveness::Dead = verify(ctx, v, key, "verify").await? {
+            if let Liveness::Dead = verify(p, ctx, v, key, "verify").await? {
                 return revoked(ctx, "took effect although the answer was lost");
             }
         }
-        if attempt >= ctx.inner.retry.max_attempts {
+        if attempt >= ctx.retry().max_attempts {
             return Err(ctx.provider_error(
                 "revoke",
                 format!("{reason} ({attempt} attempts); will retry on the next run"),
             ));
         }
-        tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
+        tokio::time::sleep(ctx.retry().delay(attempt, None)).await;
     }
 }
 
 fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError> {
     ctx.note("revoke", result);
-    ctx.row.action = Some("revoke".into());
-    ctx.advance("revoked", "revoked")?;
+    ctx.set_action("revoke");
+    ctx.advance(IncidentRow::revoke)?;
     Ok(Flow::Next)
 }
 
-async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    let (verify_t, _) = templates(ctx);
-    match (verify_t, ctx.secret.clone()) {
-        (Some(t), Some(key)) => match verify(ctx, &t, &key, "confirm").await? {
+async fn confirm(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let (verify_t, _) = templates(p, ctx);
+    match (verify_t, ctx.secret()) {
+        (Some(t), Some(key)) => match verify(p, ctx, &t, &key, "confirm").await? {
             Liveness::Dead => ctx.note("confirm", "the key no longer works"),
             Liveness::Live => {
                 ctx.wait(
-                    "revoked",
+                    State::Revoked,
                     "the provider accepted the revoke but the key still works; keysentry checks again on the next run".into(),
                 )?;
                 return Ok(Flow::Stop);
@@ -258,6 +316,68 @@ async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         },
         _ => ctx.note("confirm", "skipped: no verify action or no copy of the key"),
     }
-    ctx.advance("confirmed", "confirmed")?;
+    ctx.advance(IncidentRow::confirm)?;
     Ok(Flow::Next)
+}
+
+/// What the owner does by hand, by state.
+fn revoke_steps(row: &IncidentRow) -> Vec<String> {
+    let provider = &row.provider;
+    match row.state {
+        State::Closed => vec![format!(
+            "The key was revoked at {provider}; create a new one for whatever used it, and store it in a secret manager."
+        )],
+        State::WaitingManual => vec![format!(
+            "Revoke the key in {provider}'s settings (keysentry has no revoke action for rule {}); create a new one for whatever used it.",
+            row.rule_id
+        )],
+        State::Revoked => vec![format!(
+            "{provider} accepted the revoke but still accepts the key: check in {provider}'s settings that it is gone."
+        )],
+        State::Failed | State::Detected | State::Verified => vec![format!(
+            "The key works: revoke it in {provider}'s settings and create a new one."
+        )],
+        _ => Vec::new(),
+    }
+}
+
+fn past(ctx: &Ctx<'_>, stages: &[Stage]) -> bool {
+    !stages.contains(&ctx.row().stage)
+}
+
+/// The dry run: what a pass would do from the incident's stage on.
+fn describe(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> Vec<String> {
+    let (verify_t, revoke_t) = templates(p, ctx);
+    let api = api_url(&p.config, &ctx.row().provider);
+    let show = |t: &HttpTemplate| {
+        format!(
+            "{} {}",
+            t.method.to_ascii_uppercase(),
+            t.url
+                .replace("{{api_url}}", &api)
+                .replace("{{ api_url }}", &api)
+        )
+    };
+    let mut plan = Vec::new();
+    if !past(ctx, &[Stage::Detected]) {
+        plan.push(match &verify_t {
+            Some(t) => format!("verify: {}", show(t)),
+            None => "verify: none (the rule has no verify action)".into(),
+        });
+    }
+    if ctx.policy() == Action::Notify {
+        plan.push("notify the owner; no revoke (policy notify)".into());
+        return plan;
+    }
+    plan.push(match &revoke_t {
+        Some(t) => format!("revoke: {}", show(t)),
+        None => format!(
+            "revoke: by the owner in {}'s settings (the rule has no revoke action)",
+            ctx.row().provider
+        ),
+    });
+    if verify_t.is_some() {
+        plan.push("confirm: verify answers dead".into());
+    }
+    plan
 }

@@ -1,27 +1,28 @@
 //! Incidents, their locations and the alerts sent about them.
 
-use super::{Store, StoreError};
+use super::{Stage, State, Store, StoreError};
+use crate::scan::Fingerprint;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, OptionalExtension, Row};
 
 /// A leaked key as the store knows it: fingerprint and redacted form only.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IncidentRow {
     pub id: i64,
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub provider: String,
     pub rule_id: String,
     pub rule_name: String,
     pub redacted: String,
     pub owner: Option<String>,
-    pub state: String,
-    pub stage: String,
+    pub state: State,
+    pub stage: Stage,
     pub action: Option<String>,
     pub reason: Option<String>,
-    pub testnet: Option<bool>,
-    pub subscriptions: Option<u64>,
-    pub virtual_accounts: Option<u64>,
-    pub new_fingerprint: Option<String>,
-    pub new_redacted: Option<String>,
+    /// What the incident's playbook records beyond these columns; its keys
+    /// appear at the top level of the JSON output (`testnet`, ...).
+    #[serde(flatten)]
+    pub playbook_data: PlaybookData,
     pub failures: u32,
     /// A failed or waiting incident is not tried again by the poller before
     /// this time (unix ms).
@@ -34,28 +35,88 @@ pub struct IncidentRow {
     pub updated_at: String,
 }
 
-/// Every state an incident can be in (see the store's schema), in the order
-/// of the playbooks; `incidents list --state` accepts these.
-pub const STATES: &[&str] = &[
-    "detected",
-    "verified",
-    "contained",
-    "rotated",
-    "expired",
-    "revoked",
-    "confirmed",
-    "closed",
-    "waiting-manual",
-    "not-live",
-    "failed",
-    "planned",
-    "resolved",
-];
+/// The `playbook_data` column: a JSON object only the incident's playbook
+/// reads and writes, through a typed struct of its own ([`get`], [`set`]).
+/// The store checks it is an object, nothing more.
+///
+/// [`get`]: PlaybookData::get
+/// [`set`]: PlaybookData::set
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct PlaybookData(serde_json::Map<String, serde_json::Value>);
+
+impl PlaybookData {
+    /// The playbook's view of the data. Data it cannot read (written by a
+    /// newer keysentry, edited by hand) reads as its default, and the error
+    /// says why.
+    pub fn get<T: serde::de::DeserializeOwned + Default>(&self) -> (T, Option<String>) {
+        match serde_json::from_value(serde_json::Value::Object(self.0.clone())) {
+            Ok(t) => (t, None),
+            Err(e) => (T::default(), Some(e.to_string())),
+        }
+    }
+
+    /// Replaces the data with `data` (a struct that serializes to an
+    /// object; anything else leaves the data empty).
+    pub fn set<T: serde::Serialize>(&mut self, data: &T) {
+        self.0 = match serde_json::to_value(data) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+    }
+}
+
+impl ToSql for PlaybookData {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        let text = serde_json::to_string(&self.0)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(ToSqlOutput::from(text))
+    }
+}
+
+impl FromSql for PlaybookData {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        match serde_json::from_str(v.as_str()?) {
+            Ok(serde_json::Value::Object(map)) => Ok(PlaybookData(map)),
+            Ok(_) => Err(FromSqlError::Other(
+                "playbook_data is not a JSON object".into(),
+            )),
+            Err(e) => Err(FromSqlError::Other(Box::new(e))),
+        }
+    }
+}
+
+/// Fingerprints are stored as their hex form and read back checked: a
+/// malformed one is an error, not a silently dropped incident.
+impl ToSql for Fingerprint {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Fingerprint {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Fingerprint::parse(s).ok_or_else(|| {
+            FromSqlError::Other(
+                format!(
+                    "`{}` is not a key fingerprint (64 lowercase hex digits)",
+                    s.chars().take(16).collect::<String>()
+                )
+                .into(),
+            )
+        })
+    }
+}
+
+/// Every state an incident can be in, in the order of the playbooks;
+/// `incidents list --state` accepts these.
+pub const STATES: &[State] = State::ALL;
 
 /// What a finding contributes to a new incident.
 #[derive(Debug, Clone)]
 pub struct NewIncident {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub provider: String,
     pub rule_id: String,
     pub rule_name: String,
@@ -109,8 +170,8 @@ pub struct AlertRow {
 
 pub(super) const INCIDENT_COLUMNS: &str =
     "id, fingerprint, provider, rule_id, rule_name, redacted, owner, \
-     state, stage, action, reason, testnet, subscriptions, virtual_accounts, new_fingerprint, \
-     new_redacted, failures, retry_at_ms, created_at, updated_at, waits, reminded_at_ms";
+     state, stage, action, reason, playbook_data, failures, retry_at_ms, created_at, updated_at, \
+     waits, reminded_at_ms";
 
 pub(super) fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
@@ -125,17 +186,13 @@ pub(super) fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
         stage: r.get(8)?,
         action: r.get(9)?,
         reason: r.get(10)?,
-        testnet: r.get(11)?,
-        subscriptions: r.get::<_, Option<i64>>(12)?.map(|n| n.max(0) as u64),
-        virtual_accounts: r.get::<_, Option<i64>>(13)?.map(|n| n.max(0) as u64),
-        new_fingerprint: r.get(14)?,
-        new_redacted: r.get(15)?,
-        failures: r.get::<_, i64>(16)?.clamp(0, u32::MAX as i64) as u32,
-        retry_at_ms: r.get(17)?,
-        created_at: r.get(18)?,
-        updated_at: r.get(19)?,
-        waits: r.get::<_, i64>(20)?.clamp(0, u32::MAX as i64) as u32,
-        reminded_at_ms: r.get(21)?,
+        playbook_data: r.get(11)?,
+        failures: r.get::<_, i64>(12)?.clamp(0, u32::MAX as i64) as u32,
+        retry_at_ms: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+        waits: r.get::<_, i64>(16)?.clamp(0, u32::MAX as i64) as u32,
+        reminded_at_ms: r.get(17)?,
     })
 }
 
@@ -220,7 +277,7 @@ impl Store {
     /// `None`), oldest first.
     pub fn incidents_where(
         &self,
-        state: Option<&str>,
+        state: Option<State>,
         provider: Option<&str>,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         self.query_incidents(
@@ -274,9 +331,8 @@ impl Store {
         self.with_conn(|c| {
             c.execute(
                 "UPDATE incidents SET owner = ?2, state = ?3, stage = ?4, action = ?5, \
-                 reason = ?6, testnet = ?7, subscriptions = ?8, virtual_accounts = ?9, \
-                 new_fingerprint = ?10, new_redacted = ?11, failures = ?12, retry_at_ms = ?13, \
-                 waits = ?14, reminded_at_ms = ?15, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                 reason = ?6, playbook_data = ?7, failures = ?8, retry_at_ms = ?9, \
+                 waits = ?10, reminded_at_ms = ?11, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
                 params![
                     row.id,
                     row.owner,
@@ -284,11 +340,7 @@ impl Store {
                     row.stage,
                     row.action,
                     row.reason,
-                    row.testnet,
-                    row.subscriptions.map(|n| n as i64),
-                    row.virtual_accounts.map(|n| n as i64),
-                    row.new_fingerprint,
-                    row.new_redacted,
+                    row.playbook_data,
                     row.failures as i64,
                     row.retry_at_ms,
                     row.waits as i64,
@@ -418,10 +470,10 @@ mod tests {
 
     fn new(fp: &str, path: &str) -> NewIncident {
         NewIncident {
-            fingerprint: fp.into(),
-            provider: "tatum".into(),
-            rule_id: "tatum.api-key".into(),
-            rule_name: "Tatum API key".into(),
+            fingerprint: Fingerprint::of(fp.as_bytes()),
+            provider: "github".into(),
+            rule_id: "github.pat".into(),
+            rule_name: "GitHub token".into(),
             redacted: "t-66…[51 chars]".into(),
             owner: None,
             location: LocationRow {
@@ -432,7 +484,7 @@ mod tests {
                 commit: None,
                 repo: None,
                 author_email: None,
-                rule_id: "tatum.api-key".into(),
+                rule_id: "github.pat".into(),
                 first_seen: String::new(),
             },
         }
@@ -462,14 +514,26 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let id = store.record_findings(&[new("aa", "a")]).unwrap()[0].0;
         let mut row = store.incident(id).unwrap().unwrap();
-        row.state = "contained".into();
-        row.subscriptions = Some(2);
-        row.testnet = Some(true);
+        row.state = State::Contained;
+        #[derive(serde::Serialize, serde::Deserialize, Default, PartialEq, Debug)]
+        struct Data {
+            subscriptions: Option<u64>,
+            testnet: Option<bool>,
+        }
+        let data = Data {
+            subscriptions: Some(2),
+            testnet: Some(true),
+        };
+        row.playbook_data.set(&data);
         store.save_incident(&row).unwrap();
         let back = store.incident(id).unwrap().unwrap();
         assert_eq!(back.state, "contained");
-        assert_eq!(back.subscriptions, Some(2));
-        assert_eq!(back.testnet, Some(true));
+        assert_eq!(back.playbook_data.get::<Data>(), (data, None));
+        let json = serde_json::to_value(&back).unwrap();
+        assert_eq!(
+            (&json["subscriptions"], &json["state"]),
+            (&2.into(), &"contained".into())
+        );
         assert_eq!(store.open_incidents_after(0, 10).unwrap().len(), 1);
     }
 

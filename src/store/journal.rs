@@ -151,10 +151,10 @@ mod tests {
     fn incident(store: &Store) -> i64 {
         store
             .record_findings(&[NewIncident {
-                fingerprint: "aa".into(),
-                provider: "tatum".into(),
-                rule_id: "tatum.api-key".into(),
-                rule_name: "Tatum".into(),
+                fingerprint: crate::scan::Fingerprint::of(b"aa"),
+                provider: "github".into(),
+                rule_id: "github.pat".into(),
+                rule_name: "GitHub token".into(),
                 redacted: "t-…".into(),
                 owner: None,
                 location: LocationRow {
@@ -165,7 +165,7 @@ mod tests {
                     commit: None,
                     repo: None,
                     author_email: None,
-                    rule_id: "tatum.api-key".into(),
+                    rule_id: "github.pat".into(),
                     first_seen: String::new(),
                 },
             }])

@@ -4,7 +4,7 @@
 //! engine's passes and these transitions alike leave an entry.
 
 use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
-use super::{IncidentRow, Store, StoreError};
+use super::{IncidentRow, Stage, State, Store, StoreError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// One state change of an incident.
@@ -27,7 +27,7 @@ pub enum TransitionError {
     #[error("incident {id} is already resolved; `keysentry incidents reopen {id}` puts it back in the engine's hands")]
     AlreadyResolved { id: i64 },
     #[error("incident {id} is already {state}: keysentry finished it, there is nothing to resolve (`keysentry incidents reopen {id}` starts it over)")]
-    Finished { id: i64, state: String },
+    Finished { id: i64, state: State },
     #[error("incident {id} is being remediated right now by process {pid}; try again in a moment")]
     Busy { id: i64, pid: i64 },
     #[error(transparent)]
@@ -39,7 +39,7 @@ pub enum TransitionError {
 pub struct Reopened {
     pub row: IncidentRow,
     /// The state before.
-    pub was: String,
+    pub was: State,
     /// It was open already: only its next poll was made due now.
     pub already_open: bool,
 }
@@ -61,16 +61,6 @@ impl Lease {
             }
             _ => None,
         }
-    }
-}
-
-/// The user-visible state of an incident whose playbook stands at `stage`
-/// (the pairs the playbooks' `advance` calls write).
-fn state_for_stage(stage: &str) -> &str {
-    match stage {
-        "inventoried" => "contained",
-        "propagated" => "rotated",
-        other => other,
     }
 }
 
@@ -115,20 +105,20 @@ impl Store {
         alive: impl Fn(u32) -> bool,
     ) -> Result<IncidentRow, TransitionError> {
         self.transition(id, me, now_ms, alive, |tx, row| {
-            match row.state.as_str() {
-                "resolved" => return Err(TransitionError::AlreadyResolved { id }),
-                "closed" | "not-live" => {
+            match row.state {
+                State::Resolved => return Err(TransitionError::AlreadyResolved { id }),
+                State::Closed | State::NotLive => {
                     return Err(TransitionError::Finished {
                         id,
-                        state: row.state.clone(),
+                        state: row.state,
                     })
                 }
                 _ => {}
             }
             tx.execute(
-                "UPDATE incidents SET state = 'resolved', reason = ?2, retry_at_ms = NULL, \
+                "UPDATE incidents SET state = ?3, reason = ?2, retry_at_ms = NULL, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-                params![id, note],
+                params![id, note, State::Resolved],
             )
             .map_err(|e| self.sql_error(e))?;
             Ok(())
@@ -146,16 +136,16 @@ impl Store {
         now_ms: i64,
         alive: impl Fn(u32) -> bool,
     ) -> Result<Reopened, TransitionError> {
-        let mut was = String::new();
+        let mut was = State::Detected;
         let mut already_open = false;
         let row = self.transition(id, me, now_ms, alive, |tx, row| {
-            was = row.state.clone();
-            let (stage, state) = match row.state.as_str() {
-                "resolved" => (row.stage.clone(), state_for_stage(&row.stage).to_string()),
-                "closed" | "not-live" => ("detected".to_string(), "detected".to_string()),
+            was = row.state;
+            let (stage, state) = match row.state {
+                State::Resolved => (row.stage, State::of_stage(row.stage)),
+                State::Closed | State::NotLive => (Stage::Detected, State::Detected),
                 _ => {
                     already_open = true;
-                    (row.stage.clone(), row.state.clone())
+                    (row.stage, row.state)
                 }
             };
             let reason = if already_open {
@@ -233,10 +223,10 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let id = store
             .record_findings(&[NewIncident {
-                fingerprint: "aa".into(),
-                provider: "tatum".into(),
-                rule_id: "tatum.api-key".into(),
-                rule_name: "Tatum API key".into(),
+                fingerprint: crate::scan::Fingerprint::of(b"aa"),
+                provider: "github".into(),
+                rule_id: "github.pat".into(),
+                rule_name: "GitHub token".into(),
                 redacted: "t-66…[51 chars]".into(),
                 owner: None,
                 location: LocationRow {
@@ -247,7 +237,7 @@ mod tests {
                     commit: None,
                     repo: None,
                     author_email: None,
-                    rule_id: "tatum.api-key".into(),
+                    rule_id: "github.pat".into(),
                     first_seen: String::new(),
                 },
             }])
@@ -258,8 +248,8 @@ mod tests {
 
     fn set(store: &Store, id: i64, stage: &str, state: &str) {
         let mut row = store.incident(id).unwrap().unwrap();
-        row.stage = stage.into();
-        row.state = state.into();
+        row.stage = stage.parse().unwrap();
+        row.state = state.parse().unwrap();
         row.reason = Some(format!("now {state}"));
         store.save_incident(&row).unwrap();
     }

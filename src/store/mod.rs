@@ -11,14 +11,16 @@ mod daemon;
 mod incidents;
 mod journal;
 mod lifecycle;
+mod state;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
-pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, STATES};
+pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, PlaybookData, STATES};
 pub use journal::{JournalEntry, Outcome};
 pub use lifecycle::{EventRow, Reopened, TransitionError};
+pub use state::{Refused, Stage, State, UnknownValue};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,6 +37,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_incident_lifecycle",
         include_str!("migrations/0004_incident_lifecycle.sql"),
+    ),
+    (
+        "0005_typed_incidents",
+        include_str!("migrations/0005_typed_incidents.sql"),
     ),
 ];
 
@@ -175,6 +181,26 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known: MIGRATIONS.len(),
         });
     }
+    if version == MIGRATIONS.len() {
+        return Ok(());
+    }
+    // A migration that rebuilds a table (SQLite's way to add a CHECK) drops
+    // it while other tables point at it: foreign keys are off meanwhile (the
+    // pragma is a no-op inside a transaction, hence out here) and checked
+    // before each migration commits.
+    let sql = |source| StoreError::Sql {
+        path: path.to_path_buf(),
+        source,
+    };
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(sql)?;
+    let migrated = apply(conn, path, version);
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    migrated
+}
+
+fn apply(conn: &mut Connection, path: &Path, version: usize) -> Result<(), StoreError> {
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version) {
         let fail = |source| StoreError::Migrate {
             path: path.to_path_buf(),
@@ -183,6 +209,16 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         };
         let tx = conn.transaction().map_err(fail)?;
         tx.execute_batch(sql).map_err(fail)?;
+        let dangling: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .map_err(fail)?;
+        if let Some(table) = dangling {
+            return Err(fail(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!("rows of {table} point at no incident")),
+            )));
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(fail)?;
         tx.commit().map_err(fail)?;

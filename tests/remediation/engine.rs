@@ -6,6 +6,7 @@ use keysentry::config::Config;
 use keysentry::remediate::Engine;
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Chunk, Finding, Origin, Scanner};
+use keysentry::store::State;
 use std::sync::Arc;
 
 const CONFIG: &str = "
@@ -68,12 +69,12 @@ fn concurrent_sightings_of_one_key_regenerate_it_once() {
         }
         let mut states = Vec::new();
         for t in tasks {
-            states.push(t.await.unwrap().unwrap()[0].state.clone());
+            states.push(t.await.unwrap().unwrap()[0].state);
         }
         states
     });
 
-    assert!(states.contains(&"closed".to_string()), "{states:?}");
+    assert!(states.contains(&State::Closed), "{states:?}");
     assert_eq!(ws.sim.count("POST", "/mgmt/tatum/regenerate"), 1);
     assert_eq!(ws.sim.count("PUT", "/v3/tatum/freeze"), 1);
     assert_eq!(ws.read("restarts"), "restarted\n");
@@ -120,7 +121,7 @@ fn retry_pending_polls_a_manual_rotation_even_after_a_restart() {
     );
 
     let done = rt
-        .block_on(second.set_tatum_key(polled[0].incident_id, new_key.clone()))
+        .block_on(second.hand_over_key(polled[0].incident_id, new_key.clone()))
         .unwrap();
     assert_eq!(done.state, "closed", "{done:?}");
     assert_eq!(

@@ -61,10 +61,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
     let incidents = incidents(&db(&dir));
     assert_eq!(incidents.len(), 1);
     let incident = &incidents[0];
-    assert_eq!(
-        incident.fingerprint,
-        Fingerprint::of(key(20).as_bytes()).as_str()
-    );
+    assert_eq!(incident.fingerprint, Fingerprint::of(key(20).as_bytes()));
     assert_eq!(incident.state, "contained");
     assert_eq!(incident.owner.as_deref(), Some("alice@example.com"));
     let store = Store::open(&db(&dir)).unwrap();

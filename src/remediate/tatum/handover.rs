@@ -3,11 +3,13 @@
 //! point of `tatum set-key`.
 
 use super::super::ctx::Ctx;
-use super::super::{propagate, StepError};
-use super::{key_in, run, tatum_config, verify, Flow, Liveness};
+use super::super::playbook::HandOverError;
+use super::super::{new_key, propagate, StepError};
+use super::{key_in, run, verify, Flow, Liveness, TatumData, TatumPlaybook};
 use crate::config::Consumer;
+use crate::rules::RuleSet;
 use crate::scan::{Fingerprint, Secret};
-use crate::store::Outcome;
+use crate::store::{IncidentRow, Outcome, Stage, State};
 
 /// The configured consumers by what their env file holds now.
 #[derive(Default)]
@@ -21,12 +23,17 @@ struct Holders {
     refused: Vec<propagate::PropagateError>,
 }
 
-fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Holders {
+fn holders(
+    p: &TatumPlaybook,
+    ctx: &mut Ctx<'_>,
+    old_fp: &Fingerprint,
+    new_fp: Option<&Fingerprint>,
+) -> Holders {
     let mut h = Holders::default();
-    for c in tatum_config(ctx).consumers {
+    for c in p.tatum.consumers.iter().cloned() {
         match propagate::current_fingerprint(&c) {
             Ok(Some(fp)) if fp == *old_fp => h.old.push(c),
-            Ok(Some(fp)) if Some(fp.as_str()) == new_fp => h.new.push(c),
+            Ok(Some(fp)) if Some(&fp) == new_fp => h.new.push(c),
             Ok(_) => {}
             // A file that does not exist holds no key.
             Err(propagate::PropagateError::Read { source, .. })
@@ -45,31 +52,30 @@ fn holders(ctx: &mut Ctx<'_>, old_fp: &Fingerprint, new_fp: Option<&str>) -> Hol
     h
 }
 
-pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    let old_fp = Fingerprint::parse(&ctx.row.fingerprint)
-        .ok_or_else(|| ctx.provider_error("propagate", "the stored fingerprint is malformed"))?;
-    let new_fp = ctx.row.new_fingerprint.clone();
-    let holders = holders(ctx, &old_fp, new_fp.as_deref());
-    if ctx.new_secret.is_none() {
+pub(super) async fn hand_over(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let old_fp = ctx.row().fingerprint.clone();
+    let new_fp = ctx.data::<TatumData>().new_fingerprint;
+    let holders = holders(p, ctx, &old_fp, new_fp.as_ref());
+    if ctx.new_secret().is_none() {
         // A previous run wrote it to a consumer before it stopped.
-        ctx.new_secret = new_fp.as_deref().and_then(|fp| key_in(&holders.new, fp));
+        ctx.set_new_secret(new_fp.as_ref().and_then(|fp| key_in(&holders.new, fp)));
     }
-    let Some(new) = ctx.new_secret.clone() else {
+    let Some(new) = ctx.new_secret() else {
         if holders.old.is_empty() && holders.unreadable.is_none() && holders.refused.is_empty() {
             ctx.note("propagate", "no consumer held the leaked key");
-            ctx.advance("propagated", "rotated")?;
+            ctx.advance(IncidentRow::propagate)?;
             return Ok(Flow::Next);
         }
         let names: Vec<&str> = holders.old.iter().map(|c| c.name.as_str()).collect();
         let mut reason = format!(
             "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
-            ctx.row.id,
+            ctx.row().id,
             if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
         );
         for e in &holders.refused {
             reason.push_str(&format!("; {e}"));
         }
-        ctx.wait("waiting-manual", reason)?;
+        ctx.wait(State::WaitingManual, reason)?;
         return Ok(Flow::Stop);
     };
     for c in &holders.old {
@@ -79,7 +85,7 @@ pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     for c in &holders.new {
         // Written by a run that stopped before the restart completed.
         let step = format!("restart:{}", c.name);
-        if !ctx.inner.store.step_done(ctx.row.id, &step)? {
+        if !ctx.step_done(&step)? {
             restart(ctx, c).await?;
         }
     }
@@ -91,7 +97,7 @@ pub(super) async fn hand_over(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     if let Some(e) = holders.refused.into_iter().next() {
         return Err(e.into());
     }
-    ctx.advance("propagated", "rotated")?;
+    ctx.advance(IncidentRow::propagate)?;
     Ok(Flow::Next)
 }
 
@@ -102,15 +108,13 @@ fn write_new_key(
     new: &Secret,
 ) -> Result<(), StepError> {
     let step = format!("propagate:{}", c.name);
-    let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
+    let entry = ctx.journal_start(&step)?;
     let written = propagate::rewrite(c, old_fp, new);
     let (outcome, detail) = match &written {
         Ok(_) => (Outcome::Ok, c.env_file.display().to_string()),
         Err(e) => (Outcome::Failed, e.to_string()),
     };
-    ctx.inner
-        .store
-        .journal_complete(entry, outcome, None, &detail)?;
+    ctx.journal_complete(entry, outcome, None, &detail)?;
     written?;
     let what = format!(
         "wrote the new key to {} ({})",
@@ -126,28 +130,26 @@ async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
         return Ok(());
     }
     let step = format!("restart:{}", c.name);
-    let entry = ctx.inner.store.journal_start(ctx.row.id, &step)?;
-    let ran = propagate::restart(c, ctx.inner.restart_timeout).await;
+    let entry = ctx.journal_start(&step)?;
+    let ran = propagate::restart(c, ctx.restart_timeout()).await;
     let (outcome, detail) = match &ran {
         Ok(_) => (Outcome::Ok, c.restart.join(" ")),
         Err(e) => (Outcome::Failed, e.to_string()),
     };
-    ctx.inner
-        .store
-        .journal_complete(entry, outcome, None, &detail)?;
+    ctx.journal_complete(entry, outcome, None, &detail)?;
     ran?;
     ctx.note(&step, format!("ran `{}`", c.restart.join(" ")));
     Ok(())
 }
 
-pub(super) async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    match ctx.secret.clone() {
-        Some(old) => match verify(ctx, &old, "confirm:old").await? {
+pub(super) async fn confirm(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    match ctx.secret() {
+        Some(old) => match verify(p, ctx, &old, "confirm:old").await? {
             Liveness::Dead => ctx.note("confirm:old", "old key answers 401"),
             _ => {
-                let state = ctx.row.state.clone();
+                let state = ctx.row().state;
                 ctx.wait(
-                    &state,
+                    state,
                     "the old key still works at Tatum; keysentry checks again on the next run"
                         .into(),
                 )?;
@@ -159,13 +161,13 @@ pub(super) async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
             "skipped: this process has no copy of the old key",
         ),
     }
-    if ctx.row.stage == "propagated" {
-        let new = ctx.new_secret.clone().or_else(|| {
-            let fp = ctx.row.new_fingerprint.clone()?;
-            key_in(&tatum_config(ctx).consumers, &fp)
+    if ctx.row().stage == Stage::Propagated {
+        let new = ctx.new_secret().or_else(|| {
+            let fp = ctx.data::<TatumData>().new_fingerprint?;
+            key_in(&p.tatum.consumers, &fp)
         });
         match new {
-            Some(new) => match verify(ctx, &new, "confirm:new").await? {
+            Some(new) => match verify(p, ctx, &new, "confirm:new").await? {
                 Liveness::Dead => {
                     return Err(ctx.provider_error(
                         "confirm:new",
@@ -177,39 +179,56 @@ pub(super) async fn confirm(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
             None => ctx.note("confirm:new", "skipped: the new key is not available to this process"),
         }
     }
-    ctx.advance("confirmed", "confirmed")?;
+    ctx.advance(IncidentRow::confirm)?;
     Ok(Flow::Next)
 }
 
-/// Why `tatum set-key` did not finish.
-pub(crate) enum SetKeyError {
-    /// Tatum does not accept the new key.
-    Rejected(String),
-    Step(StepError),
-}
-
-impl From<StepError> for SetKeyError {
-    fn from(e: StepError) -> Self {
-        SetKeyError::Step(e)
+/// Checks the key the owner pasted before the lease is taken: not the
+/// leaked key, and a key of Tatum's rules. The messages are the CLI's
+/// (`tatum set-key`).
+pub(super) fn accept(
+    rules: &RuleSet,
+    row: &IncidentRow,
+    key: &Secret,
+) -> Result<(), HandOverError> {
+    if key.fingerprint() == row.fingerprint {
+        return Err(HandOverError::Refused(format!(
+            "the key given is the leaked key itself (fingerprint {}); paste the NEW key from the Tatum Dashboard",
+            row.fingerprint
+        )));
     }
+    new_key::check(rules, &row.provider, &row.fingerprint, key).map_err(|why| {
+        HandOverError::Refused(format!(
+            "the key given is not usable as the new key: {why}; paste the NEW key from the Tatum Dashboard"
+        ))
+    })
 }
 
 /// Finishes a manual rotation with the new key the owner pasted.
-pub(crate) async fn set_key(ctx: &mut Ctx<'_>, new: Secret) -> Result<(), SetKeyError> {
-    match verify(ctx, &new, "verify:new").await? {
-        Liveness::Dead => return Err(SetKeyError::Rejected("it answers 401".into())),
+pub(super) async fn set_key(
+    p: &TatumPlaybook,
+    ctx: &mut Ctx<'_>,
+    new: Secret,
+) -> Result<(), HandOverError> {
+    match verify(p, ctx, &new, "verify:new").await? {
+        Liveness::Dead => return Err(HandOverError::Refused(
+            "Tatum refused the new key (it answers 401); check that the whole new key was pasted"
+                .into(),
+        )),
         Liveness::Live { .. } => ctx.note("set-key", "new key accepted by Tatum (200)"),
         Liveness::Limited(s) => {
             ctx.note("set-key", format!("new key is live but rate-limited ({s})"))
         }
     }
-    ctx.row.new_fingerprint = Some(new.fingerprint().as_str().to_string());
-    ctx.row.new_redacted = Some(new.redacted());
-    ctx.row.action = Some("regenerate".into());
-    ctx.new_secret = Some(new);
-    if !matches!(ctx.row.stage.as_str(), "propagated" | "confirmed") {
-        ctx.advance("rotated", "rotated")?;
+    let mut data: TatumData = ctx.data();
+    data.new_fingerprint = Some(new.fingerprint());
+    data.new_redacted = Some(new.redacted());
+    ctx.set_data(&data);
+    ctx.set_action("regenerate");
+    ctx.set_new_secret(Some(new));
+    if !matches!(ctx.row().stage, Stage::Propagated | Stage::Confirmed) {
+        ctx.advance(IncidentRow::rotate)?;
     }
-    run(ctx).await?;
+    run(p, ctx).await?;
     Ok(())
 }

@@ -9,26 +9,37 @@
 //! key is verified first, and a 401 means it happened.
 
 mod handover;
+mod plan;
 mod rotate;
-
-pub(super) use handover::{set_key, SetKeyError};
+mod steps;
 
 use super::ctx::{Accept, Ctx};
 use super::http_action::Request;
+use super::playbook::{BoxFuture, Capabilities, HandOverError, Playbook};
 use super::policy::action_name;
 use super::{propagate, StepError};
+use crate::alert::Bound;
 use crate::config::{Action, Config, Consumer, TatumConfig};
-use crate::scan::Secret;
+use crate::rules::RuleSet;
+use crate::scan::{Fingerprint, Secret};
+use crate::store::{IncidentRow, Stage, State};
 use handover::{confirm, hand_over};
 use reqwest::Method;
 use rotate::rotate;
+use std::time::Duration;
 
-pub(super) enum Flow {
+/// The provider name of Tatum's rules.
+pub(crate) const PROVIDER: &str = "tatum";
+
+/// Tatum's API when `providers.tatum.api_url` is unset.
+const DEFAULT_API: &str = "https://api.tatum.io";
+
+enum Flow {
     Next,
     Stop,
 }
 
-pub(super) enum Liveness {
+enum Liveness {
     Live {
         testnet: Option<bool>,
     },
@@ -37,43 +48,181 @@ pub(super) enum Liveness {
     Dead,
 }
 
+/// What this playbook keeps about an incident (the store's
+/// `playbook_data`). Never a key: the new key's fingerprint and redacted
+/// form only.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TatumData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub testnet: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_accounts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_fingerprint: Option<Fingerprint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_redacted: Option<String>,
+}
+
+/// The Tatum playbook, with its part of the config.
+pub(crate) struct TatumPlaybook {
+    tatum: TatumConfig,
+    api: String,
+    allow_insecure_http: bool,
+    rules: RuleSet,
+}
+
+impl TatumPlaybook {
+    pub fn new(config: &Config, rules: RuleSet) -> TatumPlaybook {
+        TatumPlaybook {
+            tatum: config.providers.tatum.clone().unwrap_or_default(),
+            api: api_url(config),
+            allow_insecure_http: config.allow_insecure_http,
+            rules,
+        }
+    }
+}
+
+/// `providers.tatum.poll_interval_secs` (default 60): how often the engine
+/// first looks again at an incident that waits.
+pub(crate) fn poll_interval(config: &Config) -> Duration {
+    Duration::from_secs(
+        config
+            .providers
+            .tatum
+            .as_ref()
+            .and_then(|t| t.poll_interval_secs)
+            .unwrap_or(60),
+    )
+}
+
 pub fn api_url(config: &Config) -> String {
     config
         .providers
         .tatum
         .as_ref()
         .and_then(|t| t.api_url.clone())
-        .unwrap_or_else(|| {
-            super::policy::default_api_url("tatum")
-                .unwrap_or_default()
-                .to_string()
-        })
+        .unwrap_or_else(|| DEFAULT_API.to_string())
         .trim_end_matches('/')
         .to_string()
 }
 
-pub(super) fn tatum_config(ctx: &Ctx<'_>) -> TatumConfig {
-    ctx.inner.config.providers.tatum.clone().unwrap_or_default()
+impl Playbook for TatumPlaybook {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            verify: true,
+            contain: true,
+            rotate: true,
+            revoke: true,
+            hand_over: true,
+        }
+    }
+
+    fn default_action(&self) -> Action {
+        Action::Regenerate
+    }
+
+    fn settled(&self, row: &IncidentRow, action: Action) -> bool {
+        match row.state {
+            State::Verified => action == Action::Notify,
+            State::Contained => action == Action::Freeze,
+            _ => false,
+        }
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut Ctx<'_>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(run(self, ctx))
+    }
+
+    fn plan(&self, ctx: &Ctx<'_>) -> Vec<String> {
+        plan::describe(self, ctx)
+    }
+
+    fn next_steps(&self, row: &IncidentRow) -> Vec<String> {
+        let consumers: Vec<String> = self
+            .tatum
+            .consumers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        steps::tatum_steps(row, &consumers)
+    }
+
+    fn bound(&self, row: &IncidentRow) -> Option<Bound> {
+        let (data, _) = row.playbook_data.get::<TatumData>();
+        match (data.subscriptions, data.virtual_accounts) {
+            (None, None) => None,
+            (s, a) => Some(Bound {
+                subscriptions: s.unwrap_or(0),
+                virtual_accounts: a.unwrap_or(0),
+            }),
+        }
+    }
+
+    fn recover_key(&self, fingerprint: &Fingerprint) -> Option<Secret> {
+        key_in(&self.tatum.consumers, fingerprint)
+    }
+
+    fn accept_new_key(&self, row: &IncidentRow, key: &Secret) -> Result<(), HandOverError> {
+        handover::accept(&self.rules, row, key)
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        ctx: &'a mut Ctx<'_>,
+        key: Secret,
+    ) -> BoxFuture<'a, Result<(), HandOverError>> {
+        Box::pin(handover::set_key(self, ctx, key))
+    }
 }
 
-pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+/// `incidents show`'s lines for what this playbook learnt.
+pub(crate) fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
+    let (data, _) = row.playbook_data.get::<TatumData>();
+    let mut out = Vec::new();
+    if let Some(t) = data.testnet {
+        out.push(("network", if t { "testnet" } else { "mainnet" }.to_string()));
+    }
+    if data.subscriptions.is_some() || data.virtual_accounts.is_some() {
+        let show = |n: Option<u64>| n.map_or("?".to_string(), |n| n.to_string());
+        out.push((
+            "bound",
+            format!(
+                "{} subscriptions, {} virtual accounts",
+                show(data.subscriptions),
+                show(data.virtual_accounts)
+            ),
+        ));
+    }
+    if let Some(n) = data.new_redacted {
+        out.push(("new key", n));
+    }
+    out
+}
+
+async fn run(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     loop {
-        if !matches!(ctx.row.stage.as_str(), "detected" | "verified") {
+        if !matches!(ctx.row().stage, Stage::Detected | Stage::Verified) {
             // Contained: let other incidents reach containment first.
             ctx.rotation_slot().await;
         }
-        let flow = match ctx.row.stage.as_str() {
-            "detected" => verify_leaked(ctx).await?,
-            "verified" => freeze(ctx).await?,
-            "contained" => inventory(ctx).await?,
-            "inventoried" => rotate(ctx).await?,
-            "rotated" => hand_over(ctx).await?,
-            "propagated" | "expired" => confirm(ctx).await?,
-            "confirmed" => {
-                ctx.advance("closed", "closed")?;
+        let flow = match ctx.row().stage {
+            Stage::Detected => verify_leaked(p, ctx).await?,
+            Stage::Verified => freeze(p, ctx).await?,
+            Stage::Contained => inventory(p, ctx).await?,
+            Stage::Inventoried => rotate(p, ctx).await?,
+            Stage::Rotated => hand_over(p, ctx).await?,
+            Stage::Propagated | Stage::Expired => confirm(p, ctx).await?,
+            Stage::Confirmed => {
+                ctx.advance(IncidentRow::close)?;
                 Flow::Stop
             }
-            _ => Flow::Stop,
+            // Finished.
+            Stage::Closed | Stage::NotLive => Flow::Stop,
+            // The template playbook's stage (the key was revoked before
+            // Tatum had a playbook of its own): nothing left to do here.
+            Stage::Revoked => Flow::Stop,
         };
         if let Flow::Stop = flow {
             return Ok(());
@@ -83,26 +232,25 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 
 /// The leaked key, or `None` when this process has no copy (it waits for the
 /// key to be seen again).
-pub(super) fn leaked_key(ctx: &Ctx<'_>) -> Option<Secret> {
-    if ctx.secret.is_none() {
+fn leaked_key(ctx: &Ctx<'_>) -> Option<Secret> {
+    let key = ctx.secret();
+    if key.is_none() {
         tracing::debug!(
-            incident = ctx.row.id,
+            incident = ctx.row().id,
             "no copy of the key in this process; waiting for it to be seen again"
         );
     }
-    ctx.secret.clone()
+    key
 }
 
-pub(super) async fn verify(
+async fn verify(
+    p: &TatumPlaybook,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     step: &str,
 ) -> Result<Liveness, StepError> {
-    let req = Request::new(
-        Method::GET,
-        format!("{}/v3/tatum/version", api_url(&ctx.inner.config)),
-    )
-    .header("x-api-key", key.expose());
+    let req = Request::new(Method::GET, format!("{}/v3/tatum/version", p.api))
+        .header("x-api-key", key.expose());
     let reply = ctx
         .call(step, &req, Accept::verify(&[401, 403, 429]))
         .await?;
@@ -134,13 +282,15 @@ pub(super) async fn verify(
     })
 }
 
-async fn verify_leaked(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+async fn verify_leaked(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let Some(key) = leaked_key(ctx) else {
         return Ok(Flow::Stop);
     };
-    match verify(ctx, &key, "verify").await? {
+    match verify(p, ctx, &key, "verify").await? {
         Liveness::Live { testnet } => {
-            ctx.row.testnet = testnet;
+            let mut data: TatumData = ctx.data();
+            data.testnet = testnet;
+            ctx.set_data(&data);
             let net = match testnet {
                 Some(true) => "testnet",
                 Some(false) => "mainnet",
@@ -154,26 +304,23 @@ async fn verify_leaked(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
                 "verify",
                 "dead (401): already revoked or expired; nothing changed",
             );
-            ctx.advance("not-live", "not-live")?;
+            ctx.advance(IncidentRow::not_live)?;
             return Ok(Flow::Stop);
         }
     }
-    ctx.advance("verified", "verified")?;
+    ctx.advance(IncidentRow::verify)?;
     Ok(Flow::Next)
 }
 
-async fn freeze(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+async fn freeze(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     if ctx.policy() == Action::Notify {
         return Ok(Flow::Stop);
     }
     let Some(key) = leaked_key(ctx) else {
         return Ok(Flow::Stop);
     };
-    let req = Request::new(
-        Method::PUT,
-        format!("{}/v3/tatum/freeze", api_url(&ctx.inner.config)),
-    )
-    .header("x-api-key", key.expose());
+    let req = Request::new(Method::PUT, format!("{}/v3/tatum/freeze", p.api))
+        .header("x-api-key", key.expose());
     // Freezing twice is harmless, so it retries like a read.
     let reply = ctx.call("freeze", &req, Accept::READ).await?;
     match reply.status {
@@ -182,13 +329,13 @@ async fn freeze(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
                 "freeze",
                 format!("ok ({}): transactions blocked", reply.status),
             );
-            ctx.advance("contained", "contained")?;
+            ctx.advance(IncidentRow::contain)?;
             Ok(Flow::Next)
         }
         401 => {
             ctx.note("freeze", "the key died meanwhile (401)");
-            ctx.row.action = Some("expire".into());
-            ctx.advance("expired", "expired")?;
+            ctx.set_action("expire");
+            ctx.advance(IncidentRow::expire)?;
             Ok(Flow::Next)
         }
         s => Err(ctx.provider_error("freeze", format!("answered {s}; expected 200"))),
@@ -196,13 +343,14 @@ async fn freeze(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
 }
 
 async fn count(
+    p: &TatumPlaybook,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     step: &str,
     path: &str,
 ) -> Result<Option<u64>, StepError> {
-    let req = Request::new(Method::GET, format!("{}{path}", api_url(&ctx.inner.config)))
-        .header("x-api-key", key.expose());
+    let req =
+        Request::new(Method::GET, format!("{}{path}", p.api)).header("x-api-key", key.expose());
     let reply = ctx.call(step, &req, Accept::READ).await?;
     if !(200..300).contains(&reply.status) {
         ctx.note(step, format!("unknown (answered {})", reply.status));
@@ -220,20 +368,30 @@ async fn count(
     Ok(n)
 }
 
-async fn inventory(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+async fn inventory(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let Some(key) = leaked_key(ctx) else {
         return Ok(Flow::Stop);
     };
     let subs = count(
+        p,
         ctx,
         &key,
         "inventory:subscriptions",
         "/v3/subscription/count",
     )
     .await?;
-    let accounts = count(ctx, &key, "inventory:accounts", "/v3/ledger/account/count").await?;
-    ctx.row.subscriptions = subs;
-    ctx.row.virtual_accounts = accounts;
+    let accounts = count(
+        p,
+        ctx,
+        &key,
+        "inventory:accounts",
+        "/v3/ledger/account/count",
+    )
+    .await?;
+    let mut data: TatumData = ctx.data();
+    data.subscriptions = subs;
+    data.virtual_accounts = accounts;
+    ctx.set_data(&data);
     let show = |n: Option<u64>| n.map_or("unknown".to_string(), |n| n.to_string());
     ctx.note(
         "inventory",
@@ -248,7 +406,7 @@ async fn inventory(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         Action::Expire | Action::Revoke => {
             // Unknown counts count as bound: expiring blind could break them.
             let bound = subs.map_or(true, |n| n > 0) || accounts.map_or(true, |n| n > 0);
-            if bound && !tatum_config(ctx).force_expire {
+            if bound && !p.tatum.force_expire {
                 ctx.note(
                     "policy",
                     "expire → regenerate: an expired key would stop the bound subscriptions and virtual accounts (set force_expire: true to expire anyway)",
@@ -260,8 +418,8 @@ async fn inventory(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
         }
         other => other,
     };
-    ctx.row.action = Some(action_name(effective).to_string());
-    ctx.advance("inventoried", "contained")?;
+    ctx.set_action(action_name(effective));
+    ctx.advance(IncidentRow::inventory)?;
     Ok(if policy == Action::Freeze {
         Flow::Stop
     } else {
@@ -270,16 +428,11 @@ async fn inventory(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
 }
 
 /// The leaked key read back from a consumer's env file that still holds it.
-pub(crate) fn key_from_consumers(config: &Config, fingerprint: &str) -> Option<Secret> {
-    let consumers = config.providers.tatum.as_ref()?.consumers.clone();
-    key_in(&consumers, fingerprint)
-}
-
-pub(super) fn key_in(consumers: &[Consumer], fingerprint: &str) -> Option<Secret> {
+fn key_in(consumers: &[Consumer], fingerprint: &Fingerprint) -> Option<Secret> {
     consumers.iter().find_map(|c| {
         propagate::current_value(c)
             .ok()
             .flatten()
-            .filter(|v| v.fingerprint().as_str() == fingerprint)
+            .filter(|v| v.fingerprint() == *fingerprint)
     })
 }

@@ -5,16 +5,16 @@
 use super::super::ctx::{Accept, Ctx};
 use super::super::http_action::{Reply, Request, Vars};
 use super::super::policy::parse_action;
-use super::super::{new_key, StepError};
-use super::{api_url, leaked_key, tatum_config, verify, Flow, Liveness};
+use super::super::StepError;
+use super::{leaked_key, verify, Flow, Liveness, TatumData, TatumPlaybook};
 use crate::config::Action;
 use crate::rules::HttpTemplate;
 use crate::scan::Secret;
-use crate::store::Outcome;
+use crate::store::{IncidentRow, Outcome, State};
 
-pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+pub(super) async fn rotate(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let action = ctx
-        .row
+        .row()
         .action
         .as_deref()
         .and_then(parse_action)
@@ -27,10 +27,9 @@ pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let Some(key) = leaked_key(ctx) else {
         return Ok(Flow::Stop);
     };
-    let store = &ctx.inner.store;
-    if store.step_done(ctx.row.id, step)? || store.step_uncertain(ctx.row.id, step)? {
+    if ctx.step_done(step)? || ctx.step_uncertain(step)? {
         // An earlier call may have gone through: never repeat it blindly.
-        if let Liveness::Dead = verify(ctx, &key, "verify").await? {
+        if let Liveness::Dead = verify(p, ctx, &key, "verify").await? {
             return happened(
                 ctx,
                 expire,
@@ -38,29 +37,33 @@ pub(super) async fn rotate(ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
             );
         }
     }
-    let mgmt = tatum_config(ctx).management;
-    let template = if expire { mgmt.expire } else { mgmt.regenerate };
-    let Some(template) = template else {
-        return manual(ctx, expire, &key).await;
+    let mgmt = &p.tatum.management;
+    let template = if expire {
+        &mgmt.expire
+    } else {
+        &mgmt.regenerate
     };
-    call_management(ctx, &key, expire, &template).await
+    let Some(template) = template else {
+        return manual(p, ctx, expire, &key).await;
+    };
+    call_management(p, ctx, &key, expire, template).await
 }
 
 /// Sends the regenerate or expire template. After an answer that may hide
 /// a change (timeout, 5xx) the old key is verified before any new attempt:
 /// dead means the change happened.
 async fn call_management(
+    p: &TatumPlaybook,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     expire: bool,
     template: &HttpTemplate,
 ) -> Result<Flow, StepError> {
     let step = if expire { "expire" } else { "regenerate" };
-    let api = api_url(&ctx.inner.config);
     let vars = Vars {
         secret: key,
-        api_url: &api,
-        allow_insecure_http: ctx.inner.config.allow_insecure_http,
+        api_url: &p.api,
+        allow_insecure_http: p.allow_insecure_http,
     };
     let req = Request::from_template(
         template,
@@ -78,7 +81,7 @@ async fn call_management(
         let reason = match ctx.call(step, &req, Accept::CHANGE).await {
             Ok(reply) if ok.contains(&reply.status) && expire => {
                 ctx.note("expire", format!("ok ({})", reply.status));
-                ctx.advance("expired", "expired")?;
+                ctx.advance(IncidentRow::expire)?;
                 return Ok(Flow::Next);
             }
             Ok(reply) if ok.contains(&reply.status) => match new_key(ctx, &reply, template) {
@@ -90,9 +93,8 @@ async fn call_management(
                     let detail = format!("{reason}; the answer is not trusted");
                     // In the journal too: the owner must learn why keysentry
                     // asks for the new key although the call succeeded.
-                    let store = &ctx.inner.store;
-                    let entry = store.journal_start(ctx.row.id, "regenerate:answer")?;
-                    store.journal_complete(entry, Outcome::Failed, Some(reply.status), &detail)?;
+                    let entry = ctx.journal_start("regenerate:answer")?;
+                    ctx.journal_complete(entry, Outcome::Failed, Some(reply.status), &detail)?;
                     ctx.note("regenerate", detail);
                     reason
                 }
@@ -106,17 +108,17 @@ async fn call_management(
             Err(StepError::Uncertain { reason, .. }) => reason,
             Err(e) => return Err(e),
         };
-        if let Liveness::Dead = verify(ctx, key, "verify").await? {
+        if let Liveness::Dead = verify(p, ctx, key, "verify").await? {
             let why = "took effect although no usable answer came back (old key answers 401)";
             return happened(ctx, expire, why);
         }
-        if attempt >= ctx.inner.retry.max_attempts {
+        if attempt >= ctx.retry().max_attempts {
             return Err(ctx.provider_error(
                 step,
                 format!("{reason} ({attempt} attempts; the old key still works, so none took effect); will retry on the next run"),
             ));
         }
-        tokio::time::sleep(ctx.inner.retry.delay(attempt, None)).await;
+        tokio::time::sleep(ctx.retry().delay(attempt, None)).await;
     }
 }
 
@@ -134,13 +136,8 @@ fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, Str
         .ok_or_else(|| {
             format!("the answer has no new key at `{pointer}` (check new_key_pointer)")
         })?;
-    new_key::check(
-        &ctx.inner.rules,
-        &ctx.row.provider,
-        &ctx.row.fingerprint,
-        &new,
-    )
-    .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
+    ctx.check_new_key(&new)
+        .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
     Ok(new)
 }
 
@@ -150,11 +147,13 @@ fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepEr
         "regenerate",
         format!("ok ({}): new key {}", reply.status, new.redacted()),
     );
-    ctx.row.new_fingerprint = Some(new.fingerprint().as_str().to_string());
-    ctx.row.new_redacted = Some(new.redacted());
-    ctx.new_secret = Some(new);
-    ctx.row.action = Some("regenerate".into());
-    ctx.advance("rotated", "rotated")?;
+    let mut data: TatumData = ctx.data();
+    data.new_fingerprint = Some(new.fingerprint());
+    data.new_redacted = Some(new.redacted());
+    ctx.set_data(&data);
+    ctx.set_new_secret(Some(new));
+    ctx.set_action("regenerate");
+    ctx.advance(IncidentRow::rotate)?;
     Ok(Flow::Next)
 }
 
@@ -163,18 +162,23 @@ fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepEr
 fn happened(ctx: &mut Ctx<'_>, expire: bool, why: &str) -> Result<Flow, StepError> {
     if expire {
         ctx.note("expire", why);
-        ctx.advance("expired", "expired")?;
+        ctx.advance(IncidentRow::expire)?;
     } else {
         ctx.note("regenerate", why);
-        ctx.advance("rotated", "rotated")?;
+        ctx.advance(IncidentRow::rotate)?;
     }
     Ok(Flow::Next)
 }
 
 /// No management template: the owner rotates in the Dashboard (the alert
 /// says how) and keysentry polls verify until the old key answers 401.
-async fn manual(ctx: &mut Ctx<'_>, expire: bool, key: &Secret) -> Result<Flow, StepError> {
-    if let Liveness::Dead = verify(ctx, key, "verify").await? {
+async fn manual(
+    p: &TatumPlaybook,
+    ctx: &mut Ctx<'_>,
+    expire: bool,
+    key: &Secret,
+) -> Result<Flow, StepError> {
+    if let Liveness::Dead = verify(p, ctx, key, "verify").await? {
         let done = if expire { "expired" } else { "regenerated" };
         return happened(
             ctx,
@@ -184,7 +188,7 @@ async fn manual(ctx: &mut Ctx<'_>, expire: bool, key: &Secret) -> Result<Flow, S
     }
     let verb = if expire { "expire" } else { "regenerate" };
     ctx.wait(
-        "waiting-manual",
+        State::WaitingManual,
         format!("waiting for the owner to {verb} the key in the Tatum Dashboard (no management template configured); keysentry checks until the old key answers 401"),
     )?;
     Ok(Flow::Stop)

@@ -1,29 +1,24 @@
-//! `remediation.mode: dry-run`: what a pass would do, from the incident's
-//! current stage on, without calling anything.
+//! `remediation.mode: dry-run` for Tatum: what a pass would do from the
+//! incident's stage on, without calling anything.
 
-use super::ctx::Ctx;
-use super::policy::action_name;
-use super::{propagate, revoke, tatum};
+use super::super::ctx::Ctx;
+use super::super::policy::action_name;
+use super::super::propagate;
+use super::TatumPlaybook;
 use crate::config::{Action, Consumer};
+use crate::scan::Fingerprint;
+use crate::store::Stage;
 
-pub fn describe(ctx: &Ctx<'_>) -> Vec<String> {
-    if ctx.row.provider == super::policy::TATUM {
-        describe_tatum(ctx)
-    } else {
-        describe_template(ctx)
-    }
+fn past(ctx: &Ctx<'_>, stages: &[Stage]) -> bool {
+    !stages.contains(&ctx.row().stage)
 }
 
-fn past(ctx: &Ctx<'_>, stages: &[&str]) -> bool {
-    !stages.contains(&ctx.row.stage.as_str())
-}
-
-fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
-    let api = tatum::api_url(&ctx.inner.config);
-    let cfg = ctx.inner.config.providers.tatum.clone().unwrap_or_default();
+pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
+    let api = &p.api;
+    let cfg = &p.tatum;
     let action = ctx.policy();
     let mut plan = Vec::new();
-    if !past(ctx, &["detected"]) {
+    if !past(ctx, &[Stage::Detected]) {
         plan.push(format!(
             "verify: GET {api}/v3/tatum/version (401 → not-live, stop)"
         ));
@@ -32,10 +27,10 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
         plan.push("notify the owner; no freeze, no rotation (policy notify)".into());
         return plan;
     }
-    if !past(ctx, &["detected", "verified"]) {
+    if !past(ctx, &[Stage::Detected, Stage::Verified]) {
         plan.push(format!("freeze: PUT {api}/v3/tatum/freeze"));
     }
-    if !past(ctx, &["detected", "verified", "contained"]) {
+    if !past(ctx, &[Stage::Detected, Stage::Verified, Stage::Contained]) {
         plan.push(format!(
             "inventory: GET {api}/v3/subscription/count, GET {api}/v3/ledger/account/count"
         ));
@@ -68,7 +63,7 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
         plan.extend(
             cfg.consumers
                 .iter()
-                .map(|c| consumer_plan(c, &ctx.row.fingerprint)),
+                .map(|c| consumer_plan(c, &ctx.row().fingerprint)),
         );
     }
     plan.push(if expire {
@@ -79,13 +74,10 @@ fn describe_tatum(ctx: &Ctx<'_>) -> Vec<String> {
     plan
 }
 
-fn consumer_plan(c: &Consumer, leaked: &str) -> String {
+fn consumer_plan(c: &Consumer, leaked: &Fingerprint) -> String {
     let holds = match propagate::current_fingerprint(c) {
         Err(e @ propagate::PropagateError::Refused { .. }) => return format!("refuse {e}"),
-        current => current
-            .ok()
-            .flatten()
-            .is_some_and(|fp| fp.as_str() == leaked),
+        current => current.ok().flatten().is_some_and(|fp| fp == *leaked),
     };
     if !holds {
         return format!(
@@ -104,43 +96,4 @@ fn consumer_plan(c: &Consumer, leaked: &str) -> String {
         c.env_file.display(),
         c.variable
     )
-}
-
-fn describe_template(ctx: &Ctx<'_>) -> Vec<String> {
-    let (verify_t, revoke_t) = match ctx.inner.rules.get(&ctx.row.rule_id) {
-        Some(r) => (r.spec.verify.clone(), r.spec.revoke.clone()),
-        None => (None, None),
-    };
-    let api = revoke::api_url(&ctx.inner.config, &ctx.row.provider);
-    let show = |t: &crate::rules::HttpTemplate| {
-        format!(
-            "{} {}",
-            t.method.to_ascii_uppercase(),
-            t.url
-                .replace("{{api_url}}", &api)
-                .replace("{{ api_url }}", &api)
-        )
-    };
-    let mut plan = Vec::new();
-    if !past(ctx, &["detected"]) {
-        plan.push(match &verify_t {
-            Some(t) => format!("verify: {}", show(t)),
-            None => "verify: none (the rule has no verify action)".into(),
-        });
-    }
-    if ctx.policy() == Action::Notify {
-        plan.push("notify the owner; no revoke (policy notify)".into());
-        return plan;
-    }
-    plan.push(match &revoke_t {
-        Some(t) => format!("revoke: {}", show(t)),
-        None => format!(
-            "revoke: by the owner in {}'s settings (the rule has no revoke action)",
-            ctx.row.provider
-        ),
-    });
-    if verify_t.is_some() {
-        plan.push("confirm: verify answers dead".into());
-    }
-    plan
 }
