@@ -2,111 +2,30 @@
 //! deliveries left pending by a stopped daemon finished by the next one.
 
 use super::harness::*;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use crate::support::daemon::{Daemon, Launch};
 
 pub(super) const SECRET_ENV: &str = "KEYSENTRY_TEST_WEBHOOK_SECRET";
 
-/// `keysentry daemon` with its stderr collected.
-pub(super) struct Daemon {
-    pub(super) child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+/// `keysentry daemon` (text log, debug) with the webhook secret in its
+/// environment.
+pub(super) fn start_daemon(config: &std::path::Path) -> Daemon {
+    Launch::new(config)
+        .text_log()
+        .env("KEYSENTRY_LOG", "keysentry=debug")
+        .env(SECRET_ENV, SECRET)
+        .no_wait()
+        .start()
 }
 
-impl Daemon {
-    pub(super) fn start(config: &std::path::Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
-            .args(["daemon", "--config"])
-            .arg(config)
-            .env("KEYSENTRY_LOG", "keysentry=debug")
-            .env(SECRET_ENV, SECRET)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keysentry daemon");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, log }
-    }
-
-    pub(super) fn text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// The address of the webhook, once listening (the same server as
-    /// `/metrics` when `github.webhook.listen` equals `http.listen`).
-    pub(super) async fn url(&self) -> String {
-        self.address(true).await
-    }
-
-    /// The address of `/healthz` and `/metrics`.
-    pub(super) async fn metrics_url(&self) -> String {
-        self.address(false).await
-    }
-
-    async fn address(&self, webhook: bool) -> String {
-        until("the daemon to listen", || async {
-            self.text().contains("daemon ready")
-        })
-        .await;
-        let text = self.text();
-        let marker = "listening on http://";
-        let servers: Vec<(bool, usize)> = text
-            .match_indices(marker)
-            .map(|(i, _)| (text[..i].ends_with("GitHub webhook "), i + marker.len()))
-            .collect();
-        let (_, at) = *servers
-            .iter()
-            .find(|(is_webhook, _)| *is_webhook == webhook)
-            .or(servers.first())
-            .expect("listening line");
-        let addr: String = text[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        format!("http://{addr}")
-    }
-
-    /// Polls `/metrics` until every `series value` line is on the page.
-    pub(super) async fn wait_metrics(&self, want: &[&str]) {
-        let url = format!("{}/metrics", self.metrics_url().await);
-        let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
-        until("the metrics", || async {
-            let text = page().await;
-            want.iter().all(|w| text.lines().any(|l| l == *w))
-        })
-        .await;
-    }
-
-    /// SIGTERM, then the exit status and everything logged.
-    pub(super) fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("daemon exits");
-        std::thread::sleep(Duration::from_millis(50));
-        (status, self.text())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Polls `/metrics` until every `series value` line is on the page.
+async fn wait_metrics(d: &Daemon, want: &[&str]) {
+    let url = format!("{}/metrics", d.http_url());
+    let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
+    until("the metrics", || async {
+        let text = page().await;
+        want.iter().all(|w| text.lines().any(|l| l == *w))
+    })
+    .await;
 }
 
 async fn deliver(url: &str, id: &str, body: &Value, secret: &str) -> u16 {
@@ -135,7 +54,7 @@ async fn a_restarted_daemon_finishes_the_deliveries_the_stopped_one_left_pending
     let base = repo_with_base(&sim, "acme/app").await;
     let mut pushes = Vec::new();
     for i in 0..3 {
-        sim.tatum_key(&key(400 + i)).await;
+        sim.live_key(&key(400 + i)).await;
         let head = sim
             .commit(
                 "acme/app",
@@ -179,18 +98,17 @@ providers:
         json!({"path_contains": "/compare/", "status": 503, "count": 1000}),
     )
     .await;
-    let first = Daemon::start(&config);
-    let url = first.url().await;
+    let first = start_daemon(&config);
+    let url = first.webhook_url();
     assert_eq!(deliver(&url, "r-forged", &pushes[0], "wrong").await, 401);
     for (i, p) in pushes.iter().enumerate() {
         assert_eq!(deliver(&url, &format!("r-{i}"), p, SECRET).await, 202);
     }
     until("every delivery tried once", || async {
-        sim.calls("/compare/").await.len() >= 3
+        sim.github_calls("/compare/").await.len() >= 3
     })
     .await;
-    first
-        .wait_metrics(&[
+    wait_metrics(&first, &[
             "keysentry_webhook_requests_total{status=\"401\"} 1",
             "keysentry_webhook_requests_total{status=\"202\"} 3",
             "keysentry_webhook_deliveries{state=\"pending\"} 3",
@@ -207,13 +125,12 @@ providers:
         .send()
         .await
         .unwrap();
-    let second = Daemon::start(&config);
+    let second = start_daemon(&config);
     until("three containment calls", || async {
         sim.all_freezes().await == 3
     })
     .await;
-    second
-        .wait_metrics(&["keysentry_webhook_deliveries{state=\"done\"} 3"])
+    wait_metrics(&second, &["keysentry_webhook_deliveries{state=\"done\"} 3"])
         .await;
     let (status, second_log) = second.terminate();
     assert!(status.success(), "{second_log}");
