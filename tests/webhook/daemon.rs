@@ -1,5 +1,6 @@
 //! The webhook inside `keysentry daemon`: served next to `/healthz`, and
-//! deliveries left pending by a stopped daemon finished by the next one.
+//! deliveries left pending by a stopped daemon finished by the next one;
+//! one store handle for the whole daemon.
 
 use super::harness::*;
 use crate::support::daemon::{Daemon, Launch};
@@ -147,4 +148,42 @@ providers:
         }
         assert!(!log.contains(SECRET), "the webhook secret is in the log");
     }
+}
+
+/// The files under `/proc/PID/fd` that are `path`: one per SQLite
+/// connection that has it open.
+fn open_handles(pid: u32, path: &std::path::Path) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd");
+    fds.filter_map(Result::ok)
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == path))
+        .count()
+}
+
+/// Regression (issue 11): the daemon opened its database three times (its
+/// own handle, the engine's and the webhook's), three connections and three
+/// caches on one file. Now one handle serves offsets, incidents and
+/// deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_holds_one_connection_to_its_store_with_the_webhook_on() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {state}\nhttp:\n  listen: 127.0.0.1:0\ngithub:\n  api_url: {sim}\n  webhook:\n    listen: 127.0.0.1:0\n    secret_env: {SECRET_ENV}\nremediation:\n  mode: auto\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\n",
+            state = state.display(),
+            sim = sim.url
+        ),
+    )
+    .unwrap();
+    let d = start_daemon(&config);
+    d.wait_for("the daemon to be ready", |l| l.contains("daemon ready"));
+    let db = state.join("keysentry.db").canonicalize().unwrap();
+    assert_eq!(open_handles(d.child.id(), &db), 1, "{}", d.text());
+    // And the webhook's worker runs on that handle.
+    wait_metrics(&d, &["keysentry_source_up{source=\"webhook\"} 1"]).await;
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
 }
