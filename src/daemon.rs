@@ -3,7 +3,9 @@
 //! [`run`] is the whole service with its edges cut off: the caller (the
 //! binary in `cli/daemon.rs`, or a test) loads the config, binds the
 //! sockets ([`Listeners::bind`], or port 0 in a test) and hands over a
-//! [`Control`]: a [`Shutdown`] to stop it and a channel to ask for reloads.
+//! [`Control`]: a [`Shutdown`] to stop it, a channel to ask for reloads and
+//! a counter of the times it became ready. The caller keeps the other end,
+//! a [`Remote`].
 //! The binary turns SIGTERM/SIGINT into the shutdown and SIGHUP into a
 //! reload request; `run` installs no signal handler, so a test runs the
 //! daemon in-process and knows its port without reading its log.
@@ -29,7 +31,7 @@ mod control;
 mod pipeline;
 mod settings;
 
-pub use control::{Control, Listeners};
+pub use control::{Control, Listeners, Remote};
 pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkError, Work};
 pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
 
@@ -267,6 +269,7 @@ pub async fn run(
     let Control {
         mut shutdown,
         mut reload,
+        ready,
     } = control;
     let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
     let store = Arc::new(Store::open(&state_dir)?);
@@ -351,6 +354,7 @@ pub async fn run(
         settings.repos.len()
     );
     notify(&[NotifyState::Ready, NotifyState::Status("watching")]);
+    ready.send_modify(|n| *n += 1);
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -365,6 +369,7 @@ pub async fn run(
                 } else {
                     sources = Sources::start(&settings, &shared, &pipeline).await?;
                 }
+                ready.send_modify(|n| *n += 1);
             }
             _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
             _ = health.tick() => sources.check(&settings, &metrics),

@@ -2,8 +2,8 @@
 //! A..B` (CI on a push or pull request), as a user runs them: the real
 //! binary on a repository built with real git.
 
-use crate::support::fingerprint;
 use crate::git_history::{Repo, Scan, GITHUB, TATUM, TATUM_2, TATUM_3};
+use crate::support::fingerprint;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 

@@ -63,9 +63,9 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 async fn serve(config: &Path) -> Result<()> {
     let loaded = Loaded::from_file(config)?;
     let listeners = Listeners::bind(&loaded).await?;
-    let (trigger, reload, control) = Control::channel();
+    let (remote, control) = Control::channel();
     let signals = Signals::install().context("cannot install the signal handlers")?;
-    tokio::spawn(signals.forward(trigger, reload));
+    tokio::spawn(signals.forward(remote.trigger, remote.reload));
     keysentry::daemon::run(config, loaded, listeners, control).await?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::{DaemonError, Loaded};
 use crate::shutdown::{Shutdown, Trigger};
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// The sockets the daemon serves, bound by its caller: the binary binds
 /// what the config names, a test binds port 0 and reads the port from here.
@@ -67,7 +67,8 @@ fn webhook_listen(config: &crate::config::Config) -> Option<&str> {
     Some(hook.listen.as_str())
 }
 
-/// What the caller of [`run`] steers it with.
+/// What [`run`](super::run) is steered with: its end of the channels
+/// whose other end is a [`Remote`].
 #[derive(Debug)]
 pub struct Control {
     /// Fired once: stop (SIGTERM/SIGINT in the binary).
@@ -76,14 +77,54 @@ pub struct Control {
     /// binary). A request that arrives during a reload is served after it;
     /// a closed channel means no more reloads, not a stop.
     pub reload: mpsc::Receiver<()>,
+    /// Counts the times the daemon became ready: 1 once the sources run
+    /// (what systemd hears as `READY=1`), one more after each reload once it
+    /// is done, applied or refused.
+    pub ready: watch::Sender<u64>,
+}
+
+/// The caller's end: stop, reload, and see when the daemon is ready.
+#[derive(Debug)]
+pub struct Remote {
+    pub trigger: Trigger,
+    pub reload: mpsc::Sender<()>,
+    /// See [`Control::ready`].
+    pub ready: watch::Receiver<u64>,
 }
 
 impl Control {
-    /// A control with its trigger and reload sender, for callers that run
-    /// the daemon in-process (tests, embedders).
-    pub fn channel() -> (Trigger, mpsc::Sender<()>, Control) {
+    /// A control and the remote that steers it.
+    pub fn channel() -> (Remote, Control) {
         let (trigger, shutdown) = crate::shutdown::channel();
         let (reload_tx, reload) = mpsc::channel(1);
-        (trigger, reload_tx, Control { shutdown, reload })
+        let (ready_tx, ready) = watch::channel(0);
+        let remote = Remote {
+            trigger,
+            reload: reload_tx,
+            ready,
+        };
+        let control = Control {
+            shutdown,
+            reload,
+            ready: ready_tx,
+        };
+        (remote, control)
+    }
+}
+
+impl Remote {
+    /// Waits until the daemon is ready; `false` if it ended first.
+    pub async fn ready(&mut self) -> bool {
+        self.ready.wait_for(|n| *n > 0).await.is_ok()
+    }
+
+    /// Asks for a reload and waits until it is done (applied or refused);
+    /// `false` if the daemon ended first.
+    pub async fn reload(&mut self) -> bool {
+        let before = *self.ready.borrow_and_update();
+        if self.reload.send(()).await.is_err() {
+            return false;
+        }
+        self.ready.wait_for(|n| *n > before).await.is_ok()
     }
 }

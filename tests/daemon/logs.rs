@@ -239,7 +239,12 @@ fn an_unreadable_log_is_reported_once_and_the_others_are_still_read() {
         "says how to fix it: {body}"
     );
     // Several polls later, still said once.
-    passes_later(&d, &dir.path().join("*.log"), &dir.path().join("open.log"), 5);
+    passes_later(
+        &d,
+        &dir.path().join("*.log"),
+        &dir.path().join("open.log"),
+        5,
+    );
     let warnings = d
         .lines()
         .iter()

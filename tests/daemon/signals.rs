@@ -128,4 +128,3 @@ fn a_broken_config_at_start_is_an_error_naming_it_and_never_ready() {
         .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
     assert!(heard.is_err(), "notified {heard:?}");
 }
-

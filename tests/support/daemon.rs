@@ -6,12 +6,12 @@
 //!   `listening on` lines.
 //! - [`InProcess`]: `keysentry::daemon::run` on a runtime in the test, its
 //!   sockets bound on port 0 by the test (so the port is known without
-//!   reading a log), stopped by firing its [`Trigger`] and reloaded through
-//!   its channel, as the binary does on SIGTERM and SIGHUP.
+//!   reading a log), stopped by firing its trigger and reloaded through
+//!   its channel, as the binary does on SIGTERM and SIGHUP; it says when it
+//!   is ready, so no test waits on a guess.
 
 use super::fingerprint;
-use keysentry::daemon::{Control, DaemonError, Listeners, Loaded};
-use keysentry::shutdown::Trigger;
+use keysentry::daemon::{Control, DaemonError, Listeners, Loaded, Remote};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -269,7 +269,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("daemon did not stop within 10 s of SIGTERM:\n{}", self.text());
+        panic!(
+            "daemon did not stop within 10 s of SIGTERM:\n{}",
+            self.text()
+        );
     }
 }
 
@@ -286,33 +289,35 @@ pub struct InProcess {
     pub http: SocketAddr,
     /// The webhook's own socket, when it has one.
     pub webhook: Option<SocketAddr>,
-    trigger: Trigger,
-    reload: tokio::sync::mpsc::Sender<()>,
+    remote: Remote,
     task: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
 
 impl InProcess {
     /// Loads `config` (whose `http.listen` should be port 0), binds it and
-    /// runs the daemon. Returns once `/healthz` answers.
+    /// runs the daemon. Returns once it is ready (its sources run).
     pub async fn start(config: &Path) -> InProcess {
         let loaded = Loaded::from_file(config).expect("the config loads");
         let listeners = Listeners::bind(&loaded).await.expect("the sockets bind");
         let http = listeners.http_addr().expect("http.listen is set");
         let webhook = listeners.webhook_addr();
-        let (trigger, reload, control) = Control::channel();
+        let (mut remote, control) = Control::channel();
         let path: PathBuf = config.to_path_buf();
-        let task = tokio::spawn(async move {
-            keysentry::daemon::run(&path, loaded, listeners, control).await
-        });
-        let d = InProcess {
+        let task =
+            tokio::spawn(
+                async move { keysentry::daemon::run(&path, loaded, listeners, control).await },
+            );
+        let ready = tokio::time::timeout(DEADLINE, remote.ready()).await;
+        assert!(
+            matches!(ready, Ok(true)),
+            "the daemon never became ready: {ready:?}"
+        );
+        InProcess {
             http,
             webhook,
-            trigger,
-            reload,
+            remote,
             task,
-        };
-        d.until("/healthz to answer", |_| true).await;
-        d
+        }
     }
 
     /// `GET path`: (status, body).
@@ -339,15 +344,17 @@ impl InProcess {
         }
     }
 
-    /// Asks for a reload, as SIGHUP does.
-    pub async fn reload(&self) {
-        self.reload.send(()).await.expect("the daemon takes reloads");
+    /// Asks for a reload, as SIGHUP does, and waits until it is done
+    /// (applied or refused).
+    pub async fn reload(&mut self) {
+        let done = tokio::time::timeout(DEADLINE, self.remote.reload()).await;
+        assert!(matches!(done, Ok(true)), "the reload never ended: {done:?}");
     }
 
     /// Fires the shutdown, as SIGTERM does; returns what `run` returned,
     /// failing the test unless it returned within the stop limit.
     pub async fn stop(self) -> Result<(), DaemonError> {
-        self.trigger.fire();
+        self.remote.trigger.fire();
         tokio::time::timeout(STOP_WITHIN, self.task)
             .await
             .expect("run returns within the stop limit")

@@ -109,14 +109,17 @@ providers:
         sim.github_calls("/compare/").await.len() >= 3
     })
     .await;
-    wait_metrics(&first, &[
+    wait_metrics(
+        &first,
+        &[
             "keysentry_webhook_requests_total{status=\"401\"} 1",
             "keysentry_webhook_requests_total{status=\"202\"} 3",
             "keysentry_webhook_deliveries{state=\"pending\"} 3",
             // The delivery queue reports its heartbeat like the other sources.
             "keysentry_source_up{source=\"webhook\"} 1",
-        ])
-        .await;
+        ],
+    )
+    .await;
     let (status, first_log) = first.terminate();
     assert!(status.success(), "{first_log}");
     assert_eq!(sim.all_freezes().await, 0);
@@ -131,8 +134,7 @@ providers:
         sim.all_freezes().await == 3
     })
     .await;
-    wait_metrics(&second, &["keysentry_webhook_deliveries{state=\"done\"} 3"])
-        .await;
+    wait_metrics(&second, &["keysentry_webhook_deliveries{state=\"done\"} 3"]).await;
     let (status, second_log) = second.terminate();
     assert!(status.success(), "{second_log}");
     for i in 0..3 {

@@ -224,7 +224,12 @@ async fn rate_limits_and_outages_delay_a_delivery_but_never_drop_it() {
     })
     .await;
     until("the finding", || async { h.sink.count() == 1 }).await;
-    let statuses: Vec<u64> = sim.github_calls("/compare/").await.iter().map(|c| c.2).collect();
+    let statuses: Vec<u64> = sim
+        .github_calls("/compare/")
+        .await
+        .iter()
+        .map(|c| c.2)
+        .collect();
     assert_eq!(statuses, [502, 429, 403, 200]);
     until("done", || async {
         h.store

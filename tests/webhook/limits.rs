@@ -3,8 +3,8 @@
 //! bodies. Raw sockets, as an attacker would use them.
 
 use super::daemon::{start_daemon, SECRET_ENV};
-use crate::support::daemon::Daemon;
 use super::harness::*;
+use crate::support::daemon::Daemon;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
