@@ -125,3 +125,20 @@ pub fn passes_later(d: &Daemon, glob: &Path, log: &Path, rounds: u32) {
         wait_metric(d.port(), &series, now + 1.0);
     }
 }
+
+/// Polls `/metrics` until `series` reads at least `value` (a counter that
+/// may step past it between two looks); returns the page.
+pub fn wait_metric_at_least(port: u16, series: &str, value: f64) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, body) = http_get(port, "/metrics");
+        if metric(&body, series).is_some_and(|v| v >= value) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{series} never reached {value}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -72,8 +72,15 @@ fn a_broken_repository_is_logged_once_and_recovers_when_it_becomes_a_repository(
     d.wait_for("the first failed poll", |l| {
         l.contains("repository scan failed")
     });
-    // Many polls later: still one warning, and /healthz names it.
-    std::thread::sleep(Duration::from_millis(1000));
+    // Many polls later: still one warning, and /healthz names it. Every
+    // failed poll counts one source error: wait for five more.
+    let errors = format!(
+        "keysentry_source_errors_total{{source=\"repo:{}\"}}",
+        repo.display()
+    );
+    let (_, page) = http_get(d.port(), "/metrics");
+    let seen = metric(&page, &errors).unwrap_or(0.0);
+    wait_metric_at_least(d.port(), &errors, seen + 5.0);
     let said = |what: &str| d.lines().iter().filter(|l| l.contains(what)).count();
     assert_eq!(said("repository scan failed"), 1, "{}", d.text());
     let (status, body) = http_get(d.port(), "/readyz");
