@@ -189,3 +189,73 @@ async fn the_daemon_holds_one_connection_to_its_store_with_the_webhook_on() {
     let (status, log) = d.terminate();
     assert!(status.success(), "{log}");
 }
+
+/// A config whose webhook listens on `webhook_listen`, apart from
+/// `/healthz` on 127.0.0.1:0.
+fn own_socket_config(dir: &std::path::Path, sim: &Sim, webhook_listen: &str) -> std::path::PathBuf {
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {state}\nhttp:\n  listen: 127.0.0.1:0\ngithub:\n  api_url: {sim}\n  webhook:\n    listen: {webhook_listen}\n    secret_env: {SECRET_ENV}\nremediation:\n  mode: off\n",
+            state = dir.join("state").display(),
+            sim = sim.url
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The webhook on an address of its own is served there, and only there;
+/// `/healthz` stays on `http.listen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_its_own_address_is_served_apart_from_healthz() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    // All of 127.0.0.0/8 is loopback on Linux: another address, same host.
+    let d = start_daemon(&own_socket_config(dir.path(), &sim, "127.0.0.2:0"));
+    let (hook, health) = (d.webhook_url(), d.http_url());
+    assert!(hook.starts_with("http://127.0.0.2:"), "{hook}");
+    assert!(health.starts_with("http://127.0.0.1:"), "{health}");
+    let payload = main_push(
+        "acme/app",
+        &"a".repeat(40),
+        &"b".repeat(40),
+        "dev@example.com",
+    );
+    assert_eq!(deliver(&hook, "own-1", &payload, "wrong").await, 401);
+    assert_eq!(deliver(&health, "own-2", &payload, SECRET).await, 404);
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    assert_eq!(status(format!("{health}/healthz")).await, 200);
+    assert_eq!(status(format!("{hook}/healthz")).await, 404);
+    let (exit, log) = d.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains(SECRET), "the webhook secret is in the log");
+}
+
+/// The binary binds the webhook's socket before the daemon starts: a busy
+/// one is exit 2 naming the setting and the fix, and never ready.
+#[test]
+fn a_busy_webhook_address_is_an_error_naming_github_webhook_listen() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let config = own_socket_config(dir.path(), &sim, &busy);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env(SECRET_ENV, SECRET)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("github.webhook.listen")
+            && stderr.contains(&busy)
+            && stderr.contains("pick a free port"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("daemon ready"), "{stderr}");
+}
