@@ -1,21 +1,38 @@
 //! `keysentry daemon`: the long-running service.
 //!
+//! [`run`] is the whole service with its edges cut off: the caller (the
+//! binary in `cli/daemon.rs`, or a test) loads the config, binds the
+//! sockets ([`Listeners::bind`], or port 0 in a test) and hands over a
+//! [`Control`]: a [`Shutdown`] to stop it, a channel to ask for reloads and
+//! a counter of the times it became ready. The caller keeps the other end,
+//! a [`Remote`].
+//! The binary turns SIGTERM/SIGINT into the shutdown and SIGHUP into a
+//! reload request; `run` installs no signal handler, so a test runs the
+//! daemon in-process and knows its port without reading its log.
+//!
+//! One store handle: `run` opens `<state_dir>/keysentry.db` once and shares
+//! that [`Store`] with the engine (incidents), the sources (offsets, cursors)
+//! and the webhook (deliveries).
+//!
 //! Start-up order matters to systemd: config, rules and store are loaded,
 //! the HTTP endpoint bound and the sources started before `READY=1`, so a
-//! unit that is "active" really watches. Signals:
+//! unit that is "active" really watches.
 //!
-//! - SIGTERM / SIGINT: stop reading, let the remediation in flight end (or
-//!   give up on it after [`STOP_LIMIT`]; the engine journals before every
-//!   call), persist offsets, exit 0.
-//! - SIGHUP: re-read config and rules. A file that does not load is logged,
+//! - Shutdown: stop reading, let the remediation in flight end (or give up
+//!   on it after [`STOP_LIMIT`]; the engine journals before every call),
+//!   persist offsets, return.
+//! - Reload: re-read config and rules. A file that does not load is logged,
 //!   naming the problem, and the running config stays. A good one replaces
 //!   the scanner and the engine, and the sources restart from their
-//!   persisted offsets once everything read so far is handled.
+//!   persisted offsets once everything read so far is handled. The sockets
+//!   and the state directory stay (a change to either is logged: restart).
 
+mod control;
 mod pipeline;
 mod settings;
 mod webhook;
 
+pub use control::{Control, Listeners, Remote};
 pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkError, Work};
 pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
 pub use webhook::{DaemonSink, WebhookService};
@@ -28,6 +45,7 @@ use crate::scan::{AllowlistError, Finding, PrefilterError};
 use crate::server::{
     open_file_limit, reserved_router, router, AppState, HttpGuard, HttpLimits, Served,
 };
+use crate::shutdown::Shutdown;
 use crate::source::log_tail::{LogTail, LogTailError};
 use crate::source::repo_watch::watch_repo;
 use crate::store::{self, Store, StoreError};
@@ -35,7 +53,7 @@ use sd_notify::NotifyState;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// SIGTERM to exit: systemd's default stop timeout is 90 s, ours is 10.
@@ -69,8 +87,6 @@ pub enum DaemonError {
         listen: String,
         source: std::io::Error,
     },
-    #[error("cannot install the signal handlers: {0}")]
-    Signal(std::io::Error),
     #[error("cannot start remediation: {0}")]
     Engine(String),
     #[error(transparent)]
@@ -113,8 +129,8 @@ impl FindingSink for EngineSink {
 /// The sink the daemon runs.
 type Sink = EngineSink;
 
-fn open_sink(loaded: &Loaded) -> Result<Sink, DaemonError> {
-    Engine::open_with_rules(&loaded.config, loaded.rules.clone())
+fn open_sink(loaded: &Loaded, store: Arc<Store>) -> Result<Sink, DaemonError> {
+    Engine::with_store(&loaded.config, loaded.rules.clone(), store)
         .map(EngineSink)
         .map_err(|e| DaemonError::Engine(e.to_string()))
 }
@@ -238,12 +254,27 @@ fn source_names(settings: &Settings) -> Vec<String> {
     names
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
-    let loaded = Loaded::from_file(config_path)?;
+/// Runs the daemon on `loaded` (read from `config_path`, which a reload
+/// reads again) and the sockets in `listeners` until `control.shutdown`
+/// fires; then stops within [`STOP_LIMIT`].
+///
+/// The store is opened once here and shared by the engine, the sources and
+/// the webhook. Signals are the caller's: this function neither installs
+/// handlers nor binds sockets, so it runs as well in a test on port 0.
+pub async fn run(
+    config_path: &Path,
+    loaded: Loaded,
+    listeners: Listeners,
+    control: Control,
+) -> Result<(), DaemonError> {
+    let Control {
+        mut shutdown,
+        mut reload,
+        ready,
+    } = control;
     let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
     let store = Arc::new(Store::open(&state_dir)?);
-    let sink = open_sink(&loaded)?;
+    let sink = open_sink(&loaded, store.clone())?;
     let metrics = Arc::new(Metrics::new());
     let mut settings = loaded.settings;
     let shared = Arc::new(Shared::new(
@@ -253,11 +284,12 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         metrics.clone(),
     ));
     let pipeline = Pipeline::start(shared.clone());
+    // The webhook worker still takes a flag; it turns with `shutdown`.
     let (stop_tx, stop_rx) = watch::channel(false);
     let http = HttpGuard::new(http_limits(&loaded.config)?);
     let mut webhook = WebhookService::start(
         &loaded.config,
-        &state_dir,
+        &store,
         &loaded.rules,
         shared.clone(),
         &http,
@@ -276,29 +308,45 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         app: router(state.clone()),
         reserved: Some(reserved_router(state)),
     };
+    let Listeners {
+        http: http_listener,
+        webhook: webhook_listener,
+    } = listeners;
     let mut webhook_server = None;
     if let Some(w) = webhook.as_mut() {
         let hook = std::mem::take(&mut w.router);
-        // One server when the webhook listens where /healthz does.
-        if settings.http_listen.as_deref() == Some(w.listen.as_str()) {
-            served.app = served.app.merge(hook);
-        } else {
-            webhook_server = Some(
-                WebhookService::serve_alone(hook, &w.listen, http.clone(), stop_rx.clone()).await?,
-            );
+        match webhook_listener {
+            Some(listener) => {
+                let served = Served {
+                    app: hook,
+                    reserved: None,
+                };
+                // No `/healthz` there, so no reserved slots: a connection
+                // over the cap is closed at once.
+                webhook_server = Some(serve(
+                    "GitHub webhook ",
+                    listener,
+                    served,
+                    http.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            // One server when the webhook listens where /healthz does.
+            None if http_listener.is_some() => served.app = served.app.merge(hook),
+            None => {
+                return Err(DaemonError::Setting {
+                    at: "github.webhook.listen".into(),
+                    message: format!("no socket is bound for `{}`", w.listen),
+                })
+            }
         }
     }
-    let server = match &settings.http_listen {
-        Some(listen) => Some(serve(listen, served, http.clone(), stop_rx.clone()).await?),
-        None => None,
-    };
+    let server = http_listener.map(|l| serve("", l, served, http.clone(), shutdown.clone()));
     let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
-    let retry = tokio::spawn(retry_loop(shared.clone(), stop_rx.clone()));
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let retry = tokio::spawn(retry_loop(shared.clone(), shutdown.clone()));
     let mut watchdog = watchdog_interval();
     let mut health = tokio::time::interval(Duration::from_secs(1));
+    let mut reloads_open = true;
     tracing::info!(
         config = %config_path.display(),
         state_dir = %state_dir.display(),
@@ -307,24 +355,29 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
         settings.repos.len()
     );
     notify(&[NotifyState::Ready, NotifyState::Status("watching")]);
-    let why = loop {
+    ready.send_modify(|n| *n += 1);
+    loop {
         tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
-            _ = hup.recv() => {
-                if let Some(new) = reload(config_path, &settings, &shared, &pipeline, sources).await {
+            _ = shutdown.wait() => break,
+            asked = reload.recv(), if reloads_open => {
+                if asked.is_none() {
+                    reloads_open = false;
+                    continue;
+                }
+                if let Some(new) = reload_config(config_path, &settings, &shared, &pipeline, sources).await {
                     settings = new.0;
                     sources = new.1;
                 } else {
                     sources = Sources::start(&settings, &shared, &pipeline).await?;
                 }
+                ready.send_modify(|n| *n += 1);
             }
             _ = tick(&mut watchdog) => notify(&[NotifyState::Watchdog]),
             _ = health.tick() => sources.check(&settings, &metrics),
         }
-    };
+    }
     let stopping = Instant::now();
-    tracing::info!("{why}: stopping");
+    tracing::info!("stopping");
     notify(&[NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     // The pipeline stops taking work first, so a source blocked on a full
@@ -358,7 +411,7 @@ pub async fn run(config_path: &Path) -> Result<(), DaemonError> {
 /// Re-reads the config. On success returns the new settings and the
 /// restarted sources; on failure the old sources keep running untouched
 /// (`None` means they were stopped and must be restarted by the caller).
-async fn reload(
+async fn reload_config(
     config_path: &Path,
     old: &Settings,
     shared: &Arc<Shared<Sink>>,
@@ -366,7 +419,7 @@ async fn reload(
     sources: Sources,
 ) -> Option<(Settings, Sources)> {
     notify(&[NotifyState::Reloading]);
-    tracing::info!(config = %config_path.display(), "SIGHUP: reloading the config");
+    tracing::info!(config = %config_path.display(), "reloading the config");
     let current = shared.sink();
     let reopen = |l: &Loaded| {
         current
@@ -387,6 +440,10 @@ async fn reload(
     let (loaded, sink) = loaded;
     if loaded.settings.http_listen != old.http_listen {
         tracing::warn!("http.listen changed; restart the daemon to apply it");
+    }
+    let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
+    if shared.store.path() != state_dir.join(store::DB_FILE) {
+        tracing::warn!("state_dir changed; restart the daemon to apply it");
     }
     sources.stop(RELOAD_FLUSH_LIMIT).await;
     if !pipeline.flush(RELOAD_FLUSH_LIMIT).await {
@@ -437,35 +494,24 @@ fn http_limits(config: &crate::config::Config) -> Result<HttpLimits, DaemonError
     Ok(limits.fit_open_files(open_file_limit()))
 }
 
-async fn serve(
-    listen: &str,
+fn serve(
+    what: &str,
+    listener: TcpListener,
     served: Served,
     http: HttpGuard,
-    stop: watch::Receiver<bool>,
-) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| DaemonError::Listen {
-            listen: listen.to_string(),
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| DaemonError::Listen {
-            listen: listen.to_string(),
-            source,
-        })?;
-    tracing::info!("listening on http://{addr}");
-    Ok(tokio::spawn(crate::server::serve(
-        listener, served, http, stop,
-    )))
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("{what}listening on http://{addr}");
+    }
+    tokio::spawn(crate::server::serve(listener, served, http, shutdown))
 }
 
-async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut stop: watch::Receiver<bool>) {
+async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut shutdown: Shutdown) {
     let mut every = tokio::time::interval(RETRY_EVERY);
     loop {
         tokio::select! {
-            _ = stopped(&mut stop) => return,
+            _ = shutdown.wait() => return,
             _ = every.tick() => shared.sink().retry_pending().await,
         }
     }

@@ -258,7 +258,7 @@ async fn every_channel_receives_the_alert_and_never_the_key() {
     assert_no_key("raw email", mail["raw"].as_str().expect("raw"));
 
     // GitHub: one issue in the configured repo, labelled, with the token.
-    let issues = sim.get("/_sim/github/issues").await;
+    let issues = sim.get_json("/_sim/github/issues").await;
     let issues = issues.as_array().expect("issues");
     assert_eq!(issues.len(), 1, "{issues:?}");
     let issue = &issues[0];
@@ -326,7 +326,7 @@ async fn a_failing_or_silent_channel_does_not_stop_the_others() {
     assert_delivered(&deliveries[2..]);
 
     assert_eq!(smtp.messages(1).len(), 1);
-    let issues = sim.get("/_sim/github/issues").await;
+    let issues = sim.get_json("/_sim/github/issues").await;
     assert_eq!(issues.as_array().map(Vec::len), Some(1), "{issues}");
 }
 

@@ -7,13 +7,12 @@
 //! make a history scan exit 2 naming what it could not read.
 
 use crate::git_history::{Repo, TATUM, TATUM_2};
+use crate::support::daemon::{Daemon, Launch};
 use crate::support::keysentry;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 use tempfile::TempDir;
 
 /// In the environment of every keysentry run here: no git child may see it.
@@ -213,78 +212,36 @@ fn scan_git_never_fetches_a_commit_a_ref_points_to() {
     assert!(h.env_log.exists(), "the git wrapper never ran");
 }
 
-/// `keysentry daemon` watching the hostile clone; its stderr lines.
-struct Daemon {
-    child: std::process::Child,
-    log: Arc<Mutex<Vec<String>>>,
+/// `keysentry daemon` watching the hostile clone (the shared harness;
+/// started without waiting: what it logs first is the point).
+fn start_daemon(h: &Hostile, history: bool, wrapped: bool, name: &str) -> Daemon {
+    let dir = h.dir.path().join(name);
+    std::fs::create_dir(&dir).expect("mkdir");
+    let quoted = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("json");
+    let config = dir.join("keysentry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {}\nremediation:\n  mode: off\nwatch:\n  logs: [{}]\n  poll: 200ms\n  repos:\n    - path: {}\n      poll: 100ms\n      history: {history}\nhttp:\n  listen: 127.0.0.1:0\n",
+            quoted(&dir.join("state")),
+            quoted(&dir.join("*.log")),
+            quoted(&h.clone),
+        ),
+    )
+    .expect("write config");
+    Launch::new(&config)
+        .env("PATH", h.path(wrapped))
+        .env("KEYSENTRY_GITHUB_TOKEN", TOKEN)
+        .no_wait()
+        .start()
 }
 
-impl Daemon {
-    fn start(h: &Hostile, history: bool, wrapped: bool, name: &str) -> Daemon {
-        let dir = h.dir.path().join(name);
-        std::fs::create_dir(&dir).expect("mkdir");
-        let quoted = |p: &Path| serde_json::to_string(&p.display().to_string()).expect("json");
-        let config = dir.join("keysentry.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir: {}\nremediation:\n  mode: off\nwatch:\n  logs: [{}]\n  poll: 200ms\n  repos:\n    - path: {}\n      poll: 100ms\n      history: {history}\nhttp:\n  listen: 127.0.0.1:0\n",
-                quoted(&dir.join("state")),
-                quoted(&dir.join("*.log")),
-                quoted(&h.clone),
-            ),
-        )
-        .expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
-            .args(["daemon", "--log-format", "json", "--config"])
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .env_remove("KEYSENTRY_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env("PATH", h.path(wrapped))
-            .env("KEYSENTRY_GITHUB_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keysentry daemon");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Daemon { child, log }
-    }
-
-    fn text(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
-    }
-
-    /// Waits for a line with `what`, or for `marker`: a fetch that happened
-    /// must fail the test, not time it out.
-    fn wait_for(&self, what: &str, marker: &Path) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if self.text().contains(what) || marker.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "timed out waiting for {what:?}; daemon stderr:\n{}",
-            self.text()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for a line with `what`, or for `marker`: a fetch that happened
+/// must fail the test, not time it out.
+fn wait_for(d: &Daemon, what: &str, marker: &Path) {
+    d.wait_until(&format!("{what:?}"), |lines| {
+        lines.iter().any(|l| l.contains(what)) || marker.exists()
+    });
 }
 
 #[test]
@@ -294,7 +251,7 @@ fn a_watched_repository_never_fetches_with_or_without_history() {
     for history in [false, true] {
         for wrapped in [false, true] {
             let name = format!("h{history}-w{wrapped}");
-            let d = Daemon::start(&h, history, wrapped, &name);
+            let d = start_daemon(&h, history, wrapped, &name);
             // The commit reads as missing: the scan is incomplete, naming
             // it. Except where history is scanned by a git that ignores
             // GIT_NO_LAZY_FETCH: refused the fetch of the first missing blob,
@@ -303,7 +260,7 @@ fn a_watched_repository_never_fetches_with_or_without_history() {
                 true => "repository scan failed",
                 false => sha.as_str(),
             };
-            d.wait_for(expected, &h.marker);
+            wait_for(&d, expected, &h.marker);
             // Not repeated on every 100 ms poll: said when it changes (the
             // first scan also misses the blobs, the next ones only the ref).
             std::thread::sleep(Duration::from_millis(900));
@@ -320,12 +277,12 @@ fn a_watched_repository_never_fetches_with_or_without_history() {
 fn a_watched_partial_clone_says_its_scan_is_incomplete_without_fetching() {
     let h = Hostile::new();
     for wrapped in [false, true] {
-        let d = Daemon::start(&h, true, wrapped, &format!("w{wrapped}"));
+        let d = start_daemon(&h, true, wrapped, &format!("w{wrapped}"));
         let blob = git(&h.origin, &["rev-parse", "HEAD:app.env"]);
         // A git that honours GIT_NO_LAZY_FETCH reads the blob as missing; one
         // that tries the fetch is refused it and the scan fails: either way
         // the log names the blob and nothing is fetched.
-        d.wait_for(&blob, &h.marker);
+        wait_for(&d, &blob, &h.marker);
         h.assert_nothing_ran(&format!("wrapped={wrapped}"));
         assert!(d.text().contains("app.env"), "{}", d.text());
     }

@@ -3,6 +3,7 @@
 //! binary on a repository built with real git.
 
 use crate::git_history::{Repo, Scan, GITHUB, TATUM, TATUM_2, TATUM_3};
+use crate::support::fingerprint;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 
@@ -22,12 +23,6 @@ fn places(scan: &Scan) -> Vec<(String, u64)> {
         .collect();
     p.sort();
     p
-}
-
-fn fingerprint(key: &str) -> String {
-    keysentry::scan::Fingerprint::of(key.as_bytes())
-        .as_str()
-        .to_string()
 }
 
 fn has_key(f: &Value, key: &str) -> bool {

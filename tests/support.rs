@@ -1,4 +1,7 @@
-//! Helpers shared by the integration test modules.
+//! Helpers shared by the integration test modules: the binary, files, keys,
+//! one simulator harness ([`sim::Sim`]) and one daemon harness
+//! ([`daemon::Daemon`] for the real binary, [`daemon::InProcess`] for
+//! `keysentry::daemon::run` on port 0).
 
 #![allow(dead_code)]
 
@@ -19,4 +22,21 @@ pub fn write(dir: &Path, rel: &str, content: &str) {
         std::fs::create_dir_all(parent).expect("create test dir");
     }
     std::fs::write(path, content).expect("write test file");
+}
+
+pub mod daemon;
+pub mod sim;
+
+use keysentry::scan::Fingerprint;
+
+/// A distinct, valid-looking Tatum key per seed (what the built-in rule and
+/// the simulator accept).
+pub fn key(seed: &str) -> String {
+    let hex = fingerprint(seed);
+    format!("t-{}-{}", &hex[..24], &hex[24..48])
+}
+
+/// A key's fingerprint as keysentry reports and stores it.
+pub fn fingerprint(key: &str) -> String {
+    Fingerprint::of(key.as_bytes()).as_str().to_string()
 }

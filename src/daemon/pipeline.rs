@@ -585,3 +585,6 @@ mod tests {
         assert!(gate.has_room(&b));
     }
 }
+
+#[cfg(test)]
+mod backoff_tests;

@@ -16,9 +16,9 @@ use crate::github::{
 use crate::metrics::{SourceState, WEBHOOK_SOURCE};
 use crate::rules::RuleSet;
 use crate::scan::Finding;
-use crate::server::{HttpGuard, Served};
+use crate::server::HttpGuard;
 use crate::store::webhook::DeliveryStore;
-use std::path::Path;
+use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -51,7 +51,7 @@ impl WebhookService {
     /// `stop` turns true.
     pub fn start(
         config: &Config,
-        state_dir: &Path,
+        store: &Arc<Store>,
         rules: &RuleSet,
         shared: Arc<Shared<EngineSink>>,
         http: &HttpGuard,
@@ -66,7 +66,7 @@ impl WebhookService {
             .and_then(|g| g.webhook.as_ref())
             .map(|w| w.listen.clone())
             .unwrap_or_default();
-        let store = Arc::new(DeliveryStore::open(state_dir)?);
+        let store = Arc::new(DeliveryStore::new(store.clone()));
         let metrics = shared.metrics.clone();
         let shared_metrics = shared.metrics.clone();
         let current = shared.clone();
@@ -100,31 +100,6 @@ impl WebhookService {
             listen,
             worker,
         }))
-    }
-
-    /// Serves the router on `github.webhook.listen`, under the process's
-    /// `http` limits, until `stop` turns true. It has no `/healthz`, so no
-    /// reserved slots: a connection over the cap is closed at once.
-    pub async fn serve_alone(
-        router: axum::Router,
-        listen: &str,
-        http: HttpGuard,
-        stop: watch::Receiver<bool>,
-    ) -> Result<JoinHandle<()>, WebhookError> {
-        let bind = |source| WebhookError::Listen {
-            listen: listen.to_string(),
-            source,
-        };
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
-        let addr = listener.local_addr().map_err(bind)?;
-        tracing::info!("GitHub webhook listening on http://{addr}");
-        let served = Served {
-            app: router,
-            reserved: None,
-        };
-        Ok(tokio::spawn(crate::server::serve(
-            listener, served, http, stop,
-        )))
     }
 
     /// Waits (at most `limit`) for the worker to record what it finished.

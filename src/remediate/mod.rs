@@ -74,7 +74,8 @@ pub struct Engine {
 struct Inner {
     config: Config,
     rules: RuleSet,
-    store: Store,
+    /// Shared with the daemon's sources and webhook: one handle per process.
+    store: Arc<Store>,
     http: HttpClient,
     /// The playbook of each provider.
     registry: Registry,
@@ -122,13 +123,15 @@ impl Engine {
     /// `verify`/`revoke` templates drive the simple providers).
     pub fn open_with_rules(config: &Config, rules: RuleSet) -> Result<Engine, RemediateError> {
         let store = Store::open(&crate::store::state_dir(config.state_dir.as_deref()))?;
-        Engine::with_store(config, rules, store)
+        Engine::with_store(config, rules, Arc::new(store))
     }
 
+    /// As [`Engine::open_with_rules`], on a store the caller opened (the
+    /// daemon shares one with its sources and webhook).
     pub fn with_store(
         config: &Config,
         rules: RuleSet,
-        store: Store,
+        store: Arc<Store>,
     ) -> Result<Engine, RemediateError> {
         let registry = Registry::builtin(config, &rules);
         Engine::with_registry(config, rules, store, registry)
@@ -203,9 +206,10 @@ impl Engine {
     /// The engine for a reloaded config: new settings, but this process's
     /// memory carries over — the keys that unfinished incidents still need
     /// and the incidents being worked on — so a reload loses no key and
-    /// never runs an incident twice at once.
+    /// never runs an incident twice at once. The store stays this engine's
+    /// (a reload does not move the state directory).
     pub fn reopen(&self, config: &Config, rules: RuleSet) -> Result<Engine, RemediateError> {
-        let mut engine = Engine::open_with_rules(config, rules)?;
+        let mut engine = Engine::with_store(config, rules, self.inner.store.clone())?;
         if let Some(inner) = Arc::get_mut(&mut engine.inner) {
             inner.secrets = self.inner.secrets.clone();
             inner.active = self.inner.active.clone();

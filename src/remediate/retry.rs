@@ -168,3 +168,6 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(500));
     }
 }
+
+#[cfg(test)]
+mod paused_clock_tests;

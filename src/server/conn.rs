@@ -3,6 +3,7 @@
 //! a slot per connection taken before anything is read.
 
 use super::limits::{HttpGuard, Slot, Timeout, RESERVED_HEADER_TIMEOUT};
+use crate::shutdown::Shutdown;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -33,19 +34,19 @@ pub struct Served {
     pub reserved: Option<Router>,
 }
 
-/// Serves `listener` until `stop` turns true, then lets open connections
+/// Serves `listener` until `shutdown` fires, then lets open connections
 /// finish their request (graceful shutdown) and returns once they have.
 pub async fn serve(
     listener: TcpListener,
     served: Served,
     guard: HttpGuard,
-    mut stop: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let (close, closing) = watch::channel(false);
     let mut conns = JoinSet::new();
     loop {
         let stream = tokio::select! {
-            _ = async { drop(stop.wait_for(|s| *s).await) } => break,
+            _ = shutdown.wait() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,

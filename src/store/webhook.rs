@@ -9,6 +9,7 @@ use super::{Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookStoreError {
@@ -53,18 +54,24 @@ pub struct CommentKey {
     pub fingerprint: String,
 }
 
-/// The webhook's own connection to the store: acknowledging a delivery never
-/// waits behind the engine's queries.
+/// The webhook's queries over the process's one store handle (the daemon
+/// shares it with the engine and the sources). Each query holds the
+/// connection for one statement or transaction, so an acknowledgement waits
+/// at most one short query behind the engine, never a provider call.
 pub struct DeliveryStore {
-    store: Store,
+    store: Arc<Store>,
 }
 
 impl DeliveryStore {
-    /// Opens `<state_dir>/keysentry.db` through the store's migration runner.
+    /// The webhook's view of an open store.
+    pub fn new(store: Arc<Store>) -> DeliveryStore {
+        DeliveryStore { store }
+    }
+
+    /// Opens `<state_dir>/keysentry.db` through the store's migration runner
+    /// (for tools and tests that have no store yet).
     pub fn open(state_dir: &Path) -> Result<DeliveryStore, WebhookStoreError> {
-        Ok(DeliveryStore {
-            store: Store::open(state_dir)?,
-        })
+        Ok(DeliveryStore::new(Arc::new(Store::open(state_dir)?)))
     }
 
     pub fn path(&self) -> &Path {

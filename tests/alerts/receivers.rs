@@ -36,48 +36,7 @@ fn first_line(child: &mut Child, what: &str) -> (String, ChildStdout) {
     }
 }
 
-/// `keysentry-sim` in-process on a free port, stopped when dropped.
-pub struct Sim {
-    _sim: keysentry_sim::Running,
-    pub url: String,
-}
-
-impl Sim {
-    pub fn start() -> Sim {
-        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
-        Sim {
-            url: sim.url.clone(),
-            _sim: sim,
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> Value {
-        let res = reqwest::get(format!("{}{path}", self.url))
-            .await
-            .expect("query the simulator");
-        res.json().await.expect("simulator answers JSON")
-    }
-
-    pub async fn behave(&self, path: &str, behaviour: Value) {
-        let res = reqwest::Client::new()
-            .put(format!("{}{path}", self.url))
-            .json(&behaviour)
-            .send()
-            .await
-            .expect("configure the simulator");
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-    }
-
-    /// The raw bodies a webhook sink received.
-    pub async fn sink_bodies(&self, name: &str) -> Vec<String> {
-        let records = self.get(&format!("/_sim/sink/{name}")).await;
-        let records = records.as_array().expect("a list").clone();
-        records
-            .iter()
-            .map(|r| r["body"].as_str().expect("body text").to_string())
-            .collect()
-    }
-}
+pub use crate::support::sim::Sim;
 
 /// A real SMTP server (aiosmtpd) on a free port, writing each received
 /// message as a JSON line; killed when dropped.

@@ -79,9 +79,9 @@ fn a_log_swapped_for_a_fifo_or_a_symlink_is_skipped_and_the_others_are_read() {
     // While it was being swapped the path came and went, and each time it
     // came back as a FIFO it was told again; once it stays, never again.
     let fifo_warnings = warned("named pipe");
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(warned("named pipe"), fifo_warnings, "{}", d.stderr());
-    assert_eq!(warned("symbolic link"), 1, "{}", d.stderr());
+    passes_later(&d, &logs.join("*.log"), &b, 4);
+    assert_eq!(warned("named pipe"), fifo_warnings, "{}", d.text());
+    assert_eq!(warned("symbolic link"), 1, "{}", d.text());
     assert!(d.reports_of(&hidden).is_empty(), "the symlink was followed");
     let (status, stderr) = d.terminate();
     assert!(status.success(), "{stderr}");
@@ -154,7 +154,7 @@ fn decoys_in_one_log_do_not_delay_a_real_key_in_another_and_are_told_in_one_dige
     append(&app, "start\n");
     let extra = format!(
         "remediation:\n  mode: auto\n  rate_limit: 400\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
-        sim = sim.url()
+        sim = sim.url
     );
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
     let d = Daemon::start(&cfg);
@@ -222,7 +222,7 @@ fn decoys_in_one_log_do_not_delay_a_real_key_in_another_and_are_told_in_one_dige
 #[test]
 fn readiness_fails_and_liveness_says_degraded_while_remediation_and_every_alert_channel_fail() {
     let sim = Sim::start();
-    sim.fault(r#"{"path": "/v3/tatum/freeze", "status": 500, "count": 100}"#);
+    sim.fault(serde_json::json!({"path": "/v3/tatum/freeze", "status": 500, "count": 100}));
     let (status, resp) = http(
         &sim.addr,
         "PUT",
@@ -233,7 +233,7 @@ fn readiness_fails_and_liveness_says_degraded_while_remediation_and_every_alert_
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "remediation:\n  mode: auto\n  max_attempts: 1\n  backoff_ms: 60000\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\n",
-        sim = sim.url()
+        sim = sim.url
     );
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
     let d = Daemon::start(&cfg);
@@ -290,7 +290,7 @@ fn the_not_live_digest_is_sent_when_its_interval_ends() {
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "remediation:\n  mode: auto\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\nalerts:\n  - {{type: webhook, url: '{sim}/_sink/webhook/owner'}}\nalert_digest:\n  interval_secs: 2\n",
-        sim = sim.url()
+        sim = sim.url
     );
     let cfg = write_config(dir.path(), &[dir.path().join("*.log")], &extra);
     let d = Daemon::start(&cfg);

@@ -2,118 +2,13 @@
 //! files, config, state) and the assertions the remediation tests share.
 
 use crate::support;
-use keysentry::scan::Fingerprint;
-use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
 
-/// `keysentry-sim` in-process on 127.0.0.1:0, stopped on drop.
-pub struct Sim {
-    _sim: keysentry_sim::Running,
-    pub url: String,
-    addr: String,
-}
-
-impl Sim {
-    pub fn start() -> Sim {
-        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
-        Sim {
-            url: sim.url.clone(),
-            addr: sim.addr.clone(),
-            _sim: sim,
-        }
-    }
-
-    /// A minimal HTTP/1.1 exchange: tests need no async client.
-    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut s = TcpStream::connect(&self.addr).expect("connect to sim");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read sim response");
-        let status = resp
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    pub fn add_tatum_key(&self, key: &str, testnet: bool, subscriptions: u64, accounts: u64) {
-        let (status, _) = self.request(
-            "POST",
-            "/_sim/tatum/keys",
-            Some(&json!({"key": key, "testnet": testnet, "subscriptions": subscriptions, "accounts": accounts})),
-        );
-        assert_eq!(status, 204);
-    }
-
-    pub fn fault(&self, fault: Value) {
-        assert_eq!(self.request("POST", "/_sim/fault", Some(&fault)).0, 204);
-    }
-
-    pub fn calls(&self) -> Vec<Value> {
-        match self.request("GET", "/_sim/calls", None).1 {
-            Value::Array(calls) => calls,
-            other => panic!("calls: {other}"),
-        }
-    }
-
-    /// Calls received for `method path`.
-    pub fn count(&self, method: &str, path: &str) -> usize {
-        self.calls()
-            .iter()
-            .filter(|c| c["method"] == method && c["path"] == path)
-            .count()
-    }
-
-    /// Calls that change state at a provider.
-    pub fn state_changing_calls(&self) -> usize {
-        self.calls()
-            .iter()
-            .filter(|c| c["method"] != "GET" && c["path"] != "/api/auth.test")
-            .count()
-    }
-
-    pub fn tatum_key(&self, key: &str) -> Value {
-        let (status, v) = self.request("GET", &format!("/_sim/tatum/keys/{}", fp(key)), None);
-        assert_eq!(status, 200, "sim knows the key");
-        v
-    }
-
-    /// Polls the call log until `pred` holds, or panics at the deadline.
-    pub fn wait_for(&self, what: &str, pred: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if pred(&self.calls()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("timed out waiting for {what}");
-    }
-}
-
-pub fn fp(key: &str) -> String {
-    Fingerprint::of(key.as_bytes()).as_str().to_string()
-}
-
-/// A well-formed, high-entropy Tatum key, distinct per seed.
-pub fn tatum_key(seed: &str) -> String {
-    let h = fp(seed);
-    format!("t-{}-{}", &h[..24], &h[24..48])
-}
+pub use crate::support::sim::Sim;
+/// The shared key and fingerprint helpers, by the names these tests use.
+pub use crate::support::{fingerprint as fp, key as tatum_key};
 
 /// A temp workspace with a tree to scan and a simulator; the built-in rules
 /// (the ones users run, with their verify and revoke templates) find the keys.

@@ -1,112 +1,32 @@
 //! The webhook inside `keysentry daemon`: served next to `/healthz`, and
-//! deliveries left pending by a stopped daemon finished by the next one.
+//! deliveries left pending by a stopped daemon finished by the next one;
+//! one store handle for the whole daemon.
 
 use super::harness::*;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use crate::support::daemon::{Daemon, Launch};
 
 pub(super) const SECRET_ENV: &str = "KEYSENTRY_TEST_WEBHOOK_SECRET";
 
-/// `keysentry daemon` with its stderr collected.
-pub(super) struct Daemon {
-    pub(super) child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+/// `keysentry daemon` (text log, debug) with the webhook secret in its
+/// environment.
+pub(super) fn start_daemon(config: &std::path::Path) -> Daemon {
+    Launch::new(config)
+        .text_log()
+        .env("KEYSENTRY_LOG", "keysentry=debug")
+        .env(SECRET_ENV, SECRET)
+        .no_wait()
+        .start()
 }
 
-impl Daemon {
-    pub(super) fn start(config: &std::path::Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysentry"))
-            .args(["daemon", "--config"])
-            .arg(config)
-            .env("KEYSENTRY_LOG", "keysentry=debug")
-            .env(SECRET_ENV, SECRET)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start keysentry daemon");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Daemon { child, log }
-    }
-
-    pub(super) fn text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// The address of the webhook, once listening (the same server as
-    /// `/metrics` when `github.webhook.listen` equals `http.listen`).
-    pub(super) async fn url(&self) -> String {
-        self.address(true).await
-    }
-
-    /// The address of `/healthz` and `/metrics`.
-    pub(super) async fn metrics_url(&self) -> String {
-        self.address(false).await
-    }
-
-    async fn address(&self, webhook: bool) -> String {
-        until("the daemon to listen", || async {
-            self.text().contains("daemon ready")
-        })
-        .await;
-        let text = self.text();
-        let marker = "listening on http://";
-        let servers: Vec<(bool, usize)> = text
-            .match_indices(marker)
-            .map(|(i, _)| (text[..i].ends_with("GitHub webhook "), i + marker.len()))
-            .collect();
-        let (_, at) = *servers
-            .iter()
-            .find(|(is_webhook, _)| *is_webhook == webhook)
-            .or(servers.first())
-            .expect("listening line");
-        let addr: String = text[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        format!("http://{addr}")
-    }
-
-    /// Polls `/metrics` until every `series value` line is on the page.
-    pub(super) async fn wait_metrics(&self, want: &[&str]) {
-        let url = format!("{}/metrics", self.metrics_url().await);
-        let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
-        until("the metrics", || async {
-            let text = page().await;
-            want.iter().all(|w| text.lines().any(|l| l == *w))
-        })
-        .await;
-    }
-
-    /// SIGTERM, then the exit status and everything logged.
-    pub(super) fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("daemon exits");
-        std::thread::sleep(Duration::from_millis(50));
-        (status, self.text())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Polls `/metrics` until every `series value` line is on the page.
+async fn wait_metrics(d: &Daemon, want: &[&str]) {
+    let url = format!("{}/metrics", d.http_url());
+    let page = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
+    until("the metrics", || async {
+        let text = page().await;
+        want.iter().all(|w| text.lines().any(|l| l == *w))
+    })
+    .await;
 }
 
 async fn deliver(url: &str, id: &str, body: &Value, secret: &str) -> u16 {
@@ -135,7 +55,7 @@ async fn a_restarted_daemon_finishes_the_deliveries_the_stopped_one_left_pending
     let base = repo_with_base(&sim, "acme/app").await;
     let mut pushes = Vec::new();
     for i in 0..3 {
-        sim.tatum_key(&key(400 + i)).await;
+        sim.live_key(&key(400 + i)).await;
         let head = sim
             .commit(
                 "acme/app",
@@ -179,25 +99,27 @@ providers:
         json!({"path_contains": "/compare/", "status": 503, "count": 1000}),
     )
     .await;
-    let first = Daemon::start(&config);
-    let url = first.url().await;
+    let first = start_daemon(&config);
+    let url = first.webhook_url();
     assert_eq!(deliver(&url, "r-forged", &pushes[0], "wrong").await, 401);
     for (i, p) in pushes.iter().enumerate() {
         assert_eq!(deliver(&url, &format!("r-{i}"), p, SECRET).await, 202);
     }
     until("every delivery tried once", || async {
-        sim.calls("/compare/").await.len() >= 3
+        sim.github_calls("/compare/").await.len() >= 3
     })
     .await;
-    first
-        .wait_metrics(&[
+    wait_metrics(
+        &first,
+        &[
             "keysentry_webhook_requests_total{status=\"401\"} 1",
             "keysentry_webhook_requests_total{status=\"202\"} 3",
             "keysentry_webhook_deliveries{state=\"pending\"} 3",
             // The delivery queue reports its heartbeat like the other sources.
             "keysentry_source_up{source=\"webhook\"} 1",
-        ])
-        .await;
+        ],
+    )
+    .await;
     let (status, first_log) = first.terminate();
     assert!(status.success(), "{first_log}");
     assert_eq!(sim.all_freezes().await, 0);
@@ -207,14 +129,12 @@ providers:
         .send()
         .await
         .unwrap();
-    let second = Daemon::start(&config);
+    let second = start_daemon(&config);
     until("three containment calls", || async {
         sim.all_freezes().await == 3
     })
     .await;
-    second
-        .wait_metrics(&["keysentry_webhook_deliveries{state=\"done\"} 3"])
-        .await;
+    wait_metrics(&second, &["keysentry_webhook_deliveries{state=\"done\"} 3"]).await;
     let (status, second_log) = second.terminate();
     assert!(status.success(), "{second_log}");
     for i in 0..3 {
@@ -230,4 +150,112 @@ providers:
         }
         assert!(!log.contains(SECRET), "the webhook secret is in the log");
     }
+}
+
+/// The files under `/proc/PID/fd` that are `path`: one per SQLite
+/// connection that has it open.
+fn open_handles(pid: u32, path: &std::path::Path) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read /proc/PID/fd");
+    fds.filter_map(Result::ok)
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == path))
+        .count()
+}
+
+/// Regression (issue 11): the daemon opened its database three times (its
+/// own handle, the engine's and the webhook's), three connections and three
+/// caches on one file. Now one handle serves offsets, incidents and
+/// deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_holds_one_connection_to_its_store_with_the_webhook_on() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {state}\nhttp:\n  listen: 127.0.0.1:0\ngithub:\n  api_url: {sim}\n  webhook:\n    listen: 127.0.0.1:0\n    secret_env: {SECRET_ENV}\nremediation:\n  mode: auto\n  policy: {{tatum: freeze}}\nproviders:\n  tatum:\n    api_url: {sim}\n",
+            state = state.display(),
+            sim = sim.url
+        ),
+    )
+    .unwrap();
+    let d = start_daemon(&config);
+    d.wait_for("the daemon to be ready", |l| l.contains("daemon ready"));
+    let db = state.join("keysentry.db").canonicalize().unwrap();
+    assert_eq!(open_handles(d.child.id(), &db), 1, "{}", d.text());
+    // And the webhook's worker runs on that handle.
+    wait_metrics(&d, &["keysentry_source_up{source=\"webhook\"} 1"]).await;
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// A config whose webhook listens on `webhook_listen`, apart from
+/// `/healthz` on 127.0.0.1:0.
+fn own_socket_config(dir: &std::path::Path, sim: &Sim, webhook_listen: &str) -> std::path::PathBuf {
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir: {state}\nhttp:\n  listen: 127.0.0.1:0\ngithub:\n  api_url: {sim}\n  webhook:\n    listen: {webhook_listen}\n    secret_env: {SECRET_ENV}\nremediation:\n  mode: off\n",
+            state = dir.join("state").display(),
+            sim = sim.url
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The webhook on an address of its own is served there, and only there;
+/// `/healthz` stays on `http.listen`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_its_own_address_is_served_apart_from_healthz() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    // All of 127.0.0.0/8 is loopback on Linux: another address, same host.
+    let d = start_daemon(&own_socket_config(dir.path(), &sim, "127.0.0.2:0"));
+    let (hook, health) = (d.webhook_url(), d.http_url());
+    assert!(hook.starts_with("http://127.0.0.2:"), "{hook}");
+    assert!(health.starts_with("http://127.0.0.1:"), "{health}");
+    let payload = main_push(
+        "acme/app",
+        &"a".repeat(40),
+        &"b".repeat(40),
+        "dev@example.com",
+    );
+    assert_eq!(deliver(&hook, "own-1", &payload, "wrong").await, 401);
+    assert_eq!(deliver(&health, "own-2", &payload, SECRET).await, 404);
+    let status = |url: String| async move { reqwest::get(url).await.unwrap().status().as_u16() };
+    assert_eq!(status(format!("{health}/healthz")).await, 200);
+    assert_eq!(status(format!("{hook}/healthz")).await, 404);
+    let (exit, log) = d.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(!log.contains(SECRET), "the webhook secret is in the log");
+}
+
+/// The binary binds the webhook's socket before the daemon starts: a busy
+/// one is exit 2 naming the setting and the fix, and never ready.
+#[test]
+fn a_busy_webhook_address_is_an_error_naming_github_webhook_listen() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let config = own_socket_config(dir.path(), &sim, &busy);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env(SECRET_ENV, SECRET)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("github.webhook.listen")
+            && stderr.contains(&busy)
+            && stderr.contains("pick a free port"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("daemon ready"), "{stderr}");
 }

@@ -9,7 +9,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
     let base = repo_with_base(&sim, "acme/app").await;
-    sim.tatum_key(&key(20)).await;
+    sim.live_key(&key(20)).await;
     let env = format!("NODE_ENV=production\nTATUM_API_KEY={}\n", key(20));
     let head = sim
         .commit(
@@ -51,7 +51,7 @@ async fn a_pushed_key_is_one_incident_and_one_containment_call_even_when_replaye
     h.shutdown().await;
 
     assert_eq!(sim.all_freezes().await, 1, "one containment call in all");
-    let comments = sim.get("/_sim/github/comments").await;
+    let comments = sim.get_list("/_sim/github/comments").await;
     assert_eq!(comments.len(), 1, "the commit is told once: {comments:?}");
     let body = comments[0]["body"].as_str().unwrap();
     assert!(
@@ -93,7 +93,7 @@ async fn a_hundred_concurrent_deliveries_are_each_processed_exactly_once() {
     let base = repo_with_base(&sim, "acme/app").await;
     let mut heads = Vec::new();
     for i in 0..100 {
-        sim.tatum_key(&key(100 + i)).await;
+        sim.live_key(&key(100 + i)).await;
         let file = format!("svc{i}/.env");
         let head = sim
             .commit(
@@ -135,7 +135,7 @@ async fn a_hundred_concurrent_deliveries_are_each_processed_exactly_once() {
     .await;
     h.shutdown().await;
     assert_eq!(
-        sim.calls("/compare/").await.len(),
+        sim.github_calls("/compare/").await.len(),
         100,
         "each delivery fetched once"
     );
@@ -221,7 +221,12 @@ async fn rate_limits_and_outages_delay_a_delivery_but_never_drop_it() {
     })
     .await;
     until("the finding", || async { h.sink.count() == 1 }).await;
-    let statuses: Vec<u64> = sim.calls("/compare/").await.iter().map(|c| c.2).collect();
+    let statuses: Vec<u64> = sim
+        .github_calls("/compare/")
+        .await
+        .iter()
+        .map(|c| c.2)
+        .collect();
     assert_eq!(statuses, [502, 429, 403, 200]);
     until("done", || async {
         h.store
@@ -265,8 +270,8 @@ async fn secret_scanning_alerts_feed_the_engine_with_the_fetched_secret() {
     assert_eq!(f.secret.expose(), key(11));
     assert_eq!(&*f.rule_id, "tatum.api-key");
     assert_eq!((f.origin.path(), f.line), ("ops/env.sh".to_string(), 12));
-    assert_eq!(sim.calls("/secret-scanning/alerts/5").await.len(), 2);
-    assert!(sim.calls("/alerts/6").await.is_empty());
+    assert_eq!(sim.github_calls("/secret-scanning/alerts/5").await.len(), 2);
+    assert!(sim.github_calls("/alerts/6").await.is_empty());
     h.shutdown().await;
 }
 
@@ -275,7 +280,7 @@ async fn the_pusher_owns_a_key_whose_commit_names_no_author() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
     let base = repo_with_base(&sim, "acme/app").await;
-    sim.tatum_key(&key(21)).await;
+    sim.live_key(&key(21)).await;
     let head = sim
         .commit_with(
             json!({"repo": "acme/app", "parent": base, "author": {"name": "bot"},

@@ -9,7 +9,7 @@ async fn bad_or_missing_signature_is_401_and_calls_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (base, head) =
         base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(2)})).await;
-    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let mut h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = main_push("acme/app", &base, &head, "a@example.com");
     let bytes = serde_json::to_vec(&payload).unwrap();
     let wrong = WebhookSecret::new("not-the-secret").sign(&bytes);
@@ -41,8 +41,8 @@ async fn bad_or_missing_signature_is_401_and_calls_nothing() {
         StatusCode::UNAUTHORIZED,
         "unsigned comes before 415"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sim.calls("/repos/").await.is_empty());
+    h.settle().await;
+    assert!(sim.github_calls("/repos/").await.is_empty());
     assert!(h.store.counts().unwrap().is_empty(), "nothing stored");
     assert_eq!(h.sink.count(), 0);
     h.shutdown().await;
@@ -54,7 +54,7 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
     let dir = tempfile::tempdir().unwrap();
     let (base, head) =
         base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(3)})).await;
-    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let mut h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = main_push("acme/app", &base, &head, "a@example.com");
     h.queue_push("d-replay", &payload).await;
     until("processing", || async {
@@ -65,9 +65,9 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
     })
     .await;
     assert_eq!(h.accepted("push", "d-replay", &payload).await, "duplicate");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.settle().await;
     assert_eq!(h.sink.count(), 1);
-    assert_eq!(sim.calls("/compare/").await.len(), 1);
+    assert_eq!(sim.github_calls("/compare/").await.len(), 1);
     h.shutdown().await;
 }
 
@@ -75,11 +75,11 @@ async fn a_replayed_delivery_is_acknowledged_and_not_processed_again() {
 async fn a_deleted_branch_is_ignored() {
     let sim = Sim::start();
     let dir = tempfile::tempdir().unwrap();
-    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let mut h = hook(&sim, &db(&dir), Opts::default()).await;
     let payload = push("acme/app", "refs/heads/old", &"a".repeat(40), ZERO, &[]);
     assert_eq!(h.accepted("push", "d-del", &payload).await, "ignored");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sim.calls("/repos/").await.is_empty());
+    h.settle().await;
+    assert!(sim.github_calls("/repos/").await.is_empty());
     assert!(h.store.counts().unwrap().is_empty());
     h.shutdown().await;
 }

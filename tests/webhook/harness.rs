@@ -18,7 +18,6 @@ pub use keysentry::server::HttpLimits;
 use keysentry::store::webhook::DeliveryStore;
 pub use keysentry::store::{IncidentRow, Store};
 pub use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 pub use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -41,123 +40,10 @@ rules:
 
 /// A distinct, valid-looking Tatum key per `n`.
 pub fn key(n: u32) -> String {
-    let h: String = Sha256::digest(format!("key{n}"))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t-{}-{}", &h[..24], &h[24..48])
+    crate::support::key(&format!("key{n}"))
 }
 
-/// The GitHub simulator, in-process, stopped on drop.
-pub struct Sim {
-    _sim: keysentry_sim::Running,
-    pub url: String,
-    pub http: reqwest::Client,
-}
-
-impl Sim {
-    pub fn start() -> Sim {
-        let sim = keysentry_sim::spawn().expect("start keysentry-sim");
-        Sim {
-            url: sim.url.clone(),
-            _sim: sim,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Value {
-        let res = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("sim reachable");
-        assert!(res.status().is_success(), "sim {path}: {}", res.status());
-        res.json().await.unwrap_or(Value::Null)
-    }
-
-    pub async fn get(&self, path: &str) -> Vec<Value> {
-        let res = self.http.get(format!("{}{path}", self.url)).send().await;
-        let v: Value = res.expect("sim reachable").json().await.expect("json");
-        v.as_array().cloned().unwrap_or_default()
-    }
-
-    /// API calls whose path contains `part`, as (method, path, status).
-    pub async fn calls(&self, part: &str) -> Vec<(String, String, u64)> {
-        self.get("/_sim/github/calls")
-            .await
-            .into_iter()
-            .filter(|c| c["path"].as_str().is_some_and(|p| p.contains(part)))
-            .map(|c| {
-                (
-                    c["method"].as_str().unwrap_or("").to_string(),
-                    c["path"].as_str().unwrap_or("").to_string(),
-                    c["status"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect()
-    }
-
-    /// Makes `key` a live key at the simulated Tatum.
-    pub async fn tatum_key(&self, key: &str) {
-        let res = self
-            .http
-            .post(format!("{}/_sim/tatum/keys", self.url))
-            .json(&json!({"key": key, "testnet": false, "subscriptions": 0, "accounts": 0}))
-            .send()
-            .await
-            .expect("sim reachable");
-        assert!(res.status().is_success());
-    }
-
-    /// Containment calls (`PUT /v3/tatum/freeze`) that carried `key`.
-    pub async fn freezes(&self, key: &str) -> usize {
-        let fp = Fingerprint::of(key.as_bytes()).to_string();
-        self.get("/_sim/calls")
-            .await
-            .iter()
-            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
-            .filter(|c| c["key_fingerprint"] == fp.as_str())
-            .count()
-    }
-
-    pub async fn all_freezes(&self) -> usize {
-        self.get("/_sim/calls")
-            .await
-            .iter()
-            .filter(|c| c["method"] == "PUT" && c["path"] == "/v3/tatum/freeze")
-            .count()
-    }
-
-    pub async fn repo(&self, repo: &str) {
-        self.post(
-            "/_sim/github/repos",
-            json!({"repo": repo, "default_branch": "main"}),
-        )
-        .await;
-    }
-
-    /// A commit by `email` on top of `parent` setting `files`; returns its sha.
-    pub async fn commit(
-        &self,
-        repo: &str,
-        parent: Option<&str>,
-        email: &str,
-        files: Value,
-    ) -> String {
-        self.commit_with(
-            json!({"repo": repo, "parent": parent, "files": files, "message": "change",
-                   "author": {"name": "Dev", "email": email, "date": "2024-05-01T10:00:00Z"}}),
-        )
-        .await
-    }
-
-    pub async fn commit_with(&self, body: Value) -> String {
-        let v = self.post("/_sim/github/commits", body).await;
-        v["sha"].as_str().expect("sha").to_string()
-    }
-}
+pub use crate::support::sim::Sim;
 
 /// Stands in for the remediation engine: records what it is given.
 #[derive(Default)]
@@ -328,6 +214,23 @@ impl Hook {
     }
 
     pub async fn shutdown(mut self) {
+        self.stop_worker().await;
+    }
+
+    /// Waits until the queue holds nothing to do (every stored delivery
+    /// done or failed), then stops the worker, which ends the tasks it
+    /// runs: after this nothing more reaches the sink or the simulator, so
+    /// "nothing happened" can be asserted without guessing a sleep.
+    pub async fn settle(&mut self) {
+        until("the delivery queue to be idle", || async {
+            let counts = self.store.counts().expect("read the queue");
+            counts.keys().all(|s| s == "done" || s == "failed")
+        })
+        .await;
+        self.stop_worker().await;
+    }
+
+    async fn stop_worker(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

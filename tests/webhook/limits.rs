@@ -2,8 +2,9 @@
 //! headers, more connections than the cap, large unsigned or wrongly signed
 //! bodies. Raw sockets, as an attacker would use them.
 
-use super::daemon::{Daemon, SECRET_ENV};
+use super::daemon::{start_daemon, SECRET_ENV};
 use super::harness::*;
+use crate::support::daemon::Daemon;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -29,16 +30,16 @@ http:
         ),
     )
     .unwrap();
-    Daemon::start(&config)
+    start_daemon(&config)
 }
 
 async fn addr(d: &Daemon) -> String {
-    d.url().await.trim_start_matches("http://").to_string()
+    d.webhook_url().trim_start_matches("http://").to_string()
 }
 
 /// The value of the series `name` (a whole `name value` line).
 async fn metric(d: &Daemon, name: &str) -> f64 {
-    let url = format!("{}/metrics", d.metrics_url().await);
+    let url = format!("{}/metrics", d.http_url());
     let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

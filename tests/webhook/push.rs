@@ -33,7 +33,7 @@ async fn push_with_a_key_reaches_the_engine_attributed_to_its_line() {
     assert_eq!(f.secret.expose(), key(1));
     assert_eq!(fallback.as_deref(), Some("pusher@example.com"));
     assert_eq!(
-        sim.calls("/compare/").await,
+        sim.github_calls("/compare/").await,
         [(
             "GET".into(),
             format!("/repos/acme/app/compare/{base}...{head}"),
@@ -93,7 +93,7 @@ async fn a_new_branch_is_compared_with_the_default_branch() {
         Some(c2.as_str()),
         "the commit that added the line"
     );
-    let compares = sim.calls("/compare/").await;
+    let compares = sim.github_calls("/compare/").await;
     assert_eq!(compares.len(), 1);
     assert!(
         compares[0].1.ends_with(&format!("/compare/main...{c2}")),
@@ -127,8 +127,8 @@ async fn a_repositorys_first_push_walks_the_listed_commits() {
     let (f, _) = h.only_finding().await;
     assert_eq!(f.origin.author_email(), Some("carol@example.com"));
     assert_eq!(f.origin.commit(), Some(c1.as_str()));
-    assert!(sim.calls("/compare/").await.is_empty());
-    assert_eq!(sim.calls(&format!("/commits/{c1}")).await.len(), 1);
+    assert!(sim.github_calls("/compare/").await.is_empty());
+    assert_eq!(sim.github_calls(&format!("/commits/{c1}")).await.len(), 1);
     h.shutdown().await;
 }
 
@@ -151,7 +151,7 @@ async fn a_file_whose_patch_github_omits_is_scanned_as_a_blob() {
     h.queue_push("d-big", &payload).await;
     let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("data/big.yaml".to_string(), 40));
-    assert_eq!(sim.calls("/git/blobs/").await.len(), 1);
+    assert_eq!(sim.github_calls("/git/blobs/").await.len(), 1);
     h.shutdown().await;
 }
 
@@ -281,7 +281,7 @@ async fn a_key_in_commit_255_of_a_260_commit_push_is_found() {
     let (f, _) = h.only_finding().await;
     assert_eq!(f.origin.commit(), Some(leaked.as_str()));
     assert_eq!(f.origin.path(), "n/255.txt");
-    assert_eq!(sim.calls("/compare/").await.len(), 3, "three pages");
+    assert_eq!(sim.github_calls("/compare/").await.len(), 3, "three pages");
     h.shutdown().await;
 }
 
@@ -307,7 +307,7 @@ async fn a_key_past_the_first_300_files_of_a_commit_is_found() {
     let (f, _) = h.only_finding().await;
     assert_eq!((f.origin.path(), f.line), ("zz.env".to_string(), 1));
     assert_eq!(f.origin.commit(), Some(head.as_str()));
-    let pages = sim.calls(&format!("/commits/{head}")).await;
+    let pages = sim.github_calls(&format!("/commits/{head}")).await;
     assert_eq!(pages.len(), 2, "{pages:?}");
     h.shutdown().await;
 }
@@ -340,7 +340,7 @@ async fn the_commit_gets_one_comment_naming_file_and_line_never_the_key() {
         })
         .await;
     }
-    let comments = sim.get("/_sim/github/comments").await;
+    let comments = sim.get_list("/_sim/github/comments").await;
     assert_eq!(comments.len(), 1, "{comments:?}");
     let body = comments[0]["body"].as_str().unwrap();
     assert_eq!(comments[0]["commit_id"], head.as_str());
@@ -382,7 +382,7 @@ async fn a_github_app_signs_a_jwt_and_uses_an_installation_token() {
     payload["installation"] = json!({"id": 99, "node_id": "I_99"});
     h.queue_push("d-app", &payload).await;
     until("the finding", || async { h.sink.count() == 1 }).await;
-    let calls = sim.get("/_sim/github/calls").await;
+    let calls = sim.get_list("/_sim/github/calls").await;
     let auth_of = |part: &str| {
         calls
             .iter()

@@ -6,7 +6,7 @@ use super::harness::*;
 
 /// Every GitHub API call the simulator saw stayed under `/repos/{repo}`.
 async fn only_under(sim: &Sim, repos: &[&str]) {
-    for (method, path, _) in sim.calls("").await {
+    for (method, path, _) in sim.github_calls("").await {
         assert!(
             repos.iter().any(|r| {
                 let root = format!("/repos/{r}");
@@ -24,7 +24,7 @@ async fn hostile_ref_names_in_a_signed_push_are_refused_before_any_call() {
     let dir = tempfile::tempdir().unwrap();
     let (base, head) =
         base_then_commit(&sim, "acme/app", "a@example.com", json!({".env": key(7)})).await;
-    let h = hook(&sim, &db(&dir), Opts::default()).await;
+    let mut h = hook(&sim, &db(&dir), Opts::default()).await;
     let commits = [(head.as_str(), "a@example.com")];
     let by_ref = push("acme/app", "refs/heads/../../../x", &base, &head, &commits);
     let mut by_default = push("acme/app", "refs/heads/feature", ZERO, &head, &commits);
@@ -40,8 +40,8 @@ async fn hostile_ref_names_in_a_signed_push_are_refused_before_any_call() {
         assert!(!error.contains("../"), "the value is echoed: {error}");
         assert_eq!(h.store.status(id).unwrap(), None, "{id} was stored");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(sim.calls("").await.is_empty());
+    h.settle().await;
+    assert!(sim.github_calls("").await.is_empty());
     assert_eq!(h.sink.count(), 0);
     h.shutdown().await;
 }
@@ -87,6 +87,6 @@ async fn a_hostile_default_branch_from_the_api_fails_the_delivery_with_its_reaso
     );
     assert_eq!(status.attempts, 1, "a hostile name is not retried");
     only_under(&sim, &["acme/lib"]).await;
-    assert_eq!(sim.calls("/repos/acme/lib").await.len(), 1);
+    assert_eq!(sim.github_calls("/repos/acme/lib").await.len(), 1);
     h.shutdown().await;
 }
