@@ -141,7 +141,7 @@ impl Engine {
     pub(crate) fn with_registry(
         config: &Config,
         rules: RuleSet,
-        store: Store,
+        store: Arc<Store>,
         registry: Registry,
     ) -> Result<Engine, RemediateError> {
         let insecure = urls::problems(config);

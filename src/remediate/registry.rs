@@ -188,7 +188,7 @@ mod tests {
         let mut registry = Registry::builtin(&config, &rules);
         registry.register("acme", Arc::new(Counting(runs.clone())));
         let engine =
-            Engine::with_registry(&config, rules, Store::in_memory().unwrap(), registry).unwrap();
+            Engine::with_registry(&config, rules, Arc::new(Store::in_memory().unwrap()), registry).unwrap();
         let out = engine
             .process(vec![finding("acme", "acme-1"), finding("other", "other-1")])
             .await
