@@ -4,6 +4,7 @@
 mod engine;
 mod filter;
 mod finding;
+mod pair;
 mod prefilter;
 mod secret;
 
