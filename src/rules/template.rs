@@ -4,7 +4,8 @@
 //! `env.NAME`, the request's clock and, in headers and signatures, the parts
 //! of the request already built), a string literal (`"…"`, with `\"`, `\\`,
 //! `\n`), or a function of expressions: `basic(user, password)`,
-//! `concat(a, b, …)`, `hex(x)`, `base64(x)`, `base64_decode(x)`, `sha256(x)`,
+//! `concat(a, b, …)`, `after(x, sep)` (what follows the last `sep`: a
+//! Mailchimp key's data centre), `hex(x)`, `base64(x)`, `base64_decode(x)`, `sha256(x)`,
 //! `sha512(x)`, `hmac_sha256(key, msg)`, `hmac_sha384(key, msg)`,
 //! `hmac_sha512(key, msg)`. That covers every shape providers use to take a
 //! key: a header, a bearer token, HTTP basic, a query parameter, a key and
@@ -38,6 +39,7 @@ pub const REQUEST_VARIABLES: &[&str] = &["method", "host", "path", "query", "bod
 const FUNCTIONS: &[(&str, Option<usize>)] = &[
     ("basic", Some(2)),
     ("concat", None),
+    ("after", Some(2)),
     ("hex", Some(1)),
     ("base64", Some(1)),
     ("base64_decode", Some(1)),
@@ -68,7 +70,7 @@ pub enum Piece {
 pub enum SyntaxError {
     #[error("`{{{{` without a closing `}}}}`")]
     Unclosed,
-    #[error("unknown placeholder `{0}`; use {{{{secret}}}}, {{{{pair}}}}, {{{{api_url}}}}, {{{{env.NAME}}}}, {{{{timestamp}}}}/{{{{timestamp_ms}}}}/{{{{timestamp_iso}}}}/{{{{amz_date}}}}/{{{{date}}}}, in headers and signatures {{{{method}}}}/{{{{host}}}}/{{{{path}}}}/{{{{query}}}}/{{{{body}}}}, or a function: basic, concat, hex, base64, base64_decode, sha256, sha512, hmac_sha256, hmac_sha384, hmac_sha512")]
+    #[error("unknown placeholder `{0}`; use {{{{secret}}}}, {{{{pair}}}}, {{{{api_url}}}}, {{{{env.NAME}}}}, {{{{timestamp}}}}/{{{{timestamp_ms}}}}/{{{{timestamp_iso}}}}/{{{{amz_date}}}}/{{{{date}}}}, in headers and signatures {{{{method}}}}/{{{{host}}}}/{{{{path}}}}/{{{{query}}}}/{{{{body}}}}, or a function: basic, concat, after, hex, base64, base64_decode, sha256, sha512, hmac_sha256, hmac_sha384, hmac_sha512")]
     Unknown(String),
     #[error("`{0}` describes the request being built: use it in a header or query_signature, not in the url or body")]
     TooEarly(String),
@@ -293,6 +295,13 @@ pub fn eval(
                     b64.encode(pair).into_bytes()
                 }
                 "concat" => vals.concat(),
+                "after" => {
+                    let (x, sep) = (arg(0), arg(1));
+                    let at = (!sep.is_empty())
+                        .then(|| x.windows(sep.len()).rposition(|w| w == sep))
+                        .flatten();
+                    at.map_or(x, |i| &x[i + sep.len()..]).to_vec()
+                }
                 "hex" => crate::scan::hex(arg(0)).into_bytes(),
                 "base64" => b64.encode(arg(0)).into_bytes(),
                 "base64_decode" => b64.decode(arg(0)).map_err(|_| EvalError::NotBase64)?,
@@ -428,6 +437,11 @@ mod tests {
             run(r#"{{base64_decode(base64(concat(secret, "\"")))}}"#).unwrap(),
             "key\""
         );
+        assert_eq!(
+            run(r#"https://{{after(concat("0f3a-", "us21"), "-")}}.api.example"#).unwrap(),
+            "https://us21.api.example"
+        );
+        assert_eq!(run(r#"{{after(secret, "-")}}"#).unwrap(), "key");
         assert_eq!(
             run("{{sha256(secret)}}").unwrap_err(),
             EvalError::Binary,
