@@ -10,3 +10,4 @@ mod incidents_cli;
 mod reminders;
 mod revoke;
 mod tatum;
+mod verify_shapes;

@@ -417,6 +417,43 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn binance(query: &str) -> Outcome<'static> {
+        let c: &'static Credential = Box::leak(Box::new(Credential {
+            key: "k".into(),
+            pair: Some("s".into()),
+            shape: Shape::HmacQuery {
+                key_header: "x-mbx-apikey".into(),
+                window_ms: 5000,
+            },
+            live: true,
+            dead_status: None,
+            dead_body: None,
+            live_body: None,
+        }));
+        let uri: Uri = format!("/api/v3/account?{query}").parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mbx-apikey", "k".parse().unwrap());
+        let req = Req {
+            method: "GET",
+            uri: &uri,
+            headers: &headers,
+            body: b"",
+        };
+        check(c, &req)
+    }
+
+    #[test]
+    fn signed_queries_need_a_fresh_timestamp_and_the_right_signature() {
+        let signed = |q: &str| format!("{q}&signature={}", hex(&hmac_sha256(b"s", q.as_bytes())));
+        let fresh = format!("timestamp={}", now_ms());
+        assert!(matches!(binance(&signed(&fresh)), Outcome::Live(_)));
+        let stale = format!("timestamp={}", now_ms() - 60_000);
+        assert!(matches!(binance(&signed(&stale)), Outcome::Stale));
+        let forged = format!("{fresh}&signature={}", "0".repeat(64));
+        assert!(matches!(binance(&forged), Outcome::BadSignature(_)));
+        assert!(matches!(binance(&fresh), Outcome::BadSignature(_)));
+    }
+
     #[test]
     fn amz_dates_and_percent_escapes_parse() {
         assert!(!fresh_amz_date("20150830T123600Z"));
