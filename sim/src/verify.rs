@@ -134,7 +134,12 @@ fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let creds = sim.lock().verify.get(&provider).cloned().unwrap_or_default();
+    let creds = sim
+        .lock()
+        .verify
+        .get(&provider)
+        .cloned()
+        .unwrap_or_default();
     let req = Req {
         method: method.as_str(),
         uri: &uri,
@@ -333,14 +338,12 @@ fn sigv4<'a>(c: &'a Credential, req: &Req<'_>) -> Outcome<'a> {
     if !fresh_amz_date(&amz_date) {
         return Outcome::Stale;
     }
-    let mut canonical = format!(
-        "{}\n{}\n{}\n",
-        req.method,
-        req.uri.path(),
-        req.query()
-    );
+    let mut canonical = format!("{}\n{}\n{}\n", req.method, req.uri.path(), req.query());
     for h in signed_headers.split(';') {
-        canonical.push_str(&format!("{h}:{}\n", req.header(h).unwrap_or_default().trim()));
+        canonical.push_str(&format!(
+            "{h}:{}\n",
+            req.header(h).unwrap_or_default().trim()
+        ));
     }
     canonical.push_str(&format!(
         "\n{signed_headers}\n{}",

@@ -229,12 +229,12 @@ fn variable(scope: &Scope<'_>, name: &str, what: &str) -> Result<Vec<u8>, Templa
                 return bytes(&v);
             }
             if let Some(var) = name.strip_prefix("env.") {
-                return std::env::var(var)
-                    .map(String::into_bytes)
-                    .map_err(|_| TemplateError::MissingEnv {
+                return std::env::var(var).map(String::into_bytes).map_err(|_| {
+                    TemplateError::MissingEnv {
                         what: what.to_string(),
                         name: var.to_string(),
-                    });
+                    }
+                });
             }
             let r = scope.request.as_ref();
             let part = match name {
@@ -406,12 +406,7 @@ impl Request {
         for (name, value) in &t.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid("header name", name))?;
-            let rendered = render_in(
-                value,
-                &scope,
-                &format!("{what} header {name}"),
-                Escape::Raw,
-            )?;
+            let rendered = render_in(value, &scope, &format!("{what} header {name}"), Escape::Raw)?;
             let rendered = zeroize::Zeroizing::new(rendered);
             // The rendered value may hold the key: never echo it.
             let mut value = HeaderValue::from_str(&rendered)

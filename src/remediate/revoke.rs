@@ -46,9 +46,10 @@ fn templates(ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<HttpTemplate>) {
             // base: until providers.<name>.api_url is set it cannot run, and
             // the incident goes on as if the rule had none.
             let api = api_url(&ctx.inner.config, &ctx.row.provider);
-            let verify = rule.spec.verify.clone().filter(|t| {
-                !api.is_empty() || t.api_url.is_some() || !t.url.contains("api_url")
-            });
+            let verify =
+                rule.spec.verify.clone().filter(|t| {
+                    !api.is_empty() || t.api_url.is_some() || !t.url.contains("api_url")
+                });
             (verify, rule.spec.revoke.clone())
         }
         None => (None, None),

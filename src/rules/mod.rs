@@ -11,7 +11,9 @@ pub mod template;
 pub use allow::{Candidate as AllowCandidate, CompiledAllow};
 pub use check::{check_rules, CheckFailure};
 pub use pattern::{Pattern, PatternError};
-pub use schema::{HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
+pub use schema::{
+    HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS,
+};
 
 use crate::config::limits;
 use std::collections::HashMap;
@@ -344,7 +346,10 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     }
     if let Some(pair) = &spec.pair {
         if pair.rule == id {
-            return Err(invalid(&id, "pair names the rule itself; name the rule that finds the partner key".into()));
+            return Err(invalid(
+                &id,
+                "pair names the rule itself; name the rule that finds the partner key".into(),
+            ));
         }
         if !(1..=MAX_PAIR_LINES).contains(&pair.within) {
             return Err(invalid(
@@ -396,7 +401,9 @@ pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
             && !base.contains("{{")
             && reqwest::Url::parse(base).is_ok_and(|u| u.host().is_some());
         if !ok {
-            return Err("api_url must be an http:// or https:// URL with a host and no placeholder".into());
+            return Err(
+                "api_url must be an http:// or https:// URL with a host and no placeholder".into(),
+            );
         }
     }
     for status in t.live.iter().chain(&t.dead).chain(&t.ok) {

@@ -75,7 +75,8 @@ rules:
 
     fn scan(text: &str) -> Vec<(String, Option<String>)> {
         let mut set = RuleSet::default();
-        set.add_file(std::path::Path::new("ex.yaml"), RULES).unwrap();
+        set.add_file(std::path::Path::new("ex.yaml"), RULES)
+            .unwrap();
         let scanner = Scanner::new(&set, Allowlist::default()).unwrap();
         let origin = Origin::File {
             path: "a.env".into(),

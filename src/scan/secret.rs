@@ -242,7 +242,10 @@ mod tests {
         let paired = id.clone().with_pair(Secret::new("partner-secret-value"));
         assert_eq!(paired, id);
         assert_eq!(paired.fingerprint(), id.fingerprint());
-        assert_eq!(paired.pair().map(Secret::expose), Some("partner-secret-value"));
+        assert_eq!(
+            paired.pair().map(Secret::expose),
+            Some("partner-secret-value")
+        );
         let shown = format!("{paired:?} {paired}");
         assert!(!shown.contains("partner-secret"), "{shown}");
     }

@@ -79,7 +79,9 @@ fn a_custom_header_key_is_verified_datadog() {
     assert_live_and_dead(&ws, &out, LIVE, &[REVOKED]);
     let calls = verify_calls(&ws, "datadog");
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(calls.iter().all(|c| c["path"] == "/_verify/datadog/api/v1/validate" && c["method"] == "GET"));
+    assert!(calls
+        .iter()
+        .all(|c| c["path"] == "/_verify/datadog/api/v1/validate" && c["method"] == "GET"));
     ws.assert_secrets_hidden(&[LIVE, REVOKED], &[&out]);
 }
 
@@ -90,7 +92,10 @@ fn a_bearer_token_is_verified_huggingface() {
     let (ws, out) = verify_run(
         "huggingface",
         &[json!({"key": LIVE, "shape": {"type": "bearer"}})],
-        &[("a.py", format!("HF_TOKEN = '{LIVE}'\nOTHER = '{UNKNOWN}'\n"))],
+        &[(
+            "a.py",
+            format!("HF_TOKEN = '{LIVE}'\nOTHER = '{UNKNOWN}'\n"),
+        )],
     );
     // A token the provider does not know is answered 401 like a revoked one.
     assert_live_and_dead(&ws, &out, LIVE, &[UNKNOWN]);
@@ -162,13 +167,19 @@ fn a_key_and_its_partner_are_verified_together_twilio() {
                 "wrong.env",
                 format!("TWILIO_ACCOUNT_SID={SID}\nTWILIO_AUTH_TOKEN={WRONG}\n"),
             ),
-            ("alone.env", format!("# twilio\nTWILIO_AUTH_TOKEN={ALONE}\n")),
+            (
+                "alone.env",
+                format!("# twilio\nTWILIO_AUTH_TOKEN={ALONE}\n"),
+            ),
         ],
     );
     assert_live_and_dead(&ws, &out, LIVE, &[WRONG]);
     let calls = verify_calls(&ws, "twilio");
     let path = format!("/_verify/twilio/2010-04-01/Accounts/{SID}.json");
-    assert!(calls.iter().all(|c| c["path"] == path.as_str()), "{calls:?}");
+    assert!(
+        calls.iter().all(|c| c["path"] == path.as_str()),
+        "{calls:?}"
+    );
     // Without its SID the token cannot be checked, and nothing is sent.
     assert_eq!(calls.len(), 2, "{calls:?}");
     let alone = ws.incident_by_fp(ALONE);
@@ -262,7 +273,11 @@ fn at_least_100_providers_ship_a_verify_template() {
             (cols.len() > 2 && cols[2].contains("verify")).then(|| cols[1])
         })
         .collect();
-    assert!(providers.len() >= 100, "{} providers: {providers:?}", providers.len());
+    assert!(
+        providers.len() >= 100,
+        "{} providers: {providers:?}",
+        providers.len()
+    );
 }
 
 /// `rules check DIR` refuses a template it could not run, naming the rule
@@ -283,7 +298,10 @@ fn rules_check_names_a_bad_template() {
             "unknown placeholder `token`",
         ),
         (
-            verify("https://api.acme.example/me", "{{hex(hmac_sha256(secret))}}"),
+            verify(
+                "https://api.acme.example/me",
+                "{{hex(hmac_sha256(secret))}}",
+            ),
             "hmac_sha256() takes 2 argument(s), not 1",
         ),
         (
@@ -291,13 +309,19 @@ fn rules_check_names_a_bad_template() {
             "`query` describes the request being built",
         ),
         (
-            verify("https://api.acme.example/me", "Basic {{basic(secret, pair)}}"),
+            verify(
+                "https://api.acme.example/me",
+                "Basic {{basic(secret, pair)}}",
+            ),
             "uses {{pair}} but the rule has no `pair:`",
         ),
         (
             format!(
                 "    pair: {{rule: acme.secret, within: 5}}\n{}",
-                verify("https://api.acme.example/me", "Basic {{basic(secret, pair)}}")
+                verify(
+                    "https://api.acme.example/me",
+                    "Basic {{basic(secret, pair)}}"
+                )
             ),
             "pair names rule `acme.secret`, which is not loaded",
         ),
@@ -312,6 +336,9 @@ fn rules_check_names_a_bad_template() {
             .expect("run keysentry");
         let all = text(&out);
         assert!(!out.status.success(), "accepted:\n{extra}\n{all}");
-        assert!(all.contains("acme.key") && all.contains(want), "want `{want}`:\n{all}");
+        assert!(
+            all.contains("acme.key") && all.contains(want),
+            "want `{want}`:\n{all}"
+        );
     }
 }
