@@ -342,3 +342,29 @@ fn rules_check_names_a_bad_template() {
         );
     }
 }
+
+/// A tenant-hosted provider's verify (Okta: the org's own host) names no
+/// base. Without `providers.okta.api_url` the incident goes on as if the
+/// rule had no verify, instead of failing; with it the key is checked there.
+#[test]
+fn a_tenant_hosted_verify_runs_once_its_base_is_configured_okta() {
+    const TOKEN: &str = "00Sd5Z0nV8OWpPh8VprIGWvGFq72VqDxGfLlyyBNsC";
+    let shape = json!({"type": "header", "name": "authorization"});
+    let cred = json!({"key": format!("SSWS {TOKEN}"), "shape": shape});
+    let file = ("a.env", format!("OKTA_API_TOKEN={TOKEN}\n"));
+
+    let (ws, out) = verify_run("okta", &[cred], &[file.clone()]);
+    assert_eq!(state(&ws, TOKEN), "verified", "{}", text(&out));
+    assert_eq!(verify_calls(&ws, "okta").len(), 1);
+
+    let ws = Workspace::new();
+    ws.write("tree/a.env", &file.1);
+    ws.config("remediation:\n  mode: auto\n  backoff_ms: 10\n  policy: {okta: notify}\n");
+    let out = ws.scan();
+    let incident = ws.incident_by_fp(TOKEN);
+    // Past verify (skipped), waiting for its owner: not failed.
+    assert_eq!(incident["stage"], "verified", "{incident}\n{}", text(&out));
+    assert_eq!(incident["state"], "detected", "{incident}");
+    assert!(ws.sim.calls().is_empty());
+    ws.assert_secrets_hidden(&[TOKEN], &[&out]);
+}
