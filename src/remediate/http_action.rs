@@ -105,8 +105,11 @@ struct Parts {
     body: String,
 }
 
+// Any part but the method may hold the key (`/v3/<key>`, `?apikey=`).
 impl Drop for Parts {
     fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.host);
+        zeroize::Zeroize::zeroize(&mut self.path);
         zeroize::Zeroize::zeroize(&mut self.query);
         zeroize::Zeroize::zeroize(&mut self.body);
     }
