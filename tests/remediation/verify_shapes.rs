@@ -353,7 +353,7 @@ fn a_tenant_hosted_verify_runs_once_its_base_is_configured_okta() {
     let cred = json!({"key": format!("SSWS {TOKEN}"), "shape": shape});
     let file = ("a.env", format!("OKTA_API_TOKEN={TOKEN}\n"));
 
-    let (ws, out) = verify_run("okta", &[cred], &[file.clone()]);
+    let (ws, out) = verify_run("okta", &[cred], std::slice::from_ref(&file));
     assert_eq!(state(&ws, TOKEN), "verified", "{}", text(&out));
     assert_eq!(verify_calls(&ws, "okta").len(), 1);
 
