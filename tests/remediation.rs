@@ -11,3 +11,4 @@ mod migration;
 mod reminders;
 mod revoke;
 mod tatum;
+mod verify_shapes;

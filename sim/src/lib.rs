@@ -9,6 +9,8 @@
 //!   the webhook target reads (github_api.rs)
 //! - Slack `/api/auth.test`, `/api/auth.revoke` (slack.rs)
 //! - GitLab `/api/v4/personal_access_tokens/self...` (gitlab.rs)
+//! - any provider's read-only verify call under `/_verify/{provider}/...`,
+//!   each credential shape checked as the real API would (verify.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
 //! - control and inspection under `/_sim/...` ([`CONTROL_ENDPOINTS`])
 //!
@@ -24,6 +26,7 @@ mod gitlab;
 mod slack;
 mod state;
 mod tatum;
+mod verify;
 
 use axum::Router;
 use state::Sim;
@@ -53,6 +56,10 @@ pub const CONTROL_ENDPOINTS: &[(&str, &str)] = &[
     (
         "POST /_sim/tatum/keys/{fingerprint}/expire",
         "expire a key as the Dashboard would",
+    ),
+    (
+        "POST /_sim/verify/{provider}",
+        "add a credential for ANY /_verify/{provider}/...: {\"key\",\"pair\",\"shape\":{\"type\":\"header|query|bearer|basic|hmac_query|aws_sigv4\",...},\"live\"}",
     ),
     (
         "GET  /_sim/sink/{name}",
@@ -102,6 +109,7 @@ pub fn router() -> Router {
         .merge(github::routes())
         .merge(slack::routes())
         .merge(gitlab::routes())
+        .merge(verify::routes())
         .merge(control::routes())
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),

@@ -29,6 +29,8 @@ pub struct SimState {
     pub tatum: HashMap<String, crate::tatum::TatumKey>,
     /// Revoked tokens of the simple providers: (provider, fingerprint).
     pub revoked: HashSet<(&'static str, String)>,
+    /// Credentials of the generic verify endpoints, by provider.
+    pub verify: HashMap<String, Vec<crate::verify::Credential>>,
     /// Makes every generated key distinct.
     pub generated: u64,
 }

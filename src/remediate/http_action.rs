@@ -4,6 +4,7 @@
 //! that never carry a URL, header or body (any of which may hold a key).
 
 use super::retry::{parse_retry_after, RateLimiter};
+use crate::rules::template::{self, Clock, EvalError, Expr, Piece, SyntaxError};
 use crate::rules::HttpTemplate;
 use crate::scan::Secret;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -23,12 +24,18 @@ pub struct Vars<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("{what}: unknown placeholder `{{{{{name}}}}}`; use {{{{secret}}}}, {{{{api_url}}}} or {{{{env.NAME}}}}")]
+    #[error("{what}: unknown placeholder `{{{{{name}}}}}`; use {{{{secret}}}}, {{{{pair}}}}, {{{{api_url}}}}, {{{{env.NAME}}}}, a timestamp or a function (see the rule format in README.md)")]
     Unknown { what: String, name: String },
     #[error("{what}: environment variable {name} is not set; set it in keysentry's environment (e.g. the systemd unit's EnvironmentFile)")]
     MissingEnv { what: String, name: String },
     #[error("{what}: `{{{{` without a closing `}}}}`")]
     Unclosed { what: String },
+    #[error("{what}: {message}")]
+    Syntax { what: String, message: String },
+    #[error("{what}: uses {{{{pair}}}} but the scan found no partner key (the rule's `pair:`) near this key; it cannot be checked alone: check it in the provider's console")]
+    NoPair { what: String },
+    #[error("{what}: uses {{{{api_url}}}} but the provider has no default API URL; set providers.<name>.api_url in the config or api_url in the template")]
+    NoApiUrl { what: String },
     #[error("{what}: `{value}` is not a valid {part}")]
     Invalid {
         what: String,
@@ -79,9 +86,55 @@ fn escaped(value: &str, escape: Escape, at_start: bool, out: &mut String) {
     }
 }
 
-/// Expands `{{secret}}`, `{{api_url}}` and `{{env.NAME}}` in `text`, each
-/// escaped for where it lands (`escape`). `what` names the template in
-/// errors (`rule github.pat verify url`); errors never include the
+/// Everything a template string may refer to while one request is built.
+struct Scope<'a> {
+    vars: &'a Vars<'a>,
+    /// `{{api_url}}`: the configured base, else the template's own.
+    api_url: &'a str,
+    clock: Clock,
+    /// The request so far (headers and `query_signature` only).
+    request: Option<Parts>,
+}
+
+/// `{{method}}`, `{{host}}`, `{{path}}`, `{{query}}`, `{{body}}`: as sent.
+struct Parts {
+    method: String,
+    host: String,
+    path: String,
+    query: String,
+    body: String,
+}
+
+// Any part but the method may hold the key (`/v3/<key>`, `?apikey=`).
+impl Drop for Parts {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.host);
+        zeroize::Zeroize::zeroize(&mut self.path);
+        zeroize::Zeroize::zeroize(&mut self.query);
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
+impl Parts {
+    fn of(method: &Method, url: &str, body: Option<&str>) -> Option<Parts> {
+        let u = reqwest::Url::parse(url).ok()?;
+        let host = match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str()?),
+            None => u.host_str()?.to_string(),
+        };
+        Some(Parts {
+            method: method.to_string(),
+            host,
+            path: u.path().to_string(),
+            query: u.query().unwrap_or_default().to_string(),
+            body: body.unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// Expands the placeholders of `text` ([`crate::rules::template`]), each
+/// value escaped for where it lands (`escape`). `what` names the template
+/// in errors (`rule github.pat verify url`); errors never include the
 /// expanded text.
 pub fn render(
     text: &str,
@@ -89,39 +142,119 @@ pub fn render(
     what: &str,
     escape: Escape,
 ) -> Result<String, TemplateError> {
+    let scope = Scope {
+        vars,
+        api_url: vars.api_url,
+        clock: Clock::now(),
+        request: None,
+    };
+    render_in(text, &scope, what, escape)
+}
+
+fn syntax(what: &str, e: SyntaxError) -> TemplateError {
+    let what = what.to_string();
+    match e {
+        SyntaxError::Unknown(name) => TemplateError::Unknown { what, name },
+        SyntaxError::Unclosed => TemplateError::Unclosed { what },
+        e => TemplateError::Syntax {
+            what,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn render_in(
+    text: &str,
+    scope: &Scope<'_>,
+    what: &str,
+    escape: Escape,
+) -> Result<String, TemplateError> {
+    let pieces = template::parse(text, scope.request.is_some()).map_err(|e| syntax(what, e))?;
     let mut out = String::with_capacity(text.len() + 64);
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
+    for piece in pieces {
+        let expr = match piece {
+            Piece::Text(t) => {
+                out.push_str(&t);
+                continue;
+            }
+            Piece::Expr(e) => e,
+        };
         let at_start = out.is_empty();
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| TemplateError::Unclosed {
-            what: what.to_string(),
-        })?;
-        let name = after[..end].trim();
-        match name {
-            "secret" => escaped(vars.secret.expose(), escape, at_start, &mut out),
-            "api_url" => out.push_str(vars.api_url.trim_end_matches('/')),
-            _ => match name.strip_prefix("env.") {
-                Some(var) => {
-                    let value = std::env::var(var).map_err(|_| TemplateError::MissingEnv {
+        if expr == Expr::Var("api_url".into()) {
+            if scope.api_url.is_empty() {
+                return Err(TemplateError::NoApiUrl {
+                    what: what.to_string(),
+                });
+            }
+            out.push_str(scope.api_url.trim_end_matches('/'));
+            continue;
+        }
+        // A variable's own error (an unset env var, no partner) is the one
+        // to report, not the evaluator's.
+        let mut failed: Option<TemplateError> = None;
+        let mut var = |name: &str| match variable(scope, name, what) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                failed = Some(e);
+                Err(EvalError::Variable(String::new()))
+            }
+        };
+        let value = template::eval(&expr, &mut var);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let value = value
+            .and_then(|v| String::from_utf8(v).map_err(|_| EvalError::Binary))
+            .map_err(|e| TemplateError::Syntax {
+                what: what.to_string(),
+                message: e.to_string(),
+            })?;
+        let value = zeroize::Zeroizing::new(value);
+        escaped(&value, escape, at_start, &mut out);
+    }
+    Ok(out)
+}
+
+fn variable(scope: &Scope<'_>, name: &str, what: &str) -> Result<Vec<u8>, TemplateError> {
+    let secret = scope.vars.secret;
+    let bytes = |s: &str| Ok(s.as_bytes().to_vec());
+    match name {
+        "secret" => bytes(secret.expose()),
+        "pair" => match secret.pair() {
+            Some(p) => bytes(p.expose()),
+            None => Err(TemplateError::NoPair {
+                what: what.to_string(),
+            }),
+        },
+        "api_url" => bytes(scope.api_url.trim_end_matches('/')),
+        _ => {
+            if let Some(v) = scope.clock.var(name) {
+                return bytes(&v);
+            }
+            if let Some(var) = name.strip_prefix("env.") {
+                return std::env::var(var).map(String::into_bytes).map_err(|_| {
+                    TemplateError::MissingEnv {
                         what: what.to_string(),
                         name: var.to_string(),
-                    })?;
-                    escaped(&value, escape, at_start, &mut out);
-                }
-                None => {
-                    return Err(TemplateError::Unknown {
-                        what: what.to_string(),
-                        name: name.to_string(),
-                    })
-                }
-            },
+                    }
+                });
+            }
+            let r = scope.request.as_ref();
+            let part = match name {
+                "method" => r.map(|r| &r.method),
+                "host" => r.map(|r| &r.host),
+                "path" => r.map(|r| &r.path),
+                "query" => r.map(|r| &r.query),
+                "body" => r.map(|r| &r.body),
+                _ => None,
+            };
+            part.map(|p| p.as_bytes().to_vec())
+                .ok_or_else(|| TemplateError::Unknown {
+                    what: what.to_string(),
+                    name: name.to_string(),
+                })
         }
-        rest = &after[end + 2..];
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// How a template's body is escaped: by its `content-type` header, else
@@ -142,17 +275,24 @@ fn body_escape(t: &HttpTemplate, body: &str) -> Escape {
 }
 
 /// The `{{env.NAME}}` variables a template string refers to (for `config
-/// check`).
+/// check`), wherever they sit in an expression.
 pub fn env_refs(text: &str) -> Vec<String> {
-    let mut refs = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        if let Some(var) = after[..end].trim().strip_prefix("env.") {
-            refs.push(var.to_string());
+    fn walk(e: &Expr, refs: &mut Vec<String>) {
+        match e {
+            Expr::Var(v) => {
+                if let Some(var) = v.strip_prefix("env.") {
+                    refs.push(var.to_string());
+                }
+            }
+            Expr::Text(_) => {}
+            Expr::Call(_, args) => args.iter().for_each(|a| walk(a, refs)),
         }
-        rest = &after[end + 2..];
+    }
+    let mut refs = Vec::new();
+    for piece in template::parse(text, true).unwrap_or_default() {
+        if let Piece::Expr(e) = piece {
+            walk(&e, &mut refs);
+        }
     }
     refs
 }
@@ -220,7 +360,47 @@ impl Request {
         };
         let method = Method::from_bytes(t.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| invalid("HTTP method", &t.method))?;
-        let url = render(&t.url, vars, &format!("{what} url"), Escape::Url)?;
+        // The configured base, else the provider's public API the template
+        // names.
+        let api_url = match (vars.api_url.is_empty(), &t.api_url) {
+            (true, Some(own)) => own.as_str(),
+            _ => vars.api_url,
+        };
+        let mut scope = Scope {
+            vars,
+            api_url,
+            clock: Clock::now(),
+            request: None,
+        };
+        let mut url = render_in(&t.url, &scope, &format!("{what} url"), Escape::Url)?;
+        let body = match &t.body {
+            Some(b) => Some(render_in(
+                b,
+                &scope,
+                &format!("{what} body"),
+                body_escape(t, b),
+            )?),
+            None => None,
+        };
+        let parts = |url: &str| {
+            Parts::of(&method, url, body.as_deref()).ok_or_else(|| TemplateError::Invalid {
+                what: what.to_string(),
+                part: "URL (after expansion)",
+                value: t.url.clone(),
+            })
+        };
+        scope.request = Some(parts(&url)?);
+        if let Some(sig) = &t.query_signature {
+            let value = render_in(
+                &sig.value,
+                &scope,
+                &format!("{what} query_signature"),
+                Escape::Form,
+            )?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{sep}{}={value}", sig.param);
+            scope.request = Some(parts(&url)?);
+        }
         // `{{env.NAME}}` may have changed the base since the config check.
         if let Some(why) = crate::urls::insecure_http(&url, vars.allow_insecure_http, what) {
             return Err(TemplateError::Insecure(why));
@@ -229,17 +409,14 @@ impl Request {
         for (name, value) in &t.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid("header name", name))?;
-            let rendered = render(value, vars, &format!("{what} header {name}"), Escape::Raw)?;
+            let rendered = render_in(value, &scope, &format!("{what} header {name}"), Escape::Raw)?;
+            let rendered = zeroize::Zeroizing::new(rendered);
             // The rendered value may hold the key: never echo it.
             let mut value = HeaderValue::from_str(&rendered)
                 .map_err(|_| invalid("header value (after expansion)", name))?;
             value.set_sensitive(true);
             headers.push((header, value));
         }
-        let body = match &t.body {
-            Some(b) => Some(render(b, vars, &format!("{what} body"), body_escape(t, b))?),
-            None => None,
-        };
         Ok(Request {
             label: format!("{method} {}", t.url),
             method,
@@ -457,6 +634,7 @@ mod tests {
             ok: vec![202],
             body_contains: None,
             new_key_pointer: None,
+            ..Default::default()
         };
         let req = Request::from_template(&t, &vars, "rule github.pat revoke").unwrap();
         assert_eq!(
@@ -485,6 +663,7 @@ mod tests {
             ok: vec![],
             body_contains: None,
             new_key_pointer: None,
+            ..Default::default()
         };
         let req = Request::from_template(&t, &vars, "t").unwrap();
         assert_eq!(
@@ -523,6 +702,7 @@ mod tests {
             ok: vec![],
             body_contains: None,
             new_key_pointer: None,
+            ..Default::default()
         };
         let err = Request::from_template(&t, &vars, "rule x verify").unwrap_err();
         assert!(err.to_string().contains("allow_insecure_http"), "{err}");

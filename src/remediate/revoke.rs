@@ -97,7 +97,17 @@ async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
 
 fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<HttpTemplate>) {
     match p.rules.get(&ctx.row().rule_id) {
-        Some(rule) => (rule.spec.verify.clone(), rule.spec.revoke.clone()),
+        Some(rule) => {
+            // A tenant-hosted provider's verify (Okta, Vault, ...) names no
+            // base: until providers.<name>.api_url is set it cannot run, and
+            // the incident goes on as if the rule had none.
+            let api = api_url(&p.config, &ctx.row().provider);
+            let verify =
+                rule.spec.verify.clone().filter(|t| {
+                    !api.is_empty() || t.api_url.is_some() || !t.url.contains("api_url")
+                });
+            (verify, rule.spec.revoke.clone())
+        }
         None => (None, None),
     }
 }

@@ -5,10 +5,13 @@ mod allow;
 mod gitleaks;
 mod pattern;
 mod schema;
+pub mod template;
 
 pub use allow::{Candidate as AllowCandidate, CompiledAllow};
 pub use pattern::{Pattern, PatternError};
-pub use schema::{HttpTemplate, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS};
+pub use schema::{
+    HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS,
+};
 
 use crate::limits;
 use std::collections::HashMap;
@@ -64,6 +67,9 @@ pub enum RuleError {
     #[error("no rule files (*.yaml, or gitleaks *.toml) in {0}; point --rules at a directory of rule files or at one file")]
     Empty(PathBuf),
 }
+
+/// The farthest a rule's partner may be (`pair.within`), in lines.
+pub const MAX_PAIR_LINES: u32 = 200;
 
 /// A validated, compiled rule.
 #[derive(Debug, Clone)]
@@ -157,6 +163,25 @@ impl RuleSet {
             .collect();
         for rule in compiled {
             self.rules.push(rule?);
+        }
+        self.check_pairs()
+    }
+
+    /// Every `pair:` names a rule of the set.
+    fn check_pairs(&self) -> Result<(), RuleError> {
+        let shown = crate::config::without_key_like_runs;
+        for r in &self.rules {
+            let Some(pair) = &r.spec.pair else { continue };
+            if self.get(&pair.rule).is_none() {
+                return Err(RuleError::Invalid {
+                    path: r.source.clone(),
+                    id: shown(&r.spec.id),
+                    message: format!(
+                        "pair names rule `{}`, which is not loaded; name an existing rule id (`keysentry rules list`)",
+                        shown(&pair.rule)
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -309,6 +334,26 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     for (what, t) in [("verify", &spec.verify), ("revoke", &spec.revoke)] {
         if let Some(t) = t {
             validate_template(t).map_err(|m| invalid(&id, format!("{what}: {m}")))?;
+            if uses_pair(t) && spec.pair.is_none() {
+                return Err(invalid(
+                    &id,
+                    format!("{what} uses {{{{pair}}}} but the rule has no `pair:`; add `pair: {{rule: <partner rule id>, within: 5}}`"),
+                ));
+            }
+        }
+    }
+    if let Some(pair) = &spec.pair {
+        if pair.rule == id {
+            return Err(invalid(
+                &id,
+                "pair names the rule itself; name the rule that finds the partner key".into(),
+            ));
+        }
+        if !(1..=MAX_PAIR_LINES).contains(&pair.within) {
+            return Err(invalid(
+                &id,
+                format!("pair.within must be 1 to {MAX_PAIR_LINES} lines"),
+            ));
         }
     }
     let pattern = Pattern::new(&spec.pattern, &spec.keywords).map_err(|e| match e {
@@ -338,7 +383,8 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
     })
 }
 
-/// Checks an HTTP template's shape; returns what to fix.
+/// Checks an HTTP template's shape and every placeholder in it; returns
+/// what to fix.
 pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
     if !HTTP_METHODS.contains(&t.method.to_ascii_uppercase().as_str()) {
         // Neither the method nor the URL is quoted: a template pasted with a
@@ -348,10 +394,51 @@ pub fn validate_template(t: &HttpTemplate) -> Result<(), String> {
     if !(t.url.starts_with("http://") || t.url.starts_with("https://") || t.url.starts_with("{{")) {
         return Err("url must start with http://, https:// or a {{setting}}".to_string());
     }
+    if let Some(base) = &t.api_url {
+        let ok = (base.starts_with("https://") || base.starts_with("http://"))
+            && !base.contains("{{")
+            && reqwest::Url::parse(base).is_ok_and(|u| u.host().is_some());
+        if !ok {
+            return Err(
+                "api_url must be an http:// or https:// URL with a host and no placeholder".into(),
+            );
+        }
+    }
     for status in t.live.iter().chain(&t.dead).chain(&t.ok) {
         if !(100..=599).contains(status) {
             return Err(format!("{status} is not an HTTP status code"));
         }
     }
+    // The URL and body come first; the request's parts exist only for the
+    // headers and the query signature, which may sign them.
+    let mut fields: Vec<(String, &str, bool)> = vec![("url".into(), t.url.as_str(), false)];
+    if let Some(b) = &t.body {
+        fields.push(("body".into(), b, false));
+    }
+    for (name, value) in &t.headers {
+        fields.push((format!("header {name}"), value, true));
+    }
+    if let Some(q) = &t.query_signature {
+        let param_ok = !q.param.is_empty()
+            && q.param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !param_ok {
+            return Err("query_signature.param must be a plain query parameter name".into());
+        }
+        fields.push(("query_signature.value".into(), &q.value, true));
+    }
+    for (at, text, request_vars) in fields {
+        template::parse(text, request_vars).map_err(|e| format!("{at}: {e}"))?;
+    }
     Ok(())
+}
+
+/// Whether a template uses `{{pair}}` anywhere.
+fn uses_pair(t: &HttpTemplate) -> bool {
+    let mut texts = vec![t.url.as_str()];
+    texts.extend(t.body.as_deref());
+    texts.extend(t.headers.values().map(String::as_str));
+    texts.extend(t.query_signature.as_ref().map(|q| q.value.as_str()));
+    texts.iter().any(|text| template::uses(text, "pair"))
 }

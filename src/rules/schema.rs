@@ -31,6 +31,11 @@ pub struct RuleSpec {
     pub examples: Vec<String>,
     #[serde(default)]
     pub negative_examples: Vec<String>,
+    /// A key that works only with a second one (AWS key id + secret, Twilio
+    /// SID + token, an exchange's key + secret): the rule that finds the
+    /// partner, and how near it must be. Templates reach it as `{{pair}}`.
+    #[serde(default)]
+    pub pair: Option<PairSpec>,
     #[serde(default)]
     pub verify: Option<HttpTemplate>,
     #[serde(default)]
@@ -72,13 +77,38 @@ pub struct RuleAllow {
     pub all: bool,
 }
 
-/// An HTTP call described as data. Strings may use `{{secret}}`,
-/// `{{env.NAME}}` and provider settings such as `{{api_url}}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+/// `pair:` of a rule: its partner rule, found in the same file within
+/// `within` lines of the match (the nearest one wins).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSpec {
+    pub rule: String,
+    #[serde(default = "default_within")]
+    pub within: u32,
+}
+
+fn default_within() -> u32 {
+    5
+}
+
+/// An HTTP call described as data. Strings may use the placeholders of
+/// [`super::template`]: `{{secret}}`, `{{pair}}`, `{{env.NAME}}`,
+/// `{{api_url}}`, timestamps and functions (`basic`, `hmac_sha256`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpTemplate {
     pub method: String,
     pub url: String,
+    /// The provider's public API base: what `{{api_url}}` is unless the
+    /// config sets `providers.<name>.api_url` (a proxy, a region, a test
+    /// double).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// A query parameter appended to the URL once the URL and body are
+    /// built, so its value may sign them (`{{query}}`, `{{body}}`): the
+    /// exchanges' `&signature=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_signature: Option<QuerySignature>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -100,6 +130,14 @@ pub struct HttpTemplate {
     /// Management calls: RFC 6901 pointer to a new key in the JSON response.
     #[serde(default)]
     pub new_key_pointer: Option<String>,
+}
+
+/// `query_signature:` of a template: `&<param>=<value>`.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySignature {
+    pub param: String,
+    pub value: String,
 }
 
 pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];

@@ -6,6 +6,7 @@
 
 use super::filter::{checksum_confidence, is_placeholder, shannon_entropy, Allowlist};
 use super::finding::{Chunk, Finding};
+use super::pair::Pairs;
 use super::prefilter::{Prefilter, PrefilterError};
 use super::secret::Secret;
 use crate::rules::{Rule, RuleSet};
@@ -25,6 +26,7 @@ pub struct Scanner {
     rules: Vec<CompiledRule>,
     prefilter: Prefilter,
     allowlist: Allowlist,
+    pairs: Pairs,
     /// What the filters the user set dropped, for the scan summary.
     suppressed: [AtomicU64; 3],
 }
@@ -69,6 +71,7 @@ impl Scanner {
             }
         }
         let prefilter = Prefilter::new(&keywords, &pattern_rules)?;
+        let pairs = Pairs::new(rules);
         let rules = rules
             .rules()
             .iter()
@@ -82,6 +85,7 @@ impl Scanner {
             .collect();
         Ok(Scanner {
             rules,
+            pairs,
             prefilter,
             allowlist,
             suppressed: Default::default(),
@@ -186,10 +190,12 @@ impl Scanner {
         candidates.dedup_by_key(|c| (c.start, c.rule));
         self.drop_generic_overlaps(&mut candidates);
         let mut positions = LinePositions::new(data);
-        candidates
+        let mut found: Vec<Finding> = candidates
             .into_iter()
             .filter_map(|c| self.finish(chunk, c, &mut positions))
-            .collect()
+            .collect();
+        self.pairs.attach(&mut found);
+        found
     }
 
     /// A generic rule that matched the same bytes as a provider rule adds

@@ -5,6 +5,7 @@ mod check;
 mod engine;
 mod filter;
 mod finding;
+mod pair;
 mod prefilter;
 mod secret;
 

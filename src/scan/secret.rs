@@ -8,12 +8,42 @@ use std::fmt;
 /// A detected key. `Debug` and `Display` print only the redacted form, so a
 /// secret that ends up in a log line, an error or a panic message stays hidden.
 /// The raw value is reachable only through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Secret(String);
+///
+/// A key that works only with a second one (an AWS key id and its secret)
+/// carries the partner the scanner found near it ([`Secret::pair`]); the
+/// partner is not part of the key's identity (equality, hash, fingerprint).
+#[derive(Clone)]
+pub struct Secret(String, Option<Box<Secret>>);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Secret {}
+
+impl std::hash::Hash for Secret {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(value.into(), None)
+    }
+
+    /// The key with `partner` attached (see [`Secret::pair`]).
+    pub fn with_pair(mut self, partner: Secret) -> Self {
+        self.1 = Some(Box::new(Secret(partner.0.clone(), None)));
+        self
+    }
+
+    /// The partner secret of a two-part key (the rule's `pair:`), when the
+    /// scanner found one near it. Templates use it as `{{pair}}`.
+    pub fn pair(&self) -> Option<&Secret> {
+        self.1.as_deref()
     }
 
     /// The raw key. Call sites are the provider calls, `--show-secrets` output
@@ -138,6 +168,20 @@ mod tests {
             assert!(!shown.contains(&KEY[4..]), "{shown}");
             assert!(shown.contains("[51 chars]"), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_partner_is_carried_but_not_part_of_the_identity() {
+        let id = Secret::new("AKIAEXAMPLEEXAMPLE00");
+        let paired = id.clone().with_pair(Secret::new("partner-secret-value"));
+        assert_eq!(paired, id);
+        assert_eq!(paired.fingerprint(), id.fingerprint());
+        assert_eq!(
+            paired.pair().map(Secret::expose),
+            Some("partner-secret-value")
+        );
+        let shown = format!("{paired:?} {paired}");
+        assert!(!shown.contains("partner-secret"), "{shown}");
     }
 
     #[test]
