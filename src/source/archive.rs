@@ -16,9 +16,11 @@
 //! was read is still scanned and a `Problem` names the archive and the
 //! cause; the scan goes on.
 
+mod budget;
+
 use super::{image, looks_binary, ScanStats, BINARY_PROBE};
+use budget::{Counted, Ctx, Halt, Metered};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
-use std::cell::Cell;
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -120,95 +122,6 @@ pub enum Piece {
     Archive,
     /// Something that could not be scanned, as `path: cause`.
     Problem(String),
-}
-
-/// Why the whole expansion stopped early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Halt {
-    Size,
-    Entries,
-}
-
-/// The budget of one archive on disk, shared by every level.
-struct Ctx {
-    limits: ArchiveLimits,
-    bytes_left: Cell<u64>,
-    entries_left: Cell<u64>,
-    halted: Cell<Option<Halt>>,
-}
-
-impl Ctx {
-    fn new(limits: &ArchiveLimits) -> Self {
-        Ctx {
-            limits: *limits,
-            bytes_left: Cell::new(limits.max_size),
-            entries_left: Cell::new(limits.max_entries),
-            halted: Cell::new(None),
-        }
-    }
-
-    fn halt(&self, why: Halt) -> Halt {
-        self.halted.set(Some(why));
-        why
-    }
-
-    fn check(&self) -> Result<(), Halt> {
-        self.halted.get().map_or(Ok(()), Err)
-    }
-
-    fn entry(&self) -> Result<(), Halt> {
-        self.check()?;
-        match self.entries_left.get() {
-            0 => Err(self.halt(Halt::Entries)),
-            n => {
-                self.entries_left.set(n - 1);
-                Ok(())
-            }
-        }
-    }
-
-    fn charge(&self, n: u64) -> Result<(), Halt> {
-        self.check()?;
-        let left = self.bytes_left.get();
-        if n > left {
-            self.bytes_left.set(0);
-            return Err(self.halt(Halt::Size));
-        }
-        self.bytes_left.set(left - n);
-        Ok(())
-    }
-}
-
-/// Reads through `inner`, charging every byte to the budget: the reads of
-/// pieces' contents and of nested zips. A read past the budget fails.
-struct Metered<'a> {
-    inner: &'a mut dyn Read,
-    ctx: &'a Ctx,
-}
-
-impl Read for Metered<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.ctx
-            .charge(n as u64)
-            .map_err(|_| io::Error::other("over the archive size limit"))?;
-        Ok(n)
-    }
-}
-
-/// Counts what is read through it, so that the part of a tar entry left
-/// unread (tar reads through it to the next header) can be charged.
-struct Counted<'a> {
-    inner: &'a mut dyn Read,
-    read: u64,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
 }
 
 /// Scans the archive at `path`, shown as `shown`: each text file inside is
@@ -355,7 +268,7 @@ fn gzip(
     let mut whole = Cursor::new(&head[..]).chain(&mut gz);
     if head.get(257..262) == Some(b"ustar") {
         // What the tar reads of the header probe was charged already.
-        ctx.bytes_left.set(ctx.bytes_left.get() + head.len() as u64);
+        ctx.refund(head.len() as u64);
         return tar_entries(&mut whole, name, depth, ctx, on);
     }
     let base = base_name(name);
@@ -366,7 +279,7 @@ fn gzip(
             (cut > 0 && base[cut..].eq_ignore_ascii_case(ext)).then(|| &base[..cut])
         })
         .unwrap_or(base);
-    ctx.bytes_left.set(ctx.bytes_left.get() + head.len() as u64);
+    ctx.refund(head.len() as u64);
     piece(
         &mut whole,
         &format!("{name}!/{inner}"),
@@ -541,7 +454,7 @@ fn piece(
             }
             Some(kind) => {
                 // The probe is read (and charged) again by the nested archive.
-                ctx.bytes_left.set(ctx.bytes_left.get() + data.len() as u64);
+                ctx.refund(data.len() as u64);
                 let name = image::layer_path(path).unwrap_or_else(|| path.to_string());
                 let mut whole = Cursor::new(data).chain(r);
                 expand_stream(&mut whole, &name, kind, depth + 1, ctx, on)?;
