@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod alerts;
+mod archives;
 mod cli_output;
 mod config_reference;
 mod daemon;

@@ -167,7 +167,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         let bar = progress_bar("files");
         let opts = fs::FsOptions {
             max_file_size,
-            archives: archive_limits(&args, &config.scan.archives),
+            archives: archive_limits(&args, &config.scan.archives, max_file_size),
             ..fs::FsOptions::default()
         };
         let tick = || {
@@ -227,7 +227,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
 
 /// The archive limits from the flags, else `scan.archives`, else the
 /// defaults; `None` when archives are off.
-fn archive_limits(args: &ScanArgs, conf: &config::ArchivesConfig) -> Option<ArchiveLimits> {
+fn archive_limits(
+    args: &ScanArgs,
+    conf: &config::ArchivesConfig,
+    max_file_size: u64,
+) -> Option<ArchiveLimits> {
     if args.no_archives || conf.enabled == Some(false) {
         return None;
     }
@@ -242,7 +246,7 @@ fn archive_limits(args: &ScanArgs, conf: &config::ArchivesConfig) -> Option<Arch
             .or(conf.max_size)
             .unwrap_or(d.max_size),
         max_entries: conf.max_entries.unwrap_or(d.max_entries),
-        ..d
+        max_file_size,
     })
 }
 

@@ -19,8 +19,8 @@
 mod budget;
 
 use super::{image, looks_binary, ScanStats, BINARY_PROBE};
-use budget::{Counted, Ctx, Halt, Metered};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
+use budget::{Counted, Ctx, Halt, Metered};
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -467,7 +467,7 @@ fn piece(
             None => {}
         }
         let limit = ctx.limits.max_file_size;
-        let want = (limit + 1).saturating_sub(data.len() as u64);
+        let want = limit.saturating_add(1).saturating_sub(data.len() as u64);
         if let Err(e) = (Metered { inner: r, ctx })
             .take(want)
             .read_to_end(&mut data)

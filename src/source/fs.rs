@@ -26,8 +26,8 @@ pub struct FsOptions {
     pub max_file_size: u64,
     /// Walker threads; 0 picks one per core.
     pub threads: usize,
-    /// Archives and images are expanded within these limits (their
-    /// `max_file_size` is the one above); `None` skips them as binary.
+    /// Archives and images are expanded within these limits (their own
+    /// `max_file_size` for the files inside); `None` skips them as binary.
     pub archives: Option<ArchiveLimits>,
 }
 
@@ -220,14 +220,11 @@ fn scan_file(
     stats: &ScanStats,
 ) -> (Vec<Finding>, Vec<u8>) {
     buf.clear();
-    let archives = opts.archives.map(|a| ArchiveLimits {
-        max_file_size: opts.max_file_size,
-        ..a
-    });
+    let archives = opts.archives.as_ref();
     match read_text(path, &rel, opts.max_file_size, archives.is_some(), &mut buf) {
         Ok(Content::Text) => {}
         Ok(Content::Archive) => {
-            if let Some(limits) = &archives {
+            if let Some(limits) = archives {
                 let findings = archive::scan_file(path, &rel, limits, scanner, stats);
                 return (findings, buf);
             }

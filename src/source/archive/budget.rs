@@ -101,7 +101,6 @@ impl Read for Counted<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::{ArchiveLimits, Ctx, Halt, Metered};
