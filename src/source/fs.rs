@@ -114,9 +114,12 @@ fn scan_named_file(
     opts: &FsOptions,
     stats: &ScanStats,
 ) -> Vec<Finding> {
-    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= opts.max_file_size);
-    // An archive of any size is expanded within its own limits.
-    if small || (opts.archives.is_some() && is_archive(path)) {
+    let meta = std::fs::metadata(path).ok();
+    let regular = meta.as_ref().is_some_and(|m| m.is_file());
+    let small = regular && meta.is_some_and(|m| m.len() <= opts.max_file_size);
+    // An archive of any size is expanded within its own limits. Only a
+    // regular file is probed: a pipe's bytes would be gone.
+    if small || (regular && opts.archives.is_some() && is_archive(path)) {
         let whole = FsOptions {
             max_file_size: u64::MAX,
             ..opts.clone()
