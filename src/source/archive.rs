@@ -545,3 +545,49 @@ fn zip_cause(e: &zip::result::ZipError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{base_name, detect, inner_path, Kind};
+
+    fn tar_head() -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..5].copy_from_slice(b"a.txt");
+        h[257..263].copy_from_slice(b"ustar\0");
+        h
+    }
+
+    #[test]
+    fn archives_are_known_by_their_first_bytes() {
+        assert_eq!(detect("x.dat", b"PK\x03\x04\x14\0"), Some(Kind::Zip));
+        assert_eq!(detect("x.dat", b"\x1f\x8b\x08\0\0\0"), Some(Kind::Gzip));
+        assert_eq!(detect("x.dat", &tar_head()), Some(Kind::Tar));
+        assert_eq!(
+            detect("x.dat", b"\x28\xb5\x2f\xfd\0"),
+            Some(Kind::Unsupported("zstd"))
+        );
+        // Text named like an archive is text; two gzip bytes alone are not gzip.
+        assert_eq!(detect("notes.zip", b"just text\n"), None);
+        assert_eq!(detect("x.bin", b"\x1f\x8b\x00\0"), None);
+        // A binary .jar with a launcher prefix is tried as a zip.
+        assert_eq!(detect("run.JAR", b"#!/bin/sh\n\0PK"), Some(Kind::Zip));
+        assert_eq!(detect("a.zip!/old.tar", b"name\0\0\0"), Some(Kind::Tar));
+    }
+
+    #[test]
+    fn inner_names_are_shown_escaped_and_never_as_real_paths() {
+        assert_eq!(inner_path("a.tar", b"./etc/x.yml"), "a.tar!/etc/x.yml");
+        assert_eq!(inner_path("a.tar", b"//abs.env"), "a.tar!/abs.env");
+        assert_eq!(inner_path("a.tar", b"../../x"), "a.tar!/../../x");
+        assert_eq!(
+            inner_path("a.tar", b"a\x1b[2J.env"),
+            "a.tar!/a\\u{1b}[2J.env"
+        );
+        assert_eq!(
+            inner_path("a.tar", b"bad\xffname"),
+            "a.tar!/bad\u{fffd}name"
+        );
+        assert_eq!(base_name("a.zip!/lib/b.jar"), "b.jar");
+        assert_eq!(base_name("app.log.gz"), "app.log.gz");
+    }
+}
