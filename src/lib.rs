@@ -8,7 +8,8 @@
 //!   every keyword, regexes only near hits, then entropy, placeholder,
 //!   allowlist and baseline filters — and the `Finding`, `Fingerprint` and
 //!   `Secret` types every later stage consumes.
-//! - [`source`]: where bytes come from — files, stdin, git history.
+//! - [`source`]: where bytes come from — files (archives and container
+//!   images expanded), stdin, git history.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`config`]: the YAML config file.
 //! - [`store`]: the SQLite state: incidents and their journal, log

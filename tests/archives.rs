@@ -567,3 +567,36 @@ fn a_named_archive_over_max_file_size_is_still_expanded() {
         assert!(!err.contains("name the file on the command line"), "{err}");
     }
 }
+
+#[test]
+fn the_entry_cap_from_the_config_stops_a_huge_archive() {
+    let rules = rules_dir();
+    let dir = TempDir::new().unwrap();
+    let names: Vec<String> = (0..50).map(|i| format!("f{i:02}.txt")).collect();
+    let mut entries: Vec<(&[u8], &[u8])> = vec![(b"first.env", &[])];
+    let key = props(KEY);
+    entries[0].1 = &key;
+    for n in &names {
+        entries.push((n.as_bytes(), b"x\n"));
+    }
+    let late = props(KEY2);
+    entries.push((b"late.env", &late));
+    put(dir.path(), "many.tar", &tar_of(&entries));
+    write(
+        dir.path(),
+        "ks.yaml",
+        "scan:\n  archives:\n    max_entries: 10\n",
+    );
+    let o = scan_json(dir.path(), &rules, &["many.tar", "--config", "ks.yaml"]);
+    found(&o);
+    assert_eq!(paths(&o), ["many.tar!/first.env"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("could not read many.tar: stopped at the limit of 10 entries"),
+        "{err}"
+    );
+    assert!(err.contains("scanned 10 files"), "{err}");
+    // Without the config every entry is read.
+    let o = scan_json(dir.path(), &rules, &["many.tar"]);
+    assert_eq!(paths(&o), ["many.tar!/first.env", "many.tar!/late.env"]);
+}
