@@ -97,8 +97,9 @@ pub fn detect(name: &str, head: &[u8]) -> Option<Kind> {
     if magic(b"BZh") && head.get(4..10) == Some(b"\x31\x41\x59\x26\x53\x59") {
         return Some(Kind::Unsupported("bzip2"));
     }
-    let lower = base_name(name).to_ascii_lowercase();
+    // By name only for binary content: a text file is never taken for one.
     if looks_binary(head) {
+        let lower = base_name(name).to_ascii_lowercase();
         if ZIP_NAMES.iter().any(|ext| lower.ends_with(ext)) {
             return Some(Kind::Zip);
         }

@@ -227,10 +227,11 @@ fn scan_file(
     match read_text(path, &rel, opts.max_file_size, archives.is_some(), &mut buf) {
         Ok(Content::Text) => {}
         Ok(Content::Archive) => {
-            if let Some(limits) = archives {
-                let findings = archive::scan_file(path, &rel, limits, scanner, stats);
-                return (findings, buf);
-            }
+            let findings = match archives {
+                Some(limits) => archive::scan_file(path, &rel, limits, scanner, stats),
+                None => Vec::new(),
+            };
+            return (findings, buf);
         }
         Ok(Content::TooLarge(bytes)) => {
             stats.record_too_large(rel, bytes);
