@@ -205,6 +205,19 @@ fn check_scan(c: &Config, out: &mut Vec<Problem>) {
             out.push(Problem::config(at, why));
         }
     }
+    let a = &c.scan.archives;
+    if let Some(d) = a.max_depth.filter(|d| !(1..=32).contains(d)) {
+        let why = format!(
+            "{d} is out of range: give 1 to 32 levels (set `enabled: false` to skip archives)"
+        );
+        out.push(Problem::config("scan.archives.max_depth", why));
+    }
+    for (field, value) in [("max_size", a.max_size), ("max_entries", a.max_entries)] {
+        if value == Some(0) {
+            let why = "0 would expand nothing: give a positive limit (or `enabled: false`)";
+            out.push(Problem::config(format!("scan.archives.{field}"), why));
+        }
+    }
 }
 
 /// `policy`, `rule_policy`, `providers` and `owners` name providers and

@@ -93,6 +93,28 @@ pub struct ScanConfig {
     /// Files larger than this many bytes are skipped (default 20 MiB).
     #[serde(default)]
     pub max_file_size: Option<u64>,
+    /// Archives and container images in a file scan.
+    #[serde(default)]
+    pub archives: ArchivesConfig,
+}
+
+/// `scan.archives`: what a file scan does with zip, tar and gzip files and
+/// image tarballs (src/source/archive.rs). Absent fields keep the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchivesConfig {
+    /// Expand archives (default true); false skips them as binary.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Levels of archives expanded (default 3).
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    /// Bytes decompressed from one archive, all levels (default 256 MiB).
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// Entries in one archive, all levels (default 100000).
+    #[serde(default)]
+    pub max_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -21,8 +21,9 @@
 //!   allowlist and baseline filters — and the `Chunk`, `Finding`,
 //!   `Fingerprint` and `Secret` types every later stage consumes.
 //! - [`config`]: the YAML config file, parsed into typed sections.
-//! - [`source`]: where bytes come from — files, stdin, git history, log
-//!   tails, watched repositories — as chunks.
+//! - [`source`]: where bytes come from — files (archives and container
+//!   images expanded), stdin, git history, log tails, watched repositories
+//!   — as chunks.
 //! - [`report`]: text, JSON, JSONL and SARIF output.
 //! - [`store`]: the SQLite state — incidents and their journal, webhook
 //!   deliveries, log offsets, repository cursors (versioned schema).

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod architecture;
+mod archives;
 mod cli_output;
 mod config_reference;
 mod daemon;

@@ -8,6 +8,7 @@ use keysentry::config::{self, Config};
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::source::archive::ArchiveLimits;
 use keysentry::source::{fs, git, stdin, ScanStats};
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
@@ -61,6 +62,18 @@ pub struct ScanArgs {
     /// 20 MiB; reported as INCOMPLETE). Named files are always scanned.
     #[arg(long, value_name = "BYTES")]
     pub max_file_size: Option<u64>,
+    /// Scan zip/jar/war, tar, tar.gz and gz files and container images as
+    /// plain binary files (skipped) instead of expanding them.
+    #[arg(long)]
+    pub no_archives: bool,
+    /// Archives nested in archives are expanded this many levels deep
+    /// (default 3; the archive on disk is level 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub max_archive_depth: Option<u32>,
+    /// Stop expanding one archive after this many decompressed bytes
+    /// (default 256 MiB, all levels together: a zip bomb stops there).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_archive_size: Option<u64>,
 }
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
@@ -154,6 +167,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         let bar = progress_bar("files");
         let opts = fs::FsOptions {
             max_file_size,
+            archives: archive_limits(&args, &config.scan.archives, max_file_size),
             ..fs::FsOptions::default()
         };
         let tick = || {
@@ -208,6 +222,31 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// The archive limits from the flags, else `scan.archives`, else the
+/// defaults; `None` when archives are off.
+fn archive_limits(
+    args: &ScanArgs,
+    conf: &config::ArchivesConfig,
+    max_file_size: u64,
+) -> Option<ArchiveLimits> {
+    if args.no_archives || conf.enabled == Some(false) {
+        return None;
+    }
+    let d = ArchiveLimits::default();
+    Some(ArchiveLimits {
+        max_depth: args
+            .max_archive_depth
+            .or(conf.max_depth)
+            .unwrap_or(d.max_depth),
+        max_size: args
+            .max_archive_size
+            .or(conf.max_size)
+            .unwrap_or(d.max_size),
+        max_entries: conf.max_entries.unwrap_or(d.max_entries),
+        max_file_size,
     })
 }
 

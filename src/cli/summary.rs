@@ -49,9 +49,14 @@ fn summary_lines(stats: &ScanStats, findings: &[Finding], run: &Run) -> Vec<Stri
     let mut warned = 0;
     if let Ok(list) = stats.too_large.lock() {
         for (path, bytes) in list.iter() {
+            // A file inside an archive cannot be named on the command line.
+            let or_name = match path.contains("!/") {
+                true => "",
+                false => ", or name the file on the command line",
+            };
             lines.push(format!(
                 "warning: {} not scanned: {} is over the {} limit; raise --max-file-size \
-                 (or scan.max_file_size), or name the file on the command line",
+                 (or scan.max_file_size){or_name}",
                 visible(path),
                 size(*bytes),
                 size(run.max_file_size)
@@ -83,6 +88,10 @@ fn summary_lines(stats: &ScanStats, findings: &[Finding], run: &Run) -> Vec<Stri
         size(get(&stats.bytes)),
         elapsed.as_secs_f64()
     ));
+    let archives = get(&stats.archives);
+    if archives > 0 {
+        line.push_str(&format!("; expanded {}", plural(archives, "archive")));
+    }
     let binary = get(&stats.skipped_binary);
     if binary > 0 {
         line.push_str(&format!("; skipped {binary} binary"));

@@ -11,6 +11,7 @@
 //! directory when it is under it), and is never skipped for its size: over
 //! the limit it is streamed in pieces, as stdin is.
 
+use super::archive::{self, ArchiveLimits};
 use super::{looks_binary, ScanStats, SourceError, BINARY_PROBE};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use std::io::Read;
@@ -25,6 +26,9 @@ pub struct FsOptions {
     pub max_file_size: u64,
     /// Walker threads; 0 picks one per core.
     pub threads: usize,
+    /// Archives and images are expanded within these limits (their own
+    /// `max_file_size` for the files inside); `None` skips them as binary.
+    pub archives: Option<ArchiveLimits>,
 }
 
 impl Default for FsOptions {
@@ -32,6 +36,7 @@ impl Default for FsOptions {
         FsOptions {
             max_file_size: 20 << 20,
             threads: 0,
+            archives: Some(ArchiveLimits::default()),
         }
     }
 }
@@ -109,8 +114,12 @@ fn scan_named_file(
     opts: &FsOptions,
     stats: &ScanStats,
 ) -> Vec<Finding> {
-    let small = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() <= opts.max_file_size);
-    if small {
+    let meta = std::fs::metadata(path).ok();
+    let regular = meta.as_ref().is_some_and(|m| m.is_file());
+    let small = regular && meta.is_some_and(|m| m.len() <= opts.max_file_size);
+    // An archive of any size is expanded within its own limits. Only a
+    // regular file is probed: a pipe's bytes would be gone.
+    if small || (regular && opts.archives.is_some() && is_archive(path)) {
         let whole = FsOptions {
             max_file_size: u64::MAX,
             ..opts.clone()
@@ -214,8 +223,16 @@ fn scan_file(
     stats: &ScanStats,
 ) -> (Vec<Finding>, Vec<u8>) {
     buf.clear();
-    match read_text(path, opts.max_file_size, &mut buf) {
+    let archives = opts.archives.as_ref();
+    match read_text(path, &rel, opts.max_file_size, archives.is_some(), &mut buf) {
         Ok(Content::Text) => {}
+        Ok(Content::Archive) => {
+            let findings = match archives {
+                Some(limits) => archive::scan_file(path, &rel, limits, scanner, stats),
+                None => Vec::new(),
+            };
+            return (findings, buf);
+        }
         Ok(Content::TooLarge(bytes)) => {
             stats.record_too_large(rel, bytes);
             return (Vec::new(), buf);
@@ -239,22 +256,37 @@ fn scan_file(
 enum Content {
     Text,
     Binary,
+    /// An archive or image (`archive::detect`), whatever its size.
+    Archive,
     /// With the size seen.
     TooLarge(u64),
 }
 
 /// Reads a text file into `buf`. The binary check runs on the first 8 KiB
 /// before the rest is read, so a tree full of build artifacts costs little.
-fn read_text(path: &Path, max_size: u64, buf: &mut Vec<u8>) -> std::io::Result<Content> {
+/// With `archives`, an archive (by those 8 KiB and `rel`) is named as one.
+fn read_text(
+    path: &Path,
+    rel: &str,
+    max_size: u64,
+    archives: bool,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Content> {
     let file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    if len > max_size {
+    if len > max_size && !archives {
         return Ok(Content::TooLarge(len));
     }
     // One byte past the limit: a file that grew since the stat is caught as
     // too large instead of scanned in part.
     let mut file = file.take(max_size.saturating_add(1));
     (&mut file).take(BINARY_PROBE as u64).read_to_end(buf)?;
+    if archives && archive::detect(rel, buf).is_some() {
+        return Ok(Content::Archive);
+    }
+    if len > max_size {
+        return Ok(Content::TooLarge(len));
+    }
     if looks_binary(buf) {
         return Ok(Content::Binary);
     }
@@ -264,6 +296,15 @@ fn read_text(path: &Path, max_size: u64, buf: &mut Vec<u8>) -> std::io::Result<C
     } else {
         Content::Text
     })
+}
+
+/// Whether the file at `path` starts like an archive (a named file over
+/// the size limit is expanded, not streamed as text).
+fn is_archive(path: &Path) -> bool {
+    let mut head = Vec::with_capacity(BINARY_PROBE);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(BINARY_PROBE as u64).read_to_end(&mut head))
+        .is_ok_and(|_| archive::detect(&path.to_string_lossy(), &head).is_some())
 }
 
 /// `relative/path: reason` for a directory entry the walker could not read.

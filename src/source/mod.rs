@@ -1,8 +1,10 @@
 //! Sources turn places (a directory, stdin, git history, log files, GitHub
 //! pushes) into `Chunk`s for the scanner.
 
+pub mod archive;
 pub mod fs;
 pub mod git;
+pub mod image;
 pub mod log_tail;
 pub mod repo_watch;
 pub mod stdin;
@@ -31,6 +33,8 @@ pub struct ScanStats {
     pub bytes: AtomicU64,
     pub skipped_binary: AtomicU64,
     pub skipped_large: AtomicU64,
+    /// Archives opened (nested ones included).
+    pub archives: AtomicU64,
     /// Files that could not be read, with the reason; reported, never fatal.
     pub unreadable: Mutex<Vec<String>>,
     /// Files over the size limit (path, bytes), for the warnings; the count
