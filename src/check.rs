@@ -155,7 +155,7 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
         out.push(Problem::machine(at, why));
     }
     // The daemon's own fields (watch.*, http.listen), as `daemon` reads them.
-    if let Err(problems) = crate::daemon::Settings::check(c) {
+    if let Err(problems) = crate::settings::Settings::check(c) {
         out.extend(problems.into_iter().map(|(at, m)| Problem::config(at, m)));
     }
     for (i, r) in c.watch.repos.iter().enumerate() {

@@ -34,6 +34,8 @@
 //! - [`remediate`]: the engine that verifies, contains, rotates or revokes
 //!   each leaked key through its provider's playbook, exactly once.
 //! - [`server`]: the daemon's HTTP accept loop, limits and health routes.
+//! - [`settings`]: the config's `watch` and `http` sections as the daemon
+//!   runs them, every problem with its YAML path.
 //! - [`github`]: the GitHub webhook target — signatures, payloads, the API
 //!   — yielding chunks like any other source.
 //! - [`check`]: the one validation of a config, used by `config check`,
@@ -61,6 +63,7 @@ pub mod report;
 pub mod rules;
 pub mod scan;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod source;
 pub mod store;

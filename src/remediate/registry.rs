@@ -187,8 +187,13 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let mut registry = Registry::builtin(&config, &rules);
         registry.register("acme", Arc::new(Counting(runs.clone())));
-        let engine =
-            Engine::with_registry(&config, rules, Arc::new(Store::in_memory().unwrap()), registry).unwrap();
+        let engine = Engine::with_registry(
+            &config,
+            rules,
+            Arc::new(Store::in_memory().unwrap()),
+            registry,
+        )
+        .unwrap();
         let out = engine
             .process(vec![finding("acme", "acme-1"), finding("other", "other-1")])
             .await
