@@ -228,7 +228,7 @@ fn check_names(c: &Config, rules: &RuleSet, out: &mut Vec<Problem>) {
         .iter()
         .map(|r| r.spec.provider.as_str())
         .collect();
-    providers.insert("tatum");
+    providers.extend(crate::remediate::Registry::own_providers());
     let known = |set: &BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(", ");
     let unknown_provider = |name: &str| {
         format!(

@@ -52,6 +52,12 @@ impl Registry {
             .map_or_else(Vec::new, |(_, details)| details(row))
     }
 
+    /// The providers that have a playbook of their own (they are known even
+    /// when no loaded rule names them: their config section is theirs).
+    pub fn own_providers() -> &'static [&'static str] {
+        Registry::OWN
+    }
+
     pub fn new(templates: Arc<dyn Playbook>) -> Registry {
         Registry {
             own: HashMap::new(),
