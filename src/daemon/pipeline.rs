@@ -20,13 +20,14 @@
 mod lanes;
 
 use crate::metrics::{Metrics, SourceState};
-use crate::scan::{Chunk, Finding, Scanner};
+use crate::scan::driver::{Emit, FirstSeen, Flow};
+use crate::scan::{Chunk, Finding, FindingSink, Origin, Scanner, SinkError};
 use crate::source::log_tail::{Stopped, TailOutput};
 use crate::source::repo_watch::RepoOutput;
 use crate::store::{DaemonWrite, Store};
 use lanes::LaneGate;
 use rayon::prelude::*;
-use std::future::Future;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,27 +49,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The health entry for the sink.
 pub const ENGINE_SOURCE: &str = "remediation";
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
-
-/// Where findings go: the remediation engine.
-pub trait FindingSink: Send + Sync + 'static {
-    /// Takes findings durably. `Ok` means they are recorded (one incident
-    /// per fingerprint) and the data they came from need never be read
-    /// again; `Err` means nothing may be assumed recorded, and the pipeline
-    /// offers the same findings again later. Must be idempotent: after a
-    /// crash the same findings can arrive twice.
-    fn submit(&self, findings: Vec<Finding>) -> impl Future<Output = Result<(), SinkError>> + Send;
-
-    /// Periodic work: resume remediations interrupted or failed earlier.
-    fn retry_pending(&self) -> impl Future<Output = ()> + Send;
-}
-
 pub enum Payload {
     Chunk(Chunk),
-    /// Already scanned (git history is scanned by its own source).
-    Findings(Vec<Finding>),
+    /// Progress only (or a flush marker).
     Nothing,
 }
 
@@ -103,7 +86,7 @@ pub struct Shared<S> {
     pub metrics: Arc<Metrics>,
 }
 
-impl<S: FindingSink> Shared<S> {
+impl<S: FindingSink + 'static> Shared<S> {
     pub fn new(scanner: Scanner, sink: S, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
         Shared {
             scanner: RwLock::new(Arc::new(scanner)),
@@ -144,7 +127,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start<S: FindingSink>(shared: Arc<Shared<S>>) -> Pipeline {
+    pub fn start<S: FindingSink + 'static>(shared: Arc<Shared<S>>) -> Pipeline {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (scanned_tx, scanned_rx) = mpsc::channel(SCANNED_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
@@ -219,6 +202,7 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
 /// Hands work from the sources to the pipeline: counts it into its lane,
 /// and waits while the pipeline is full, saying every [`ALIVE_EVERY`] that
 /// the source is alive (waiting on the engine is not being stuck).
+#[derive(Clone)]
 pub struct ChannelOutput {
     tx: mpsc::Sender<Work>,
     gate: Arc<LaneGate>,
@@ -273,23 +257,59 @@ impl TailOutput for ChannelOutput {
 }
 
 impl RepoOutput for ChannelOutput {
-    async fn emit(
-        &self,
-        source: &Arc<str>,
-        findings: Vec<Finding>,
-        then: DaemonWrite,
-    ) -> Result<(), Stopped> {
-        let work = Self::work(source, source, Payload::Findings(findings), then);
+    fn lane(&self, source: &Arc<str>) -> Box<dyn Emit + Send> {
+        Box::new(LaneEmit {
+            out: self.clone(),
+            source: source.clone(),
+        })
+    }
+
+    async fn progress(&self, source: &Arc<str>, then: DaemonWrite) -> Result<(), Stopped> {
+        let work = Self::work(source, source, Payload::Nothing, then);
         self.send(work).await
     }
 }
 
-async fn scan_stage<S: FindingSink>(
+/// The daemon's [`Emit`] for a repository's history: each chunk queued in
+/// order in the repository's lane, for the scan stage to scan (not inline).
+/// Called on a blocking thread; waits while the pipeline is full.
+struct LaneEmit {
+    out: ChannelOutput,
+    source: Arc<str>,
+}
+
+impl Emit for LaneEmit {
+    fn chunk(&self, _seq: u64, chunk: &Chunk) -> Flow {
+        // Copied: the source may reuse its buffer once this returns.
+        let work = Work {
+            source: self.source.clone(),
+            lane: self.source.clone(),
+            payload: Payload::Chunk(chunk.clone()),
+            then: None,
+            done: None,
+        };
+        match self.out.runtime.block_on(self.out.send(work)) {
+            Ok(()) => Flow::Continue,
+            Err(Stopped) => Flow::Stop,
+        }
+    }
+
+    fn scans_inline(&self) -> bool {
+        false
+    }
+}
+
+async fn scan_stage<S: FindingSink + 'static>(
     shared: Arc<Shared<S>>,
     mut rx: mpsc::Receiver<Work>,
     out: mpsc::Sender<Vec<Scanned>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Per repository lane, the keys its history scan has handed on: a key
+    // kept across edits is reported once, at its first commit (as `scan
+    // --git` does). Work arrives in order per lane; the lane's progress
+    // write (the new cursor) ends a scan and clears its set.
+    let mut first_seen: HashMap<Arc<str>, FirstSeen> = HashMap::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -308,13 +328,27 @@ async fn scan_stage<S: FindingSink>(
             }
         }
         let scanner = shared.scanner();
-        let scanned = match tokio::task::spawn_blocking(move || scan_batch(&scanner, batch)).await {
+        let mut scanned = match tokio::task::spawn_blocking(move || scan_batch(&scanner, batch))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("the scanner failed on a batch: {e}; its data will be read again after a restart");
                 return;
             }
         };
+        for s in &mut scanned {
+            if s.findings
+                .iter()
+                .any(|f| matches!(*f.origin, Origin::Git { .. }))
+            {
+                let seen = first_seen.entry(s.lane.clone()).or_default();
+                s.findings.retain(|f| seen.first(f));
+            }
+            if s.then.is_some() {
+                first_seen.remove(&s.lane);
+            }
+        }
         if out.send(scanned).await.is_err() {
             return;
         }
@@ -335,9 +369,9 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
             let (findings, bytes, lines) = match w.payload {
                 Payload::Chunk(c) => {
                     let lines = crate::source::count_lines(&c.data);
-                    (scanner.scan(&c), c.data.len() as u64, lines)
+                    let found = crate::scan::driver::scan(scanner, &c);
+                    (found, c.data.len() as u64, lines)
                 }
-                Payload::Findings(f) => (f, 0, 0),
                 Payload::Nothing => (Vec::new(), 0, 0),
             };
             Scanned {
@@ -353,9 +387,12 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
         .collect()
 }
 
-/// Offers findings to the sink until it takes them. `false` if asked to stop
-/// first (the findings' offsets then stay unpersisted).
-async fn submit<S: FindingSink>(
+/// Offers findings to the sink until it takes them or refuses them for
+/// good ([`SinkError::Permanent`]: each is logged, without the key, and
+/// the `remediation` health entry says so; the caller then persists the
+/// progress, so one refusal does not stall the source forever). `false` if
+/// asked to stop first (the findings' offsets then stay unpersisted).
+async fn submit<S: FindingSink + 'static>(
     shared: &Shared<S>,
     findings: Vec<Finding>,
     stop: &mut watch::Receiver<bool>,
@@ -365,11 +402,27 @@ async fn submit<S: FindingSink>(
         let sink = shared.sink();
         let started = Instant::now();
         match sink.submit(findings.clone()).await {
-            Ok(()) => {
+            Ok(_) => {
                 shared.metrics.remediation_latency(started.elapsed());
                 shared
                     .metrics
                     .set_source(ENGINE_SOURCE, SourceState::Running);
+                return true;
+            }
+            Err(e @ SinkError::Permanent(_)) => {
+                for f in &findings {
+                    tracing::error!(
+                        rule = %f.rule_id,
+                        fingerprint = %f.fingerprint.short(),
+                        redacted = %f.secret.redacted(),
+                        path = %f.origin.path(),
+                        line = f.line,
+                        "finding dropped: {e}"
+                    );
+                }
+                shared
+                    .metrics
+                    .set_source(ENGINE_SOURCE, SourceState::Failed(e.to_string()));
                 return true;
             }
             Err(e) => {
@@ -410,7 +463,7 @@ fn log_finding(f: &Finding) {
 mod tests {
     use super::*;
     use crate::rules::RuleSet;
-    use crate::scan::{Allowlist, Origin};
+    use crate::scan::{Allowlist, BoxFuture, Handled};
     use crate::store::{FileId, LogOffset};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -424,16 +477,16 @@ mod tests {
     }
 
     impl FindingSink for Arc<TestSink> {
-        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
-            self.offered.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) > 0 {
-                return Err(SinkError("engine down".into()));
-            }
-            self.taken.lock().unwrap().push(findings.len());
-            Ok(())
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                self.offered.fetch_add(1, Ordering::SeqCst);
+                if self.fail.load(Ordering::SeqCst) > 0 {
+                    return Err(SinkError::Transient("engine down".into()));
+                }
+                self.taken.lock().unwrap().push(findings.len());
+                Ok(Vec::new())
+            })
         }
-
-        async fn retry_pending(&self) {}
     }
 
     fn chunk(text: &str) -> Chunk {
@@ -512,14 +565,14 @@ mod tests {
     }
 
     impl FindingSink for Arc<SlowSink> {
-        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
-            tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
-            let mut taken = self.taken.lock().unwrap();
-            taken.extend(findings.iter().map(|f| f.origin.path()));
-            Ok(())
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
+                let mut taken = self.taken.lock().unwrap();
+                taken.extend(findings.iter().map(|f| f.origin.path()));
+                Ok(Vec::new())
+            })
         }
-
-        async fn retry_pending(&self) {}
     }
 
     fn keys(seed: &str, n: usize) -> String {
