@@ -464,6 +464,7 @@ mod tests {
     use super::*;
     use crate::rules::RuleSet;
     use crate::scan::{Allowlist, BoxFuture, Handled};
+    use crate::source::repo_watch::RepoOutput;
     use crate::store::{FileId, LogOffset};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -623,6 +624,128 @@ mod tests {
         let real = taken.iter().position(|p| p == "/var/log/app.log").unwrap();
         // At most one slice of the flood went first.
         assert!(real <= lanes::SLICE, "the key waited for {real} decoys");
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// Answers each submission with the next scripted result (then `Ok`),
+    /// remembering every offer's fingerprints.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<Vec<SinkError>>,
+        offers: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl FindingSink for Arc<Scripted> {
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                let fps = findings.iter().map(|f| f.fingerprint.as_str().to_string());
+                self.offers.lock().unwrap().push(fps.collect());
+                let mut script = self.script.lock().unwrap();
+                match script.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => Err(script.remove(0)),
+                }
+            })
+        }
+    }
+
+    fn scripted(script: Vec<SinkError>) -> (Arc<Scripted>, Arc<Store>, Arc<Metrics>, Pipeline) {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(Scripted {
+            script: Mutex::new(script),
+            ..Default::default()
+        });
+        let store = Arc::new(Store::in_memory().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store.clone(),
+            metrics.clone(),
+        ));
+        (sink, store, metrics, Pipeline::start(shared))
+    }
+
+    fn key_work(then: u64) -> Work {
+        let text = keys("scripted", 1);
+        Work {
+            source: Arc::from("log:test"),
+            lane: Arc::from("/var/log/app.log"),
+            payload: Payload::Chunk(chunk(&text)),
+            then: Some(offset(then)),
+            done: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_refusal_offers_the_same_findings_again_and_holds_the_offset() {
+        let down = SinkError::Transient("store locked".into());
+        let (sink, store, _metrics, pipeline) = scripted(vec![down.clone(), down]);
+        pipeline.sender().send(key_work(7)).await.unwrap();
+        while sink.offers.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            store.log_offsets().unwrap().is_empty(),
+            "offset written early"
+        );
+        assert!(pipeline.flush(Duration::from_secs(120)).await);
+        let offers = sink.offers.lock().unwrap().clone();
+        assert_eq!(offers.len(), 3, "{offers:?}");
+        assert!(offers.iter().all(|o| o == &offers[0] && o.len() == 1));
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 7);
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_refusal_is_recorded_once_and_the_source_moves_on() {
+        let refused = SinkError::Permanent("row too big".into());
+        let (sink, store, metrics, pipeline) = scripted(vec![refused]);
+        pipeline.sender().send(key_work(9)).await.unwrap();
+        assert!(pipeline.flush(Duration::from_secs(120)).await);
+        assert_eq!(
+            sink.offers.lock().unwrap().len(),
+            1,
+            "retried a permanent refusal"
+        );
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 9);
+        let health = metrics.unhealthy();
+        let engine = health.iter().find(|(n, _)| n == ENGINE_SOURCE);
+        assert!(
+            engine.is_some_and(|(_, why)| why.contains("row too big")),
+            "{health:?}"
+        );
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// A log tail's chunk and a repository history's chunks (emitted through
+    /// the repository's lane, a key kept across two commits) both reach the
+    /// one sink; the kept key once, at its first commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_from_a_log_and_a_repository_reach_the_one_sink() {
+        let (sink, store, metrics, pipeline) = scripted(Vec::new());
+        pipeline.sender().send(key_work(1)).await.unwrap();
+        let repo: Arc<str> = Arc::from("repo:/srv/app");
+        let lane = RepoOutput::lane(&pipeline.output(metrics), &repo);
+        let kept = keys("kept", 1);
+        tokio::task::spawn_blocking(move || {
+            for (seq, commit) in ["c1", "c2"].into_iter().enumerate() {
+                let origin = Origin::Git {
+                    repo: "/srv/app".into(),
+                    commit: commit.into(),
+                    author_email: None,
+                    path: "app.env".into(),
+                };
+                let blob = Chunk::whole(origin, format!("{commit}\n{kept}").into_bytes());
+                assert_eq!(lane.chunk(seq as u64, &blob), Flow::Continue);
+            }
+        })
+        .await
+        .unwrap();
+        assert!(pipeline.flush(Duration::from_secs(30)).await);
+        let offered: Vec<String> = sink.offers.lock().unwrap().concat();
+        assert_eq!(offered.len(), 2, "{offered:?}");
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 1);
         assert!(pipeline.shutdown(Duration::from_secs(5)).await);
     }
 
