@@ -5,12 +5,9 @@
 //! `webhook-serve --api-url SIM --state-dir DIR` (secret in `KEYSENTRY_BENCH_SECRET`)
 
 use keysentry::config::Config;
-use keysentry::github::{
-    fixed_scanner, remediable_providers, BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError,
-    WebhookSettings,
-};
+use keysentry::github::{fixed_scanner, remediable_providers, GitHubWebhook, WebhookSettings};
 use keysentry::rules::RuleSet;
-use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::scan::{Allowlist, BoxFuture, Finding, FindingSink, Handled, Scanner, SinkError};
 use keysentry::server::{HttpGuard, HttpLimits};
 use keysentry::store::webhook::DeliveryStore;
 use std::io::Write;
@@ -22,11 +19,7 @@ use std::sync::Arc;
 struct Count(AtomicU64);
 
 impl FindingSink for Count {
-    fn process(
-        &self,
-        findings: Vec<Finding>,
-        _fallback_owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+    fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
         self.0.fetch_add(findings.len() as u64, Ordering::Relaxed);
         Box::pin(async { Ok(Vec::new()) })
     }

@@ -28,12 +28,14 @@
 //!   and the state directory stay (a change to either is logged: restart).
 
 mod control;
+mod engine_sink;
 mod pipeline;
 mod settings;
 mod webhook;
 
 pub use control::{Control, Listeners, Remote};
-pub use pipeline::{ChannelOutput, FindingSink, Payload, Pipeline, Shared, SinkError, Work};
+pub use engine_sink::EngineSink;
+pub use pipeline::{ChannelOutput, Payload, Pipeline, Shared, Work};
 pub use settings::{parse_duration, Loaded, RepoSettings, Settings};
 pub use webhook::{DaemonSink, WebhookService};
 
@@ -41,7 +43,7 @@ use crate::config::ConfigError;
 use crate::metrics::{Metrics, SourceState};
 use crate::remediate::Engine;
 use crate::rules::RuleError;
-use crate::scan::{AllowlistError, Finding, PrefilterError};
+use crate::scan::{AllowlistError, FindingSink, PrefilterError};
 use crate::server::{
     open_file_limit, reserved_router, router, AppState, HttpGuard, HttpLimits, Served,
 };
@@ -95,37 +97,6 @@ pub enum DaemonError {
     Task(String),
 }
 
-/// The remediation engine as the pipeline's sink.
-pub struct EngineSink(pub Engine);
-
-impl FindingSink for EngineSink {
-    async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
-        let outcomes = self
-            .0
-            .process(findings)
-            .await
-            .map_err(|e| SinkError(e.to_string()))?;
-        for o in outcomes {
-            tracing::info!(
-                incident = o.incident_id,
-                provider = %o.provider,
-                fingerprint = %o.fingerprint.short(),
-                state = %o.state,
-                reason = o.reason.as_deref(),
-                new = o.created,
-                "incident"
-            );
-        }
-        Ok(())
-    }
-
-    async fn retry_pending(&self) {
-        for o in self.0.retry_pending().await {
-            tracing::info!(incident = o.incident_id, state = %o.state, reason = o.reason.as_deref(), "incident retried");
-        }
-    }
-}
-
 /// The sink the daemon runs.
 type Sink = EngineSink;
 
@@ -153,7 +124,7 @@ struct Sources {
 }
 
 impl Sources {
-    async fn start<S: FindingSink>(
+    async fn start<S: FindingSink + 'static>(
         settings: &Settings,
         shared: &Arc<Shared<S>>,
         pipeline: &Pipeline,
@@ -178,7 +149,6 @@ impl Sources {
                 tokio::spawn(watch_repo(
                     r.clone(),
                     shared.store.clone(),
-                    shared.scanner(),
                     shared.metrics.clone(),
                     pipeline.output(shared.metrics.clone()),
                     stop.clone(),
@@ -507,7 +477,7 @@ fn serve(
     tokio::spawn(crate::server::serve(listener, served, http, shutdown))
 }
 
-async fn retry_loop<S: FindingSink>(shared: Arc<Shared<S>>, mut shutdown: Shutdown) {
+async fn retry_loop<S: FindingSink + 'static>(shared: Arc<Shared<S>>, mut shutdown: Shutdown) {
     let mut every = tokio::time::interval(RETRY_EVERY);
     loop {
         tokio::select! {

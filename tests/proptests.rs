@@ -220,7 +220,7 @@ proptest! {
         let mut input = mutate(&seed, &edits).into_bytes();
         input.extend_from_slice(&noise);
         let stats = ScanStats::default();
-        let findings = stdin::scan_reader(&input[..], scanner, &stats);
+        let findings = keysentry::scan::driver::run(scanner, &mut stdin::Stream::stdin(&input[..], &stats));
         prop_assert!(findings.is_ok(), "{:?}", findings.err());
         for f in findings.unwrap_or_default() {
             let secret = f.secret.expose();

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use keysentry::config::{self, Config};
 use keysentry::report::{read_baseline, write_report, Format, ReportOptions};
 use keysentry::rules::RuleSet;
-use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::scan::{driver, Allowlist, Finding, Scanner};
 use keysentry::source::archive::ArchiveLimits;
 use keysentry::source::{fs, git, stdin, ScanStats};
 use std::collections::HashSet;
@@ -121,11 +121,8 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     // then exits 2 naming what it missed.
     let mut incomplete = None;
     let findings = if stdin_named {
-        dedup(stdin::scan_reader(
-            std::io::stdin().lock(),
-            &scanner,
-            &stats,
-        )?)
+        let mut input = stdin::Stream::stdin(std::io::stdin().lock(), &stats);
+        dedup(driver::run(&scanner, &mut input)?)
     } else if args.staged {
         let scan = git::scan_staged(&args.paths[0], &scanner, max_file_size, &stats)?;
         incomplete = scan.incomplete();
@@ -175,7 +172,13 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
                 b.inc(1)
             }
         };
-        let found = fs::scan_paths(&args.paths, &scanner, &opts, &stats, &tick)?;
+        let mut paths = fs::Paths {
+            roots: &args.paths,
+            opts: &opts,
+            stats: &stats,
+            on_file: &tick,
+        };
+        let found = driver::run(&scanner, &mut paths)?;
         if let Some(b) = bar {
             b.finish_and_clear();
         }

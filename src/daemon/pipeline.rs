@@ -20,13 +20,14 @@
 mod lanes;
 
 use crate::metrics::{Metrics, SourceState};
-use crate::scan::{Chunk, Finding, Scanner};
+use crate::scan::driver::{Emit, FirstSeen, Flow};
+use crate::scan::{Chunk, Finding, FindingSink, Origin, Scanner, SinkError};
 use crate::source::log_tail::{Stopped, TailOutput};
 use crate::source::repo_watch::RepoOutput;
 use crate::store::{DaemonWrite, Store};
 use lanes::LaneGate;
 use rayon::prelude::*;
-use std::future::Future;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,27 +49,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The health entry for the sink.
 pub const ENGINE_SOURCE: &str = "remediation";
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
-
-/// Where findings go: the remediation engine.
-pub trait FindingSink: Send + Sync + 'static {
-    /// Takes findings durably. `Ok` means they are recorded (one incident
-    /// per fingerprint) and the data they came from need never be read
-    /// again; `Err` means nothing may be assumed recorded, and the pipeline
-    /// offers the same findings again later. Must be idempotent: after a
-    /// crash the same findings can arrive twice.
-    fn submit(&self, findings: Vec<Finding>) -> impl Future<Output = Result<(), SinkError>> + Send;
-
-    /// Periodic work: resume remediations interrupted or failed earlier.
-    fn retry_pending(&self) -> impl Future<Output = ()> + Send;
-}
-
 pub enum Payload {
     Chunk(Chunk),
-    /// Already scanned (git history is scanned by its own source).
-    Findings(Vec<Finding>),
+    /// Progress only (or a flush marker).
     Nothing,
 }
 
@@ -103,7 +86,7 @@ pub struct Shared<S> {
     pub metrics: Arc<Metrics>,
 }
 
-impl<S: FindingSink> Shared<S> {
+impl<S: FindingSink + 'static> Shared<S> {
     pub fn new(scanner: Scanner, sink: S, store: Arc<Store>, metrics: Arc<Metrics>) -> Self {
         Shared {
             scanner: RwLock::new(Arc::new(scanner)),
@@ -144,7 +127,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn start<S: FindingSink>(shared: Arc<Shared<S>>) -> Pipeline {
+    pub fn start<S: FindingSink + 'static>(shared: Arc<Shared<S>>) -> Pipeline {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (scanned_tx, scanned_rx) = mpsc::channel(SCANNED_QUEUE);
         let (stop, stop_rx) = watch::channel(false);
@@ -219,6 +202,7 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
 /// Hands work from the sources to the pipeline: counts it into its lane,
 /// and waits while the pipeline is full, saying every [`ALIVE_EVERY`] that
 /// the source is alive (waiting on the engine is not being stuck).
+#[derive(Clone)]
 pub struct ChannelOutput {
     tx: mpsc::Sender<Work>,
     gate: Arc<LaneGate>,
@@ -273,23 +257,59 @@ impl TailOutput for ChannelOutput {
 }
 
 impl RepoOutput for ChannelOutput {
-    async fn emit(
-        &self,
-        source: &Arc<str>,
-        findings: Vec<Finding>,
-        then: DaemonWrite,
-    ) -> Result<(), Stopped> {
-        let work = Self::work(source, source, Payload::Findings(findings), then);
+    fn lane(&self, source: &Arc<str>) -> Box<dyn Emit + Send> {
+        Box::new(LaneEmit {
+            out: self.clone(),
+            source: source.clone(),
+        })
+    }
+
+    async fn progress(&self, source: &Arc<str>, then: DaemonWrite) -> Result<(), Stopped> {
+        let work = Self::work(source, source, Payload::Nothing, then);
         self.send(work).await
     }
 }
 
-async fn scan_stage<S: FindingSink>(
+/// The daemon's [`Emit`] for a repository's history: each chunk queued in
+/// order in the repository's lane, for the scan stage to scan (not inline).
+/// Called on a blocking thread; waits while the pipeline is full.
+struct LaneEmit {
+    out: ChannelOutput,
+    source: Arc<str>,
+}
+
+impl Emit for LaneEmit {
+    fn chunk(&self, _seq: u64, chunk: &Chunk) -> Flow {
+        // Copied: the source may reuse its buffer once this returns.
+        let work = Work {
+            source: self.source.clone(),
+            lane: self.source.clone(),
+            payload: Payload::Chunk(chunk.clone()),
+            then: None,
+            done: None,
+        };
+        match self.out.runtime.block_on(self.out.send(work)) {
+            Ok(()) => Flow::Continue,
+            Err(Stopped) => Flow::Stop,
+        }
+    }
+
+    fn scans_inline(&self) -> bool {
+        false
+    }
+}
+
+async fn scan_stage<S: FindingSink + 'static>(
     shared: Arc<Shared<S>>,
     mut rx: mpsc::Receiver<Work>,
     out: mpsc::Sender<Vec<Scanned>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Per repository lane, the keys its history scan has handed on: a key
+    // kept across edits is reported once, at its first commit (as `scan
+    // --git` does). Work arrives in order per lane; the lane's progress
+    // write (the new cursor) ends a scan and clears its set.
+    let mut first_seen: HashMap<Arc<str>, FirstSeen> = HashMap::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -308,13 +328,27 @@ async fn scan_stage<S: FindingSink>(
             }
         }
         let scanner = shared.scanner();
-        let scanned = match tokio::task::spawn_blocking(move || scan_batch(&scanner, batch)).await {
+        let mut scanned = match tokio::task::spawn_blocking(move || scan_batch(&scanner, batch))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("the scanner failed on a batch: {e}; its data will be read again after a restart");
                 return;
             }
         };
+        for s in &mut scanned {
+            if s.findings
+                .iter()
+                .any(|f| matches!(*f.origin, Origin::Git { .. }))
+            {
+                let seen = first_seen.entry(s.lane.clone()).or_default();
+                s.findings.retain(|f| seen.first(f));
+            }
+            if s.then.is_some() {
+                first_seen.remove(&s.lane);
+            }
+        }
         if out.send(scanned).await.is_err() {
             return;
         }
@@ -335,9 +369,9 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
             let (findings, bytes, lines) = match w.payload {
                 Payload::Chunk(c) => {
                     let lines = crate::source::count_lines(&c.data);
-                    (scanner.scan(&c), c.data.len() as u64, lines)
+                    let found = crate::scan::driver::scan(scanner, &c);
+                    (found, c.data.len() as u64, lines)
                 }
-                Payload::Findings(f) => (f, 0, 0),
                 Payload::Nothing => (Vec::new(), 0, 0),
             };
             Scanned {
@@ -353,9 +387,12 @@ fn scan_batch(scanner: &Scanner, batch: Vec<Work>) -> Vec<Scanned> {
         .collect()
 }
 
-/// Offers findings to the sink until it takes them. `false` if asked to stop
-/// first (the findings' offsets then stay unpersisted).
-async fn submit<S: FindingSink>(
+/// Offers findings to the sink until it takes them or refuses them for
+/// good ([`SinkError::Permanent`]: each is logged, without the key, and
+/// the `remediation` health entry says so; the caller then persists the
+/// progress, so one refusal does not stall the source forever). `false` if
+/// asked to stop first (the findings' offsets then stay unpersisted).
+async fn submit<S: FindingSink + 'static>(
     shared: &Shared<S>,
     findings: Vec<Finding>,
     stop: &mut watch::Receiver<bool>,
@@ -365,11 +402,27 @@ async fn submit<S: FindingSink>(
         let sink = shared.sink();
         let started = Instant::now();
         match sink.submit(findings.clone()).await {
-            Ok(()) => {
+            Ok(_) => {
                 shared.metrics.remediation_latency(started.elapsed());
                 shared
                     .metrics
                     .set_source(ENGINE_SOURCE, SourceState::Running);
+                return true;
+            }
+            Err(e @ SinkError::Permanent(_)) => {
+                for f in &findings {
+                    tracing::error!(
+                        rule = %f.rule_id,
+                        fingerprint = %f.fingerprint.short(),
+                        redacted = %f.secret.redacted(),
+                        path = %f.origin.path(),
+                        line = f.line,
+                        "finding dropped: {e}"
+                    );
+                }
+                shared
+                    .metrics
+                    .set_source(ENGINE_SOURCE, SourceState::Failed(e.to_string()));
                 return true;
             }
             Err(e) => {
@@ -410,7 +463,8 @@ fn log_finding(f: &Finding) {
 mod tests {
     use super::*;
     use crate::rules::RuleSet;
-    use crate::scan::{Allowlist, Origin};
+    use crate::scan::{Allowlist, BoxFuture, Handled};
+    use crate::source::repo_watch::RepoOutput;
     use crate::store::{FileId, LogOffset};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -424,16 +478,16 @@ mod tests {
     }
 
     impl FindingSink for Arc<TestSink> {
-        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
-            self.offered.fetch_add(1, Ordering::SeqCst);
-            if self.fail.load(Ordering::SeqCst) > 0 {
-                return Err(SinkError("engine down".into()));
-            }
-            self.taken.lock().unwrap().push(findings.len());
-            Ok(())
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                self.offered.fetch_add(1, Ordering::SeqCst);
+                if self.fail.load(Ordering::SeqCst) > 0 {
+                    return Err(SinkError::Transient("engine down".into()));
+                }
+                self.taken.lock().unwrap().push(findings.len());
+                Ok(Vec::new())
+            })
         }
-
-        async fn retry_pending(&self) {}
     }
 
     fn chunk(text: &str) -> Chunk {
@@ -512,14 +566,14 @@ mod tests {
     }
 
     impl FindingSink for Arc<SlowSink> {
-        async fn submit(&self, findings: Vec<Finding>) -> Result<(), SinkError> {
-            tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
-            let mut taken = self.taken.lock().unwrap();
-            taken.extend(findings.iter().map(|f| f.origin.path()));
-            Ok(())
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5 * findings.len() as u64)).await;
+                let mut taken = self.taken.lock().unwrap();
+                taken.extend(findings.iter().map(|f| f.origin.path()));
+                Ok(Vec::new())
+            })
         }
-
-        async fn retry_pending(&self) {}
     }
 
     fn keys(seed: &str, n: usize) -> String {
@@ -570,6 +624,128 @@ mod tests {
         let real = taken.iter().position(|p| p == "/var/log/app.log").unwrap();
         // At most one slice of the flood went first.
         assert!(real <= lanes::SLICE, "the key waited for {real} decoys");
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// Answers each submission with the next scripted result (then `Ok`),
+    /// remembering every offer's fingerprints.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<Vec<SinkError>>,
+        offers: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl FindingSink for Arc<Scripted> {
+        fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+            Box::pin(async move {
+                let fps = findings.iter().map(|f| f.fingerprint.as_str().to_string());
+                self.offers.lock().unwrap().push(fps.collect());
+                let mut script = self.script.lock().unwrap();
+                match script.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => Err(script.remove(0)),
+                }
+            })
+        }
+    }
+
+    fn scripted(script: Vec<SinkError>) -> (Arc<Scripted>, Arc<Store>, Arc<Metrics>, Pipeline) {
+        let scanner = Scanner::new(&RuleSet::builtin().unwrap(), Allowlist::default()).unwrap();
+        let sink = Arc::new(Scripted {
+            script: Mutex::new(script),
+            ..Default::default()
+        });
+        let store = Arc::new(Store::in_memory().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shared = Arc::new(Shared::new(
+            scanner,
+            sink.clone(),
+            store.clone(),
+            metrics.clone(),
+        ));
+        (sink, store, metrics, Pipeline::start(shared))
+    }
+
+    fn key_work(then: u64) -> Work {
+        let text = keys("scripted", 1);
+        Work {
+            source: Arc::from("log:test"),
+            lane: Arc::from("/var/log/app.log"),
+            payload: Payload::Chunk(chunk(&text)),
+            then: Some(offset(then)),
+            done: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_refusal_offers_the_same_findings_again_and_holds_the_offset() {
+        let down = SinkError::Transient("store locked".into());
+        let (sink, store, _metrics, pipeline) = scripted(vec![down.clone(), down]);
+        pipeline.sender().send(key_work(7)).await.unwrap();
+        while sink.offers.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            store.log_offsets().unwrap().is_empty(),
+            "offset written early"
+        );
+        assert!(pipeline.flush(Duration::from_secs(120)).await);
+        let offers = sink.offers.lock().unwrap().clone();
+        assert_eq!(offers.len(), 3, "{offers:?}");
+        assert!(offers.iter().all(|o| o == &offers[0] && o.len() == 1));
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 7);
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_refusal_is_recorded_once_and_the_source_moves_on() {
+        let refused = SinkError::Permanent("row too big".into());
+        let (sink, store, metrics, pipeline) = scripted(vec![refused]);
+        pipeline.sender().send(key_work(9)).await.unwrap();
+        assert!(pipeline.flush(Duration::from_secs(120)).await);
+        assert_eq!(
+            sink.offers.lock().unwrap().len(),
+            1,
+            "retried a permanent refusal"
+        );
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 9);
+        let health = metrics.unhealthy();
+        let engine = health.iter().find(|(n, _)| n == ENGINE_SOURCE);
+        assert!(
+            engine.is_some_and(|(_, why)| why.contains("row too big")),
+            "{health:?}"
+        );
+        assert!(pipeline.shutdown(Duration::from_secs(5)).await);
+    }
+
+    /// A log tail's chunk and a repository history's chunks (emitted through
+    /// the repository's lane, a key kept across two commits) both reach the
+    /// one sink; the kept key once, at its first commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_from_a_log_and_a_repository_reach_the_one_sink() {
+        let (sink, store, metrics, pipeline) = scripted(Vec::new());
+        pipeline.sender().send(key_work(1)).await.unwrap();
+        let repo: Arc<str> = Arc::from("repo:/srv/app");
+        let lane = RepoOutput::lane(&pipeline.output(metrics), &repo);
+        let kept = keys("kept", 1);
+        tokio::task::spawn_blocking(move || {
+            for (seq, commit) in ["c1", "c2"].into_iter().enumerate() {
+                let origin = Origin::Git {
+                    repo: "/srv/app".into(),
+                    commit: commit.into(),
+                    author_email: None,
+                    path: "app.env".into(),
+                };
+                let blob = Chunk::whole(origin, format!("{commit}\n{kept}").into_bytes());
+                assert_eq!(lane.chunk(seq as u64, &blob), Flow::Continue);
+            }
+        })
+        .await
+        .unwrap();
+        assert!(pipeline.flush(Duration::from_secs(30)).await);
+        let offered: Vec<String> = sink.offers.lock().unwrap().concat();
+        assert_eq!(offered.len(), 2, "{offered:?}");
+        assert_eq!(store.log_offsets().unwrap()[0].offset, 1);
         assert!(pipeline.shutdown(Duration::from_secs(5)).await);
     }
 

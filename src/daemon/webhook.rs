@@ -10,12 +10,12 @@
 use super::{EngineSink, Shared};
 use crate::config::Config;
 use crate::github::{
-    remediable_providers, BoxFuture, CurrentScanner, FindingSink, GitHubWebhook, Handled,
-    SinkError, WebhookError, WebhookSettings, DELIVERY_STUCK_AFTER,
+    remediable_providers, CurrentScanner, GitHubWebhook, WebhookError, WebhookSettings,
+    DELIVERY_STUCK_AFTER,
 };
 use crate::metrics::{SourceState, WEBHOOK_SOURCE};
 use crate::rules::RuleSet;
-use crate::scan::Finding;
+use crate::scan::{BoxFuture, Finding, FindingSink, Handled, SinkError};
 use crate::server::HttpGuard;
 use crate::store::webhook::DeliveryStore;
 use crate::store::Store;
@@ -28,13 +28,9 @@ use tokio::task::JoinHandle;
 pub struct DaemonSink(pub Arc<Shared<EngineSink>>);
 
 impl FindingSink for DaemonSink {
-    fn process(
-        &self,
-        findings: Vec<Finding>,
-        fallback_owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+    fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
         let engine = self.0.sink();
-        Box::pin(async move { FindingSink::process(&engine.0, findings, fallback_owner).await })
+        Box::pin(async move { FindingSink::submit(&engine.0, findings).await })
     }
 }
 

@@ -8,6 +8,7 @@
 
 use super::job::{now_ms, Job};
 use super::processor::{ProcessError, Processor};
+use crate::scan::SinkError;
 use crate::store::webhook::{DeliveryStore, DueDelivery, Enqueued, WebhookStoreError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -149,7 +150,7 @@ impl Worker {
                         Ok((task, outcome)) => (task, outcome),
                         Err(e) => {
                             let id = ids.get(&e.id()).cloned().unwrap_or_default();
-                            let err = ProcessError::Sink(super::SinkError(format!("processing panicked: {e}")));
+                            let err = ProcessError::Sink(SinkError::Transient(format!("processing panicked: {e}")));
                             (e.id(), (id, 0, Err(err)))
                         }
                     };

@@ -7,10 +7,10 @@
 //!   └─ job stored, keyed by X-GitHub-Delivery ─┴─ answered at once (202)
 //!          │ worker (deliveries), resumes after a restart
 //!          ▼
-//!   push:  compare / commits / blobs (api) → added lines (push, patch) → Scanner
-//!   secret_scanning_alert: alerts API (secret_scanning)                → Scanner
+//!   push:  compare / commits / blobs (api) → chunks (push, patch) → scan::driver
+//!   secret_scanning_alert: alerts API (secret_scanning)           → scan::driver
 //!          ▼
-//!   FindingSink (the remediation engine) → optional commit comment
+//!   FindingSink (scan::FindingSink: the engine) → optional commit comment
 //! ```
 //!
 //! - [`signature`]: `X-Hub-Signature-256`, constant time.
@@ -25,7 +25,6 @@
 
 mod api;
 mod deliveries;
-mod engine_sink;
 mod job;
 mod patch;
 mod processor;
@@ -49,15 +48,11 @@ pub use webhook::{webhook_router, WebhookState};
 
 use crate::config::Config;
 use crate::rules::RuleSet;
-use crate::scan::{Finding, Fingerprint, Scanner};
+use crate::scan::{FindingSink, Scanner};
 use crate::server::HttpGuard;
 use crate::store::webhook::{DeliveryStore, WebhookStoreError};
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The scanner for the next delivery: a fixed one, or the daemon's current
 /// one (a reload swaps it).
@@ -74,36 +69,6 @@ pub const DEFAULT_PATH: &str = "/github/webhook";
 pub const DEFAULT_MAX_BODY: usize = 25 << 20;
 /// Deliveries processed at once.
 pub const DEFAULT_CONCURRENCY: usize = 8;
-
-/// Where the webhook's findings go: the remediation engine in the daemon, a
-/// collector in tests.
-pub trait FindingSink: Send + Sync {
-    /// Records and remediates one delivery's findings. `fallback_owner` (the
-    /// pusher) is told when no `owners` entry matches and the commit names no
-    /// author. Returns, per key, whether it is now contained.
-    ///
-    /// `Err` leaves the delivery pending and it is processed again later, so
-    /// a sink must be idempotent per key (the engine keeps one incident per
-    /// fingerprint).
-    fn process(
-        &self,
-        findings: Vec<Finding>,
-        fallback_owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>>;
-}
-
-/// What the sink did with one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handled {
-    pub fingerprint: Fingerprint,
-    /// The key can no longer be used (frozen, revoked, rotated...).
-    pub contained: bool,
-}
-
-/// The sink could not record the findings; the delivery is retried.
-#[derive(Debug, thiserror::Error)]
-#[error("remediation failed: {0}")]
-pub struct SinkError(pub String);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {

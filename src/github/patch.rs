@@ -82,6 +82,7 @@ mod tests {
             commit: "c".into(),
             author_email: None,
             path: "a.env".into(),
+            pusher: None,
         })
     }
 

@@ -5,8 +5,8 @@ use super::api::{ApiError, GitHubApi, RepoClient};
 use super::job::{now_ms, Job};
 use super::push::{scan_push, PushJob, PushLimits};
 use super::secret_scanning::alert_findings;
-use super::{CurrentScanner, FindingSink, Handled, SinkError};
-use crate::scan::Finding;
+use super::CurrentScanner;
+use crate::scan::{Finding, FindingSink, Handled, SinkError};
 use crate::store::webhook::{CommentKey, DeliveryStore, WebhookStoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,8 @@ impl ProcessError {
     pub fn is_transient(&self) -> bool {
         match self {
             ProcessError::Api(e) => e.is_transient(),
-            ProcessError::Sink(_) | ProcessError::Store(_) => true,
+            ProcessError::Sink(e) => e.is_transient(),
+            ProcessError::Store(_) => true,
             ProcessError::BadJob(_) => false,
         }
     }
@@ -62,10 +63,8 @@ impl Processor {
                 if findings.is_empty() {
                     return Ok(());
                 }
-                let handled = self
-                    .sink
-                    .process(findings.clone(), push.pusher_email.clone())
-                    .await?;
+                // The pusher travels on each finding's origin.
+                let handled = self.sink.submit(findings.clone()).await?;
                 if self.comment {
                     self.comment_contained(&client, push, &findings, &handled)
                         .await?;
@@ -77,7 +76,7 @@ impl Processor {
                 let findings = alert_findings(&client, alert, &(self.scanner)()).await?;
                 log_findings(delivery, &findings);
                 if !findings.is_empty() {
-                    self.sink.process(findings, None).await?;
+                    self.sink.submit(findings).await?;
                 }
                 Ok(())
             }
@@ -137,7 +136,9 @@ impl Processor {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| ProcessError::Sink(SinkError(format!("store task failed: {e}"))))?
+            .map_err(|e| {
+                ProcessError::Sink(SinkError::Transient(format!("store task failed: {e}")))
+            })?
             .map_err(ProcessError::from)
     }
 }

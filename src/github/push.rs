@@ -18,6 +18,7 @@
 use super::api::{ApiError, CommitData, FileChange, RepoClient};
 use super::patch;
 use super::untrusted;
+use crate::scan::driver::{Emit, Flow, Source};
 use crate::scan::{Chunk, Finding, Origin, Scanner};
 use crate::source::looks_binary;
 use serde::{Deserialize, Serialize};
@@ -374,6 +375,7 @@ impl Ctx<'_> {
                 commit: commit.to_string(),
                 author_email: author_email.clone(),
                 path: f.filename.clone(),
+                pusher: self.job.pusher_email.clone(),
             });
             if let Some(p) = &f.patch {
                 let side = patch::new_side(p, &origin);
@@ -388,15 +390,7 @@ impl Ctx<'_> {
         }
         let scanner = self.scanner.clone();
         let scanned = tokio::task::spawn_blocking(move || {
-            let mut found = Vec::new();
-            for (chunk, added) in &work {
-                found.extend(
-                    scanner
-                        .scan(chunk)
-                        .into_iter()
-                        .filter(|f| added.as_ref().map_or(true, |a| a.contains(&f.line))),
-                );
-            }
+            let Ok(found) = crate::scan::driver::run(&scanner, &mut Added(work));
             found
         })
         .await;
@@ -437,6 +431,37 @@ impl Ctx<'_> {
             first_line: 1,
             base_offset: 0,
         }))
+    }
+}
+
+/// One commit's files as a [`Source`]: patches (each hunk's new side, its
+/// added lines listed) and whole blobs, in order; [`Source::finish`] keeps
+/// the findings on added lines (a patch's context lines are not the push's
+/// doing).
+struct Added(Vec<(Chunk, Option<Arc<HashSet<u64>>>)>);
+
+impl Source for Added {
+    type Error = std::convert::Infallible;
+
+    fn run(&mut self, out: &dyn Emit) -> Result<(), Self::Error> {
+        for (seq, (chunk, _)) in self.0.iter().enumerate() {
+            if out.chunk(seq as u64, chunk) == Flow::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, found: Vec<(u64, Finding)>) -> Vec<Finding> {
+        found
+            .into_iter()
+            .filter(|(seq, f)| {
+                self.0
+                    .get(*seq as usize)
+                    .is_some_and(|(_, added)| added.as_ref().map_or(true, |a| a.contains(&f.line)))
+            })
+            .map(|(_, f)| f)
+            .collect()
     }
 }
 

@@ -101,13 +101,13 @@ pub async fn alert_findings(
             commit: location.commit.unwrap_or_default(),
             author_email: None,
             path: location.path.unwrap_or_default(),
+            pusher: None,
         }),
         data: secret.expose().as_bytes().to_vec(),
         first_line: location.line.unwrap_or(1),
         base_offset: 0,
     };
-    let findings: Vec<Finding> = scanner
-        .scan(&chunk)
+    let findings: Vec<Finding> = crate::scan::driver::scan(scanner, &chunk)
         .into_iter()
         .filter(|f| *f.provider == *job.provider)
         .collect();

@@ -24,11 +24,13 @@ pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, super::Prefilte
     for rule in rules.rules() {
         let id = rule.id();
         let hits = |text: &str| {
-            scanner
-                .scan(&Chunk::whole(Origin::Stdin, text.as_bytes().to_vec()))
-                .into_iter()
-                .filter(|f| &*f.rule_id == id)
-                .count()
+            super::driver::scan(
+                &scanner,
+                &Chunk::whole(Origin::Stdin, text.as_bytes().to_vec()),
+            )
+            .into_iter()
+            .filter(|f| &*f.rule_id == id)
+            .count()
         };
         if rule.spec.examples.is_empty() {
             failures.push(CheckFailure {

@@ -27,6 +27,9 @@ pub enum Origin {
         commit: String,
         author_email: Option<String>,
         path: String,
+        /// Who pushed (a push delivery): the owner to tell when no `owners`
+        /// entry matches and the commit names no author. Not in reports.
+        pusher: Option<String>,
     },
 }
 
@@ -64,6 +67,14 @@ impl Origin {
             Origin::Git { author_email, .. } | Origin::GitHub { author_email, .. } => {
                 author_email.as_deref()
             }
+            _ => None,
+        }
+    }
+
+    /// The pusher of a GitHub push; `None` for every other origin.
+    pub fn pusher(&self) -> Option<&str> {
+        match self {
+            Origin::GitHub { pusher, .. } => pusher.as_deref(),
             _ => None,
         }
     }

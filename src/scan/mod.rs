@@ -1,13 +1,17 @@
 //! Scanning: the prefilter-then-regex engine, filters, and the types every
-//! later stage consumes (`Finding`, `Fingerprint`, `Secret`).
+//! later stage consumes (`Finding`, `Fingerprint`, `Secret`); the driver
+//! that sources hand their chunks to ([`driver`]: `Source`, `Emit`, `Flow`)
+//! and the one contract findings leave by ([`FindingSink`], [`SinkError`]).
 
 mod check;
+pub mod driver;
 mod engine;
 mod filter;
 mod finding;
 mod pair;
 mod prefilter;
 mod secret;
+mod sink;
 
 pub use crate::mask::{without_long_runs, without_quoted_values};
 pub use check::{check_rules, CheckFailure};
@@ -19,3 +23,4 @@ pub use filter::{
 pub use finding::{Chunk, Confidence, Finding, Origin};
 pub use prefilter::PrefilterError;
 pub use secret::{hex, redact, Fingerprint, Secret};
+pub use sink::{BoxFuture, FindingSink, Handled, SinkError};

@@ -19,7 +19,8 @@
 mod budget;
 
 use super::{image, looks_binary, ScanStats, BINARY_PROBE};
-use crate::scan::{Chunk, Finding, Origin, Scanner};
+use crate::scan::driver::{Emit, Flow};
+use crate::scan::{Chunk, Origin};
 use budget::{Counted, Ctx, Halt, Metered};
 use std::io::{self, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -125,22 +126,25 @@ pub enum Piece {
     Problem(String),
 }
 
-/// Scans the archive at `path`, shown as `shown`: each text file inside is
-/// a file of its own (its lines and columns), what could not be scanned is
-/// recorded in `stats` for the summary.
-pub fn scan_file(
+/// Emits every text file inside the archive at `path`, shown as `shown`,
+/// as a chunk of its own at `seq` (its own lines and columns); what could
+/// not be scanned is recorded in `stats` for the summary. After a
+/// [`Flow::Stop`] the rest of the archive is skipped.
+pub fn emit_file(
     path: &Path,
     shown: &str,
     limits: &ArchiveLimits,
-    scanner: &Scanner,
+    seq: u64,
+    out: &dyn Emit,
     stats: &ScanStats,
-) -> Vec<Finding> {
-    let mut found = Vec::new();
+) -> Flow {
+    let mut flow = Flow::Continue;
     expand_file(path, shown, limits, &mut |piece| match piece {
+        _ if flow == Flow::Stop => {}
         Piece::Text { path, data } => {
             stats.files.fetch_add(1, Relaxed);
             stats.add_bytes(data.len());
-            found.extend(scanner.scan(&Chunk::whole(Origin::File { path }, data)));
+            flow = out.chunk(seq, &Chunk::whole(Origin::File { path }, data));
         }
         Piece::Binary => {
             stats.skipped_binary.fetch_add(1, Relaxed);
@@ -151,7 +155,7 @@ pub fn scan_file(
         }
         Piece::Problem(what) => stats.record_unreadable(what),
     });
-    found
+    flow
 }
 
 /// Expands the archive at `path` (shown as `shown`) into `on`. A file that

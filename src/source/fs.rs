@@ -13,11 +13,11 @@
 
 use super::archive::{self, ArchiveLimits};
 use super::{looks_binary, ScanStats, SourceError, BINARY_PROBE};
-use crate::scan::{Chunk, Finding, Origin, Scanner};
+use crate::scan::driver::{Emit, Flow, Source};
+use crate::scan::{Chunk, Finding, Origin};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct FsOptions {
@@ -53,42 +53,68 @@ pub fn relative(root: &Path, file: &Path) -> String {
     rel.to_string_lossy().replace('\\', "/")
 }
 
-/// Scans each of `roots` in turn (directories walked, files read whole or
-/// streamed) and returns their findings in argument order. Every root must
-/// exist: a missing one is an error before anything is scanned. A root named
-/// twice (`. .`, `a.env ./a.env`) is scanned once.
-pub fn scan_paths(
-    roots: &[PathBuf],
-    scanner: &Scanner,
-    opts: &FsOptions,
-    stats: &ScanStats,
-    on_file: &(dyn Fn() + Sync),
-) -> Result<Vec<Finding>, SourceError> {
-    let mut unique: Vec<(&PathBuf, PathBuf)> = Vec::new();
-    for root in roots {
-        // `<(cmd)` names /dev/fd/N, a link to a pipe that does not
-        // canonicalize: such a root is its own identity.
-        let real = std::fs::canonicalize(root)
-            .or_else(|_| std::fs::metadata(root).map(|_| root.clone()))
-            .map_err(|_| SourceError::Missing {
-                path: root.display().to_string(),
-            })?;
-        if !unique.iter().any(|(_, r)| *r == real) {
-            unique.push((root, real));
+/// Every file under each of `roots` (directories walked, files read whole
+/// or streamed), as a [`Source`]: findings come out in argument order,
+/// each directory's sorted by path and position. Every root must exist: a
+/// missing one is an error before anything is emitted. A root named twice
+/// (`. .`, `a.env ./a.env`) is read once. `on_file` runs after each file
+/// (progress).
+pub struct Paths<'a> {
+    pub roots: &'a [PathBuf],
+    pub opts: &'a FsOptions,
+    pub stats: &'a ScanStats,
+    pub on_file: &'a (dyn Fn() + Sync),
+}
+
+impl Source for Paths<'_> {
+    type Error = SourceError;
+
+    fn run(&mut self, out: &dyn Emit) -> Result<(), SourceError> {
+        let mut unique: Vec<(&PathBuf, PathBuf)> = Vec::new();
+        for root in self.roots {
+            // `<(cmd)` names /dev/fd/N, a link to a pipe that does not
+            // canonicalize: such a root is its own identity.
+            let real = std::fs::canonicalize(root)
+                .or_else(|_| std::fs::metadata(root).map(|_| root.clone()))
+                .map_err(|_| SourceError::Missing {
+                    path: root.display().to_string(),
+                })?;
+            if !unique.iter().any(|(_, r)| *r == real) {
+                unique.push((root, real));
+            }
         }
-    }
-    let cwd = std::env::current_dir().ok();
-    let mut findings = Vec::new();
-    for (root, real) in unique {
-        if real.is_dir() {
-            findings.extend(scan_tree(root, scanner, opts, stats, on_file)?);
-        } else {
-            let shown = as_given(root, cwd.as_deref());
-            findings.extend(scan_named_file(root, shown, scanner, opts, stats));
-            on_file();
+        let cwd = std::env::current_dir().ok();
+        // A root's index is its findings' `seq`: argument order.
+        for (seq, (root, real)) in unique.into_iter().enumerate() {
+            let seq = seq as u64;
+            let flow = if real.is_dir() {
+                walk_tree(root, seq, out, self.opts, self.stats, self.on_file)?
+            } else {
+                let shown = as_given(root, cwd.as_deref());
+                let flow = scan_named_file(root, shown, seq, out, self.opts, self.stats);
+                (self.on_file)();
+                flow
+            };
+            if flow == Flow::Stop {
+                break;
+            }
         }
+        Ok(())
     }
-    Ok(findings)
+
+    /// Within a root, by path and position (the walker's threads emit in
+    /// no particular order).
+    fn finish(&self, mut found: Vec<(u64, Finding)>) -> Vec<Finding> {
+        found.sort_by(|(sa, a), (sb, b)| {
+            (sa, a.origin.path(), a.offset, &a.rule_id).cmp(&(
+                sb,
+                b.origin.path(),
+                b.offset,
+                &b.rule_id,
+            ))
+        });
+        found.into_iter().map(|(_, f)| f).collect()
+    }
 }
 
 /// The path a named file reports: as the user typed it, without `./`, and
@@ -110,10 +136,11 @@ pub fn as_given(path: &Path, cwd: Option<&Path>) -> String {
 fn scan_named_file(
     path: &Path,
     shown: String,
-    scanner: &Scanner,
+    seq: u64,
+    out: &dyn Emit,
     opts: &FsOptions,
     stats: &ScanStats,
-) -> Vec<Finding> {
+) -> Flow {
     let meta = std::fs::metadata(path).ok();
     let regular = meta.as_ref().is_some_and(|m| m.is_file());
     let small = regular && meta.is_some_and(|m| m.len() <= opts.max_file_size);
@@ -124,9 +151,9 @@ fn scan_named_file(
             max_file_size: u64::MAX,
             ..opts.clone()
         };
-        return scan_file(path, shown, Vec::new(), scanner, &whole, stats).0;
+        return scan_file(path, shown, Vec::new(), seq, out, &whole, stats).0;
     }
-    let streamed = || -> Result<Option<Vec<Finding>>, SourceError> {
+    let streamed = || -> Result<Option<Flow>, SourceError> {
         let io = |source| SourceError::Io {
             path: shown.clone(),
             source,
@@ -144,38 +171,41 @@ fn scan_named_file(
         let origin = Origin::File {
             path: shown.clone(),
         };
-        super::stdin::scan_stream(input, origin, scanner, stats).map(Some)
+        super::stdin::Stream::new(input, origin, stats)
+            .emit_at(seq, out)
+            .map(Some)
     };
     match streamed() {
-        Ok(Some(found)) => found,
+        Ok(Some(flow)) => flow,
         Ok(None) => {
             stats.skipped_binary.fetch_add(1, Relaxed);
-            Vec::new()
+            Flow::Continue
         }
         Err(e) => {
             stats.record_unreadable(e.to_string());
-            Vec::new()
+            Flow::Continue
         }
     }
 }
 
-/// Scans every file under `root` (or `root` itself if it is a file) and
-/// returns the findings sorted by path and position. Files and directories
-/// that cannot be read are recorded in `stats.unreadable` and skipped; only a
-/// missing root is an error. `on_file` runs after each file (progress).
-pub fn scan_tree(
+/// Emits every file under `root` (or `root` itself if it is a file), each
+/// at `seq`, from the walker's threads. Files and directories that cannot
+/// be read are recorded in `stats.unreadable` and skipped; only a missing
+/// root is an error. `on_file` runs after each file (progress).
+fn walk_tree(
     root: &Path,
-    scanner: &Scanner,
+    seq: u64,
+    out: &dyn Emit,
     opts: &FsOptions,
     stats: &ScanStats,
     on_file: &(dyn Fn() + Sync),
-) -> Result<Vec<Finding>, SourceError> {
+) -> Result<Flow, SourceError> {
     if !root.exists() {
         return Err(SourceError::Missing {
             path: root.display().to_string(),
         });
     }
-    let found: Mutex<Vec<Finding>> = Mutex::new(Vec::new());
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     let walker = ignore::WalkBuilder::new(root)
         .standard_filters(false)
         .follow_links(false)
@@ -183,21 +213,20 @@ pub fn scan_tree(
         .filter_entry(|e| e.file_name() != ".git")
         .build_parallel();
     walker.run(|| {
-        let found = &found;
+        let stopped = &stopped;
         let mut buf = Vec::new();
         Box::new(move |entry| {
             match entry {
                 Ok(e) if e.file_type().is_some_and(|t| t.is_file()) => {
                     let rel = relative(root, e.path());
                     let taken = std::mem::take(&mut buf);
-                    let (hits, back) = scan_file(e.path(), rel, taken, scanner, opts, stats);
+                    let (flow, back) = scan_file(e.path(), rel, taken, seq, out, opts, stats);
                     buf = back;
-                    if !hits.is_empty() {
-                        if let Ok(mut all) = found.lock() {
-                            all.extend(hits);
-                        }
-                    }
                     on_file();
+                    if flow == Flow::Stop {
+                        stopped.store(true, Relaxed);
+                        return ignore::WalkState::Quit;
+                    }
                 }
                 Ok(_) => {}
                 Err(err) => stats.record_unreadable(describe_walk_error(root, &err)),
@@ -205,52 +234,54 @@ pub fn scan_tree(
             ignore::WalkState::Continue
         })
     });
-    let mut findings = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    findings.sort_by(|a, b| {
-        (a.origin.path(), a.offset, &a.rule_id).cmp(&(b.origin.path(), b.offset, &b.rule_id))
-    });
-    Ok(findings)
+    Ok(if stopped.load(Relaxed) {
+        Flow::Stop
+    } else {
+        Flow::Continue
+    })
 }
 
-/// Scans one file, reading it into `buf` (a per-thread buffer handed back
-/// for the next file, so a tree of small files costs no allocation each).
+/// Reads one file into `buf` (a per-thread buffer handed back for the
+/// next file, so a tree of small files costs no allocation each) and emits
+/// it as one chunk.
 fn scan_file(
     path: &Path,
     rel: String,
     mut buf: Vec<u8>,
-    scanner: &Scanner,
+    seq: u64,
+    out: &dyn Emit,
     opts: &FsOptions,
     stats: &ScanStats,
-) -> (Vec<Finding>, Vec<u8>) {
+) -> (Flow, Vec<u8>) {
     buf.clear();
     let archives = opts.archives.as_ref();
     match read_text(path, &rel, opts.max_file_size, archives.is_some(), &mut buf) {
         Ok(Content::Text) => {}
         Ok(Content::Archive) => {
-            let findings = match archives {
-                Some(limits) => archive::scan_file(path, &rel, limits, scanner, stats),
-                None => Vec::new(),
+            let flow = match archives {
+                Some(limits) => archive::emit_file(path, &rel, limits, seq, out, stats),
+                None => Flow::Continue,
             };
-            return (findings, buf);
+            return (flow, buf);
         }
         Ok(Content::TooLarge(bytes)) => {
             stats.record_too_large(rel, bytes);
-            return (Vec::new(), buf);
+            return (Flow::Continue, buf);
         }
         Ok(Content::Binary) => {
             stats.skipped_binary.fetch_add(1, Relaxed);
-            return (Vec::new(), buf);
+            return (Flow::Continue, buf);
         }
         Err(e) => {
             stats.record_unreadable(format!("{rel}: {e}"));
-            return (Vec::new(), buf);
+            return (Flow::Continue, buf);
         }
     }
     stats.files.fetch_add(1, Relaxed);
     stats.add_bytes(buf.len());
     let chunk = Chunk::whole(Origin::File { path: rel }, buf);
-    let findings = scanner.scan(&chunk);
-    (findings, chunk.data)
+    let flow = out.chunk(seq, &chunk);
+    (flow, chunk.data)
 }
 
 enum Content {

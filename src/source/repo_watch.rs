@@ -1,7 +1,9 @@
 //! Repository watching: each `watch.repos` entry is polled for commits on
 //! any ref that are not reachable from the tips of the previous scan (the
 //! cursor, persisted in the store). Only the blobs those commits introduced
-//! are scanned (see [`crate::source::git::scan_repo`]).
+//! are emitted, as chunks, into the daemon's pipeline (see
+//! [`crate::source::git::History`]); the new cursor follows them, and the
+//! pipeline writes it once their findings are with the engine.
 //!
 //! The first start scans the whole history once, unless `history: false`,
 //! which takes the current tips as the cursor and reports only what comes
@@ -10,11 +12,11 @@
 //! worst an old commit that became reachable again is scanned again, which
 //! the engine deduplicates by fingerprint.
 
-use super::git::{current_tips, scan_repo, GitOptions};
+use super::git::{current_tips, GitOptions, History};
 use super::log_tail::Stopped;
 use super::ScanStats;
 use crate::metrics::{Metrics, SourceState};
-use crate::scan::{Finding, Scanner};
+use crate::scan::driver::{Emit, Source};
 use crate::shutdown::Shutdown;
 use crate::store::{DaemonWrite, Store};
 use std::future::Future;
@@ -41,14 +43,19 @@ impl RepoSettings {
     }
 }
 
-/// Where a repository watcher hands its findings.
+/// Where a repository watcher hands its chunks and its cursor.
 pub trait RepoOutput: Send + Sync + 'static {
-    /// Hands on `findings`; `then` (the new cursor) is persisted once they
-    /// are with the engine. Waits while the pipeline is full.
-    fn emit(
+    /// Where the history scan of `source` emits its chunks: queued in
+    /// order in the repository's lane (it does not scan inline); `Stop`
+    /// once the pipeline is gone. Called from a blocking thread.
+    fn lane(&self, source: &Arc<str>) -> Box<dyn Emit + Send>;
+
+    /// Hands on `then` (the new cursor), persisted once every chunk
+    /// emitted before it is scanned and its findings are with the engine.
+    /// Waits while the pipeline is full.
+    fn progress(
         &self,
         source: &Arc<str>,
-        findings: Vec<Finding>,
         then: DaemonWrite,
     ) -> impl Future<Output = Result<(), Stopped>> + Send;
 }
@@ -57,7 +64,6 @@ pub trait RepoOutput: Send + Sync + 'static {
 pub async fn watch_repo(
     settings: RepoSettings,
     store: Arc<Store>,
-    scanner: Arc<Scanner>,
     metrics: Arc<Metrics>,
     out: impl RepoOutput,
     mut stop: Shutdown,
@@ -65,7 +71,7 @@ pub async fn watch_repo(
     let name: Arc<str> = settings.name().into();
     metrics.set_source(&name, SourceState::Starting);
     metrics.expect_progress(&name, settings.stuck_after);
-    watch_loop(&settings, &name, &store, &scanner, &metrics, out, &mut stop).await;
+    watch_loop(&settings, &name, &store, &metrics, out, &mut stop).await;
     metrics.forget_progress(&name);
 }
 
@@ -73,7 +79,6 @@ async fn watch_loop(
     settings: &RepoSettings,
     name: &Arc<str>,
     store: &Arc<Store>,
-    scanner: &Arc<Scanner>,
     metrics: &Arc<Metrics>,
     out: impl RepoOutput,
     stop: &mut Shutdown,
@@ -95,8 +100,10 @@ async fn watch_loop(
     let mut incomplete: Option<String> = None;
     loop {
         metrics.beat(&name);
-        match poll_once(settings, &name, scanner, metrics, since.clone()).await {
-            Ok((findings, tips, missed)) => {
+        let emit = out.lane(&name);
+        match poll_once(settings, &name, emit, metrics, since.clone()).await {
+            Ok(None) => return,
+            Ok(Some((tips, missed))) => {
                 if missed.is_some() && missed != incomplete {
                     metrics.source_error(&name);
                     if let Some(why) = &missed {
@@ -104,16 +111,12 @@ async fn watch_loop(
                     }
                 }
                 incomplete = missed;
-                let moved = since.as_ref() != Some(&tips);
-                if moved || !findings.is_empty() {
-                    if !findings.is_empty() {
-                        tracing::info!(repo = %settings.path.display(), "{} findings in new commits", findings.len());
-                    }
+                if since.as_ref() != Some(&tips) {
                     let write = DaemonWrite::RepoTips {
                         repo: name.to_string(),
                         tips: tips.clone(),
                     };
-                    if out.emit(&name, findings, write).await.is_err() {
+                    if out.progress(&name, write).await.is_err() {
                         return;
                     }
                 }
@@ -156,18 +159,20 @@ async fn cursor(store: &Arc<Store>, name: &Arc<str>) -> Result<Option<Vec<String
         .map_err(|e| e.to_string())
 }
 
-/// Findings, new tips, and why the scan was incomplete if it was.
-type Polled = (Vec<Finding>, Vec<String>, Option<String>);
+/// The new tips, and why the scan was incomplete if it was; `None` when the
+/// pipeline said stop (nothing is written, the next start scans again).
+type Polled = Option<(Vec<String>, Option<String>)>;
 
-/// One scan, off the runtime: the findings since `since` and the new tips.
+/// One scan, off the runtime: emits what is new since `since` into `emit`
+/// and returns the new tips.
 async fn poll_once(
     settings: &RepoSettings,
     name: &Arc<str>,
-    scanner: &Arc<Scanner>,
+    emit: Box<dyn Emit + Send>,
     metrics: &Arc<Metrics>,
     since: Option<Vec<String>>,
 ) -> Result<Polled, String> {
-    let (path, scanner, history) = (settings.path.clone(), scanner.clone(), settings.history);
+    let (path, history) = (settings.path.clone(), settings.history);
     let stats = Arc::new(ScanStats::default());
     let counted = stats.clone();
     let mut scan = tokio::task::spawn_blocking(move || -> Result<Polled, String> {
@@ -176,14 +181,19 @@ async fn poll_once(
             // First sight without history: today's tips are the cursor.
             None if !history => {
                 let tips = current_tips(&path).map_err(|e| e.to_string())?;
-                return Ok((Vec::new(), tips, None));
+                return Ok(Some((tips, None)));
             }
             None => Vec::new(),
         };
-        let scan = scan_repo(&path, &scanner, &GitOptions::default(), &counted, &since)
-            .map_err(|e| e.to_string())?;
-        let incomplete = scan.incomplete().map(|e| e.to_string());
-        Ok((scan.findings, scan.tips, incomplete))
+        let opts = GitOptions::default();
+        let mut source = History::new(&path, &opts, &counted, &since);
+        let stop = StopSeen::new(&*emit);
+        source.run(&stop).map_err(|e| e.to_string())?;
+        if stop.seen() {
+            return Ok(None);
+        }
+        let incomplete = source.incomplete().map(|e| e.to_string());
+        Ok(Some((source.tips, incomplete)))
     });
     // Alive while the scan moves on; a git process that hangs moves
     // nothing, and the health check calls the repository stuck.
@@ -208,7 +218,40 @@ async fn poll_once(
             }
         }
     };
-    let scanned = scanned.map_err(|e| format!("repository scan task failed: {e}"))?;
-    metrics.scanned(name, stats.bytes.load(Relaxed), 0);
-    scanned
+    // Bytes and lines are counted by the pipeline, which scans them.
+    scanned.map_err(|e| format!("repository scan task failed: {e}"))?
+}
+
+/// Remembers whether the pipeline said stop: the history then ends early
+/// with `Ok`, and its tips must not become the cursor.
+struct StopSeen<'a> {
+    inner: &'a dyn Emit,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> StopSeen<'a> {
+    fn new(inner: &'a dyn Emit) -> Self {
+        StopSeen {
+            inner,
+            stopped: Default::default(),
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.stopped.load(Relaxed)
+    }
+}
+
+impl Emit for StopSeen<'_> {
+    fn chunk(&self, seq: u64, chunk: &crate::scan::Chunk) -> crate::scan::driver::Flow {
+        let flow = self.inner.chunk(seq, chunk);
+        if flow == crate::scan::driver::Flow::Stop {
+            self.stopped.store(true, Relaxed);
+        }
+        flow
+    }
+
+    fn scans_inline(&self) -> bool {
+        self.inner.scans_inline()
+    }
 }

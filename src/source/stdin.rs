@@ -3,8 +3,8 @@
 //! command line that are over the size limit are streamed the same way.
 
 use super::{ScanStats, SourceError};
-use crate::scan::{Chunk, Finding, Origin, Scanner};
-use std::collections::HashSet;
+use crate::scan::driver::{Emit, Flow, Source};
+use crate::scan::{Chunk, Origin};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -14,44 +14,67 @@ const PIECE: usize = 8 << 20;
 /// rule's window (PEM rules look 8 KiB around their keyword).
 const OVERLAP: usize = 16 << 10;
 
-pub fn scan_reader(
-    input: impl Read,
-    scanner: &Scanner,
-    stats: &ScanStats,
-) -> Result<Vec<Finding>, SourceError> {
-    scan_pieces(input, Origin::Stdin, scanner, stats, PIECE)
-}
-
-/// Scans `input` of any length with bounded memory, its findings placed at
-/// `origin` (counted as one file in `stats`).
-pub fn scan_stream(
-    input: impl Read,
+/// Input of any length read in pieces with bounded memory, as a
+/// [`Source`]: stdin (`Stream::stdin`), or a named file too large to read
+/// whole. Its findings are placed at `origin` (counted as one file in
+/// `stats`). The pieces overlap (see [`OVERLAP`]) and share one origin, so
+/// the driver reports a key in an overlap once.
+pub struct Stream<'a, R> {
+    input: R,
     origin: Origin,
-    scanner: &Scanner,
-    stats: &ScanStats,
-) -> Result<Vec<Finding>, SourceError> {
-    scan_pieces(input, origin, scanner, stats, PIECE)
+    stats: &'a ScanStats,
+    piece: usize,
 }
 
-fn scan_pieces(
+impl<'a, R: Read> Stream<'a, R> {
+    pub fn new(input: R, origin: Origin, stats: &'a ScanStats) -> Self {
+        Stream {
+            input,
+            origin,
+            stats,
+            piece: PIECE,
+        }
+    }
+
+    /// Emits every piece at `seq`.
+    pub fn emit_at(self, seq: u64, out: &dyn Emit) -> Result<Flow, SourceError> {
+        emit_pieces(self.input, self.origin, seq, out, self.stats, self.piece)
+    }
+}
+
+impl<'a, R: Read> Stream<'a, R> {
+    /// `keysentry scan -`.
+    pub fn stdin(input: R, stats: &'a ScanStats) -> Self {
+        Stream::new(input, Origin::Stdin, stats)
+    }
+}
+
+impl<R: Read> Source for Stream<'_, R> {
+    type Error = SourceError;
+
+    fn run(&mut self, out: &dyn Emit) -> Result<(), SourceError> {
+        let origin = std::mem::replace(&mut self.origin, Origin::Stdin);
+        emit_pieces(&mut self.input, origin, 0, out, self.stats, self.piece).map(|_| ())
+    }
+}
+
+fn emit_pieces(
     mut input: impl Read,
     origin: Origin,
-    scanner: &Scanner,
+    seq: u64,
+    out: &dyn Emit,
     stats: &ScanStats,
     piece: usize,
-) -> Result<Vec<Finding>, SourceError> {
+) -> Result<Flow, SourceError> {
     let name = match &origin {
         Origin::Stdin => "<stdin>".to_string(),
         other => other.path(),
     };
     let origin = Arc::new(origin);
-    let mut findings: Vec<Finding> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(piece + OVERLAP);
     let (mut first_line, mut base_offset) = (1u64, 0u64);
-    // Bytes at the front of `buf` scanned (and counted) with the last piece,
-    // and what that piece found there.
+    // Bytes at the front of `buf` emitted (and counted) with the last piece.
     let mut carried = 0usize;
-    let mut seen_in_carried: HashSet<(Arc<str>, u64)> = HashSet::new();
     loop {
         let filled = buf.len();
         buf.resize(filled + piece, 0);
@@ -75,33 +98,19 @@ fn scan_pieces(
             first_line,
             base_offset,
         };
-        let found = scanner.scan(&chunk);
-        let keep = if eof {
-            chunk.data.len()
-        } else {
-            overlap_start(&chunk.data)
-        };
-        let tail_from = base_offset + keep as u64;
-        let mut next_seen = HashSet::new();
-        for f in found {
-            let id = (f.rule_id.clone(), f.offset);
-            if f.offset >= tail_from {
-                next_seen.insert(id.clone());
-            }
-            if !seen_in_carried.contains(&id) {
-                findings.push(f);
-            }
+        if out.chunk(seq, &chunk) == Flow::Stop {
+            return Ok(Flow::Stop);
         }
         if eof {
             break;
         }
         // Carry the last lines into the next piece so that a multi-line key
         // (a PEM block) cut at the piece boundary is still seen whole.
+        let keep = overlap_start(&chunk.data);
         let data = chunk.data;
         first_line += super::count_lines(&data[..keep]);
-        base_offset = tail_from;
+        base_offset += keep as u64;
         carried = data.len() - keep;
-        seen_in_carried = next_seen;
         let mut next = Vec::with_capacity(piece + OVERLAP);
         next.extend_from_slice(&data[keep..]);
         next.extend_from_slice(&buf);
@@ -110,7 +119,7 @@ fn scan_pieces(
     stats
         .files
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(findings)
+    Ok(Flow::Continue)
 }
 
 /// Where the carried-over tail of a piece starts: the first line break at
@@ -139,7 +148,7 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 mod tests {
     use super::*;
     use crate::rules::RuleSet;
-    use crate::scan::Allowlist;
+    use crate::scan::{Allowlist, Scanner};
     use std::path::Path;
 
     const RULE: &str = r#"
@@ -156,6 +165,12 @@ rules:
         let mut rules = RuleSet::default();
         rules.add_file(Path::new("t.yaml"), RULE).unwrap();
         Scanner::new(&rules, Allowlist::default()).unwrap()
+    }
+
+    fn pieces(input: &[u8], stats: &ScanStats, piece: usize) -> Vec<crate::scan::Finding> {
+        let mut stream = Stream::stdin(input, stats);
+        stream.piece = piece;
+        crate::scan::driver::run(&scanner(), &mut stream).unwrap()
     }
 
     fn block() -> String {
@@ -177,8 +192,7 @@ rules:
             text.push_str(&block());
             text.push_str(&filler.repeat(2000));
             let stats = ScanStats::default();
-            let found =
-                scan_pieces(text.as_bytes(), Origin::Stdin, &scanner(), &stats, piece).unwrap();
+            let found = pieces(text.as_bytes(), &stats, piece);
             assert_eq!(found.len(), 1, "lead {lead}");
             assert_eq!(
                 (found[0].line, found[0].offset),
@@ -193,7 +207,7 @@ rules:
     fn a_line_longer_than_a_piece_does_not_grow_memory_without_bound() {
         let text = "y".repeat(5 * 1024) + &block();
         let stats = ScanStats::default();
-        let found = scan_pieces(text.as_bytes(), Origin::Stdin, &scanner(), &stats, 1024).unwrap();
+        let found = pieces(text.as_bytes(), &stats, 1024);
         assert_eq!(found.len(), 1);
         assert_eq!(ScanStats::get(&stats.bytes), text.len() as u64);
     }

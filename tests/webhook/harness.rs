@@ -6,13 +6,11 @@ pub use axum::http::{Request, StatusCode};
 use axum::Router;
 use keysentry::config::Config;
 pub use keysentry::github::WebhookSecret;
-use keysentry::github::{
-    fixed_scanner, BoxFuture, FindingSink, GitHubWebhook, Handled, SinkError, WebhookSettings,
-};
+use keysentry::github::{fixed_scanner, GitHubWebhook, WebhookSettings};
 use keysentry::remediate::Engine;
 use keysentry::rules::RuleSet;
 pub use keysentry::scan::Fingerprint;
-use keysentry::scan::{Allowlist, Finding, Scanner};
+use keysentry::scan::{Allowlist, BoxFuture, Finding, FindingSink, Handled, Scanner, SinkError};
 use keysentry::server::HttpGuard;
 pub use keysentry::server::HttpLimits;
 use keysentry::store::webhook::DeliveryStore;
@@ -61,11 +59,7 @@ impl Collect {
 }
 
 impl FindingSink for Collect {
-    fn process(
-        &self,
-        findings: Vec<Finding>,
-        fallback_owner: Option<String>,
-    ) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+    fn submit(&self, findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
         Box::pin(async move {
             let handled = findings
                 .iter()
@@ -75,7 +69,11 @@ impl FindingSink for Collect {
                 })
                 .collect();
             let mut seen = self.seen.lock().unwrap();
-            seen.extend(findings.into_iter().map(|f| (f, fallback_owner.clone())));
+            // The fallback owner (the pusher) travels on the origin.
+            seen.extend(findings.into_iter().map(|f| {
+                let pusher = f.origin.pusher().map(str::to_string);
+                (f, pusher)
+            }));
             Ok(handled)
         })
     }

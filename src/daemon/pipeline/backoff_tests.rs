@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::rules::RuleSet;
-use crate::scan::Allowlist;
+use crate::scan::{Allowlist, BoxFuture, Handled};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tokio::time::Instant as TokioInstant;
@@ -15,17 +15,17 @@ struct Refusing {
 }
 
 impl FindingSink for Arc<Refusing> {
-    async fn submit(&self, _findings: Vec<Finding>) -> Result<(), SinkError> {
-        self.offers.lock().unwrap().push(TokioInstant::now());
-        let left = self.refusals.load(Ordering::SeqCst);
-        if left > 0 {
-            self.refusals.store(left - 1, Ordering::SeqCst);
-            return Err(SinkError("engine down".into()));
-        }
-        Ok(())
+    fn submit(&self, _findings: Vec<Finding>) -> BoxFuture<'_, Result<Vec<Handled>, SinkError>> {
+        Box::pin(async move {
+            self.offers.lock().unwrap().push(TokioInstant::now());
+            let left = self.refusals.load(Ordering::SeqCst);
+            if left > 0 {
+                self.refusals.store(left - 1, Ordering::SeqCst);
+                return Err(SinkError::Transient("engine down".into()));
+            }
+            Ok(Vec::new())
+        })
     }
-
-    async fn retry_pending(&self) {}
 }
 
 fn shared(refusals: usize) -> (Arc<Refusing>, Shared<Arc<Refusing>>) {

@@ -83,7 +83,7 @@ struct Submitted {
     taken: bool,
 }
 
-struct Scheduler<S: FindingSink> {
+struct Scheduler<S: FindingSink + 'static> {
     shared: Arc<Shared<S>>,
     gate: Arc<LaneGate>,
     lanes: HashMap<Arc<str>, Lane>,
@@ -99,7 +99,7 @@ struct Scheduler<S: FindingSink> {
     writes: Vec<DaemonWrite>,
 }
 
-pub(super) async fn sink_stage<S: FindingSink>(
+pub(super) async fn sink_stage<S: FindingSink + 'static>(
     shared: Arc<Shared<S>>,
     gate: Arc<LaneGate>,
     mut rx: mpsc::Receiver<Vec<Scanned>>,
@@ -163,7 +163,7 @@ pub(super) async fn sink_stage<S: FindingSink>(
     s.persist().await;
 }
 
-impl<S: FindingSink> Scheduler<S> {
+impl<S: FindingSink + 'static> Scheduler<S> {
     fn arrive(&mut self, batch: Vec<Scanned>) {
         for item in batch {
             let seq = self.next_seq;

@@ -31,9 +31,9 @@ pub use revs::Commits;
 pub use staged::scan_staged;
 
 use super::{ScanStats, SourceError};
+use crate::scan::driver::{Emit, FirstSeen, Source};
 use crate::scan::{Finding, Scanner};
 use command::Repo;
-use std::collections::HashSet;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -74,20 +74,20 @@ impl GitScan {
     /// An error naming what could not be read, if anything: a scan that
     /// missed blobs must not pass for a clean one.
     pub fn incomplete(&self) -> Option<GitError> {
-        let first = self.missing.first()?;
-        Some(GitError::Incomplete {
-            count: self.missing.len(),
-            first: first.clone(),
-        })
+        incomplete(&self.missing)
     }
 }
 
-/// Scans the history of the repository containing `repo`.
-///
-/// `since` lists commits already scanned (the `tips` of an earlier scan):
-/// they and their ancestors are skipped. Ids that no longer exist, after a
-/// force-push or a deleted branch was garbage-collected, are ignored. With
-/// `since` empty the whole history is scanned.
+fn incomplete(missing: &[String]) -> Option<GitError> {
+    let first = missing.first()?;
+    Some(GitError::Incomplete {
+        count: missing.len(),
+        first: first.clone(),
+    })
+}
+
+/// Scans the history of the repository containing `repo`: [`History`]
+/// run by the one-shot driver.
 pub fn scan_repo(
     repo: &Path,
     scanner: &Scanner,
@@ -95,60 +95,123 @@ pub fn scan_repo(
     stats: &ScanStats,
     since: &[String],
 ) -> Result<GitScan, SourceError> {
-    if !repo.exists() {
-        return Err(SourceError::Missing {
-            path: repo.display().to_string(),
-        });
-    }
-    let repo = Repo::open(repo)?;
-    // Only full commit ids reach `git log --stdin`, which would take a
-    // line such as `--all` or `--not` as an option.
-    let (tips, exclude, mut missing) = match &opts.commits {
-        Commits::All => {
-            let Tips { commits, missing } = tips(&repo)?;
-            for what in &missing {
-                stats.record_unreadable(what.clone());
-            }
-            (commits, existing_commits(&repo, since)?, missing)
-        }
-        Commits::Range { from, to } => (
-            vec![revs::resolve(&repo, to)?],
-            vec![revs::resolve(&repo, from)?],
-            Vec::new(),
-        ),
-    };
-    if tips.is_empty() {
-        return Ok(GitScan {
-            findings: Vec::new(),
-            tips,
-            missing,
-        });
-    }
-    let mut revs = String::new();
-    for tip in &tips {
-        revs.push_str(tip);
-        revs.push('\n');
-    }
-    for known in exclude {
-        revs.push('^');
-        revs.push_str(&known);
-        revs.push('\n');
-    }
-    let label = opts.repo_label.as_deref().unwrap_or(&repo.label);
-    let found = pipeline::scan_history(
-        &repo,
-        label,
-        revs.as_bytes(),
-        scanner,
-        opts.max_blob_size,
-        stats,
-    )?;
-    missing.extend(found.missing);
+    let mut history = History::new(repo, opts, stats, since);
+    let findings = crate::scan::driver::run(scanner, &mut history)?;
     Ok(GitScan {
-        findings: first_appearances(found.findings),
-        tips,
-        missing,
+        findings,
+        tips: history.tips,
+        missing: history.missing,
     })
+}
+
+/// The history of the repository containing `repo`, as a [`Source`]: each
+/// blob the selected commits introduced is emitted once, at its place in
+/// history order, its origin the earliest commit and path that added it.
+///
+/// `since` lists commits already scanned (the `tips` of an earlier scan):
+/// they and their ancestors are skipped. Ids that no longer exist, after a
+/// force-push or a deleted branch was garbage-collected, are ignored. With
+/// `since` empty the whole history is scanned.
+pub struct History<'a> {
+    repo: &'a Path,
+    opts: &'a GitOptions,
+    stats: &'a ScanStats,
+    since: &'a [String],
+    /// After `run`: what the refs pointed at when it started (see
+    /// [`GitScan::tips`]).
+    pub tips: Vec<String>,
+    /// After `run`: what could not be read (see [`GitScan::missing`]).
+    pub missing: Vec<String>,
+}
+
+impl<'a> History<'a> {
+    pub fn new(
+        repo: &'a Path,
+        opts: &'a GitOptions,
+        stats: &'a ScanStats,
+        since: &'a [String],
+    ) -> Self {
+        History {
+            repo,
+            opts,
+            stats,
+            since,
+            tips: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// After `run`: an error naming what could not be read, if anything.
+    pub fn incomplete(&self) -> Option<GitError> {
+        incomplete(&self.missing)
+    }
+}
+
+impl Source for History<'_> {
+    type Error = SourceError;
+
+    fn run(&mut self, out: &dyn Emit) -> Result<(), SourceError> {
+        let (repo, opts, stats) = (self.repo, self.opts, self.stats);
+        if !repo.exists() {
+            return Err(SourceError::Missing {
+                path: repo.display().to_string(),
+            });
+        }
+        let repo = Repo::open(repo)?;
+        // Only full commit ids reach `git log --stdin`, which would take a
+        // line such as `--all` or `--not` as an option.
+        let (tips, exclude, missing) = match &opts.commits {
+            Commits::All => {
+                let Tips { commits, missing } = tips(&repo)?;
+                for what in &missing {
+                    stats.record_unreadable(what.clone());
+                }
+                (commits, existing_commits(&repo, self.since)?, missing)
+            }
+            Commits::Range { from, to } => (
+                vec![revs::resolve(&repo, to)?],
+                vec![revs::resolve(&repo, from)?],
+                Vec::new(),
+            ),
+        };
+        self.tips = tips;
+        self.missing = missing;
+        if self.tips.is_empty() {
+            return Ok(());
+        }
+        let mut revs = String::new();
+        for tip in &self.tips {
+            revs.push_str(tip);
+            revs.push('\n');
+        }
+        for known in exclude {
+            revs.push('^');
+            revs.push_str(&known);
+            revs.push('\n');
+        }
+        let label = opts.repo_label.as_deref().unwrap_or(&repo.label);
+        let missed = pipeline::emit_history(
+            &repo,
+            label,
+            revs.as_bytes(),
+            out,
+            opts.max_blob_size,
+            stats,
+        )?;
+        self.missing.extend(missed);
+        Ok(())
+    }
+
+    /// Later versions of a file repeat the keys earlier versions held; keep
+    /// the first appearance of each (rule, key, path).
+    fn finish(&self, found: Vec<(u64, Finding)>) -> Vec<Finding> {
+        let mut first = FirstSeen::default();
+        found
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| first.first(f))
+            .collect()
+    }
 }
 
 /// The commits every ref points at, without scanning anything: where a
@@ -259,14 +322,4 @@ fn existing_commits(repo: &Repo, since: &[String]) -> Result<Vec<String>, GitErr
         .filter_map(|l| l.strip_suffix(" commit"))
         .map(str::to_string)
         .collect())
-}
-
-/// Later versions of a file repeat the keys earlier versions held; keep the
-/// first appearance of each (rule, key, path).
-fn first_appearances(findings: Vec<Finding>) -> Vec<Finding> {
-    let mut seen = HashSet::new();
-    findings
-        .into_iter()
-        .filter(|f| seen.insert((f.rule_id.clone(), f.fingerprint.clone(), f.origin.path())))
-        .collect()
 }

@@ -1,7 +1,7 @@
 //! The streaming scan of history: three stages joined by bounded queues.
 //!
 //! ```text
-//! git log ──▶ walker ──ids──▶ git cat-file --batch ──▶ reader ──blobs──▶ scanner threads
+//! git log ──▶ walker ──ids──▶ git cat-file --batch ──▶ reader ──blobs──▶ Emit (driver)
 //!                  └────────────jobs (commit, path)──────────▶┘
 //! ```
 //!
@@ -12,10 +12,15 @@
 //! on a pipe that nobody drains: the reader always drains cat-file's stdout
 //! while the walker writes its stdin, and a stage that fails kills the git
 //! process it owns so the others see end-of-file rather than blocking.
+//!
+//! When the driver scans inline (one-shot), blobs are emitted from rayon's
+//! threads (`par_bridge`), so scanning is parallel; when it queues (the
+//! daemon), they are emitted from this thread in history order.
 
 use super::command::{GitError, Process, Repo};
 use super::history::{BlobJob, LogParser, LOG_ARGS};
-use crate::scan::{Chunk, Finding, Scanner};
+use crate::scan::driver::{Emit, Flow};
+use crate::scan::Chunk;
 use crate::source::{looks_binary, ScanStats};
 use rayon::prelude::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -28,25 +33,19 @@ const JOB_QUEUE: usize = 1024;
 /// Blobs waiting for a scanner thread; each may be up to the size limit.
 const BLOB_QUEUE: usize = 4;
 
-/// What [`scan_history`] found, and what it could not read.
-pub struct History {
-    /// In history order.
-    pub findings: Vec<Finding>,
-    /// Blobs the object store lacks or cannot decode, each with the path and
-    /// commit that introduced it: the scan is incomplete by these.
-    pub missing: Vec<String>,
-}
-
-/// Scans every blob the commits selected by `revs` (lines for `git log
-/// --stdin`) introduced. Findings come back in history order.
-pub fn scan_history(
+/// Emits every blob the commits selected by `revs` (lines for `git log
+/// --stdin`) introduced, once each, at its place in history order (`seq`),
+/// its origin the commit and path that introduced it. Returns the blobs the
+/// object store lacks or cannot decode, each with that path and commit:
+/// the scan is incomplete by these.
+pub fn emit_history(
     repo: &Repo,
     label: &str,
     revs: &[u8],
-    scanner: &Scanner,
+    out: &dyn Emit,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<History, GitError> {
+) -> Result<Vec<String>, GitError> {
     let mut log = spawn_piped(repo, LOG_ARGS, "log")?;
     // git reads all of --stdin before it writes anything, so this cannot
     // block on our not reading yet.
@@ -68,30 +67,36 @@ pub fn scan_history(
     let (job_tx, job_rx) = sync_channel(JOB_QUEUE);
     let (blob_tx, blob_rx) = sync_channel(BLOB_QUEUE);
     let label = label.to_string();
-    let (walked, read, mut found) = std::thread::scope(|s| {
+    let (walked, read) = std::thread::scope(|s| {
         let walker = s.spawn(move || walk(log, label, cat_in, job_tx, stats));
         let reader =
             s.spawn(move || read_blobs(cat, cat_out, job_rx, blob_tx, max_blob_size, stats));
-        let found: Vec<(u64, Vec<Finding>)> = blob_rx
-            .into_iter()
-            .par_bridge()
-            .map(|(seq, chunk): (u64, Chunk)| (seq, scanner.scan(&chunk)))
-            .filter(|(_, f)| !f.is_empty())
-            .collect();
+        // On `Stop` the receiver is dropped: the reader's next send fails,
+        // it stops cat-file, and the walker sees its queue closed.
+        if out.scans_inline() {
+            let _ = blob_rx
+                .into_iter()
+                .par_bridge()
+                .try_for_each(|(seq, chunk): (u64, Chunk)| match out.chunk(seq, &chunk) {
+                    Flow::Continue => Ok(()),
+                    Flow::Stop => Err(()),
+                });
+        } else {
+            for (seq, chunk) in blob_rx {
+                if out.chunk(seq, &chunk) == Flow::Stop {
+                    break;
+                }
+            }
+        }
         fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         }
-        (join(walker), join(reader), found)
+        (join(walker), join(reader))
     });
     // The walker's failure is the cause when both fail (the reader then
     // only saw cat-file's input end early).
     walked?;
-    let missing = read?;
-    found.sort_by_key(|(seq, _)| *seq);
-    Ok(History {
-        findings: found.into_iter().flat_map(|(_, f)| f).collect(),
-        missing,
-    })
+    read
 }
 
 fn spawn_piped(repo: &Repo, args: &[&str], name: &'static str) -> Result<Process, GitError> {
@@ -183,7 +188,11 @@ fn read_blobs(
             base_offset: 0,
         };
         if blobs.send((job.seq, chunk)).is_err() {
-            break;
+            // The driver said stop: cat-file may be blocked writing an
+            // answer nobody will read, so it is killed, not waited for.
+            drop(out);
+            cat.abort();
+            return Ok(missing);
         }
     }
     cat.finish()?;

@@ -16,7 +16,8 @@ use super::command::{GitError, Repo};
 use super::history::{BlobId, BlobJob};
 use super::pipeline::{describe_missing, read_failed, read_one, Answer, Failure};
 use super::{revs, GitScan};
-use crate::scan::{Chunk, Origin, Scanner};
+use crate::scan::driver::{Emit, Flow, Source};
+use crate::scan::{Chunk, Finding, Origin, Scanner};
 use crate::source::{ScanStats, SourceError};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -54,66 +55,113 @@ struct Staged {
     added: Vec<(u64, u64)>,
 }
 
-/// Scans the index of the repository containing `repo`.
+/// Scans the index of the repository containing `repo`: [`Index`] run by
+/// the one-shot driver.
 pub fn scan_staged(
     repo: &Path,
     scanner: &Scanner,
     max_blob_size: u64,
     stats: &ScanStats,
 ) -> Result<GitScan, SourceError> {
-    if !repo.exists() {
-        return Err(SourceError::Missing {
-            path: repo.display().to_string(),
-        });
-    }
-    let repo = Repo::open(repo)?;
-    if repo.bare {
-        return Err(GitError::BareIndex {
-            repo: repo.label.clone(),
-        }
-        .into());
-    }
-    let base = match revs::resolve(&repo, "HEAD") {
-        Ok(head) => head,
-        // Before the first commit everything staged is added.
-        Err(GitError::UnknownRev { .. }) => {
-            let out = repo.output(
-                &["hash-object", "-t", "tree", "--stdin"],
-                "hash-object",
-                b"",
-            )?;
-            String::from_utf8_lossy(&out).trim().to_string()
-        }
-        Err(e) => return Err(e.into()),
+    let mut index = Index {
+        repo,
+        max_blob_size,
+        stats,
+        added: Vec::new(),
+        missing: Vec::new(),
     };
-    let mut args = DIFF_ARGS.to_vec();
-    args.push(&base);
-    let patch = repo.output(&args, "diff-index", b"")?;
-    let (files, binary) = parse_patch(&patch).map_err(|detail| GitError::Protocol {
-        repo: repo.label.clone(),
-        command: "diff-index".into(),
-        detail,
-    })?;
-    stats.skipped_binary.fetch_add(binary, Relaxed);
-    scan_blobs(&repo, files, scanner, max_blob_size, stats)
+    let findings = crate::scan::driver::run(scanner, &mut index)?;
+    Ok(GitScan {
+        findings,
+        tips: Vec::new(),
+        missing: index.missing,
+    })
+}
+
+/// The index of the repository containing `repo`, as a [`Source`]: each
+/// staged blob that gains lines is emitted whole (`seq`: its place in the
+/// diff), and [`Source::finish`] keeps the findings on added lines.
+pub struct Index<'a> {
+    pub repo: &'a Path,
+    pub max_blob_size: u64,
+    pub stats: &'a ScanStats,
+    /// Per `seq`, the added runs `(first line, count)`.
+    added: Vec<Vec<(u64, u64)>>,
+    /// After `run`: blobs that could not be read.
+    pub missing: Vec<String>,
+}
+
+impl Source for Index<'_> {
+    type Error = SourceError;
+
+    fn run(&mut self, out: &dyn Emit) -> Result<(), SourceError> {
+        let (repo, max_blob_size, stats) = (self.repo, self.max_blob_size, self.stats);
+        if !repo.exists() {
+            return Err(SourceError::Missing {
+                path: repo.display().to_string(),
+            });
+        }
+        let repo = Repo::open(repo)?;
+        if repo.bare {
+            return Err(GitError::BareIndex {
+                repo: repo.label.clone(),
+            }
+            .into());
+        }
+        let base = match revs::resolve(&repo, "HEAD") {
+            Ok(head) => head,
+            // Before the first commit everything staged is added.
+            Err(GitError::UnknownRev { .. }) => {
+                let out = repo.output(
+                    &["hash-object", "-t", "tree", "--stdin"],
+                    "hash-object",
+                    b"",
+                )?;
+                String::from_utf8_lossy(&out).trim().to_string()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut args = DIFF_ARGS.to_vec();
+        args.push(&base);
+        let patch = repo.output(&args, "diff-index", b"")?;
+        let (files, binary) = parse_patch(&patch).map_err(|detail| GitError::Protocol {
+            repo: repo.label.clone(),
+            command: "diff-index".into(),
+            detail,
+        })?;
+        stats.skipped_binary.fetch_add(binary, Relaxed);
+        self.added = files.iter().map(|f| f.added.clone()).collect();
+        self.missing = emit_blobs(&repo, files, out, max_blob_size, stats)?;
+        Ok(())
+    }
+
+    fn finish(&self, found: Vec<(u64, Finding)>) -> Vec<Finding> {
+        found
+            .into_iter()
+            .filter(|(seq, f)| {
+                self.added.get(*seq as usize).is_some_and(|added| {
+                    added
+                        .iter()
+                        .any(|&(first, n)| (first..first + n).contains(&f.line))
+                })
+            })
+            .map(|(_, f)| f)
+            .collect()
+    }
 }
 
 /// Reads each staged blob from one `git cat-file --batch` (fed from a
-/// thread, so neither pipe can fill up and block the other side) and keeps
-/// the findings on added lines.
-fn scan_blobs(
+/// thread, so neither pipe can fill up and block the other side) and
+/// emits each, in order. Returns the blobs that could not be read.
+fn emit_blobs(
     repo: &Repo,
     files: Vec<Staged>,
-    scanner: &Scanner,
+    out: &dyn Emit,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<GitScan, SourceError> {
+) -> Result<Vec<String>, SourceError> {
     if files.is_empty() {
-        return Ok(GitScan {
-            findings: Vec::new(),
-            tips: Vec::new(),
-            missing: Vec::new(),
-        });
+        return Ok(Vec::new());
     }
     let mut cmd = repo.command(["cat-file", "--batch"]);
     cmd.stdin(Stdio::piped());
@@ -128,11 +176,17 @@ fn scan_blobs(
             // A failed write means cat-file stopped; reading says why.
             let _ = input.write_all(request.as_bytes());
         });
-        let mut out = BufReader::new(output);
-        match read_answers(&mut out, files, scanner, max_blob_size, stats) {
-            Ok(scan) => {
-                drop(out);
-                cat.finish().map(|()| scan)
+        let mut answers = BufReader::new(output);
+        match read_answers(&mut answers, files, out, max_blob_size, stats) {
+            Ok((missing, Flow::Continue)) => {
+                drop(answers);
+                cat.finish().map(|()| missing)
+            }
+            // Stopped: cat-file may be blocked on an answer nobody reads.
+            Ok((missing, Flow::Stop)) => {
+                drop(answers);
+                cat.abort();
+                Ok(missing)
             }
             // Killing cat-file here also frees the writer thread, which the
             // scope waits for.
@@ -143,17 +197,13 @@ fn scan_blobs(
 }
 
 fn read_answers(
-    out: &mut impl BufRead,
+    answers: &mut impl BufRead,
     files: Vec<Staged>,
-    scanner: &Scanner,
+    out: &dyn Emit,
     max_blob_size: u64,
     stats: &ScanStats,
-) -> Result<GitScan, (BlobJob, Failure)> {
-    let mut scan = GitScan {
-        findings: Vec::new(),
-        tips: Vec::new(),
-        missing: Vec::new(),
-    };
+) -> Result<(Vec<String>, Flow), (BlobJob, Failure)> {
+    let mut missing = Vec::new();
     let mut header = Vec::new();
     for (seq, file) in files.into_iter().enumerate() {
         let job = BlobJob {
@@ -161,13 +211,13 @@ fn read_answers(
             id: file.blob,
             origin: Arc::new(Origin::File { path: file.path }),
         };
-        let data = match read_one(out, &mut header, &job, max_blob_size, stats) {
+        let data = match read_one(answers, &mut header, &job, max_blob_size, stats) {
             Ok(Answer::Blob(data)) => data,
             Ok(Answer::Skipped) => continue,
             Ok(Answer::Missing) => {
                 let what = describe_missing(&job);
                 stats.record_unreadable(what.clone());
-                scan.missing.push(what);
+                missing.push(what);
                 continue;
             }
             Err(failure) => return Err((job, failure)),
@@ -179,20 +229,11 @@ fn read_answers(
             first_line: 1,
             base_offset: 0,
         };
-        let added = &file.added;
-        let on_added_line = |line: u64| {
-            added
-                .iter()
-                .any(|&(first, n)| (first..first + n).contains(&line))
-        };
-        scan.findings.extend(
-            scanner
-                .scan(&chunk)
-                .into_iter()
-                .filter(|f| on_added_line(f.line)),
-        );
+        if out.chunk(seq as u64, &chunk) == Flow::Stop {
+            return Ok((missing, Flow::Stop));
+        }
     }
-    Ok(scan)
+    Ok((missing, Flow::Continue))
 }
 
 /// Reads `diff-index -p -U0` output into the staged files that gain lines,
