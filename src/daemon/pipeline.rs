@@ -641,9 +641,10 @@ mod tests {
                 let fps = findings.iter().map(|f| f.fingerprint.as_str().to_string());
                 self.offers.lock().unwrap().push(fps.collect());
                 let mut script = self.script.lock().unwrap();
-                match script.is_empty() {
-                    true => Ok(Vec::new()),
-                    false => Err(script.remove(0)),
+                if script.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    Err(script.remove(0))
                 }
             })
         }
