@@ -1,5 +1,9 @@
-//! Sources turn places (a directory, stdin, git history, log files, GitHub
-//! pushes) into `Chunk`s for the scanner.
+//! Sources turn places (a directory, stdin, git history, the index, log
+//! files) into `Chunk`s. None calls the scanner: each implements
+//! [`crate::scan::driver::Source`] (or, for the daemon's log tail, hands
+//! chunks to its `TailOutput`) and the driver scans what it emits. See
+//! `scan::driver` for the contract: who calls what, from which thread, and
+//! what `Flow::Stop` means.
 
 pub mod archive;
 pub mod fs;
