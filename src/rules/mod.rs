@@ -169,7 +169,7 @@ impl RuleSet {
 
     /// Every `pair:` names a rule of the set.
     fn check_pairs(&self) -> Result<(), RuleError> {
-        let shown = crate::config::without_key_like_runs;
+        let shown = crate::mask::without_key_like_runs;
         for r in &self.rules {
             let Some(pair) = &r.spec.pair else { continue };
             if self.get(&pair.rule).is_none() {

@@ -302,7 +302,7 @@ pub fn eval(
                         .flatten();
                     at.map_or(x, |i| &x[i + sep.len()..]).to_vec()
                 }
-                "hex" => crate::scan::hex(arg(0)).into_bytes(),
+                "hex" => hex(arg(0)).into_bytes(),
                 "base64" => b64.encode(arg(0)).into_bytes(),
                 "base64_decode" => b64.decode(arg(0)).map_err(|_| EvalError::NotBase64)?,
                 "sha256" => Sha256::digest(arg(0)).to_vec(),
@@ -391,6 +391,11 @@ pub fn uses(text: &str, var: &str) -> bool {
             Piece::Text(_) => false,
         })
     })
+}
+
+/// Lower-case hex, as the providers' signatures are written.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod incidents;
 mod journal;
 mod lifecycle;
 mod state;
+mod transition;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};

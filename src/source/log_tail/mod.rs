@@ -34,7 +34,9 @@ use std::time::Duration;
 use tailer::Tailer;
 use watcher::{DirWatcher, GlobSource, Wakeup};
 
-pub use tailer::MAX_PIECE;
+/// The largest chunk, and so the longest line handed on whole. Longer lines
+/// go in pieces: memory stays bounded whatever a log contains.
+pub const MAX_PIECE: usize = 1 << 20;
 
 /// Where to start in a file that already exists when its glob is first
 /// watched.

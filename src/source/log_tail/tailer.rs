@@ -5,7 +5,7 @@ use super::file::{
     read_full_at, still_same,
 };
 use super::watcher::{DirWatcher, GlobSource, Wakeup};
-use super::{StartFrom, Stopped, TailOutput};
+use super::{StartFrom, Stopped, TailOutput, MAX_PIECE};
 use crate::metrics::{Metrics, SourceState};
 use crate::scan::{Chunk, Origin};
 use crate::store::{DaemonWrite, FileId, LogOffset};
@@ -14,10 +14,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The largest chunk, and so the longest line handed on whole. Longer lines
-/// go in pieces: memory stays bounded whatever a log contains.
-pub const MAX_PIECE: usize = 1 << 20;
 
 /// Bytes hashed to recognise a file: enough to tell two logs apart by their
 /// first timestamped line.
