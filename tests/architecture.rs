@@ -196,7 +196,7 @@ fn references(code: &str, here: &ModPath) -> Vec<Vec<String>> {
         while let Some(pos) = code[from..].find(start) {
             let at = from + pos;
             let before = code[..at].chars().next_back();
-            if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
                 let path: String = code[at..]
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
@@ -215,7 +215,7 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
         let at = from + pos;
         let before = s[..at].chars().next_back();
         let after = s[at + word.len()..].chars().next();
-        let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let boundary = |c: Option<char>| !c.is_some_and(|c| c.is_alphanumeric() || c == '_');
         if boundary(before) && after.is_some_and(char::is_whitespace) {
             return Some(at);
         }
