@@ -168,8 +168,13 @@ fn bip39_phrase(text: &str) -> Option<Checked> {
 /// Documentation and test-vector phrases repeat words (`abandon` × 11 +
 /// `about`, `legal winner thank year` × 3); in a random mnemonic even two
 /// repeats are rare (24 draws from 2048 words: about 0.4 % have three or
-/// more), so more than two marks a made-up phrase.
+/// more), so more than two marks a made-up phrase. Words in list order are
+/// the word list itself (a random phrase is sorted once in 12! draws), whose
+/// every window would otherwise pass the checksum one time in 16.
 fn looks_made_up(phrase: &[&str]) -> bool {
+    if phrase.windows(2).all(|w| w[0] <= w[1]) {
+        return true;
+    }
     let mut sorted = phrase.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -278,6 +283,9 @@ mod tests {
         let abandon = format!("{}about", "abandon ".repeat(11));
         assert!(Mnemonic::parse_in_normalized(Language::English, &abandon).is_ok());
         assert_eq!(Checksum::Bip39.check(&abandon), Checked::Invalid);
+        // Nor is the word list: its windows are in list order.
+        let list = Language::English.word_list().join("\n");
+        assert_eq!(Checksum::Bip39.check(&list), Checked::Invalid);
         // Eleven words are not a mnemonic.
         let short: Vec<&str> = m.split(' ').take(11).collect();
         assert_eq!(Checksum::Bip39.check(&short.join(" ")), Checked::Invalid);
