@@ -14,7 +14,13 @@ use tempfile::TempDir;
 
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
-        .map(|i| (i as u8).wrapping_mul(151).wrapping_add(seed).rotate_left(3) ^ 0xa5)
+        .map(|i| {
+            (i as u8)
+                .wrapping_mul(151)
+                .wrapping_add(seed)
+                .rotate_left(3)
+                ^ 0xa5
+        })
         .collect()
 }
 
@@ -39,8 +45,7 @@ fn broken(words: &[&'static str]) -> Vec<&'static str> {
     let mut out = words.to_vec();
     for w in list.iter() {
         out[words.len() - 1] = w;
-        if bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &out.join(" ")).is_err()
-        {
+        if bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &out.join(" ")).is_err() {
             return out;
         }
     }
@@ -98,9 +103,15 @@ fn a_seed_backup_file_is_a_high_confidence_finding_and_a_broken_phrase_none() {
     assert_eq!(status, Some(1), "{output}");
     let hits = by_rule(&found, "bip39.mnemonic");
     assert_eq!(hits.len(), 2, "{output}");
-    let file = hits.iter().find(|f| f["path"] == "backup/seed.txt").unwrap();
+    let file = hits
+        .iter()
+        .find(|f| f["path"] == "backup/seed.txt")
+        .unwrap();
     assert_eq!(file["confidence"], "high");
-    assert_eq!((file["line"].as_u64(), file["column"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (file["line"].as_u64(), file["column"].as_u64()),
+        (Some(1), Some(1))
+    );
     let code = hits.iter().find(|f| f["path"] == "src/wallet.js").unwrap();
     assert_eq!(code["line"], 1, "only the phrase with a valid checksum");
     assert_eq!(code["column"], 20, "the first word, not the label");
@@ -108,7 +119,9 @@ fn a_seed_backup_file_is_a_high_confidence_finding_and_a_broken_phrase_none() {
     let joined = twelve.join(" ");
     assert_eq!(
         code["fingerprint"],
-        keysentry::scan::Secret::new(joined.as_str()).fingerprint().as_str()
+        keysentry::scan::Secret::new(joined.as_str())
+            .fingerprint()
+            .as_str()
     );
     // No two consecutive words of either phrase anywhere in the output.
     for w in [words.as_slice(), twelve.as_slice()] {
@@ -168,7 +181,10 @@ fn wif_and_extended_keys_are_found_only_with_a_valid_checksum() {
     let wifs = by_rule(&found, "bitcoin.wif-private-key");
     let xprvs = by_rule(&found, "bitcoin.extended-private-key");
     assert_eq!((wifs.len(), xprvs.len()), (1, 1), "{output}");
-    assert_eq!((wifs[0]["line"].as_u64(), xprvs[0]["line"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (wifs[0]["line"].as_u64(), xprvs[0]["line"].as_u64()),
+        (Some(1), Some(2))
+    );
     for f in [wifs[0], xprvs[0]] {
         assert_eq!(f["confidence"], "high");
     }
@@ -215,7 +231,10 @@ fn a_base64_encoded_key_is_found_decoded_at_its_encoded_place() {
     let f = hits[0];
     assert_eq!(f["encoding"], "base64");
     assert_eq!(f["secret"], key.as_str(), "the decoded key, for verify");
-    assert_eq!((f["line"].as_u64(), f["column"].as_u64()), (Some(4), Some(18)));
+    assert_eq!(
+        (f["line"].as_u64(), f["column"].as_u64()),
+        (Some(4), Some(18))
+    );
     // Without --show-secrets, neither form of the key is printed.
     let (_, _, output) = scan(dir.path(), &[]);
     assert!(!output.contains(&key[4..]), "{output}");

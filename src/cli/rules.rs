@@ -38,7 +38,13 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
                         (false, true) => "revoke",
                         (false, false) => "-",
                     };
-                    [&r.spec.id, &r.spec.provider, checksum, actions, &r.spec.name]
+                    [
+                        &r.spec.id,
+                        &r.spec.provider,
+                        checksum,
+                        actions,
+                        &r.spec.name,
+                    ]
                 })
                 .collect();
             let mut out = super::stdout();

@@ -140,7 +140,9 @@ fn bip39_phrase(text: &str) -> Option<Checked> {
             i += 1;
             continue;
         }
-        let run_end = (i..words.len()).find(|&j| !words[j].1).unwrap_or(words.len());
+        let run_end = (i..words.len())
+            .find(|&j| !words[j].1)
+            .unwrap_or(words.len());
         for start in i..run_end {
             for len in BIP39_LENGTHS {
                 if start + len > run_end {

@@ -97,7 +97,12 @@ pub fn base64_run(data: &[u8], hit: Range<usize>) -> Option<Range<usize>> {
         end += 1;
     }
     // A run longer than the reach: start on a group boundary near the hit.
-    let skip = hit.start.saturating_sub(start).saturating_sub(MAX_BASE64_REACH) / 4 * 4;
+    let skip = hit
+        .start
+        .saturating_sub(start)
+        .saturating_sub(MAX_BASE64_REACH)
+        / 4
+        * 4;
     let start = start + skip;
     (end - start >= MIN_BASE64_RUN).then_some(start..end)
 }

@@ -82,7 +82,12 @@ impl Scanner {
         // last rule: "decode the base64 run here".
         let base64_hit = rules.len();
         for rule in rules.rules() {
-            for form in rule.spec.keywords.iter().flat_map(|k| decode::base64_forms(k)) {
+            for form in rule
+                .spec
+                .keywords
+                .iter()
+                .flat_map(|k| decode::base64_forms(k))
+            {
                 let form = form.to_ascii_lowercase();
                 match keywords.iter().position(|k| *k == form) {
                     Some(p) if !pattern_rules[p].contains(&base64_hit) => {

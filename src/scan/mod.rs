@@ -9,9 +9,9 @@ mod finding;
 mod prefilter;
 mod secret;
 
-pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
 pub use checksum::{base62_fixed, crc32, github_checksum_ok, Checked, Checksum};
 pub use decode::Encoding;
+pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
 pub use filter::{is_placeholder, shannon_entropy, Allowlist, AllowlistError};
 pub use finding::{Chunk, Confidence, Finding, Origin};
 pub use prefilter::PrefilterError;
