@@ -44,7 +44,7 @@ find "$DIR" -type f -print0 | xargs -0 cat >/dev/null
 
 cpu() {
     /usr/bin/time -f '%U %S' -o "$WORK/t.log" "$@" >"$WORK/out.json" 2>/dev/null || true
-    awk '{ print $1 + $2 }' "$WORK/t.log"
+    tail -1 "$WORK/t.log" | awk '{ print $1 + $2 }'
 }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 o="" n="" r=""
