@@ -1,9 +1,9 @@
 //! Keys hidden in encoded text: base64 (Kubernetes Secret `data`, Helm
 //! values, basic-auth headers), URL escaping (`%2B` in a logged query
 //! string) and JSON escaping (`\u002b`, `\/`). The engine decodes only
-//! where a keyword points: base64 forms of every rule keyword join the
-//! prefilter, so only base64 runs that hold a keyword are decoded, and
-//! escapes are undone only on lines that hold a keyword hit.
+//! where a keyword points: an automaton of its own finds the base64 forms
+//! of every rule keyword, so only base64 runs that hold a keyword are
+//! decoded, and escapes are undone only on lines that hold a keyword hit.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
