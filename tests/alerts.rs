@@ -33,6 +33,7 @@ fn finding(secret: &Secret, origin: Origin, line: u64) -> Finding {
         column: 17,
         offset: 0,
         confidence: Confidence::High,
+        encoding: None,
     }
 }
 

@@ -298,9 +298,9 @@ rules:
             .collect()
     };
     let first = starts(out.lines().next().unwrap());
-    assert_eq!(first.len(), 3, "{out}");
+    assert_eq!(first.len(), 4, "{out}");
     for line in out.lines() {
-        assert_eq!(starts(line)[..3], first[..], "{out}");
+        assert_eq!(starts(line)[..4], first[..], "{out}");
     }
     assert!(out.contains("longprovidername.a-rather-long-rule-identifier-indeed  longprovidername"));
 }

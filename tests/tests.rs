@@ -25,4 +25,5 @@ mod reports;
 mod scan_cli;
 mod scan_paths;
 mod support;
+mod wallets_and_encodings;
 mod webhook;

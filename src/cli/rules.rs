@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
-    /// List the rules in use (built-ins plus --rules directories).
+    /// List the rules in use (built-ins plus --rules directories): id,
+    /// provider, checksum (`-` for none), verify/revoke, name.
     List {
         #[arg(long = "rules", value_name = "DIR")]
         rules: Vec<PathBuf>,
@@ -27,17 +28,24 @@ pub fn run(cmd: RulesCommand) -> Result<ExitCode> {
             for w in set.warnings() {
                 eprintln!("warning: {w}");
             }
-            let rows: Vec<[&str; 4]> = set
+            let rows: Vec<[&str; 5]> = set
                 .rules()
                 .iter()
                 .map(|r| {
+                    let checksum = r.spec.checksum.map(|c| c.name()).unwrap_or("-");
                     let actions = match (r.spec.verify.is_some(), r.spec.revoke.is_some()) {
                         (true, true) => "verify,revoke",
                         (true, false) => "verify",
                         (false, true) => "revoke",
                         (false, false) => "-",
                     };
-                    [&r.spec.id, &r.spec.provider, actions, &r.spec.name]
+                    [
+                        &r.spec.id,
+                        &r.spec.provider,
+                        checksum,
+                        actions,
+                        &r.spec.name,
+                    ]
                 })
                 .collect();
             let mut out = super::stdout();

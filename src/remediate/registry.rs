@@ -183,6 +183,7 @@ mod tests {
             column: 1,
             offset: 0,
             confidence: Confidence::High,
+            encoding: None,
         }
     }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// One finding as the contract spells it (ARCHITECTURE.md, "Finding JSON").
-/// `rule_name`, `offset` and `confidence` are additions; consumers ignore
+/// `rule_name`, `offset`, `confidence` and `encoding` are additions; consumers ignore
 /// keys they do not know.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FindingJson {
@@ -23,6 +23,9 @@ pub struct FindingJson {
     pub column: u64,
     pub offset: u64,
     pub confidence: String,
+    /// `base64`, `url` or `json` when the key was found decoded.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encoding: Option<String>,
     pub commit: Option<String>,
     pub author_email: Option<String>,
     pub repo: Option<String>,
@@ -43,6 +46,7 @@ impl FindingJson {
             column: f.column,
             offset: f.offset,
             confidence: f.confidence.as_str().to_string(),
+            encoding: f.encoding.map(|e| e.as_str().to_string()),
             commit: f.origin.commit().map(str::to_string),
             author_email: f.origin.author_email().map(str::to_string),
             repo: f.origin.repo().map(str::to_string),

@@ -76,6 +76,9 @@ pub fn write(
             writeln!(out, "  secret:      {}", escape(&f.secret.redacted()))?;
         }
         writeln!(out, "  confidence:  {}", confidence_label(f.confidence))?;
+        if let Some(e) = f.encoding {
+            writeln!(out, "  encoding:    {} (found decoded)", e.as_str())?;
+        }
         writeln!(out, "  fingerprint: {dim}{}{reset}", f.fingerprint)?;
         let (step, automatic) = next_steps(f, rules, opts);
         writeln!(out, "  next step:   {step}")?;

@@ -81,6 +81,8 @@ pub struct Rule {
     pub window: usize,
     /// The rule's own allowlist entries, compiled.
     pub allow: Vec<CompiledAllow>,
+    /// `files:`, compiled: paths whose small files the rule reads whole.
+    pub files: Vec<regex::Regex>,
 }
 
 impl Rule {
@@ -374,12 +376,26 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
         .enumerate()
         .map(|(i, a)| CompiledAllow::new(a).map_err(|m| invalid(&id, format!("allow[{i}]: {m}"))))
         .collect::<Result<_, _>>()?;
+    let files = spec
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            regex::Regex::new(f).map_err(|e| {
+                invalid(
+                    &id,
+                    format!("files[{i}]: {}", crate::config::regex_cause(f, &e)),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Rule {
         spec,
         source: path.to_path_buf(),
         pattern,
         window,
         allow,
+        files,
     })
 }
 

@@ -47,6 +47,16 @@ pub struct RuleSpec {
     /// the text report and SARIF point the user at them.
     #[serde(default)]
     pub references: Vec<String>,
+    /// A checksum the engine applies after the regex (`github-crc32`,
+    /// `npm-crc32`, `base58check`, `bip39`): valid means `high` confidence;
+    /// invalid drops the candidate or leaves it `medium`, per kind.
+    #[serde(default)]
+    pub checksum: Option<crate::scan::Checksum>,
+    /// Regexes over a file's path: in a small file whose path matches, the
+    /// rule runs over the whole file without waiting for a keyword hit (a
+    /// Solana `id.json` or a seed backup holds the key and nothing else).
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Matches to drop: any entry that matches suppresses the finding.
     #[serde(default)]
     pub allow: Vec<RuleAllow>,

@@ -2,10 +2,14 @@
 //! every keyword finds where they are, an aho-corasick automaton names them)
 //! gives candidate positions; only rules whose keywords hit run their regex —
 //! from each hit when every match starts with a keyword, else on a window of
-//! whole lines around the hits.
+//! whole lines around the hits. Base64 forms of the keywords point at
+//! encoded runs, which are decoded and searched the same way, as are lines
+//! holding a hit and URL or JSON escapes (decode.rs).
 
-use super::filter::{checksum_confidence, is_placeholder, shannon_entropy, Allowlist};
-use super::finding::{Chunk, Finding};
+use super::checksum::Checked;
+use super::decode::{self, Encoding};
+use super::filter::{is_placeholder, shannon_entropy, Allowlist};
+use super::finding::{Chunk, Confidence, Finding};
 use super::pair::Pairs;
 use super::prefilter::{Prefilter, PrefilterError};
 use super::secret::Secret;
@@ -16,6 +20,10 @@ use std::sync::Arc;
 /// Widening a window to whole lines stops after this many bytes, so a
 /// minified file's single huge line does not make every window the file.
 const MAX_LINE_EXTENSION: usize = 1024;
+
+/// Rules with `files:` read a matching file whole only up to this size;
+/// past it they wait for keyword hits like every rule.
+const WHOLE_FILE_MAX: usize = 256 << 10;
 
 /// A line holding this marker is never reported.
 pub const ALLOW_MARKER: &[u8] = b"keysentry:allow";
@@ -29,6 +37,10 @@ pub struct Scanner {
     pairs: Pairs,
     /// What the filters the user set dropped, for the scan summary.
     suppressed: [AtomicU64; 3],
+    /// Rules with `files:` path regexes.
+    whole_file_rules: Vec<usize>,
+    /// Finds the base64 forms of the keywords (decode.rs).
+    base64_finder: Option<aho_corasick::AhoCorasick>,
 }
 
 /// Findings the user's filters dropped, by filter.
@@ -70,8 +82,32 @@ impl Scanner {
                 }
             }
         }
+        // The base64 forms of every keyword, searched by their own
+        // automaton: in the prefilter's case-insensitive regex they made its
+        // lazy DFA six times larger and the scan four times slower (measured
+        // with bench/compare.sh); base64 is case-sensitive anyway.
+        let mut forms: Vec<String> = Vec::new();
+        for rule in rules.rules() {
+            for form in rule
+                .spec
+                .keywords
+                .iter()
+                .flat_map(|k| decode::base64_forms(k))
+            {
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+        let base64_finder = aho_corasick::AhoCorasickBuilder::new()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&forms)
+            .ok();
         let prefilter = Prefilter::new(&keywords, &pattern_rules)?;
         let pairs = Pairs::new(rules);
+        let whole_file_rules = (0..rules.len())
+            .filter(|&i| !rules.rules()[i].files.is_empty())
+            .collect();
         let rules = rules
             .rules()
             .iter()
@@ -89,6 +125,8 @@ impl Scanner {
             prefilter,
             allowlist,
             suppressed: Default::default(),
+            whole_file_rules,
+            base64_finder,
         })
     }
 
@@ -126,12 +164,55 @@ impl Scanner {
 
     fn scan_unlisted(&self, chunk: &Chunk) -> Vec<Finding> {
         let data = &chunk.data;
+        let whole: Vec<usize> = if self.whole_file_rules.is_empty() || data.len() > WHOLE_FILE_MAX {
+            Vec::new()
+        } else {
+            let path = chunk.origin.path();
+            self.whole_file_rules
+                .iter()
+                .copied()
+                .filter(|&ri| self.rules[ri].rule.files.iter().any(|r| r.is_match(&path)))
+                .collect()
+        };
+        let mut candidates = self.candidates(data, &whole, true);
+        if candidates.is_empty() {
+            return Vec::new();
+        }
+        // Overlapping spans can find the same key twice.
+        candidates.sort_by_key(|c| (c.start, c.rule));
+        candidates.dedup_by_key(|c| (c.start, c.rule));
+        self.drop_generic_overlaps(&mut candidates);
+        let mut positions = LinePositions::new(data);
+        let mut found: Vec<Finding> = candidates
+            .into_iter()
+            .filter_map(|c| self.finish(chunk, c, &mut positions))
+            .collect();
+        self.pairs.attach(&mut found);
+        found
+    }
+
+    /// Every rule match in `data`: rules in `whole` over all of it, the
+    /// others around their keyword hits; with `decode`, also in the base64
+    /// runs and escaped lines those hits point at (one level deep).
+    fn candidates(&self, data: &[u8], whole: &[usize], decode: bool) -> Vec<Candidate> {
         // Per rule, where to search: merged windows around its keyword hits,
         // or, for a rule whose matches start with a keyword, each hit.
         let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
-        let mut hit_any = false;
+        for &ri in whole {
+            spans[ri].push((0, data.len()));
+        }
+        let mut base64_hits: Vec<(usize, usize)> = Vec::new();
+        let mut hit_starts: Vec<usize> = Vec::new();
+        let escapes = decode && memchr::memchr2(b'%', b'\\', data).is_some();
+        let mut hit_any = !whole.is_empty();
         for hit in self.prefilter.hits(data) {
             for &ri in hit.rules {
+                if escapes && hit_starts.last() != Some(&hit.start) {
+                    hit_starts.push(hit.start);
+                }
+                if whole.contains(&ri) {
+                    continue;
+                }
                 let rule = &self.rules[ri].rule;
                 let w = rule.window;
                 let list = &mut spans[ri];
@@ -152,17 +233,36 @@ impl Scanner {
                 hit_any = true;
             }
         }
-        if !hit_any {
-            return Vec::new();
+        if let (true, Some(finder)) = (decode, &self.base64_finder) {
+            base64_hits.extend(finder.find_iter(data).map(|m| (m.start(), m.end())));
         }
         let mut candidates: Vec<Candidate> = Vec::new();
+        if hit_any {
+            self.search(data, &spans, whole, &mut candidates);
+        }
+        if !base64_hits.is_empty() {
+            self.decode_base64(data, &base64_hits, &mut candidates);
+        }
+        if !hit_starts.is_empty() {
+            self.decode_escapes(data, &hit_starts, &mut candidates);
+        }
+        candidates
+    }
+
+    fn search(
+        &self,
+        data: &[u8],
+        spans: &[Vec<(usize, usize)>],
+        whole: &[usize],
+        candidates: &mut Vec<Candidate>,
+    ) {
         for (ri, list) in spans.iter().enumerate() {
             if list.is_empty() {
                 continue;
             }
             let pattern = &self.rules[ri].rule.pattern;
             let mut caps = pattern.captures();
-            if pattern.keyword_anchored() {
+            if pattern.keyword_anchored() && !whole.contains(&ri) {
                 // An anchored search dies a few bytes past the keyword when
                 // nothing matches, instead of crossing a whole window.
                 for &(start, end) in list {
@@ -185,17 +285,67 @@ impl Scanner {
                 }
             }
         }
-        // Overlapping spans can find the same key twice.
-        candidates.sort_by_key(|c| (c.start, c.rule));
-        candidates.dedup_by_key(|c| (c.start, c.rule));
-        self.drop_generic_overlaps(&mut candidates);
-        let mut positions = LinePositions::new(data);
-        let mut found: Vec<Finding> = candidates
-            .into_iter()
-            .filter_map(|c| self.finish(chunk, c, &mut positions))
-            .collect();
-        self.pairs.attach(&mut found);
-        found
+    }
+
+    /// Keys in the base64 runs that encoded keywords point at, placed at
+    /// the encoded bytes.
+    fn decode_base64(&self, data: &[u8], hits: &[(usize, usize)], out: &mut Vec<Candidate>) {
+        let mut done_until = 0;
+        for &(start, end) in hits {
+            if start < done_until {
+                continue;
+            }
+            let Some(run) = decode::base64_run(data, start..end) else {
+                continue;
+            };
+            done_until = run.end;
+            let Some(decoded) = decode::decode_base64(&data[run.clone()]) else {
+                continue;
+            };
+            for c in self.candidates(&decoded, &[], false) {
+                let Ok(text) = std::str::from_utf8(&decoded[c.start..c.end]) else {
+                    continue;
+                };
+                out.push(Candidate {
+                    rule: c.rule,
+                    start: decode::base64_raw_offset(run.start, c.start),
+                    end: decode::base64_raw_offset(run.start, c.end).min(run.end),
+                    decoded: Some((text.to_string(), Encoding::Base64)),
+                });
+            }
+        }
+    }
+
+    /// Keys written with URL or JSON escapes on lines that hold a keyword.
+    fn decode_escapes(&self, data: &[u8], hit_starts: &[usize], out: &mut Vec<Candidate>) {
+        let mut done_until = 0;
+        for &at in hit_starts {
+            if at < done_until {
+                continue;
+            }
+            let (span, unescaped) = decode::unescape_around(data, at);
+            done_until = span.end.max(at + 1);
+            let Some(u) = unescaped else {
+                continue;
+            };
+            for c in self.candidates(&u.bytes, &[], false) {
+                let raw = u.raw_range(&(c.start..c.end));
+                let decoded = &u.bytes[c.start..c.end];
+                // Written as itself: the plain search has it.
+                if data[raw.clone()] == *decoded {
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(decoded) else {
+                    continue;
+                };
+                out.push(Candidate {
+                    rule: c.rule,
+                    start: raw.start,
+                    end: raw.end,
+                    decoded: Some((text.to_string(), u.encoding)),
+                });
+            }
+        }
     }
 
     /// A generic rule that matched the same bytes as a provider rule adds
@@ -216,17 +366,42 @@ impl Scanner {
 
     fn finish(&self, chunk: &Chunk, c: Candidate, pos: &mut LinePositions) -> Option<Finding> {
         let cr = &self.rules[c.rule];
-        let raw = &chunk.data[c.start..c.end];
-        let text = std::str::from_utf8(raw).ok()?;
-        if let Some(min) = cr.rule.spec.min_entropy {
-            if shannon_entropy(raw) < min {
+        let (matched, encoding) = match &c.decoded {
+            Some((text, encoding)) => (text.as_str(), Some(*encoding)),
+            None => (std::str::from_utf8(&chunk.data[c.start..c.end]).ok()?, None),
+        };
+        let mut start = c.start;
+        let mut text = std::borrow::Cow::Borrowed(matched);
+        let mut confidence = Confidence::Medium;
+        let checksum = cr.rule.spec.checksum;
+        if let Some(kind) = checksum {
+            match kind.check(matched) {
+                Checked::Valid { range, normalized } => {
+                    confidence = Confidence::High;
+                    if encoding.is_none() {
+                        start += range.start;
+                    }
+                    text = match normalized {
+                        Some(n) => n.into(),
+                        None => matched[range].into(),
+                    };
+                }
+                Checked::Invalid if kind.required() => return None,
+                Checked::Invalid => {}
+            }
+        }
+        if !checksum.is_some_and(|k| k.replaces_filters()) {
+            if let Some(min) = cr.rule.spec.min_entropy {
+                if shannon_entropy(text.as_bytes()) < min {
+                    return None;
+                }
+            }
+            if is_placeholder(&text) {
                 return None;
             }
         }
-        if is_placeholder(text) {
-            return None;
-        }
-        let (line_idx, line_start, line_end) = pos.locate(c.start);
+        let text: &str = &text;
+        let (line_idx, line_start, line_end) = pos.locate(start);
         if memchr::memmem::find(&chunk.data[line_start..line_end], ALLOW_MARKER).is_some() {
             return self.suppress(INLINE);
         }
@@ -250,7 +425,7 @@ impl Scanner {
                 return self.suppress(ALLOWLIST);
             }
         }
-        let column = String::from_utf8_lossy(&chunk.data[line_start..c.start])
+        let column = String::from_utf8_lossy(&chunk.data[line_start..start])
             .chars()
             .count() as u64
             + 1;
@@ -258,21 +433,26 @@ impl Scanner {
             rule_id: cr.id.clone(),
             rule_name: cr.name.clone(),
             provider: cr.provider.clone(),
-            confidence: checksum_confidence(&cr.provider, text),
+            confidence,
+            encoding,
             secret,
             fingerprint,
             origin: chunk.origin.clone(),
             line: chunk.first_line + line_idx as u64,
             column,
-            offset: chunk.base_offset + c.start as u64,
+            offset: chunk.base_offset + start as u64,
         })
     }
 }
 
 struct Candidate {
     rule: usize,
+    /// The matched bytes in the chunk (for a decoded key: the bytes that
+    /// encode it).
     start: usize,
     end: usize,
+    /// A key found in decoded text: itself, and how it was written.
+    decoded: Option<(String, Encoding)>,
 }
 
 impl Candidate {
@@ -281,6 +461,7 @@ impl Candidate {
             rule,
             start: secret.start,
             end: secret.end,
+            decoded: None,
         }
     }
 }

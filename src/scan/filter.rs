@@ -1,7 +1,7 @@
 //! Filters applied to a candidate secret after its regex matched: entropy,
-//! placeholders, provider checksums, and the user's allowlist and baseline.
+//! placeholders, and the user's allowlist and baseline (provider checksums:
+//! `checksum.rs`).
 
-use super::finding::Confidence;
 use super::secret::Fingerprint;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::Regex;
@@ -64,49 +64,6 @@ pub fn is_placeholder(secret: &str) -> bool {
     }
     let distinct: HashSet<u8> = lower.bytes().collect();
     distinct.len() <= 3
-}
-
-/// Confidence from a provider's own checksum, where it has one.
-pub fn checksum_confidence(provider: &str, secret: &str) -> Confidence {
-    if provider == "github" && github_checksum_ok(secret) {
-        Confidence::High
-    } else {
-        Confidence::Medium
-    }
-}
-
-/// GitHub classic tokens (`ghp_` …) end in 6 base62 digits that encode the
-/// CRC32 of the 30 random characters before them.
-pub fn github_checksum_ok(token: &str) -> bool {
-    let Some((prefix, rest)) = token.split_once('_') else {
-        return false;
-    };
-    if !matches!(prefix, "ghp" | "gho" | "ghu" | "ghs" | "ghr") || rest.len() != 36 {
-        return false;
-    }
-    let (body, check) = rest.split_at(30);
-    base62_fixed(crc32(body.as_bytes()), 6) == check
-}
-
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
-}
-
-pub fn base62_fixed(mut n: u32, width: usize) -> String {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut out = vec![b'0'; width];
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(n % 62) as usize];
-        n /= 62;
-    }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// What the user told us to ignore: path globs, secret regexes, and the
@@ -209,17 +166,6 @@ mod tests {
         assert!(!is_placeholder(&pem));
         let template = "-----BEGIN RSA PRIVATE KEY-----\n<paste your key here>\n".repeat(5);
         assert!(is_placeholder(&template));
-    }
-
-    #[test]
-    fn github_checksum_matches_a_generated_token() {
-        let body = "Zx8Qm2LpR4tV6yB1nC3dF5gH7jK9wE";
-        let token = format!("ghp_{body}{}", base62_fixed(crc32(body.as_bytes()), 6));
-        assert!(github_checksum_ok(&token));
-        let mut bad = token.clone();
-        bad.replace_range(4..5, "Y");
-        assert!(!github_checksum_ok(&bad));
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]

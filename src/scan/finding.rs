@@ -143,6 +143,8 @@ pub struct Finding {
     /// Byte offset of the secret in the whole file, blob or log.
     pub offset: u64,
     pub confidence: Confidence,
+    /// Set when the key was found decoded (base64, URL or JSON escaping).
+    pub encoding: Option<super::decode::Encoding>,
 }
 
 impl Finding {

@@ -4,6 +4,8 @@
 //! and the one contract findings leave by ([`FindingSink`], [`SinkError`]).
 
 mod check;
+mod checksum;
+mod decode;
 pub mod driver;
 mod engine;
 mod filter;
@@ -15,11 +17,10 @@ mod sink;
 
 pub use crate::mask::{without_long_runs, without_quoted_values};
 pub use check::{check_rules, CheckFailure};
+pub use checksum::{base62_fixed, crc32, github_checksum_ok, Checked, Checksum};
+pub use decode::Encoding;
 pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
-pub use filter::{
-    base62_fixed, crc32, github_checksum_ok, is_placeholder, shannon_entropy, Allowlist,
-    AllowlistError,
-};
+pub use filter::{is_placeholder, shannon_entropy, Allowlist, AllowlistError};
 pub use finding::{Chunk, Confidence, Finding, Origin};
 pub use prefilter::PrefilterError;
 pub use secret::{hex, redact, Fingerprint, Secret};
