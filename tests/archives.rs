@@ -14,16 +14,7 @@ use tempfile::TempDir;
 use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
-fn scan_json(cwd: &Path, rules: &TempDir, args: &[&str]) -> Output {
-    keysentry()
-        .current_dir(cwd)
-        .arg("scan")
-        .args(args)
-        .args(["--format", "json", "--rules"])
-        .arg(rules.path())
-        .output()
-        .expect("run keysentry")
-}
+use crate::support::scan_json_in as scan_json;
 
 /// (path, line, column) of every finding, sorted.
 fn places(o: &Output) -> Vec<(String, u64, u64)> {

@@ -3,23 +3,12 @@
 //! the scan could not read everything.
 
 use crate::scan_cli::{rules_dir, stderr, stdout, KEY, KEY2};
-use crate::support::{keysentry, write};
+use crate::support::write;
 use serde_json::Value;
-use std::path::Path;
 use std::process::Output;
 use tempfile::TempDir;
 
-/// `keysentry scan ARGS --format json --rules R`, run from `cwd`.
-fn scan_in(cwd: &Path, rules: &TempDir, args: &[&str]) -> Output {
-    keysentry()
-        .current_dir(cwd)
-        .arg("scan")
-        .args(args)
-        .args(["--format", "json", "--rules"])
-        .arg(rules.path())
-        .output()
-        .expect("run keysentry")
-}
+use crate::support::scan_json_in as scan_in;
 
 /// (path, line) of every finding, in report order.
 fn places(o: &Output) -> Vec<(String, u64)> {

@@ -15,6 +15,18 @@ pub fn keysentry() -> Command {
     cmd
 }
 
+/// `keysentry scan ARGS --format json --rules R`, run from `cwd`.
+pub fn scan_json_in(cwd: &Path, rules: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    keysentry()
+        .current_dir(cwd)
+        .arg("scan")
+        .args(args)
+        .args(["--format", "json", "--rules"])
+        .arg(rules.path())
+        .output()
+        .expect("run keysentry")
+}
+
 /// Writes `content` to `dir/rel`, creating parent directories.
 pub fn write(dir: &Path, rel: &str, content: &str) {
     let path = dir.join(rel);

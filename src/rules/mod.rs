@@ -10,7 +10,7 @@ pub mod template;
 pub use allow::{Candidate as AllowCandidate, CompiledAllow};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{
-    HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS,
+    Checksum, HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS,
 };
 
 use crate::limits;
@@ -384,7 +384,7 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
             regex::Regex::new(f).map_err(|e| {
                 invalid(
                     &id,
-                    format!("files[{i}]: {}", crate::config::regex_cause(f, &e)),
+                    format!("files[{i}]: {}", crate::mask::regex_cause(f, &e)),
                 )
             })
         })

@@ -51,7 +51,7 @@ pub struct RuleSpec {
     /// `npm-crc32`, `base58check`, `bip39`): valid means `high` confidence;
     /// invalid drops the candidate or leaves it `medium`, per kind.
     #[serde(default)]
-    pub checksum: Option<crate::scan::Checksum>,
+    pub checksum: Option<Checksum>,
     /// Regexes over a file's path: in a small file whose path matches, the
     /// rule runs over the whole file without waiting for a keyword hit (a
     /// Solana `id.json` or a seed backup holds the key and nothing else).
@@ -151,3 +151,19 @@ pub struct QuerySignature {
 }
 
 pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// The checksums a rule can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checksum {
+    /// `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_` + 30 base62 + 6 base62 of their CRC32.
+    GithubCrc32,
+    /// `npm_` + 30 base62 + 6 base62 of their CRC32 (GitHub's scheme).
+    NpmCrc32,
+    /// Base58 whose last 4 decoded bytes are the first 4 of the double
+    /// SHA-256 of the rest (Bitcoin WIF keys, BIP-32 extended keys).
+    Base58check,
+    /// A BIP-39 English mnemonic: 12–24 words of the list whose last word
+    /// carries the first ENT/32 bits of the SHA-256 of the entropy.
+    Bip39,
+}

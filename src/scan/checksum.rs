@@ -5,25 +5,9 @@
 //! `medium` (GitHub and npm tokens: a token in an older or undocumented
 //! variant still deserves a look).
 
+pub use crate::rules::Checksum;
 use bip39::{Language, Mnemonic};
-use serde::Deserialize;
 use std::ops::Range;
-
-/// The checksums a rule can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Checksum {
-    /// `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_` + 30 base62 + 6 base62 of their CRC32.
-    GithubCrc32,
-    /// `npm_` + 30 base62 + 6 base62 of their CRC32 (GitHub's scheme).
-    NpmCrc32,
-    /// Base58 whose last 4 decoded bytes are the first 4 of the double
-    /// SHA-256 of the rest (Bitcoin WIF keys, BIP-32 extended keys).
-    Base58check,
-    /// A BIP-39 English mnemonic: 12–24 words of the list whose last word
-    /// carries the first ENT/32 bits of the SHA-256 of the entropy.
-    Bip39,
-}
 
 /// What a checksum said about one candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +24,7 @@ pub enum Checked {
     Invalid,
 }
 
+// The checks themselves live with the scanner; the kinds are rule data.
 impl Checksum {
     /// The name used in rule YAML and `rules list`.
     pub fn name(self) -> &'static str {

@@ -257,7 +257,8 @@ fn an_aws_sigv4_call_is_verified() {
 
 /// `rules list` marks every rule with a verify template; at least 100
 /// providers have one (issue 12). The same count by hand:
-/// `keysentry rules list | awk '$3 ~ /verify/ {print $2}' | sort -u | wc -l`
+/// `keysentry rules list | awk '$4 ~ /verify/ {print $2}' | sort -u | wc -l`
+/// (columns: id, provider, checksum, actions, name)
 #[test]
 fn at_least_100_providers_ship_a_verify_template() {
     let out = crate::support::keysentry()
@@ -270,7 +271,7 @@ fn at_least_100_providers_ship_a_verify_template() {
         .lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() > 2 && cols[2].contains("verify")).then(|| cols[1])
+            (cols.len() > 3 && cols[3].contains("verify")).then(|| cols[1])
         })
         .collect();
     assert!(
