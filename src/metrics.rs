@@ -34,6 +34,7 @@ struct Counters {
     lines: BTreeMap<String, u64>,
     findings: BTreeMap<String, u64>,
     source_errors: BTreeMap<String, u64>,
+    polls: BTreeMap<String, u64>,
     webhook_requests: BTreeMap<String, u64>,
     latency_buckets: Vec<u64>,
     latency_sum: f64,
@@ -154,6 +155,13 @@ impl Metrics {
             .source_errors
             .entry(source.to_string())
             .or_default() += 1;
+    }
+
+    /// A polling source (a watched repository) finished one poll, whatever
+    /// it found: what a test or an operator waits on instead of a guess at
+    /// "a few polls later".
+    pub fn polled(&self, source: &str) {
+        *self.counters().polls.entry(source.to_string()).or_default() += 1;
     }
 
     /// Time the remediation engine took to take a batch of findings.
@@ -319,6 +327,13 @@ impl Metrics {
             "Errors met by sources (unreadable file, failed repository scan, ...).",
             "source",
             &c.source_errors,
+        );
+        counter(
+            &mut out,
+            "keysentry_source_polls_total",
+            "Polls a polling source (a watched repository) finished.",
+            "source",
+            &c.polls,
         );
         header(
             &mut out,

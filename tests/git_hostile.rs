@@ -6,13 +6,13 @@
 //! and records the environment git was given. Also: damaged object stores
 //! make a history scan exit 2 naming what it could not read.
 
+use crate::daemon::{http_get, metric, wait_metric_at_least};
 use crate::git_history::{Repo, TATUM, TATUM_2};
 use crate::support::daemon::{Daemon, Launch};
 use crate::support::keysentry;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 use tempfile::TempDir;
 
 /// In the environment of every keysentry run here: no git child may see it.
@@ -236,6 +236,18 @@ fn start_daemon(h: &Hostile, history: bool, wrapped: bool, name: &str) -> Daemon
         .start()
 }
 
+/// Lets the watcher of the hostile clone finish `rounds` more polls, as
+/// `/metrics` counts them.
+fn polls_later(d: &Daemon, h: &Hostile, rounds: u32) {
+    let series = format!(
+        "keysentry_source_polls_total{{source=\"repo:{}\"}}",
+        h.clone.display()
+    );
+    let (_, page) = http_get(d.port(), "/metrics");
+    let now = metric(&page, &series).unwrap_or(0.0);
+    wait_metric_at_least(d.port(), &series, now + f64::from(rounds));
+}
+
 /// Waits for a line with `what`, or for `marker`: a fetch that happened
 /// must fail the test, not time it out.
 fn wait_for(d: &Daemon, what: &str, marker: &Path) {
@@ -263,7 +275,7 @@ fn a_watched_repository_never_fetches_with_or_without_history() {
             wait_for(&d, expected, &h.marker);
             // Not repeated on every 100 ms poll: said when it changes (the
             // first scan also misses the blobs, the next ones only the ref).
-            std::thread::sleep(Duration::from_millis(900));
+            polls_later(&d, &h, 5);
             let said = d.text().lines().filter(|l| l.contains(expected)).count();
             assert!(said <= 2, "{name}: said {said} times: {}", d.text());
             h.assert_nothing_ran(&name);

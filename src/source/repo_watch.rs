@@ -135,6 +135,7 @@ async fn watch_loop(
                 failing = Some(why);
             }
         }
+        metrics.polled(&name);
         metrics.beat(&name);
         let next = tokio::time::Instant::now() + settings.poll;
         let mut alive = tokio::time::interval(BEAT_EVERY);

@@ -162,7 +162,16 @@ async fn connections_over_the_cap_are_refused_while_healthz_still_answers() {
     let d = daemon(&dir, "max_connections: 8\nheader_timeout_secs: 60");
     let addr = addr(&d).await;
     let cap: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).unwrap()).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the server has taken all eight (the count includes the request
+    // that asks, on a reserved slot once the others are full).
+    let start = std::time::Instant::now();
+    while metric(&d, "keysentry_http_connections_open").await < 8.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the 8 connections were never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Every full slot is held by a client that sends nothing; /healthz and
     // /metrics are served on a reserved slot, anything else is not.
     let client = reqwest::Client::builder()
