@@ -508,3 +508,6 @@ async fn tick(i: &mut Option<tokio::time::Interval>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod retry_loop_tests;
