@@ -171,8 +171,21 @@ pub fn unescape_around(data: &[u8], at: usize) -> (Range<usize>, Option<Unescape
     (lo..hi, unescape(lo, &data[lo..hi]))
 }
 
+/// Whether `line` holds an escape [`unescape`] undoes: most lines with a
+/// `%` or `\` hold none (`printf("%s\n")`), and are not copied.
+fn has_escape(line: &[u8]) -> bool {
+    memchr::memchr2_iter(b'%', b'\\', line).any(|i| match &line[i..] {
+        [b'%', h, l, ..] => h.is_ascii_hexdigit() && l.is_ascii_hexdigit(),
+        [b'\\', b'/', ..] => true,
+        [b'\\', b'u', b'0', b'0', b'0'..=b'7', l, ..] => l.is_ascii_hexdigit(),
+        _ => false,
+    })
+}
+
 fn unescape(lo: usize, line: &[u8]) -> Option<Unescaped> {
-    memchr::memchr2(b'%', b'\\', line)?;
+    if !has_escape(line) {
+        return None;
+    }
     let mut bytes = Vec::with_capacity(line.len());
     let mut raw = Vec::with_capacity(line.len() + 1);
     let (mut url, mut json) = (false, false);

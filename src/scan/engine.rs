@@ -39,8 +39,6 @@ pub struct Scanner {
     suppressed: [AtomicU64; 3],
     /// Rules with `files:` path regexes.
     whole_file_rules: Vec<usize>,
-    /// Finds the base64 forms of the keywords (decode.rs).
-    base64_finder: Option<aho_corasick::AhoCorasick>,
 }
 
 /// Findings the user's filters dropped, by filter.
@@ -82,11 +80,10 @@ impl Scanner {
                 }
             }
         }
-        // The base64 forms of every keyword, searched by their own
-        // automaton: in the prefilter's case-insensitive regex they made its
-        // lazy DFA six times larger and the scan four times slower (measured
-        // with bench/compare.sh); base64 is case-sensitive anyway.
+        // The base64 forms of every keyword, found by the prefilter's own
+        // pass (prefilter.rs says why).
         let mut forms: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for rule in rules.rules() {
             for form in rule
                 .spec
@@ -94,16 +91,12 @@ impl Scanner {
                 .iter()
                 .flat_map(|k| decode::base64_forms(k))
             {
-                if !forms.contains(&form) {
+                if seen.insert(form.clone()) {
                     forms.push(form);
                 }
             }
         }
-        let base64_finder = aho_corasick::AhoCorasickBuilder::new()
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&forms)
-            .ok();
-        let prefilter = Prefilter::new(&keywords, &pattern_rules)?;
+        let prefilter = Prefilter::new(&keywords, &pattern_rules, &forms)?;
         let pairs = Pairs::new(rules);
         let whole_file_rules = (0..rules.len())
             .filter(|&i| !rules.rules()[i].files.is_empty())
@@ -126,7 +119,6 @@ impl Scanner {
             allowlist,
             suppressed: Default::default(),
             whole_file_rules,
-            base64_finder,
         })
     }
 
@@ -206,6 +198,12 @@ impl Scanner {
         let escapes = decode && memchr::memchr2(b'%', b'\\', data).is_some();
         let mut hit_any = !whole.is_empty();
         for hit in self.prefilter.hits(data) {
+            if hit.base64 {
+                if decode {
+                    base64_hits.push((hit.start, hit.end));
+                }
+                continue;
+            }
             for &ri in hit.rules {
                 if escapes && hit_starts.last() != Some(&hit.start) {
                     hit_starts.push(hit.start);
@@ -232,9 +230,6 @@ impl Scanner {
                 }
                 hit_any = true;
             }
-        }
-        if let (true, Some(finder)) = (decode, &self.base64_finder) {
-            base64_hits.extend(finder.find_iter(data).map(|m| (m.start(), m.end())));
         }
         let mut candidates: Vec<Candidate> = Vec::new();
         if hit_any {

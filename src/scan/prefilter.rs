@@ -8,6 +8,12 @@
 //! a vectorised (Teddy) search, so the regex crate, which this used before,
 //! fell back to its lazy DFA; the prebuilt aho-corasick DFA needs about a
 //! third less CPU on the benchmark corpus (`bench/scan.sh`).
+//!
+//! The same automaton also finds the base64 forms of the keywords (see
+//! `decode.rs`), so a chunk is walked once: as a second automaton of their
+//! own, the forms cost a whole second pass over every byte, though they
+//! almost never occur. Forms are case-sensitive and the automaton is not, so
+//! a form's hit is kept only when its bytes match exactly.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
 
@@ -19,8 +25,12 @@ pub struct Prefilter {
     /// Finds and names keywords (standard semantics: a search reports the
     /// match that ends first).
     keywords: AhoCorasick,
-    /// For each keyword, the rules that listed it.
+    /// For each keyword, the rules that listed it; empty for base64 forms.
     rules: Vec<Vec<usize>>,
+    /// Patterns from here on are base64 forms.
+    forms_from: usize,
+    /// The base64 forms, exactly as written.
+    forms: Vec<Vec<u8>>,
     /// Length of the longest keyword.
     longest: usize,
 }
@@ -31,22 +41,34 @@ pub struct Hit<'p> {
     pub start: usize,
     pub end: usize,
     pub rules: &'p [usize],
+    /// A base64 form of a keyword, not a keyword (`rules` is empty).
+    pub base64: bool,
 }
 
 impl Prefilter {
-    /// `keywords[i]` wakes the rules `keyword_rules[i]`.
-    pub fn new(keywords: &[String], keyword_rules: &[Vec<usize>]) -> Result<Self, PrefilterError> {
+    /// `keywords[i]` wakes the rules `keyword_rules[i]`; `base64_forms` are
+    /// found too, case-sensitively, and wake no rule.
+    pub fn new(
+        keywords: &[String],
+        keyword_rules: &[Vec<usize>],
+        base64_forms: &[String],
+    ) -> Result<Self, PrefilterError> {
         let err = |e: &dyn std::fmt::Display| PrefilterError(e.to_string());
+        let patterns = keywords.iter().chain(base64_forms);
         let keywords_ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .kind(Some(AhoCorasickKind::DFA))
-            .build(keywords)
+            .build(patterns.clone())
             .map_err(|e| err(&e))?;
+        let mut rules = keyword_rules.to_vec();
+        rules.resize(keywords.len() + base64_forms.len(), Vec::new());
         Ok(Prefilter {
             keywords: keywords_ac,
-            rules: keyword_rules.to_vec(),
-            longest: keywords.iter().map(String::len).max().unwrap_or(0),
+            rules,
+            forms_from: keywords.len(),
+            forms: base64_forms.iter().map(|f| f.as_bytes().to_vec()).collect(),
+            longest: patterns.map(String::len).max().unwrap_or(0),
         })
     }
 
@@ -97,13 +119,19 @@ impl<'p> Iterator for Hits<'p, '_> {
             self.next = 0;
             let input = Input::new(self.data).span(lo..hi);
             for m in self.pf.keywords.find_overlapping_iter(input) {
-                if m.start() <= end {
-                    self.batch.push(Hit {
-                        start: m.start(),
-                        end: m.end(),
-                        rules: &self.pf.rules[m.pattern().as_usize()],
-                    });
+                let p = m.pattern().as_usize();
+                let base64 = p >= self.pf.forms_from;
+                if m.start() > end
+                    || (base64 && self.data[m.range()] != *self.pf.forms[p - self.pf.forms_from])
+                {
+                    continue;
                 }
+                self.batch.push(Hit {
+                    start: m.start(),
+                    end: m.end(),
+                    rules: &self.pf.rules[p],
+                    base64,
+                });
             }
             self.batch.sort_by_key(|h| (h.start, h.end));
             self.at = end + 1;
@@ -121,7 +149,7 @@ mod tests {
     fn prefilter(keywords: &[&str]) -> Prefilter {
         let kws: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
         let rules: Vec<Vec<usize>> = (0..kws.len()).map(|i| vec![i]).collect();
-        Prefilter::new(&kws, &rules).unwrap()
+        Prefilter::new(&kws, &rules, &[]).unwrap()
     }
 
     fn hits(p: &Prefilter, text: &str) -> Vec<(usize, usize, Vec<usize>)> {
@@ -152,6 +180,17 @@ mod tests {
             vec![(0, 6, vec![0]), (5, 8, vec![1])]
         );
         assert_eq!(hits(&p, "t-abc"), vec![(0, 3, vec![1])]);
+    }
+
+    #[test]
+    fn base64_forms_are_found_in_the_same_pass_and_only_as_written() {
+        let kws = vec!["token".to_string()];
+        let p = Prefilter::new(&kws, &[vec![0]], &["Z2hwXw".to_string()]).unwrap();
+        let found: Vec<(usize, usize, bool)> = p
+            .hits(b"a Z2hwXw z2hwxw TOKEN")
+            .map(|h| (h.start, h.end, h.base64))
+            .collect();
+        assert_eq!(found, vec![(2, 8, true), (16, 21, false)]);
     }
 
     #[test]
