@@ -9,6 +9,9 @@
 //!   the webhook target reads (github_api.rs)
 //! - Slack `/api/auth.test`, `/api/auth.revoke` (slack.rs)
 //! - GitLab `/api/v4/personal_access_tokens/self...` (gitlab.rs)
+//! - list-then-delete revokes: npm, SendGrid, Twilio, Heroku
+//!   (revoke_lists.rs); self-revokes: Cloudflare, Vercel, Doppler,
+//!   Buildkite, DigitalOcean (revoke_self.rs); their keys (revoke_keys.rs)
 //! - any provider's read-only verify call under `/_verify/{provider}/...`,
 //!   each credential shape checked as the real API would (verify.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
@@ -23,6 +26,9 @@ mod control;
 mod github;
 mod github_api;
 mod gitlab;
+mod revoke_keys;
+mod revoke_lists;
+mod revoke_self;
 mod slack;
 mod state;
 mod tatum;
@@ -33,6 +39,14 @@ use state::Sim;
 
 /// The control and inspection endpoints, as `--help` lists them.
 pub const CONTROL_ENDPOINTS: &[(&str, &str)] = &[
+    (
+        "POST /_sim/keys/{provider}",
+        "add a key of a list-then-delete or self-revoking provider: {\"key\",\"pair\",\"id\",\"listed_twice\",\"others\"}",
+    ),
+    (
+        "GET  /_sim/keys/{provider}/{fingerprint}",
+        "that key's state (id, revoked, deletes)",
+    ),
     (
         "GET  /_sim/calls",
         "every provider call received (method, path, status, key fingerprint)",
@@ -109,6 +123,9 @@ pub fn router() -> Router {
         .merge(github::routes())
         .merge(slack::routes())
         .merge(gitlab::routes())
+        .merge(revoke_keys::routes())
+        .merge(revoke_lists::routes())
+        .merge(revoke_self::routes())
         .merge(verify::routes())
         .merge(control::routes())
         .layer(axum::middleware::from_fn_with_state(

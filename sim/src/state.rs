@@ -31,6 +31,8 @@ pub struct SimState {
     pub revoked: HashSet<(&'static str, String)>,
     /// Credentials of the generic verify endpoints, by provider.
     pub verify: HashMap<String, Vec<crate::verify::Credential>>,
+    /// Keys of the list-then-delete and self-revoking providers.
+    pub keys: crate::revoke_keys::Book,
     /// Makes every generated key distinct.
     pub generated: u64,
 }

@@ -94,7 +94,13 @@ struct Scope<'a> {
     clock: Clock,
     /// The request so far (headers and `query_signature` only).
     request: Option<Parts>,
+    /// What earlier steps of a multi-step revoke extracted (ids, checked
+    /// to be plain identifiers before they get here).
+    extra: &'a std::collections::BTreeMap<String, String>,
 }
+
+/// No extracted values: every template outside multi-step revokes.
+static NO_EXTRA: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 /// `{{method}}`, `{{host}}`, `{{path}}`, `{{query}}`, `{{body}}`: as sent.
 struct Parts {
@@ -142,11 +148,23 @@ pub fn render(
     what: &str,
     escape: Escape,
 ) -> Result<String, TemplateError> {
+    render_with(text, vars, &NO_EXTRA, what, escape)
+}
+
+/// [`render`] with the values earlier steps extracted.
+pub fn render_with(
+    text: &str,
+    vars: &Vars<'_>,
+    extra: &std::collections::BTreeMap<String, String>,
+    what: &str,
+    escape: Escape,
+) -> Result<String, TemplateError> {
     let scope = Scope {
         vars,
         api_url: vars.api_url,
         clock: Clock::now(),
         request: None,
+        extra,
     };
     render_in(text, &scope, what, escape)
 }
@@ -169,7 +187,9 @@ fn render_in(
     what: &str,
     escape: Escape,
 ) -> Result<String, TemplateError> {
-    let pieces = template::parse(text, scope.request.is_some()).map_err(|e| syntax(what, e))?;
+    let names: Vec<&str> = scope.extra.keys().map(String::as_str).collect();
+    let pieces =
+        template::parse_with(text, scope.request.is_some(), &names).map_err(|e| syntax(what, e))?;
     let mut out = String::with_capacity(text.len() + 64);
     for piece in pieces {
         let expr = match piece {
@@ -228,6 +248,9 @@ fn variable(scope: &Scope<'_>, name: &str, what: &str) -> Result<Vec<u8>, Templa
         },
         "api_url" => bytes(scope.api_url.trim_end_matches('/')),
         _ => {
+            if let Some(v) = scope.extra.get(name) {
+                return bytes(v);
+            }
             if let Some(v) = scope.clock.var(name) {
                 return bytes(&v);
             }
@@ -338,6 +361,12 @@ impl Request {
         }
     }
 
+    /// The URL as sent: it may hold the key, so it is for parsing (a next
+    /// page's origin), never for showing.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Adds a header; its value is marked sensitive so that no debug output
     /// of the HTTP stack prints it.
     pub fn header(mut self, name: &'static str, value: &str) -> Request {
@@ -351,6 +380,17 @@ impl Request {
     pub fn from_template(
         t: &HttpTemplate,
         vars: &Vars<'_>,
+        what: &str,
+    ) -> Result<Request, TemplateError> {
+        Request::from_template_with(t, vars, &NO_EXTRA, what)
+    }
+
+    /// [`Request::from_template`] for a step of a multi-step revoke:
+    /// `extra` holds what the earlier steps extracted.
+    pub fn from_template_with(
+        t: &HttpTemplate,
+        vars: &Vars<'_>,
+        extra: &std::collections::BTreeMap<String, String>,
         what: &str,
     ) -> Result<Request, TemplateError> {
         let invalid = |part, value: &str| TemplateError::Invalid {
@@ -371,6 +411,7 @@ impl Request {
             api_url,
             clock: Clock::now(),
             request: None,
+            extra,
         };
         let mut url = render_in(&t.url, &scope, &format!("{what} url"), Escape::Url)?;
         let body = match &t.body {

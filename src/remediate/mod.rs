@@ -34,6 +34,7 @@ pub mod propagate;
 mod registry;
 pub mod retry;
 mod revoke;
+mod revoke_steps;
 mod schedule;
 mod tatum;
 pub mod urls;

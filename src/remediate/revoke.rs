@@ -10,7 +10,7 @@ use super::http_action::{Reply, Request, Vars};
 use super::playbook::{BoxFuture, Capabilities, Playbook};
 use super::StepError;
 use crate::config::{Action, Config};
-use crate::rules::{HttpTemplate, RuleSet};
+use crate::rules::{HttpTemplate, Revoke, RuleSet};
 use crate::scan::Secret;
 use crate::store::{IncidentRow, Stage, State};
 
@@ -26,6 +26,15 @@ impl TemplatePlaybook {
             config: config.clone(),
             rules,
         }
+    }
+
+    pub(super) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The rule's `manual:` text: what the owner does by hand.
+    fn manual(&self, row: &IncidentRow) -> Option<String> {
+        self.rules.get(&row.rule_id)?.spec.manual.clone()
     }
 }
 
@@ -55,16 +64,31 @@ impl Playbook for TemplatePlaybook {
     }
 
     fn next_steps(&self, row: &IncidentRow) -> Vec<String> {
-        revoke_steps(row)
+        let has_revoke = self
+            .rules
+            .get(&row.rule_id)
+            .is_some_and(|r| r.spec.revoke.is_some());
+        // A revoke that stopped for the owner (a list with no or several
+        // matching entries) says why, not "no revoke action".
+        if let (State::WaitingManual, true, Some(reason)) = (row.state, has_revoke, &row.reason) {
+            return vec![format!(
+                "{reason}; then create a new key for whatever used it."
+            )];
+        }
+        let mut steps = revoke_steps(row);
+        if let (Some(manual), false) = (self.manual(row), row.state == State::Closed) {
+            steps.insert(0, manual.trim().to_string());
+        }
+        steps
     }
 }
 
-enum Flow {
+pub(super) enum Flow {
     Next,
     Stop,
 }
 
-enum Liveness {
+pub(super) enum Liveness {
     Live,
     Dead,
 }
@@ -95,7 +119,7 @@ async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     }
 }
 
-fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<HttpTemplate>) {
+fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<Revoke>) {
     match p.rules.get(&ctx.row().rule_id) {
         Some(rule) => {
             // A tenant-hosted provider's verify (Okta, Vault, ...) names no
@@ -168,7 +192,7 @@ fn says_not_ok(t: &HttpTemplate, reply: &Reply) -> Option<String> {
     )
 }
 
-async fn verify(
+pub(super) async fn verify(
     p: &TemplatePlaybook,
     ctx: &mut Ctx<'_>,
     t: &HttpTemplate,
@@ -233,14 +257,27 @@ async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
         return Ok(Flow::Stop);
     };
     let (verify_t, revoke_t) = templates(p, ctx);
-    let Some(t) = revoke_t else {
-        let reason = format!(
-            "the rule {} has no revoke action: revoke the key in {}'s settings",
-            ctx.row().rule_id,
-            ctx.row().provider
-        );
-        ctx.wait(State::WaitingManual, reason)?;
-        return Ok(Flow::Stop);
+    let t = match revoke_t {
+        Some(Revoke::Call(t)) => t,
+        Some(Revoke::Steps(steps)) => {
+            return super::revoke_steps::run(p, ctx, &key, &steps, verify_t.as_ref()).await
+        }
+        None => {
+            let reason = match p.manual(ctx.row()) {
+                Some(_) => format!(
+                    "{} has no revoke API for rule {}: revoke the key by hand (the alert gives the steps)",
+                    ctx.row().provider,
+                    ctx.row().rule_id
+                ),
+                None => format!(
+                    "the rule {} has no revoke action: revoke the key in {}'s settings",
+                    ctx.row().rule_id,
+                    ctx.row().provider
+                ),
+            };
+            ctx.wait(State::WaitingManual, reason)?;
+            return Ok(Flow::Stop);
+        }
     };
     let earlier = ctx.step_done("revoke")? || ctx.step_uncertain("revoke")?;
     if let (true, Some(v)) = (earlier, &verify_t) {
@@ -304,7 +341,7 @@ async fn call_revoke(
     }
 }
 
-fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError> {
+pub(super) fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError> {
     ctx.note("revoke", result);
     ctx.set_action("revoke");
     ctx.advance(IncidentRow::revoke)?;
@@ -379,13 +416,23 @@ fn describe(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> Vec<String> {
         plan.push("notify the owner; no revoke (policy notify)".into());
         return plan;
     }
-    plan.push(match &revoke_t {
-        Some(t) => format!("revoke: {}", show(t)),
-        None => format!(
+    match &revoke_t {
+        Some(Revoke::Steps(steps)) => {
+            for s in steps {
+                let t = HttpTemplate {
+                    method: s.method.clone(),
+                    url: s.url.clone(),
+                    ..HttpTemplate::default()
+                };
+                plan.push(format!("revoke step {}: {}", s.name, show(&t)));
+            }
+        }
+        Some(Revoke::Call(t)) => plan.push(format!("revoke: {}", show(t))),
+        None => plan.push(format!(
             "revoke: by the owner in {}'s settings (the rule has no revoke action)",
             ctx.row().provider
-        ),
-    });
+        )),
+    }
     if verify_t.is_some() {
         plan.push("confirm: verify answers dead".into());
     }

@@ -5,12 +5,14 @@ mod allow;
 mod gitleaks;
 mod pattern;
 mod schema;
+mod steps;
 pub mod template;
 
 pub use allow::{Candidate as AllowCandidate, CompiledAllow};
 pub use pattern::{Pattern, PatternError};
 pub use schema::{
-    Checksum, HttpTemplate, PairSpec, QuerySignature, RuleAllow, RuleFile, RuleSpec, HTTP_METHODS,
+    Checksum, Find, HttpTemplate, PairSpec, QuerySignature, Revoke, RuleAllow, RuleFile, RuleSpec,
+    Step, HTTP_METHODS,
 };
 
 use crate::limits;
@@ -333,7 +335,23 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
             ));
         }
     }
-    for (what, t) in [("verify", &spec.verify), ("revoke", &spec.revoke)] {
+    if let Some(Revoke::Steps(steps)) = &spec.revoke {
+        steps::validate_steps(steps).map_err(|m| invalid(&id, format!("revoke: {m}")))?;
+        let pair = steps.iter().any(|s| {
+            let mut texts = vec![s.url.as_str()];
+            texts.extend(s.body.as_deref());
+            texts.extend(s.headers.values().map(String::as_str));
+            texts.iter().any(|t| template::uses(t, "pair"))
+        });
+        if pair && spec.pair.is_none() {
+            return Err(invalid(
+                &id,
+                "revoke uses {{pair}} but the rule has no `pair:`; add `pair: {rule: <partner rule id>, within: 5}`".into(),
+            ));
+        }
+    }
+    let revoke_call = spec.revoke.as_ref().and_then(Revoke::call);
+    for (what, t) in [("verify", spec.verify.as_ref()), ("revoke", revoke_call)] {
         if let Some(t) = t {
             validate_template(t).map_err(|m| invalid(&id, format!("{what}: {m}")))?;
             if uses_pair(t) && spec.pair.is_none() {

@@ -38,8 +38,14 @@ pub struct RuleSpec {
     pub pair: Option<PairSpec>,
     #[serde(default)]
     pub verify: Option<HttpTemplate>,
+    /// One call, or `steps:` (calls in order, each fed by the answers of
+    /// the earlier ones).
     #[serde(default)]
-    pub revoke: Option<HttpTemplate>,
+    pub revoke: Option<Revoke>,
+    /// What the owner does by hand where the provider has no revoke API
+    /// (the Dashboard's exact steps); alerts include it.
+    #[serde(default)]
+    pub manual: Option<String>,
     /// What the rule is for, in a sentence.
     #[serde(default)]
     pub description: Option<String>,
@@ -140,6 +146,107 @@ pub struct HttpTemplate {
     /// Management calls: RFC 6901 pointer to a new key in the JSON response.
     #[serde(default)]
     pub new_key_pointer: Option<String>,
+}
+
+/// `revoke:` of a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revoke {
+    /// One call: the key revokes itself (GitHub, Slack, Doppler, ...).
+    Call(HttpTemplate),
+    /// `steps:` in order: look the key's id up, then delete it.
+    Steps(Vec<Step>),
+}
+
+impl Revoke {
+    /// The single call, when this is one.
+    pub fn call(&self) -> Option<&HttpTemplate> {
+        match self {
+            Revoke::Call(t) => Some(t),
+            Revoke::Steps(_) => None,
+        }
+    }
+}
+
+// A map with `steps:` is the multi-step form; any other map is one call.
+// Each form keeps its own `deny_unknown_fields` errors (an untagged enum
+// would only say "did not match any variant").
+impl<'de> Deserialize<'de> for Revoke {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Revoke, D::Error> {
+        use serde::de::Error as _;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Steps {
+            steps: Vec<Step>,
+        }
+        let v = serde_yaml::Value::deserialize(d)?;
+        let multi = v.as_mapping().is_some_and(|m| m.contains_key("steps"));
+        if multi {
+            Steps::deserialize(v)
+                .map(|s| Revoke::Steps(s.steps))
+                .map_err(D::Error::custom)
+        } else {
+            HttpTemplate::deserialize(v)
+                .map(Revoke::Call)
+                .map_err(D::Error::custom)
+        }
+    }
+}
+
+/// One call of a multi-step `revoke:`. Its strings may use the
+/// placeholders of [`super::template`] and the names earlier steps
+/// extracted (`{{key_id}}`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Names the step in the journal (`revoke:<name>`), so a step done is
+    /// never repeated after a restart.
+    pub name: String,
+    pub method: String,
+    pub url: String,
+    /// The base `{{api_url}}` stands for when the config sets none.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Statuses meaning the step succeeded; required for a step that
+    /// changes state (anything but GET and HEAD).
+    #[serde(default)]
+    pub ok: Vec<u16>,
+    /// Statuses meaning the key is already dead (counts as contained).
+    #[serde(default)]
+    pub dead: Vec<u16>,
+    /// Statuses to try again after a pause (429 and 5xx always are).
+    #[serde(default)]
+    pub retry: Vec<u16>,
+    /// Values for later steps: name → RFC 6901 pointer into the answer.
+    #[serde(default)]
+    pub extract: BTreeMap<String, String>,
+    /// Picks the key's own entry out of a list answer.
+    #[serde(default)]
+    pub find: Option<Find>,
+}
+
+/// `find:` of a step: exactly one item of the list must match, or nothing
+/// is deleted and the owner is asked (a key that only looks similar is
+/// never touched).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Find {
+    /// Pointer to the array of candidates in the answer.
+    pub list: String,
+    /// Pointer inside an item → the value it must equal (a template, e.g.
+    /// `{{hex(sha512(secret))}}`); every entry must match.
+    #[serde(rename = "where")]
+    pub matches: BTreeMap<String, String>,
+    /// Values for later steps: name → pointer inside the matching item.
+    #[serde(default)]
+    pub extract: BTreeMap<String, String>,
+    /// Pointer to the next page's URL in the answer (a path or a URL on the
+    /// same host); pages are followed until it is absent.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// `query_signature:` of a template: `&<param>=<value>`.

@@ -5,7 +5,8 @@
 //! of the request already built), a string literal (`"…"`, with `\"`, `\\`,
 //! `\n`), or a function of expressions: `basic(user, password)`,
 //! `concat(a, b, …)`, `after(x, sep)` (what follows the last `sep`: a
-//! Mailchimp key's data centre), `hex(x)`, `base64(x)`, `base64_decode(x)`, `sha256(x)`,
+//! Mailchimp key's data centre), `part(x, sep, "n")` (the n-th piece, from
+//! 0: a SendGrid key's id), `hex(x)`, `base64(x)`, `base64_decode(x)`, `sha256(x)`,
 //! `sha512(x)`, `hmac_sha256(key, msg)`, `hmac_sha384(key, msg)`,
 //! `hmac_sha512(key, msg)`. That covers every shape providers use to take a
 //! key: a header, a bearer token, HTTP basic, a query parameter, a key and
@@ -40,6 +41,7 @@ const FUNCTIONS: &[(&str, Option<usize>)] = &[
     ("basic", Some(2)),
     ("concat", None),
     ("after", Some(2)),
+    ("part", Some(3)),
     ("hex", Some(1)),
     ("base64", Some(1)),
     ("base64_decode", Some(1)),
@@ -70,7 +72,7 @@ pub enum Piece {
 pub enum SyntaxError {
     #[error("`{{{{` without a closing `}}}}`")]
     Unclosed,
-    #[error("unknown placeholder `{0}`; use {{{{secret}}}}, {{{{pair}}}}, {{{{api_url}}}}, {{{{env.NAME}}}}, {{{{timestamp}}}}/{{{{timestamp_ms}}}}/{{{{timestamp_iso}}}}/{{{{amz_date}}}}/{{{{date}}}}, in headers and signatures {{{{method}}}}/{{{{host}}}}/{{{{path}}}}/{{{{query}}}}/{{{{body}}}}, or a function: basic, concat, after, hex, base64, base64_decode, sha256, sha512, hmac_sha256, hmac_sha384, hmac_sha512")]
+    #[error("unknown placeholder `{0}`; use {{{{secret}}}}, {{{{pair}}}}, {{{{api_url}}}}, {{{{env.NAME}}}}, {{{{timestamp}}}}/{{{{timestamp_ms}}}}/{{{{timestamp_iso}}}}/{{{{amz_date}}}}/{{{{date}}}}, in headers and signatures {{{{method}}}}/{{{{host}}}}/{{{{path}}}}/{{{{query}}}}/{{{{body}}}}, or a function: basic, concat, after, part, hex, base64, base64_decode, sha256, sha512, hmac_sha256, hmac_sha384, hmac_sha512")]
     Unknown(String),
     #[error("`{0}` describes the request being built: use it in a header or query_signature, not in the url or body")]
     TooEarly(String),
@@ -87,6 +89,16 @@ pub enum SyntaxError {
 /// Cuts `text` into pieces; every placeholder is parsed and its names
 /// checked (`request_vars`: whether [`REQUEST_VARIABLES`] may appear).
 pub fn parse(text: &str, request_vars: bool) -> Result<Vec<Piece>, SyntaxError> {
+    parse_with(text, request_vars, &[])
+}
+
+/// [`parse`], where `extra` names may appear as variables too (what the
+/// earlier steps of a multi-step revoke extracted).
+pub fn parse_with(
+    text: &str,
+    request_vars: bool,
+    extra: &[&str],
+) -> Result<Vec<Piece>, SyntaxError> {
     let mut pieces = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -104,7 +116,7 @@ pub fn parse(text: &str, request_vars: bool) -> Result<Vec<Piece>, SyntaxError> 
         if p.at != p.s.len() {
             return Err(SyntaxError::Malformed("text after the expression"));
         }
-        check(&expr, request_vars)?;
+        check(&expr, request_vars, extra)?;
         pieces.push(Piece::Expr(expr));
         rest = &after[end + 2..];
     }
@@ -130,10 +142,11 @@ fn closing(s: &str) -> Option<usize> {
     None
 }
 
-fn check(e: &Expr, request_vars: bool) -> Result<(), SyntaxError> {
+fn check(e: &Expr, request_vars: bool, extra: &[&str]) -> Result<(), SyntaxError> {
     match e {
         Expr::Text(_) => Ok(()),
         Expr::Var(v) if VARIABLES.contains(&v.as_str()) => Ok(()),
+        Expr::Var(v) if extra.contains(&v.as_str()) => Ok(()),
         Expr::Var(v) if v.strip_prefix("env.").is_some_and(valid_env) => Ok(()),
         Expr::Var(v) if REQUEST_VARIABLES.contains(&v.as_str()) => match request_vars {
             true => Ok(()),
@@ -155,7 +168,7 @@ fn check(e: &Expr, request_vars: bool) -> Result<(), SyntaxError> {
                     got: args.len(),
                 });
             }
-            args.iter().try_for_each(|a| check(a, request_vars))
+            args.iter().try_for_each(|a| check(a, request_vars, extra))
         }
     }
 }
@@ -266,6 +279,8 @@ pub enum EvalError {
     Variable(String),
     #[error("base64_decode: the value is not base64")]
     NotBase64,
+    #[error("part: the third argument must be a piece number such as \"1\"")]
+    NotIndex,
     #[error("the value is binary (a digest?): wrap it in hex(…) or base64(…)")]
     Binary,
 }
@@ -301,6 +316,26 @@ pub fn eval(
                         .then(|| x.windows(sep.len()).rposition(|w| w == sep))
                         .flatten();
                     at.map_or(x, |i| &x[i + sep.len()..]).to_vec()
+                }
+                "part" => {
+                    // The n-th piece (from 0) of x cut at sep: a SendGrid
+                    // key's id is `part(secret, ".", "1")`.
+                    let (x, sep) = (arg(0), arg(1));
+                    let n: usize = std::str::from_utf8(arg(2))
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                        .ok_or(EvalError::NotIndex)?;
+                    let mut pieces = Vec::new();
+                    let mut rest = x;
+                    while let Some(i) = (!sep.is_empty())
+                        .then(|| rest.windows(sep.len()).position(|w| w == sep))
+                        .flatten()
+                    {
+                        pieces.push(&rest[..i]);
+                        rest = &rest[i + sep.len()..];
+                    }
+                    pieces.push(rest);
+                    pieces.get(n).map(|p| p.to_vec()).unwrap_or_default()
                 }
                 "hex" => hex(arg(0)).into_bytes(),
                 "base64" => b64.encode(arg(0)).into_bytes(),
@@ -448,6 +483,16 @@ mod tests {
         );
         assert_eq!(run(r#"{{after(secret, "-")}}"#).unwrap(), "key");
         assert_eq!(
+            run(r#"{{part("SG.id1.sec", ".", "1")}}"#).unwrap(),
+            "id1",
+            "a SendGrid key's id"
+        );
+        assert_eq!(run(r#"{{part("a.b", ".", "5")}}"#).unwrap(), "");
+        assert_eq!(
+            run(r#"{{part("a.b", ".", "x")}}"#).unwrap_err(),
+            EvalError::NotIndex
+        );
+        assert_eq!(
             run("{{sha256(secret)}}").unwrap_err(),
             EvalError::Binary,
             "a digest must be encoded before it lands"
@@ -462,6 +507,7 @@ mod tests {
     fn bad_placeholders_are_named_at_parse_time() {
         let err = |t: &str, req| parse(t, req).unwrap_err();
         assert!(matches!(err("{{token}}", true), SyntaxError::Unknown(n) if n == "token"));
+        assert!(parse_with("{{api_url}}/keys/{{key_id}}", false, &["key_id"]).is_ok());
         assert!(matches!(
             err("{{md5(secret)}}", true),
             SyntaxError::Unknown(_)
