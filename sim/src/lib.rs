@@ -11,6 +11,8 @@
 //! - GitLab `/api/v4/personal_access_tokens/self...` (gitlab.rs)
 //! - any provider's read-only verify call under `/_verify/{provider}/...`,
 //!   each credential shape checked as the real API would (verify.rs)
+//! - GitHub Actions secrets, sealed boxes opened (actions_secrets.rs)
+//! - Kubernetes Secrets and deployment restarts (kubernetes.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
 //! - control and inspection under `/_sim/...` ([`CONTROL_ENDPOINTS`])
 //!
@@ -18,11 +20,13 @@
 //! line in [`router`].
 #![forbid(unsafe_code)]
 
+mod actions_secrets;
 mod alert_sinks;
 mod control;
 mod github;
 mod github_api;
 mod gitlab;
+mod kubernetes;
 mod slack;
 mod state;
 mod tatum;
@@ -118,6 +122,8 @@ pub fn router() -> Router {
         .with_state(sim)
         .merge(alert_sinks::router())
         .merge(github_api::router())
+        .merge(actions_secrets::router())
+        .merge(kubernetes::router())
 }
 
 /// Serves [`router`] on `listener` until the future is dropped.
