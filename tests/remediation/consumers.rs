@@ -566,3 +566,53 @@ fn a_refusal_that_echoes_the_new_key_is_reported_without_it() {
     );
     s.ws.assert_secrets_hidden(&[&s.key, &new, &s.other], &[&out]);
 }
+
+#[test]
+fn restart_unit_runs_systemctl_try_restart_once() {
+    let ws = Workspace::new();
+    let key = tatum_key("unit");
+    ws.sim.add_tatum_key(&key, true, 0, 0);
+    ws.write("tree/leak.env", &format!("TATUM_API_KEY={key}\n"));
+    ws.write("kms/.env", &format!("TATUM_API_KEY={key}\n"));
+    // systemd is not PID 1 here: a `systemctl` first on PATH records its argv.
+    let bin = ws.write(
+        "bin/systemctl",
+        &format!(
+            "#!/bin/sh\necho \"$@\" >> {}/systemctl.log\n",
+            ws.dir.path().display()
+        ),
+    );
+    super::harness::set_mode(&bin, 0o755);
+    let config = CONFIG
+        .split("      - name: kms-vault")
+        .next()
+        .unwrap_or_default()
+        .replace(
+            "variable: TATUM_API_KEY}",
+            "variable: TATUM_API_KEY, restart_unit: tatum-kms.service}",
+        );
+    ws.config(&config);
+    let path = format!(
+        "{}:{}",
+        ws.path("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let out = crate::support::keysentry()
+        .current_dir(ws.dir.path())
+        .env("PATH", path)
+        .args(ws.scan_args())
+        .output()
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(ws.read("systemctl.log"), "try-restart tatum-kms.service\n");
+    let incident = ws.incident_by_fp(&key);
+    assert_eq!(incident["state"], "closed", "{}", text(&out));
+    assert!(
+        incident["actions"]
+            .to_string()
+            .contains("ran `systemctl try-restart tatum-kms.service`"),
+        "{incident}"
+    );
+}
