@@ -12,6 +12,8 @@
 //! remediation consumers and URLs, the daemon's watch settings), which all
 //! read `config`; inside `config` it would close a circle with each of them.
 
+mod consumers;
+
 use crate::alert::{AlertError, Alerter};
 use crate::config::{
     read, schema_parse_all, Config, ConfigError, Env, GitHubConfig, Problem, ProblemKind,
@@ -131,6 +133,7 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
             check_url(&mut out, format!("providers.{name}.api_url"), u);
         }
     }
+    consumers::check(c, env, &mut out);
     let lookup = |var: &str| env.get(var);
     for problem in Alerter::problems(c, &lookup) {
         out.push(alert_problem(problem, env));
@@ -360,25 +363,6 @@ fn check_tatum(t: &TatumConfig, env: &Env, out: &mut Vec<Problem>) {
     ] {
         if let Some(tmpl) = tmpl {
             check_template(out, &format!("{base}.management.{name}"), tmpl, env);
-        }
-    }
-    for (i, consumer) in t.consumers.iter().enumerate() {
-        let at = format!("{base}.consumers[{i}]");
-        if let Err(e) = std::fs::File::open(&consumer.env_file) {
-            let why = format!("cannot read {}: {e}", consumer.env_file.display());
-            out.push(Problem::machine(format!("{at}.env_file"), why));
-        }
-        if consumer.variable.trim().is_empty() {
-            let why = "must name the variable, e.g. TATUM_API_KEY";
-            out.push(Problem::config(format!("{at}.variable"), why));
-        }
-        match consumer.restart.first() {
-            Some(program) if !command_exists(program) => {
-                let why =
-                    format!("command `{program}` not found (not an executable path, not in PATH)");
-                out.push(Problem::machine(format!("{at}.restart"), why));
-            }
-            _ => {}
         }
     }
 }

@@ -2,12 +2,16 @@
 //! that name their path in the YAML (`alerts[1].url_env`), so a typo never
 //! silently disables a feature. The core never sees clap types.
 
+mod consumer;
 mod env;
 mod problem;
 mod schema;
 
 use crate::limits;
 pub use crate::mask::{regex_cause, safe_message, without_key_like_runs};
+pub use consumer::{
+    Consumer, ConsumerKind, GithubActionsConsumer, KubernetesConsumer, VaultConsumer,
+};
 pub use env::{Env, EnvFileError};
 pub use problem::{Problem, ProblemKind};
 pub(crate) use schema::parse_all as schema_parse_all;
@@ -218,6 +222,9 @@ pub struct SimpleProviderConfig {
     /// Calls per second to this provider; overrides `remediation.rate_limit`.
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// Where a new key of this provider goes after a rotation.
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,17 +255,6 @@ pub struct TatumManagement {
     pub regenerate: Option<HttpTemplate>,
     #[serde(default)]
     pub expire: Option<HttpTemplate>,
-}
-
-/// A service that holds the key in an env file, e.g. Tatum KMS.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Consumer {
-    pub name: String,
-    pub env_file: PathBuf,
-    pub variable: String,
-    #[serde(default)]
-    pub restart: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 //! one simulator and temp workspace per test.
 
 mod config_check;
+mod consumers;
 mod containment;
 mod engine;
 mod hardening;

@@ -37,6 +37,7 @@ pub fn write(dir: &Path, rel: &str, content: &str) {
 }
 
 pub mod daemon;
+pub mod openbao;
 pub mod sim;
 
 use keysentry::scan::Fingerprint;

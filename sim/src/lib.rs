@@ -14,6 +14,8 @@
 //!   Buildkite, DigitalOcean (revoke_self.rs); their keys (revoke_keys.rs)
 //! - any provider's read-only verify call under `/_verify/{provider}/...`,
 //!   each credential shape checked as the real API would (verify.rs)
+//! - GitHub Actions secrets, sealed boxes opened (actions_secrets.rs)
+//! - Kubernetes Secrets and deployment restarts (kubernetes.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
 //! - control and inspection under `/_sim/...` ([`CONTROL_ENDPOINTS`])
 //!
@@ -21,11 +23,13 @@
 //! line in [`router`].
 #![forbid(unsafe_code)]
 
+mod actions_secrets;
 mod alert_sinks;
 mod control;
 mod github;
 mod github_api;
 mod gitlab;
+mod kubernetes;
 mod revoke_keys;
 mod revoke_lists;
 mod revoke_self;
@@ -135,6 +139,8 @@ pub fn router() -> Router {
         .with_state(sim)
         .merge(alert_sinks::router())
         .merge(github_api::router())
+        .merge(actions_secrets::router())
+        .merge(kubernetes::router())
 }
 
 /// Serves [`router`] on `listener` until the future is dropped.

@@ -13,11 +13,11 @@ use crate::config::Config;
 /// after the config is loaded.
 pub fn consumer_problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(t) = &config.providers.tatum {
-        for (i, c) in t.consumers.iter().enumerate() {
+    for (at, consumers) in config.providers.all_consumers() {
+        for (i, c) in consumers.iter().enumerate() {
             if let Some(why) = super::propagate::refusal(c) {
                 out.push(format!(
-                    "providers.tatum.consumers[{i}].env_file: keysentry will not write the new key there: {why}"
+                    "{at}[{i}].env_file: keysentry will not write the new key there: {why}"
                 ));
             }
         }

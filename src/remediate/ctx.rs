@@ -198,6 +198,17 @@ impl<'a> Ctx<'a> {
         self.inner.restart_timeout
     }
 
+    /// What consumers' calls need: the provider call timeout, the
+    /// plain-http rule and the restart timeout.
+    pub fn consumer_reach(&self) -> super::consumer::Reach {
+        let r = &self.inner.config.remediation;
+        super::consumer::Reach {
+            timeout: Duration::from_secs(r.timeout_secs.unwrap_or(15).max(1)),
+            allow_insecure_http: self.inner.config.allow_insecure_http,
+            restart_timeout: self.inner.restart_timeout,
+        }
+    }
+
     /// Whether `key` may replace the leaked key (see [`super::new_key`]).
     pub fn check_new_key(&self, key: &Secret) -> Result<(), String> {
         super::new_key::check(

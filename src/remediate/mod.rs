@@ -17,10 +17,9 @@
 //! them; a playbook may also read them back from where it put them (a
 //! consumer's env file).
 
+pub mod consumer;
 pub mod consumer_check;
 mod ctx;
-#[cfg(unix)]
-mod env_file;
 mod error;
 mod finish;
 pub mod http_action;

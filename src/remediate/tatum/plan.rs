@@ -5,7 +5,7 @@ use super::super::ctx::Ctx;
 use super::super::policy::action_name;
 use super::super::propagate;
 use super::TatumPlaybook;
-use crate::config::{Action, Consumer};
+use crate::config::{Action, Consumer, ConsumerKind};
 use crate::scan::Fingerprint;
 use crate::store::Stage;
 
@@ -75,25 +75,39 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
 }
 
 fn consumer_plan(c: &Consumer, leaked: &Fingerprint) -> String {
-    let holds = match propagate::current_fingerprint(c) {
-        Err(e @ propagate::PropagateError::Refused { .. }) => return format!("refuse {e}"),
-        current => current.ok().flatten().is_some_and(|fp| fp == *leaked),
+    let place = propagate::place(c);
+    // Remote consumers are not read in a dry run: it calls nothing.
+    let holds = match c.kind() {
+        Ok(ConsumerKind::EnvFile) => match propagate::current_value(c) {
+            Err(e) if e.is_refused() => return format!("refuse {e}"),
+            current => current
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.fingerprint() == *leaked),
+        },
+        Ok(ConsumerKind::GithubActions) => true,
+        Ok(_) => {
+            return format!(
+                "propagate: if {place} holds the leaked key, write the new key there and read it back{}",
+                restart_plan(c)
+            )
+        }
+        Err(why) => return format!("consumer {}: {why}", c.name),
     };
     if !holds {
         return format!(
-            "leave consumer {} alone: {} does not hold the leaked key",
-            c.name,
-            c.env_file.display()
+            "leave consumer {} alone: {place} does not hold the leaked key",
+            c.name
         );
     }
-    let restart = if c.restart.is_empty() {
+    format!("propagate: write the new key to {place}{}", restart_plan(c))
+}
+
+fn restart_plan(c: &Consumer) -> String {
+    let what = super::super::consumer::restart::describe(c);
+    if what.is_empty() {
         String::new()
     } else {
-        format!(", then run `{}`", c.restart.join(" "))
-    };
-    format!(
-        "propagate: write the new key to {} ({}){restart}",
-        c.env_file.display(),
-        c.variable
-    )
+        format!(", then {}", what.join(", "))
+    }
 }
