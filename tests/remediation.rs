@@ -4,6 +4,7 @@
 
 mod config_check;
 mod engine;
+mod escrow;
 mod hardening;
 mod harness;
 mod incidents_cli;

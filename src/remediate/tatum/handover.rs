@@ -11,94 +11,228 @@ use crate::rules::RuleSet;
 use crate::scan::{Fingerprint, Secret};
 use crate::store::{IncidentRow, Outcome, Stage, State};
 
-/// The configured consumers by what their env file holds now.
-#[derive(Default)]
-struct Holders {
-    old: Vec<Consumer>,
-    new: Vec<Consumer>,
-    /// A consumer that could not be read: it might hold the leaked key.
-    unreadable: Option<propagate::PropagateError>,
-    /// Consumers whose env file is no safe place for a key (a symlink,
-    /// writable by others): never read, never written.
-    refused: Vec<propagate::PropagateError>,
+/// What one hand-over did at one configured consumer (kept in the
+/// incident's data, shown by `incidents show` and the alert).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ConsumerReport {
+    pub name: String,
+    /// Holds the new key, written by keysentry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub written: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
+    /// Confirm read it back: it holds exactly the new key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verified: bool,
+    /// Refused or failed, and why (never a key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// Left alone, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
-fn holders(
+impl std::fmt::Display for ConsumerReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut done = Vec::new();
+        if self.written {
+            done.push("written");
+        }
+        if self.verified {
+            done.push("verified");
+        }
+        if self.restarted {
+            done.push("restarted");
+        }
+        write!(f, "{}: ", self.name)?;
+        match (&self.failed, &self.skipped) {
+            (Some(why), _) if done.is_empty() => write!(f, "FAILED ({why})"),
+            (Some(why), _) => write!(f, "{}, then FAILED ({why})", done.join(", ")),
+            (None, _) if !done.is_empty() => f.write_str(&done.join(", ")),
+            (None, Some(why)) => write!(f, "left alone ({why})"),
+            (None, None) => f.write_str("not written"),
+        }
+    }
+}
+
+/// What a configured consumer's env file holds now.
+enum Holds {
+    Old,
+    New,
+    /// Another key, none, or no file: left alone (why).
+    Nothing(String),
+    /// No safe place for a key (a symlink, writable by others): never read,
+    /// never written.
+    Refused(propagate::PropagateError),
+    /// Could not be read: it might hold the leaked key.
+    Unreadable(propagate::PropagateError),
+}
+
+fn holds(c: &Consumer, old_fp: &Fingerprint, new_fp: Option<&Fingerprint>) -> Holds {
+    match propagate::current_fingerprint(c) {
+        Ok(Some(fp)) if fp == *old_fp => Holds::Old,
+        Ok(Some(fp)) if Some(&fp) == new_fp => Holds::New,
+        Ok(Some(_)) => Holds::Nothing("it holds another key".into()),
+        Ok(None) => Holds::Nothing(format!("{} is not set there", c.variable)),
+        // A file that does not exist holds no key.
+        Err(propagate::PropagateError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Holds::Nothing(format!("{} does not exist", c.env_file.display()))
+        }
+        Err(e @ propagate::PropagateError::Refused { .. }) => Holds::Refused(e),
+        Err(e) => Holds::Unreadable(e),
+    }
+}
+
+/// The new key when this pass does not hold it: from escrow (a restart, a
+/// retry), else from a consumer an earlier pass wrote it to.
+fn recover_new_key(
     p: &TatumPlaybook,
     ctx: &mut Ctx<'_>,
     old_fp: &Fingerprint,
-    new_fp: Option<&Fingerprint>,
-) -> Holders {
-    let mut h = Holders::default();
-    for c in p.tatum.consumers.iter().cloned() {
-        match propagate::current_fingerprint(&c) {
-            Ok(Some(fp)) if fp == *old_fp => h.old.push(c),
-            Ok(Some(fp)) if Some(&fp) == new_fp => h.new.push(c),
-            Ok(_) => {}
-            // A file that does not exist holds no key.
-            Err(propagate::PropagateError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                let why = format!("skipped: {} does not exist", c.env_file.display());
-                ctx.note(&format!("propagate:{}", c.name), why);
+) -> Result<Option<Secret>, StepError> {
+    let mut data: TatumData = ctx.data();
+    if let Some(key) = ctx.escrowed_key()? {
+        let fp = key.fingerprint();
+        if data.new_fingerprint.as_ref().map_or(true, |f| *f == fp) {
+            let detail = format!("new key {} opened from escrow", key.redacted());
+            let entry = ctx.journal_start("escrow:open")?;
+            ctx.journal_complete(entry, Outcome::Ok, None, &detail)?;
+            ctx.note("escrow:open", detail);
+            if data.new_fingerprint.is_none() {
+                // Sealed just before a crash that came before the rotation
+                // was saved.
+                data.new_fingerprint = Some(fp);
+                data.new_redacted = Some(key.redacted());
+                data.escrowed = true;
+                ctx.set_data(&data);
             }
-            Err(e @ propagate::PropagateError::Refused { .. }) => {
-                ctx.note(&format!("propagate:{}", c.name), e.to_string());
-                h.refused.push(e);
-            }
-            Err(e) => h.unreadable = Some(e),
+            return Ok(Some(key));
         }
     }
-    h
+    let Some(new_fp) = data.new_fingerprint else {
+        return Ok(None);
+    };
+    let written: Vec<Consumer> = p
+        .tatum
+        .consumers
+        .iter()
+        .filter(|c| matches!(holds(c, old_fp, Some(&new_fp)), Holds::New))
+        .cloned()
+        .collect();
+    Ok(key_in(&written, &new_fp))
 }
 
 pub(super) async fn hand_over(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let old_fp = ctx.row().fingerprint.clone();
-    let new_fp = ctx.data::<TatumData>().new_fingerprint;
-    let holders = holders(p, ctx, &old_fp, new_fp.as_ref());
     if ctx.new_secret().is_none() {
-        // A previous run wrote it to a consumer before it stopped.
-        ctx.set_new_secret(new_fp.as_ref().and_then(|fp| key_in(&holders.new, fp)));
+        let recovered = recover_new_key(p, ctx, &old_fp)?;
+        ctx.set_new_secret(recovered);
     }
+    let new_fp = ctx.data::<TatumData>().new_fingerprint;
+    let found: Vec<(Consumer, Holds)> = p
+        .tatum
+        .consumers
+        .iter()
+        .map(|c| (c.clone(), holds(c, &old_fp, new_fp.as_ref())))
+        .collect();
     let Some(new) = ctx.new_secret() else {
-        if holders.old.is_empty() && holders.unreadable.is_none() && holders.refused.is_empty() {
-            ctx.note("propagate", "no consumer held the leaked key");
-            ctx.advance(IncidentRow::propagate)?;
-            return Ok(Flow::Next);
-        }
-        let names: Vec<&str> = holders.old.iter().map(|c| c.name.as_str()).collect();
-        let mut reason = format!(
-            "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
-            ctx.row().id,
-            if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
-        );
-        for e in &holders.refused {
-            reason.push_str(&format!("; {e}"));
-        }
-        ctx.wait(State::WaitingManual, reason)?;
-        return Ok(Flow::Stop);
+        return without_new_key(ctx, &found);
     };
-    for c in &holders.old {
-        write_new_key(ctx, c, &old_fp, &new)?;
-        restart(ctx, c).await?;
-    }
-    for c in &holders.new {
-        // Written by a run that stopped before the restart completed.
-        let step = format!("restart:{}", c.name);
-        if !ctx.step_done(&step)? {
-            restart(ctx, c).await?;
+    let mut reports = Vec::new();
+    for (c, h) in found {
+        let mut r = ConsumerReport {
+            name: c.name.clone(),
+            ..ConsumerReport::default()
+        };
+        match h {
+            Holds::Old => match write_new_key(ctx, &c, &old_fp, &new) {
+                Ok(()) => {
+                    r.written = true;
+                    restart(ctx, &c, &mut r).await?;
+                }
+                Err(e) => r.failed = Some(e.to_string()),
+            },
+            Holds::New => {
+                r.written = true;
+                // Written by a pass that stopped before the restart completed.
+                if ctx.step_done(&format!("restart:{}", c.name))? {
+                    r.restarted = !c.restart.is_empty();
+                } else {
+                    restart(ctx, &c, &mut r).await?;
+                }
+            }
+            Holds::Nothing(why) => {
+                ctx.note(&format!("propagate:{}", c.name), format!("skipped: {why}"));
+                r.skipped = Some(why);
+            }
+            Holds::Refused(e) | Holds::Unreadable(e) => {
+                ctx.note(&format!("propagate:{}", c.name), e.to_string());
+                r.failed = Some(e.to_string());
+            }
         }
+        reports.push(r);
     }
-    if let Some(e) = holders.unreadable {
-        return Err(e.into());
-    }
-    // The others have the new key; a refused one must get it by hand once
-    // its path is fixed (`tatum set-key` finishes then).
-    if let Some(e) = holders.refused.into_iter().next() {
-        return Err(e.into());
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.failed.is_some())
+        .map(|r| r.to_string())
+        .collect();
+    let mut data: TatumData = ctx.data();
+    data.consumers = reports;
+    let escrowed = data.escrowed;
+    ctx.set_data(&data);
+    if !failed.is_empty() {
+        // The others have the new key; this one gets it on the next pass,
+        // from escrow, once what stopped it is fixed.
+        let from = if escrowed {
+            "the new key is in escrow and keysentry writes it there on its next retry"
+        } else {
+            "keysentry retries while this process runs; otherwise finish with `keysentry tatum set-key`"
+        };
+        return Err(ctx.provider_error(
+            "propagate",
+            format!("the new key could not be handed to {}; {from}", failed.join("; ")),
+        ));
     }
     ctx.advance(IncidentRow::propagate)?;
     Ok(Flow::Next)
+}
+
+/// The key was regenerated but this process has no new key (its answer
+/// was lost, or the owner regenerated in the Dashboard).
+fn without_new_key(ctx: &mut Ctx<'_>, found: &[(Consumer, Holds)]) -> Result<Flow, StepError> {
+    let waiting: Vec<&str> = found
+        .iter()
+        .filter(|(_, h)| !matches!(h, Holds::Nothing(_)))
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        ctx.note(
+            "propagate",
+            "no consumer held the leaked key: the new key was written nowhere",
+        );
+        ctx.advance(IncidentRow::propagate)?;
+        return Ok(Flow::Next);
+    }
+    let names: Vec<&str> = found
+        .iter()
+        .filter(|(_, h)| matches!(h, Holds::Old))
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    let mut reason = format!(
+        "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
+        ctx.row().id,
+        if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
+    );
+    for (_, h) in found {
+        if let Holds::Refused(e) = h {
+            reason.push_str(&format!("; {e}"));
+        }
+    }
+    ctx.wait(State::WaitingManual, reason)?;
+    Ok(Flow::Stop)
 }
 
 fn write_new_key(
@@ -115,7 +249,10 @@ fn write_new_key(
         Err(e) => (Outcome::Failed, e.to_string()),
     };
     ctx.journal_complete(entry, outcome, None, &detail)?;
-    written?;
+    if let Err(e) = written {
+        ctx.note(&step, e.to_string());
+        return Err(e.into());
+    }
     let what = format!(
         "wrote the new key to {} ({})",
         c.env_file.display(),
@@ -125,7 +262,14 @@ fn write_new_key(
     Ok(())
 }
 
-async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
+/// Runs the consumer's restart; a failure is the consumer's, recorded in
+/// its report (the others still get the key). Only the store failing is an
+/// error of the pass.
+async fn restart(
+    ctx: &mut Ctx<'_>,
+    c: &Consumer,
+    report: &mut ConsumerReport,
+) -> Result<(), StepError> {
     if c.restart.is_empty() {
         return Ok(());
     }
@@ -137,8 +281,16 @@ async fn restart(ctx: &mut Ctx<'_>, c: &Consumer) -> Result<(), StepError> {
         Err(e) => (Outcome::Failed, e.to_string()),
     };
     ctx.journal_complete(entry, outcome, None, &detail)?;
-    ran?;
-    ctx.note(&step, format!("ran `{}`", c.restart.join(" ")));
+    match ran {
+        Ok(_) => {
+            report.restarted = true;
+            ctx.note(&step, format!("ran `{}`", c.restart.join(" ")));
+        }
+        Err(e) => {
+            ctx.note(&step, e.to_string());
+            report.failed = Some(e.to_string());
+        }
+    }
     Ok(())
 }
 
@@ -178,9 +330,53 @@ pub(super) async fn confirm(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow
             },
             None => ctx.note("confirm:new", "skipped: the new key is not available to this process"),
         }
+        check_copies(p, ctx)?;
     }
     ctx.advance(IncidentRow::confirm)?;
     Ok(Flow::Next)
+}
+
+/// Every consumer keysentry wrote holds exactly the new key now (KMS must
+/// sign with the key Tatum knows): read back and compared by fingerprint.
+fn check_copies(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
+    let mut data: TatumData = ctx.data();
+    let Some(new_fp) = data.new_fingerprint.clone() else {
+        return Ok(());
+    };
+    let mut wrong = Vec::new();
+    for r in data.consumers.iter_mut().filter(|r| r.written) {
+        let Some(c) = p.tatum.consumers.iter().find(|c| c.name == r.name) else {
+            continue;
+        };
+        let step = format!("confirm:{}", c.name);
+        match propagate::current_fingerprint(c) {
+            Ok(Some(fp)) if fp == new_fp => {
+                r.verified = true;
+                ctx.note(&step, "holds the new key");
+            }
+            other => {
+                let why = match other {
+                    Ok(Some(_)) => "it holds another key now".to_string(),
+                    Ok(None) => format!("{} is no longer set", c.variable),
+                    Err(e) => e.to_string(),
+                };
+                ctx.note(&step, format!("does not hold the new key: {why}"));
+                r.verified = false;
+                wrong.push(format!("{}: {why}", c.name));
+            }
+        }
+    }
+    ctx.set_data(&data);
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(ctx.provider_error(
+        "confirm",
+        format!(
+            "a consumer keysentry wrote does not hold the new key ({}); check what changed it",
+            wrong.join("; ")
+        ),
+    ))
 }
 
 /// Checks the key the owner pasted before the lease is taken: not the
@@ -220,9 +416,13 @@ pub(super) async fn set_key(
             ctx.note("set-key", format!("new key is live but rate-limited ({s})"))
         }
     }
+    // Sealed before any consumer is written, as a key from a management
+    // answer is.
+    let escrowed = super::rotate::seal(ctx, &new);
     let mut data: TatumData = ctx.data();
     data.new_fingerprint = Some(new.fingerprint());
     data.new_redacted = Some(new.redacted());
+    data.escrowed |= escrowed;
     ctx.set_data(&data);
     ctx.set_action("regenerate");
     ctx.set_new_secret(Some(new));
