@@ -173,6 +173,7 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
         }
     }
     check_rates(c, &mut out);
+    out.extend(crate::remediate::escrow::problems(c));
     for (i, o) in c.owners.iter().enumerate() {
         if !o.email.contains('@') {
             let at = format!("owners[{i}].email");

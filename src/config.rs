@@ -187,6 +187,25 @@ pub struct RemediationConfig {
     /// (default 86400: once a day).
     #[serde(default)]
     pub reminder_interval_secs: Option<u64>,
+    /// Where every new key is sealed (age) the moment it arrives, before any
+    /// consumer is written (src/remediate/escrow.rs).
+    #[serde(default)]
+    pub escrow: Option<EscrowConfig>,
+}
+
+/// `remediation.escrow`: new keys are sealed to these age recipients and to
+/// the service's own identity, and kept sealed in the store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscrowConfig {
+    /// `age1…` public keys that can always decrypt a new key
+    /// (`keysentry incidents new-key ID | age -d -i KEY`).
+    #[serde(default)]
+    pub age_recipients: Vec<String>,
+    /// The service's own age identity (default: the systemd credential
+    /// `escrow.key` if handed over, else /etc/keysentry/escrow.key).
+    #[serde(default)]
+    pub identity_file: Option<PathBuf>,
 }
 
 // No `deny_unknown_fields` here: with `flatten` it would reject every simple
@@ -303,6 +322,10 @@ pub struct OwnerRule {
     #[serde(rename = "match")]
     pub matcher: OwnerMatch,
     pub email: String,
+    /// This owner's `age1…` public keys: new keys of their incidents are
+    /// sealed to them too.
+    #[serde(default)]
+    pub age_recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

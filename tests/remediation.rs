@@ -6,6 +6,7 @@ mod config_check;
 mod consumers;
 mod containment;
 mod engine;
+mod escrow;
 mod hardening;
 mod harness;
 mod incidents_cli;

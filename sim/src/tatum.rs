@@ -173,6 +173,10 @@ fn expire(s: &mut SimState, old: &str) -> bool {
         Some(k) if k.state != KeyState::Dead => {
             k.state = KeyState::Dead;
             k.expirations += 1;
+            // As Tatum does: expiring deletes the Virtual Accounts and
+            // notification subscriptions bound to the key, for good.
+            k.subscriptions = 0;
+            k.accounts = 0;
             true
         }
         _ => false,

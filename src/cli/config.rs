@@ -27,14 +27,24 @@ pub enum ConfigCommand {
         #[arg(long = "rules", value_name = "DIR")]
         rules: Vec<PathBuf>,
     },
+    /// Create the service's escrow identity (an age X25519 key, mode 0600,
+    /// never over an existing file) and print its public recipient.
+    InitEscrow {
+        /// Where to create it [default: /etc/keysentry/escrow.key].
+        #[arg(long, value_name = "FILE")]
+        identity_file: Option<PathBuf>,
+    },
 }
 
 pub fn run(cmd: ConfigCommand) -> Result<ExitCode> {
-    let ConfigCommand::Check {
-        file,
-        env_file,
-        rules,
-    } = cmd;
+    let (file, env_file, rules) = match cmd {
+        ConfigCommand::Check {
+            file,
+            env_file,
+            rules,
+        } => (file, env_file, rules),
+        ConfigCommand::InitEscrow { identity_file } => return init_escrow(identity_file),
+    };
     let (file, _) = super::incidents::config_path(file.as_deref());
     let env = match &env_file {
         Some(p) => Env::from_file(p)?,
@@ -57,4 +67,20 @@ pub fn run(cmd: ConfigCommand) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(2))
     }
+}
+
+/// `config init-escrow`: the identity file, and what to do with it.
+fn init_escrow(path: Option<PathBuf>) -> Result<ExitCode> {
+    use keysentry::remediate::escrow;
+    let path = path.unwrap_or_else(|| PathBuf::from(escrow::DEFAULT_IDENTITY));
+    let public = escrow::init_identity(&path)?;
+    println!("{public}");
+    eprintln!(
+        "created {} (mode 0600): keysentry seals every new key to {public} (and to \
+         remediation.escrow.age_recipients); set `remediation: {{escrow: {{identity_file: {}}}}}` \
+         unless it is the default, and keep the file out of backups of the store",
+        path.display(),
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

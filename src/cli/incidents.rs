@@ -56,6 +56,19 @@ enum IncidentsCommand {
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
     },
+    /// Print the incident's new key as sealed in escrow (ASCII-armored age),
+    /// for `age -d -i YOUR_IDENTITY`. Never the key in clear.
+    NewKey { id: i64 },
+    /// Expire the incident's key rather than regenerate it (Tatum). Expiring
+    /// deletes the virtual accounts and notification subscriptions bound to
+    /// the key, irreversibly: with any bound, it takes --force.
+    Expire {
+        id: i64,
+        /// Expire even though virtual accounts or subscriptions are bound
+        /// (or not yet counted); they are deleted.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
@@ -73,7 +86,42 @@ pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
         IncidentsCommand::Show { id } => show(&store, id, json),
         IncidentsCommand::Resolve { id, note } => resolve(&config, &store, id, &note, json),
         IncidentsCommand::Reopen { id, note } => reopen(&config, &store, id, note.as_deref(), json),
+        IncidentsCommand::NewKey { id } => new_key(&store, id, json),
+        IncidentsCommand::Expire { id, force } => {
+            let said = keysentry::remediate::request_expire(&store, id, force)?;
+            if json {
+                println!("{}", json!({ "incident": id, "expire": true, "force": force, "result": said }));
+            } else {
+                println!("{said}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `incidents new-key ID`: the escrowed ciphertext, as `age -d` reads it.
+fn new_key(store: &Store, id: i64, json: bool) -> Result<ExitCode> {
+    store
+        .incident(id)?
+        .with_context(|| format!("no incident {id}; `keysentry incidents list` shows them"))?;
+    let Some(row) = store.escrow(id)? else {
+        bail!(
+            "incident {id} has no new key in escrow: keysentry seals a new key there only when \
+             `remediation.escrow` is configured and a rotation gave it one (`incidents show {id}` \
+             says what happened to its key)"
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    } else {
+        print!("{}", row.ciphertext);
+        eprintln!(
+            "sealed {} to: {} (decrypt with `age -d -i IDENTITY`)",
+            row.created_at,
+            row.recipients.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The config every store-reading command uses when given none: the

@@ -219,6 +219,69 @@ impl<'a> Ctx<'a> {
         )
     }
 
+    /// Whether new keys are escrowed: `Ok(false)` when no escrow is
+    /// configured, the reason when it is but cannot be used.
+    pub fn escrow_ready(&self) -> Result<bool, StepError> {
+        match &self.inner.escrow {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(why)) => Err(StepError::Escrow(why.clone())),
+        }
+    }
+
+    /// Seals a new key in escrow (journaled), before anything else is done
+    /// with it. `Ok(false)` when no escrow is configured.
+    pub fn seal_new_key(&mut self, key: &Secret) -> Result<bool, StepError> {
+        let escrow = match &self.inner.escrow {
+            None => return Ok(false),
+            Some(Ok(e)) => e,
+            Some(Err(why)) => return Err(StepError::Escrow(why.clone())),
+        };
+        let entry = self.journal_start("escrow")?;
+        let sealed = escrow
+            .seal(key, self.row.owner.as_deref())
+            .map_err(|e| StepError::Escrow(e.to_string()))
+            .and_then(|s| {
+                let fp = key.fingerprint();
+                self.inner
+                    .store
+                    .put_escrow(self.row.id, &fp, &s.armored, &s.recipients)?;
+                Ok(s.recipients.len())
+            });
+        match sealed {
+            Ok(n) => {
+                let detail = format!("new key {} sealed to {n} age recipients", key.redacted());
+                self.journal_complete(entry, Outcome::Ok, None, &detail)?;
+                self.note("escrow", detail);
+                Ok(true)
+            }
+            Err(e) => {
+                self.journal_complete(entry, Outcome::Failed, None, &e.to_string())?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The newest escrowed new key of this incident, opened with the
+    /// service's identity, when there is one and escrow is configured.
+    pub fn escrowed_key(&self) -> Result<Option<Secret>, StepError> {
+        let Some(Ok(escrow)) = &self.inner.escrow else {
+            return Ok(None);
+        };
+        let Some(row) = self.inner.store.escrow(self.row.id)? else {
+            return Ok(None);
+        };
+        let key = escrow
+            .open(&row.ciphertext)
+            .map_err(|e| StepError::Escrow(e.to_string()))?;
+        if key.fingerprint().to_string() != row.fingerprint {
+            return Err(StepError::Escrow(
+                "the escrowed key does not match its recorded fingerprint".into(),
+            ));
+        }
+        Ok(Some(key))
+    }
+
     /// True when `step` completed `ok` for this incident at least once.
     pub fn step_done(&self, step: &str) -> Result<bool, StepError> {
         Ok(self.inner.store.step_done(self.row.id, step)?)

@@ -33,6 +33,9 @@ pub enum RemediateError {
     NewKey(String),
     #[error("incident {id}: {source}")]
     Step { id: i64, source: StepError },
+    /// `incidents expire` refused (its message).
+    #[error("{0}")]
+    Expire(String),
 }
 
 /// Why a playbook step could not finish. Never holds a key.
@@ -58,6 +61,10 @@ pub enum StepError {
     Propagate(#[from] PropagateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `remediation.escrow` is configured but cannot be used, or a sealed
+    /// key cannot be opened.
+    #[error("escrow: {0}")]
+    Escrow(String),
     /// A playbook asked for a transition the state machine refuses: a bug,
     /// reported rather than written.
     #[error(transparent)]

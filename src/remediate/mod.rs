@@ -21,6 +21,7 @@ pub mod consumer;
 pub mod consumer_check;
 mod ctx;
 mod error;
+pub mod escrow;
 mod finish;
 pub mod http_action;
 mod lease;
@@ -57,6 +58,12 @@ pub(crate) use registry::Registry;
 pub fn incident_details(row: &IncidentRow) -> Vec<(&'static str, String)> {
     Registry::details(row)
 }
+/// `keysentry incidents expire ID [--force]`: asks for the incident's key
+/// to be expired on the next pass (see `tatum::expire`).
+pub fn request_expire(store: &Store, id: i64, force: bool) -> Result<String, RemediateError> {
+    tatum::expire::request(store, id, force)
+}
+
 use http_action::HttpClient;
 use lease::ActiveGuard;
 use playbook::{HandOverError, Playbook};
@@ -106,6 +113,10 @@ struct Inner {
     /// work only, not of every incident ever seen.
     /// Shared with the engine a reload replaces this one with.
     secrets: Arc<Mutex<HashMap<i64, Secret>>>,
+    /// `remediation.escrow`: `None` when not configured, the reason when it
+    /// is but cannot be used (then nothing is rotated: a new key would have
+    /// nowhere safe to go first).
+    escrow: Option<Result<escrow::Escrow, String>>,
     /// Incidents a task of this process is working on right now (shared
     /// likewise).
     active: Arc<Mutex<HashSet<i64>>>,
@@ -198,6 +209,9 @@ impl Engine {
                 contain_slots: Arc::new(Semaphore::new(concurrency)),
                 rotate_slots: Arc::new(Semaphore::new(concurrency)),
                 secrets: Arc::default(),
+                escrow: escrow::Escrow::load(config)
+                    .transpose()
+                    .map(|r| r.map_err(|e| e.to_string())),
                 active: Arc::default(),
             }),
         })

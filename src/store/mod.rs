@@ -8,6 +8,7 @@
 //! functions over [`Store::with_conn`].
 
 mod daemon;
+mod escrow;
 mod incidents;
 mod journal;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod transition;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
+pub use escrow::EscrowRow;
 pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, PlaybookData, STATES};
 pub use journal::{JournalEntry, Outcome};
 pub use lifecycle::{EventRow, Reopened, TransitionError};
@@ -43,6 +45,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_typed_incidents",
         include_str!("migrations/0005_typed_incidents.sql"),
     ),
+    ("0006_escrow", include_str!("migrations/0006_escrow.sql")),
 ];
 
 /// The database file name inside the state directory.

@@ -137,7 +137,8 @@ impl Workspace {
     }
 
     /// No key in any store file (database, WAL), nor in `outputs`, nor in
-    /// any alert recorded for any incident or received by the sinks.
+    /// any alert recorded for any incident or received by the sinks, nor in
+    /// `incidents list`, `show` or `new-key`.
     pub fn assert_secrets_hidden(&self, keys: &[&str], outputs: &[&Output]) {
         let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
         for entry in std::fs::read_dir(self.path("state")).expect("state dir") {
@@ -163,6 +164,11 @@ impl Workspace {
                 json.to_string().into_bytes(),
             ));
             haystacks.push(("incidents show".into(), text.into_bytes()));
+            // The escrowed ciphertext (or why there is none).
+            let id = incident["id"].to_string();
+            let sealed = self.keysentry(&["incidents", "new-key", &id, "--config", &config]);
+            haystacks.push(("incidents new-key stdout".into(), sealed.stdout));
+            haystacks.push(("incidents new-key stderr".into(), sealed.stderr));
         }
         for key in keys {
             // The redacted form shows a short prefix: look for the rest.

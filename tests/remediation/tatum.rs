@@ -171,6 +171,8 @@ fn expire_happens_only_when_nothing_is_bound() {
     let ws = Workspace::new();
     let free = leaked(&ws, "free", 0, 0);
     let bound = leaked(&ws, "bound", 3, 0);
+    // KMS holds the bound key: its regenerate has somewhere to go.
+    with_kms(&ws, &bound);
     ws.config(&REGENERATE.replace("policy: {tatum: regenerate}", "policy: {tatum: expire}"));
 
     ws.scan();
@@ -576,6 +578,7 @@ fn a_manual_expire_is_noticed_by_the_next_run_and_closed() {
 fn a_verify_timeout_is_retried() {
     let ws = Workspace::new();
     let key = leaked(&ws, "slow", 0, 0);
+    with_kms(&ws, &key);
     ws.config(&regenerate_with_timeout(1));
     ws.sim
         .fault(json!({"path": "/v3/tatum/version", "hang_ms": 5000, "status": 200}));
@@ -601,6 +604,7 @@ fn a_verify_timeout_is_retried() {
 fn a_regenerate_answered_500_is_verified_before_it_is_sent_again() {
     let ws = Workspace::new();
     let key = leaked(&ws, "flaky", 0, 0);
+    with_kms(&ws, &key);
     ws.config(REGENERATE);
     // Refused without effect: the old key still works, so it is sent again.
     ws.sim

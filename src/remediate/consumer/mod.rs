@@ -262,23 +262,25 @@ impl ConsumerReport {
 }
 
 impl std::fmt::Display for ConsumerReport {
+    /// `kms: written, verified, restarted`, `other: FAILED (why)`,
+    /// `old: left alone (why)`: what alerts and `incidents show` print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): ", self.name, self.kind)?;
-        if let Some(why) = &self.skipped {
-            return write!(f, "left alone: {why}");
+        let done: Vec<&str> = [
+            (self.written, "written"),
+            (self.verified, "verified"),
+            (self.restarted, "restarted"),
+        ]
+        .into_iter()
+        .filter_map(|(yes, what)| yes.then_some(what))
+        .collect();
+        write!(f, "{}: ", self.name)?;
+        match (&self.error, &self.skipped) {
+            (Some(why), _) if done.is_empty() => write!(f, "FAILED ({why})"),
+            (Some(why), _) => write!(f, "{}, then FAILED ({why})", done.join(", ")),
+            (None, _) if !done.is_empty() => f.write_str(&done.join(", ")),
+            (None, Some(why)) => write!(f, "left alone ({why})"),
+            (None, None) => f.write_str("not written"),
         }
-        let yes = |b: bool| if b { "yes" } else { "no" };
-        write!(
-            f,
-            "written {}, verified {}, restarted {}",
-            yes(self.written),
-            yes(self.verified),
-            yes(self.restarted)
-        )?;
-        if let Some(e) = &self.error {
-            write!(f, "; FAILED: {e}")?;
-        }
-        Ok(())
     }
 }
 
@@ -294,14 +296,15 @@ mod tests {
             ..Consumer::default()
         };
         let mut r = ConsumerReport::new(&c);
+        assert_eq!(r.to_string(), "kms: not written");
         r.written = true;
-        assert_eq!(
-            r.to_string(),
-            "kms (vault): written yes, verified no, restarted no"
-        );
+        assert_eq!(r.to_string(), "kms: written");
         r.error = Some("token lacks policy".into());
-        assert!(r.to_string().ends_with("; FAILED: token lacks policy"));
+        assert_eq!(r.to_string(), "kms: written, then FAILED (token lacks policy)");
+        r.written = false;
+        assert_eq!(r.to_string(), "kms: FAILED (token lacks policy)");
+        r.error = None;
         r.skipped = Some("holds another key".into());
-        assert_eq!(r.to_string(), "kms (vault): left alone: holds another key");
+        assert_eq!(r.to_string(), "kms: left alone (holds another key)");
     }
 }

@@ -8,6 +8,7 @@
 //! without keysentry learning the answer is never simply repeated: the old
 //! key is verified first, and a 401 means it happened.
 
+pub(crate) mod expire;
 mod handover;
 mod plan;
 mod rotate;
@@ -23,6 +24,7 @@ use crate::config::{Action, Config, Consumer, TatumConfig};
 use crate::rules::RuleSet;
 use crate::scan::{Fingerprint, Secret};
 use crate::store::{IncidentRow, Stage, State};
+pub(crate) use super::consumer::ConsumerReport;
 use handover::{confirm, hand_over};
 use reqwest::Method;
 use rotate::rotate;
@@ -63,6 +65,26 @@ pub(crate) struct TatumData {
     pub new_fingerprint: Option<Fingerprint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_redacted: Option<String>,
+    /// The new key was sealed in escrow (`incidents new-key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub escrowed: bool,
+    /// A regenerate is held back: no consumer holds the key and no escrow
+    /// is configured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_destination: bool,
+    /// The owner asked to expire this key (`incidents expire ID`), with
+    /// `--force` when anything is bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_requested: Option<ExpireRequest>,
+    /// What the last hand-over did at each configured consumer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerReport>,
+}
+
+/// `keysentry incidents expire ID [--force]`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ExpireRequest {
+    pub force: bool,
 }
 
 /// The Tatum playbook, with its part of the config.
@@ -197,6 +219,19 @@ pub(crate) fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
     }
     if let Some(n) = data.new_redacted {
         out.push(("new key", n));
+    }
+    if data.escrowed {
+        out.push((
+            "escrow",
+            format!(
+                "the new key is sealed with age: `keysentry incidents new-key {}` prints it for `age -d`",
+                row.id
+            ),
+        ));
+    }
+    if !data.consumers.is_empty() {
+        let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
+        out.push(("consumers", each.join("; ")));
     }
     out
 }
@@ -401,15 +436,25 @@ async fn inventory(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
             show(accounts)
         ),
     );
-    let policy = ctx.policy();
+    let requested = data.expire_requested;
+    let policy = match requested {
+        Some(_) => Action::Expire,
+        None => ctx.policy(),
+    };
     let effective = match policy {
         Action::Expire | Action::Revoke => {
             // Unknown counts count as bound: expiring blind could break them.
             let bound = subs.map_or(true, |n| n > 0) || accounts.map_or(true, |n| n > 0);
-            if bound && !p.tatum.force_expire {
+            let forced = p.tatum.force_expire || requested.is_some_and(|r| r.force);
+            if bound && !forced {
                 ctx.note(
                     "policy",
-                    "expire → regenerate: an expired key would stop the bound subscriptions and virtual accounts (set force_expire: true to expire anyway)",
+                    format!(
+                        "expire → regenerate: expiring deletes the {} subscriptions and {} virtual accounts bound to the key, irreversibly; to expire anyway run `keysentry incidents expire {} --force`",
+                        show(subs),
+                        show(accounts),
+                        ctx.row().id
+                    ),
                 );
                 Action::Regenerate
             } else {

@@ -53,6 +53,30 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
             cfg.management.regenerate.as_ref(),
         )
     };
+    let leaked = &ctx.row().fingerprint;
+    // A dry run reads no remote consumer: one may hold the key.
+    let held = cfg.consumers.iter().any(|c| match c.kind() {
+        Ok(ConsumerKind::EnvFile) => matches!(
+            propagate::current_value(c),
+            Ok(Some(v)) if v.fingerprint() == *leaked
+        ),
+        Ok(_) => true,
+        Err(_) => false,
+    });
+    let escrow = ctx.escrow_ready();
+    if !expire && template.is_some() {
+        match (&escrow, held) {
+            (Err(e), _) => plan.push(format!("stop before {verb}: {e}")),
+            (Ok(false), false) => {
+                plan.push(format!("hold back {verb}: no consumer holds this key and no escrow is configured (the new key would go nowhere); alert the owner"));
+                return plan;
+            }
+            (Ok(true), _) => plan.push(
+                "escrow: seal the new key with age before any consumer is written".into(),
+            ),
+            (Ok(false), true) => {}
+        }
+    }
     match template {
         Some(t) => plan.push(format!("{verb}: {} {}", t.method.to_ascii_uppercase(), t.url)),
         None => plan.push(format!(

@@ -5,6 +5,7 @@
 use super::super::ctx::{Accept, Ctx};
 use super::super::http_action::{Reply, Request, Vars};
 use super::super::policy::parse_action;
+use super::super::consumer::{self, Holding};
 use super::super::StepError;
 use super::{leaked_key, verify, Flow, Liveness, TatumData, TatumPlaybook};
 use crate::config::Action;
@@ -44,9 +45,46 @@ pub(super) async fn rotate(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow,
         &mgmt.regenerate
     };
     let Some(template) = template else {
-        return manual(p, ctx, expire, &key).await;
+        return manual(p, ctx, expire, &key, None).await;
     };
+    if !expire {
+        if let Some(why) = no_destination(p, ctx).await? {
+            return manual(p, ctx, expire, &key, Some(why)).await;
+        }
+    }
+    let mut data: TatumData = ctx.data();
+    if data.no_destination {
+        data.no_destination = false;
+        ctx.set_data(&data);
+    }
     call_management(p, ctx, &key, expire, template).await
+}
+
+/// Why a regenerate must not be called: a new key needs somewhere to go
+/// before it exists (a consumer that holds the leaked key, or the escrow),
+/// or it would be lost the moment it arrives. An escrow that is configured
+/// but broken is an error: the owner asked for it, so nothing rotates
+/// without it.
+async fn no_destination(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Result<Option<String>, StepError> {
+    if ctx.escrow_ready()? {
+        return Ok(None);
+    }
+    let leaked = &ctx.row().fingerprint;
+    let reach = ctx.consumer_reach();
+    for c in &p.tatum.consumers {
+        // A GitHub Actions secret cannot be read: it is declared to hold
+        // the key.
+        if matches!(
+            consumer::holding(c, &reach, leaked, None).await,
+            Ok(Holding::Old { .. } | Holding::Declared)
+        ) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(format!(
+        "no consumer holds this key and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
+        p.tatum.consumers.len()
+    )))
 }
 
 /// Sends the regenerate or expire template. After an answer that may hide
@@ -141,13 +179,16 @@ fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, Str
     Ok(new)
 }
 
-/// The regenerate call succeeded with a usable new key.
+/// The regenerate call succeeded with a usable new key: sealed in escrow
+/// first, before any consumer sees it.
 fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepError> {
     ctx.note(
         "regenerate",
         format!("ok ({}): new key {}", reply.status, new.redacted()),
     );
+    let escrowed = seal(ctx, &new);
     let mut data: TatumData = ctx.data();
+    data.escrowed |= escrowed;
     data.new_fingerprint = Some(new.fingerprint());
     data.new_redacted = Some(new.redacted());
     ctx.set_data(&data);
@@ -155,6 +196,20 @@ fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepEr
     ctx.set_action("regenerate");
     ctx.advance(IncidentRow::rotate)?;
     Ok(Flow::Next)
+}
+
+/// Seals a new key that just arrived. The key is in hand and the old one
+/// dead, so a failure to seal (the store full) does not stop the hand-over
+/// to the consumers: it is noted, and the alert says the key is not in
+/// escrow.
+pub(super) fn seal(ctx: &mut Ctx<'_>, new: &Secret) -> bool {
+    match ctx.seal_new_key(new) {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            ctx.note("escrow", format!("failed: {e}; the new key goes to the consumers only"));
+            false
+        }
+    }
 }
 
 /// The old key is dead: a regenerate or expire happened that this pass did
@@ -172,11 +227,16 @@ fn happened(ctx: &mut Ctx<'_>, expire: bool, why: &str) -> Result<Flow, StepErro
 
 /// No management template: the owner rotates in the Dashboard (the alert
 /// says how) and keysentry polls verify until the old key answers 401.
+///
+/// With `why`, a regenerate keysentry would make itself is held back (the
+/// new key would have nowhere to go): the owner is told why, and the key
+/// stays frozen meanwhile.
 async fn manual(
     p: &TatumPlaybook,
     ctx: &mut Ctx<'_>,
     expire: bool,
     key: &Secret,
+    why: Option<String>,
 ) -> Result<Flow, StepError> {
     if let Liveness::Dead = verify(p, ctx, key, "verify").await? {
         let done = if expire { "expired" } else { "regenerated" };
@@ -187,9 +247,18 @@ async fn manual(
         );
     }
     let verb = if expire { "expire" } else { "regenerate" };
-    ctx.wait(
-        State::WaitingManual,
-        format!("waiting for the owner to {verb} the key in the Tatum Dashboard (no management template configured); keysentry checks until the old key answers 401"),
-    )?;
+    let reason = match why {
+        Some(why) => {
+            let mut data: TatumData = ctx.data();
+            if !data.no_destination {
+                data.no_destination = true;
+                ctx.set_data(&data);
+                ctx.note("regenerate", format!("not called: {why}"));
+            }
+            why
+        }
+        None => format!("waiting for the owner to {verb} the key in the Tatum Dashboard (no management template configured); keysentry checks until the old key answers 401"),
+    };
+    ctx.wait(State::WaitingManual, reason)?;
     Ok(Flow::Stop)
 }

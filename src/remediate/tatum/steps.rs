@@ -1,25 +1,33 @@
 //! What the owner of a Tatum key does by hand, by state: the alert's next
 //! steps, down to the Dashboard's buttons.
 
+use super::TatumData;
 use crate::store::{IncidentRow, Stage, State};
 
 const DASHBOARD: &str = "https://dashboard.tatum.io";
 
-pub(super) fn tatum_steps(row: &IncidentRow, consumers: &[String]) -> Vec<String> {
+pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<String> {
     let expire = row.action.as_deref() == Some("expire");
-    match row.state {
+    let (data, _) = row.playbook_data.get::<TatumData>();
+    let mut steps = match row.state {
         State::Closed if expire => {
             vec!["The leaked key was expired at Tatum; nothing used it that keysentry knows of.".into()]
         }
-        State::Closed => vec![format!(
-            "The leaked key was regenerated at Tatum and no longer works; the new key was handed to the configured consumers ({}). Check that they run.",
-            if consumers.is_empty() { "none".to_string() } else { consumers.join(", ") }
-        )],
+        State::Closed => vec![regenerated(&data)],
+        State::WaitingManual if data.no_destination => vec![
+            "keysentry did not regenerate the key: no consumer holds it and no escrow is configured, so the new key would have been lost. The key is frozen (no transactions) but still exists.".to_string(),
+            "Configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or add the consumer that uses the key (providers.tatum.consumers): keysentry then regenerates it on its next check.".to_string(),
+            format!("Or expire it: `keysentry incidents expire {} --force` (this deletes the virtual accounts and subscriptions bound to it, irreversibly).", row.id),
+            format!("Or regenerate it in the Tatum Dashboard ({DASHBOARD} → API Keys) and put the new key where the key is used."),
+        ],
         State::WaitingManual if row.stage == Stage::Rotated => vec![format!(
             "Copy the new key from the Tatum Dashboard ({DASHBOARD} → API Keys) and run `keysentry tatum set-key {}` with the key on standard input.",
             row.id
         )],
         State::WaitingManual => dashboard_steps(row, expire),
+        State::Failed if row.stage == Stage::Rotated && data.escrowed => vec![
+            "The key was regenerated and the new key is in escrow: keysentry writes it to the consumers that failed on its next retry, once what stopped them is fixed.".to_string(),
+        ],
         State::Failed | State::Detected | State::Verified => dashboard_steps(row, false),
         State::Contained => {
             let mut steps = vec!["The key is frozen (no transactions) but still exists.".to_string()];
@@ -27,7 +35,46 @@ pub(super) fn tatum_steps(row: &IncidentRow, consumers: &[String]) -> Vec<String
             steps
         }
         _ => Vec::new(),
+    };
+    if row.state != State::Closed {
+        // A hand-over in progress: say what each consumer got so far.
+        let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
+        if !each.is_empty() {
+            steps.insert(0, format!("New key hand-over so far: {}.", each.join("; ")));
+        }
     }
+    if data.escrowed {
+        steps.push(escrow_step(row.id));
+    }
+    steps
+}
+
+/// The closing words of a regenerate: per consumer, what happened, and
+/// never a hand-over that did not happen.
+fn regenerated(data: &TatumData) -> String {
+    let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
+    let written = data.consumers.iter().any(|c| c.written);
+    let mut text =
+        "The leaked key was regenerated at Tatum and no longer works.".to_string();
+    match (written, data.escrowed) {
+        (true, _) => text.push_str(&format!(
+            " The new key was handed over: {}. Check that they run.",
+            each.join("; ")
+        )),
+        (false, true) => text.push_str(
+            " No configured consumer held the leaked key, so the new key was written to no consumer; it is in escrow (below): put it where the key is used.",
+        ),
+        (false, false) => text.push_str(
+            " No configured consumer held the leaked key, so keysentry wrote the new key nowhere: take it from the Tatum Dashboard and put it where the key is used.",
+        ),
+    }
+    text
+}
+
+fn escrow_step(id: i64) -> String {
+    format!(
+        "The new key is sealed with age (escrow): `keysentry incidents new-key {id} > new-key.age && age -d -i YOUR_AGE_IDENTITY new-key.age` recovers it."
+    )
 }
 
 /// The exact Dashboard steps for rotating a Tatum key by hand.
