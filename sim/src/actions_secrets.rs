@@ -90,7 +90,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// The scope named by the path, if the request's token may use it.
-fn authorized(sim: &Shared, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+fn authorized(sim: &Shared, headers: &HeaderMap, scope: &str) -> Result<(), Box<Response>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -101,17 +101,17 @@ fn authorized(sim: &Shared, headers: &HeaderMap, scope: &str) -> Result<(), Resp
         .unwrap_or_default();
     let s = sim.lock();
     if !s.tokens.contains(token) {
-        return Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, "Bad credentials")));
     }
     if !s.scopes.contains_key(scope) {
-        return Err(error(StatusCode::NOT_FOUND, "Not Found"));
+        return Err(Box::new(error(StatusCode::NOT_FOUND, "Not Found")));
     }
     Ok(())
 }
 
 fn public_key(sim: Shared, headers: HeaderMap, scope: String) -> Response {
     if let Err(r) = authorized(&sim, &headers, &scope) {
-        return r;
+        return *r;
     }
     let s = sim.lock();
     let Some(sc) = s.scopes.get(&scope) else {
@@ -123,7 +123,7 @@ fn public_key(sim: Shared, headers: HeaderMap, scope: String) -> Response {
 
 fn metadata(sim: Shared, headers: HeaderMap, scope: String, name: String) -> Response {
     if let Err(r) = authorized(&sim, &headers, &scope) {
-        return r;
+        return *r;
     }
     let s = sim.lock();
     match s.scopes.get(&scope).and_then(|sc| sc.secrets.get(&name)) {
@@ -134,7 +134,7 @@ fn metadata(sim: Shared, headers: HeaderMap, scope: String, name: String) -> Res
 
 fn write(sim: Shared, headers: HeaderMap, scope: String, name: String, body: Value) -> Response {
     if let Err(r) = authorized(&sim, &headers, &scope) {
-        return r;
+        return *r;
     }
     let mut s = sim.lock();
     s.clock += 1;

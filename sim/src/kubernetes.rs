@@ -95,19 +95,19 @@ fn allowed(
     verb: &str,
     what: &str,
     echo: &str,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     match c.tokens.get(token) {
-        None => Err(status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into())),
-        Some(verbs) if !verbs.iter().any(|v| v == verb) => Err(status(
+        None => Err(Box::new(status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized".into()))),
+        Some(verbs) if !verbs.iter().any(|v| v == verb) => Err(Box::new(status(
             StatusCode::FORBIDDEN,
             "Forbidden",
             format!("{what} is forbidden: User \"system:serviceaccount:sim\" cannot {verb} resource; admission denied request {echo}"),
-        )),
+        ))),
         Some(_) => Ok(()),
     }
 }
@@ -135,7 +135,7 @@ async fn get_secret(
 ) -> Response {
     let c = sim.lock();
     if let Err(r) = allowed(&c, &headers, "get", &format!("secrets \"{name}\""), "") {
-        return r;
+        return *r;
     }
     match c.secrets.get(&(ns.clone(), name.clone())) {
         Some(s) => Json(object(&ns, &name, s)).into_response(),
@@ -161,7 +161,7 @@ async fn put_secret(
         &format!("secrets \"{name}\""),
         &body["data"].to_string(),
     ) {
-        return r;
+        return *r;
     }
     c.versions += 1;
     let next = c.versions + 1000;
@@ -223,7 +223,7 @@ async fn patch_deployment(
         &format!("deployments.apps \"{name}\""),
         "",
     ) {
-        return r;
+        return *r;
     }
     let Some(d) = c.deployments.get_mut(&(ns.clone(), name.clone())) else {
         return status(

@@ -63,7 +63,7 @@ fn one(at: &str, c: &Consumer, insecure: bool, env: &Env, out: &mut Vec<Problem>
         ConsumerKind::EnvFile => match &c.env_file {
             Some(file) => {
                 readable(out, format!("{at}.env_file"), file);
-                if c.variable.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                if !c.variable.as_deref().is_some_and(|v| !v.trim().is_empty()) {
                     let why = "must name the variable, e.g. TATUM_API_KEY";
                     out.push(Problem::config(format!("{at}.variable"), why));
                 }
