@@ -258,7 +258,7 @@ async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
     };
     let (verify_t, revoke_t) = templates(p, ctx);
     let t = match revoke_t {
-        Some(Revoke::Call(t)) => t,
+        Some(Revoke::Call(t)) => *t,
         Some(Revoke::Steps(steps)) => {
             return super::revoke_steps::run(p, ctx, &key, &steps, verify_t.as_ref()).await
         }
