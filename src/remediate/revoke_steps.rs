@@ -183,10 +183,17 @@ async fn one(
             )));
         }
         if !ok.contains(&reply.status) {
+            let hint = match reply.status {
+                403 => format!(
+                    "; the key may lack the permission to revoke itself: revoke it in {}'s settings",
+                    ctx.row().provider
+                ),
+                _ => String::new(),
+            };
             return Err(ctx.provider_error(
                 &journal,
                 format!(
-                    "answered {}; the rule expects ok {:?} or dead {:?}",
+                    "answered {}; the rule expects ok {:?} or dead {:?}{hint}",
                     reply.status, step.ok, step.dead
                 ),
             ));
