@@ -37,6 +37,7 @@ mod revoke;
 mod revoke_steps;
 mod schedule;
 mod tatum;
+mod template_call;
 pub mod urls;
 
 use crate::alert::digest::{Digests, DEFAULT_INTERVAL};

@@ -6,8 +6,8 @@
 //! its own.
 
 use super::ctx::{Accept, Ctx};
-use super::http_action::{Reply, Request, Vars};
 use super::playbook::{BoxFuture, Capabilities, Playbook};
+use super::template_call::{api_url, request, says_not_ok, verify, Liveness};
 use super::StepError;
 use crate::config::{Action, Config};
 use crate::rules::{HttpTemplate, Revoke, RuleSet};
@@ -26,10 +26,6 @@ impl TemplatePlaybook {
             config: config.clone(),
             rules,
         }
-    }
-
-    pub(super) fn config(&self) -> &Config {
-        &self.config
     }
 
     /// The rule's `manual:` text: what the owner does by hand.
@@ -83,14 +79,9 @@ impl Playbook for TemplatePlaybook {
     }
 }
 
-pub(super) enum Flow {
+enum Flow {
     Next,
     Stop,
-}
-
-pub(super) enum Liveness {
-    Live,
-    Dead,
 }
 
 async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
@@ -136,95 +127,6 @@ fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Opti
     }
 }
 
-/// `providers.<name>.api_url`, else the provider's public API.
-pub fn api_url(config: &crate::config::Config, provider: &str) -> String {
-    config
-        .providers
-        .others
-        .get(provider)
-        .and_then(|p| p.api_url.clone())
-        .or_else(|| super::policy::default_api_url(provider).map(str::to_string))
-        .unwrap_or_default()
-        .trim_end_matches('/')
-        .to_string()
-}
-
-fn request(
-    p: &TemplatePlaybook,
-    ctx: &Ctx<'_>,
-    t: &HttpTemplate,
-    key: &Secret,
-    what: &str,
-) -> Result<Request, StepError> {
-    let api = api_url(&p.config, &ctx.row().provider);
-    let vars = Vars {
-        secret: key,
-        api_url: &api,
-        allow_insecure_http: p.config.allow_insecure_http,
-    };
-    Ok(Request::from_template(
-        t,
-        &vars,
-        &format!("rule {} {what}", ctx.row().rule_id),
-    )?)
-}
-
-/// Slack-style APIs answer 200 and report failure as `{"ok": false}`.
-fn says_not_ok(t: &HttpTemplate, reply: &Reply) -> Option<String> {
-    if let Some(want) = &t.body_contains {
-        let body = String::from_utf8_lossy(&reply.body);
-        if !body.contains(want.as_str()) {
-            return Some("the response lacks the rule's body_contains text".into());
-        }
-    }
-    let v = reply.json()?;
-    if v.get("ok")?.as_bool()? {
-        return None;
-    }
-    Some(
-        v.get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("ok: false")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect(),
-    )
-}
-
-pub(super) async fn verify(
-    p: &TemplatePlaybook,
-    ctx: &mut Ctx<'_>,
-    t: &HttpTemplate,
-    key: &Secret,
-    step: &str,
-) -> Result<Liveness, StepError> {
-    let req = request(p, ctx, t, key, "verify")?;
-    let answers: Vec<u16> = t.live.iter().chain(&t.dead).copied().collect();
-    let reply = ctx.call(step, &req, Accept::verify(&answers)).await?;
-    if t.dead.contains(&reply.status) {
-        return Ok(Liveness::Dead);
-    }
-    let live = if t.live.is_empty() {
-        (200..300).contains(&reply.status)
-    } else {
-        t.live.contains(&reply.status)
-    };
-    if live {
-        return Ok(match says_not_ok(t, &reply) {
-            Some(_) => Liveness::Dead,
-            None => Liveness::Live,
-        });
-    }
-    Err(ctx.provider_error(
-        step,
-        format!(
-            "answered {}; the rule's verify expects live {:?} or dead {:?}",
-            reply.status, t.live, t.dead
-        ),
-    ))
-}
-
 async fn verify_leaked(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let Some(key) = ctx.secret() else {
         return Ok(Flow::Stop);
@@ -235,7 +137,7 @@ async fn verify_leaked(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, 
         ctx.advance(IncidentRow::skip_verify)?;
         return Ok(Flow::Next);
     };
-    match verify(p, ctx, &t, &key, "verify").await? {
+    match verify(&p.config, ctx, &t, &key, "verify").await? {
         Liveness::Live => {
             ctx.note("verify", "live");
             ctx.advance(IncidentRow::verify)?;
@@ -258,9 +160,14 @@ async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
     };
     let (verify_t, revoke_t) = templates(p, ctx);
     let t = match revoke_t {
-        Some(Revoke::Call(t)) => t,
+        Some(Revoke::Call(t)) => *t,
         Some(Revoke::Steps(steps)) => {
-            return super::revoke_steps::run(p, ctx, &key, &steps, verify_t.as_ref()).await
+            let done =
+                super::revoke_steps::run(&p.config, ctx, &key, &steps, verify_t.as_ref()).await?;
+            return match done {
+                Some(result) => revoked(ctx, &result),
+                None => Ok(Flow::Stop),
+            };
         }
         None => {
             let reason = match p.manual(ctx.row()) {
@@ -281,7 +188,7 @@ async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
     };
     let earlier = ctx.step_done("revoke")? || ctx.step_uncertain("revoke")?;
     if let (true, Some(v)) = (earlier, &verify_t) {
-        if let Liveness::Dead = verify(p, ctx, v, &key, "verify").await? {
+        if let Liveness::Dead = verify(&p.config, ctx, v, &key, "verify").await? {
             return revoked(ctx, "an earlier call took effect (the key no longer works)");
         }
     }
@@ -298,7 +205,7 @@ async fn call_revoke(
     t: &HttpTemplate,
     verify_t: Option<&HttpTemplate>,
 ) -> Result<Flow, StepError> {
-    let req = request(p, ctx, t, key, "revoke")?;
+    let req = request(&p.config, ctx, t, key, "revoke")?;
     let ok: Vec<u16> = if t.ok.is_empty() {
         vec![200, 202, 204]
     } else {
@@ -327,7 +234,7 @@ async fn call_revoke(
             Err(e) => return Err(e),
         };
         if let Some(v) = verify_t {
-            if let Liveness::Dead = verify(p, ctx, v, key, "verify").await? {
+            if let Liveness::Dead = verify(&p.config, ctx, v, key, "verify").await? {
                 return revoked(ctx, "took effect although the answer was lost");
             }
         }
@@ -341,7 +248,7 @@ async fn call_revoke(
     }
 }
 
-pub(super) fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError> {
+fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError> {
     ctx.note("revoke", result);
     ctx.set_action("revoke");
     ctx.advance(IncidentRow::revoke)?;
@@ -351,7 +258,7 @@ pub(super) fn revoked(ctx: &mut Ctx<'_>, result: &str) -> Result<Flow, StepError
 async fn confirm(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let (verify_t, _) = templates(p, ctx);
     match (verify_t, ctx.secret()) {
-        (Some(t), Some(key)) => match verify(p, ctx, &t, &key, "confirm").await? {
+        (Some(t), Some(key)) => match verify(&p.config, ctx, &t, &key, "confirm").await? {
             Liveness::Dead => ctx.note("confirm", "the key no longer works"),
             Liveness::Live => {
                 ctx.wait(

@@ -15,8 +15,9 @@
 
 use super::ctx::{Accept, Ctx};
 use super::http_action::{render_with, Escape, Reply, Request, Vars};
-use super::revoke::{api_url, revoked, verify, Flow, Liveness, TemplatePlaybook};
+use super::template_call::{api_url, verify, Liveness};
 use super::StepError;
+use crate::config::Config;
 use crate::rules::{HttpTemplate, Step};
 use crate::scan::Secret;
 use crate::store::State;
@@ -87,15 +88,17 @@ enum End {
     Stop,
 }
 
-/// Runs `steps` for the leaked `key`; the incident leaves revoked, waiting
-/// for its owner, or with an error (failed, retried on a later run).
+/// Runs `steps` for the leaked `key`: `Some(result)` when the key is
+/// revoked (the caller moves the incident on), `None` when the incident
+/// waits for its owner, an error when a step could not finish (failed,
+/// retried on a later run).
 pub(super) async fn run(
-    p: &TemplatePlaybook,
+    config: &Config,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     steps: &[Step],
     verify_t: Option<&HttpTemplate>,
-) -> Result<Flow, StepError> {
+) -> Result<Option<String>, StepError> {
     let (mut done, mut uncertain) = (false, false);
     for step in steps.iter().filter(|s| changes(s)) {
         done |= ctx.step_done(&journal_name(step))?;
@@ -109,47 +112,49 @@ pub(super) async fn run(
                 ctx.row().provider
             );
             ctx.wait(State::WaitingManual, reason)?;
-            return Ok(Flow::Stop);
+            return Ok(None);
         };
-        if let Liveness::Dead = verify(p, ctx, v, key, "verify").await? {
-            return revoked(ctx, "an earlier call took effect (the key no longer works)");
+        if let Liveness::Dead = verify(config, ctx, v, key, "verify").await? {
+            return Ok(Some(
+                "an earlier call took effect (the key no longer works)".into(),
+            ));
         }
         if done {
             // Accepted once: never sent twice. Confirm checks again.
-            return revoked(ctx, "the provider accepted the revoke earlier");
+            return Ok(Some("the provider accepted the revoke earlier".into()));
         }
     }
     let mut values = Values::new();
     for step in steps {
-        match one(p, ctx, key, step, &mut values, verify_t).await? {
+        match one(config, ctx, key, step, &mut values, verify_t).await? {
             End::Next => {}
-            End::Dead(why) => return revoked(ctx, &why),
-            End::Stop => return Ok(Flow::Stop),
+            End::Dead(why) => return Ok(Some(why)),
+            End::Stop => return Ok(None),
         }
     }
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-    revoked(ctx, &format!("ok (steps {})", names.join(", ")))
+    Ok(Some(format!("ok (steps {})", names.join(", "))))
 }
 
 fn build(
-    p: &TemplatePlaybook,
+    config: &Config,
     ctx: &Ctx<'_>,
     t: &HttpTemplate,
     key: &Secret,
     values: &Values,
     what: &str,
 ) -> Result<Request, StepError> {
-    let api = api_url(p.config(), &ctx.row().provider);
+    let api = api_url(config, &ctx.row().provider);
     let vars = Vars {
         secret: key,
         api_url: &api,
-        allow_insecure_http: p.config().allow_insecure_http,
+        allow_insecure_http: config.allow_insecure_http,
     };
     Ok(Request::from_template_with(t, &vars, values, what)?)
 }
 
 async fn one(
-    p: &TemplatePlaybook,
+    config: &Config,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     step: &Step,
@@ -160,14 +165,14 @@ async fn one(
     let journal = journal_name(step);
     let ok = ok_statuses(step);
     let wanted = match &step.find {
-        Some(find) => wanted_values(p, ctx, key, &find.matches, values, &what)?,
+        Some(find) => wanted_values(config, ctx, key, &find.matches, values, &what)?,
         None => Vec::new(),
     };
     let mut url = step.url.clone();
     let mut found: Vec<serde_json::Value> = Vec::new();
     for page in 1.. {
-        let req = build(p, ctx, &as_template(step, &url), key, values, &what)?;
-        let reply = match send(p, ctx, key, step, &req, verify_t).await? {
+        let req = build(config, ctx, &as_template(step, &url), key, values, &what)?;
+        let reply = match send(config, ctx, key, step, &req, verify_t).await? {
             Some(reply) => reply,
             None => {
                 return Ok(End::Dead(format!(
@@ -183,10 +188,17 @@ async fn one(
             )));
         }
         if !ok.contains(&reply.status) {
+            let hint = match reply.status {
+                403 => format!(
+                    "; the key may lack the permission to revoke itself: revoke it in {}'s settings",
+                    ctx.row().provider
+                ),
+                _ => String::new(),
+            };
             return Err(ctx.provider_error(
                 &journal,
                 format!(
-                    "answered {}; the rule expects ok {:?} or dead {:?}",
+                    "answered {}; the rule expects ok {:?} or dead {:?}{hint}",
                     reply.status, step.ok, step.dead
                 ),
             ));
@@ -246,18 +258,18 @@ async fn one(
 /// The rendered `where:` values (they may derive from the key, e.g. its
 /// hash: compared, never shown).
 fn wanted_values(
-    p: &TemplatePlaybook,
+    config: &Config,
     ctx: &Ctx<'_>,
     key: &Secret,
     matches: &BTreeMap<String, String>,
     values: &Values,
     what: &str,
 ) -> Result<Vec<zeroize::Zeroizing<String>>, StepError> {
-    let api = api_url(p.config(), &ctx.row().provider);
+    let api = api_url(config, &ctx.row().provider);
     let vars = Vars {
         secret: key,
         api_url: &api,
-        allow_insecure_http: p.config().allow_insecure_http,
+        allow_insecure_http: config.allow_insecure_http,
     };
     matches
         .values()
@@ -327,7 +339,7 @@ fn next_page(ctx: &Ctx<'_>, journal: &str, req: &Request, next: &str) -> Result<
 /// Sends one request of a step, retrying as its statuses say. `None`: the
 /// call's answer was lost but verify shows the key dead (it took effect).
 async fn send(
-    p: &TemplatePlaybook,
+    config: &Config,
     ctx: &mut Ctx<'_>,
     key: &Secret,
     step: &Step,
@@ -354,7 +366,7 @@ async fn send(
         };
         if accept.state_changing {
             if let Some(v) = verify_t {
-                if let Liveness::Dead = verify(p, ctx, v, key, "verify").await? {
+                if let Liveness::Dead = verify(config, ctx, v, key, "verify").await? {
                     return Ok(None);
                 }
             }

@@ -152,7 +152,7 @@ pub struct HttpTemplate {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Revoke {
     /// One call: the key revokes itself (GitHub, Slack, Doppler, ...).
-    Call(HttpTemplate),
+    Call(Box<HttpTemplate>),
     /// `steps:` in order: look the key's id up, then delete it.
     Steps(Vec<Step>),
 }
@@ -161,7 +161,7 @@ impl Revoke {
     /// The single call, when this is one.
     pub fn call(&self) -> Option<&HttpTemplate> {
         match self {
-            Revoke::Call(t) => Some(t),
+            Revoke::Call(t) => Some(t.as_ref()),
             Revoke::Steps(_) => None,
         }
     }
@@ -186,7 +186,7 @@ impl<'de> Deserialize<'de> for Revoke {
                 .map_err(D::Error::custom)
         } else {
             HttpTemplate::deserialize(v)
-                .map(Revoke::Call)
+                .map(|t| Revoke::Call(Box::new(t)))
                 .map_err(D::Error::custom)
         }
     }

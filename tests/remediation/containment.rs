@@ -313,6 +313,37 @@ fn a_5xx_on_the_delete_is_retried_and_the_incident_stays_recorded_until_it_works
 }
 
 #[test]
+fn a_key_that_may_not_revoke_itself_fails_with_the_fix_and_leaks_nowhere() {
+    let ws = Workspace::new();
+    let id = issue(&ws, "cloudflare", json!({"key": CLOUDFLARE}));
+    ws.write(
+        "tree/terraform.tfvars",
+        &format!("cloudflare_api_token = \"{CLOUDFLARE}\"\n"),
+    );
+    config(&ws, "");
+    // A token without "API Tokens: Edit".
+    let path = format!("/client/v4/user/tokens/{id}");
+    ws.sim
+        .fault(json!({"path": path, "method": "DELETE", "status": 403, "count": 1}));
+
+    let out = ws.scan();
+
+    assert_eq!(state(&ws, "cloudflare", CLOUDFLARE)["revoked"], false);
+    let incident = ws.incident_by_fp(CLOUDFLARE);
+    assert_eq!(incident["state"], "failed", "{incident}\n{}", text(&out));
+    let reason = incident["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("revoke:delete-token")
+            && reason.contains("403")
+            && reason.contains("cloudflare's settings"),
+        "{reason}"
+    );
+    let alerts = ws.sink("owner").join("\n");
+    assert!(alerts.contains("403"), "{alerts}");
+    ws.assert_secrets_hidden(&[CLOUDFLARE], &[&out]);
+}
+
+#[test]
 fn rules_check_names_a_broken_step() {
     let dir = tempfile::tempdir().unwrap();
     let rule = r#"rules:
