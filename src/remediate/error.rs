@@ -2,7 +2,7 @@
 //! step ([`StepError`]). Neither ever holds a key.
 
 use super::http_action::TemplateError;
-use super::propagate::PropagateError;
+use super::consumer::ConsumerError;
 use crate::rules::RuleError;
 use crate::store::{Refused, State, StoreError};
 
@@ -69,4 +69,14 @@ pub enum StepError {
     /// reported rather than written.
     #[error(transparent)]
     Refused(#[from] Refused),
+}
+
+/// Why a hand-over did not reach every consumer (propagate.rs).
+#[derive(Debug, thiserror::Error)]
+pub enum PropagateError {
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// Some consumers did not get the new key; the others did.
+    #[error("the new key did not reach every consumer: {}; keysentry retries on the next run", .failed.join("; "))]
+    Failed { failed: Vec<String> },
 }

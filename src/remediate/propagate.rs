@@ -17,14 +17,7 @@ use crate::config::{Consumer, ConsumerKind};
 use crate::scan::{Fingerprint, Secret};
 use crate::store::Outcome;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PropagateError {
-    #[error(transparent)]
-    Consumer(#[from] ConsumerError),
-    /// Some consumers did not get the new key; the others did.
-    #[error("the new key did not reach every consumer: {}; keysentry retries on the next run", .failed.join("; "))]
-    Failed { failed: Vec<String> },
-}
+pub use super::error::PropagateError;
 
 /// Why one consumer's hand-over stopped: the consumer (reported, the others
 /// go on) or the journal (the pass stops: nothing unjournaled is done).
