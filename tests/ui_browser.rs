@@ -45,11 +45,7 @@ fn require_browser() {
         chromium().display()
     );
     let driver = browser_dir().join("node_modules/playwright-core/package.json");
-    assert!(
-        driver.is_file(),
-        "{} is missing: {FIX}",
-        driver.display()
-    );
+    assert!(driver.is_file(), "{} is missing: {FIX}", driver.display());
 }
 
 /// `target/ui-screenshots/`, beside the binary under test's profile dir.
@@ -84,11 +80,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 todo.push(path);
-            } else if std::fs::read(&path).is_ok_and(|bytes| {
-                bytes
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_bytes())
-            }) {
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
                 hits.push(path);
             }
         }
@@ -99,9 +93,12 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// The URLs in chromium's own history (its `History` SQLite file).
 fn history(profile: &Path) -> Vec<String> {
     let db = profile.join("Default/History");
-    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("chromium wrote no history at {}: {e}", db.display()));
-    let mut stmt = conn.prepare("SELECT url FROM urls").expect("history has urls");
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("chromium wrote no history at {}: {e}", db.display()));
+    let mut stmt = conn
+        .prepare("SELECT url FROM urls")
+        .expect("history has urls");
     let urls = stmt
         .query_map([], |r| r.get::<_, String>(0))
         .expect("read history")
@@ -198,7 +195,9 @@ fn a_person_signs_in_resolves_the_planted_incident_and_signs_out_in_chromium() {
     // its profile (history, cache, cookies), not in the daemon's log.
     let visited = history(&profile);
     assert!(
-        visited.iter().any(|u| u.ends_with(&format!("/ui/incidents/{id}"))),
+        visited
+            .iter()
+            .any(|u| u.ends_with(&format!("/ui/incidents/{id}"))),
         "the incident page is not in chromium's history: {visited:?}"
     );
     let urls = std::fs::read_to_string(dump.join("urls.txt")).expect("the URLs were recorded");
@@ -211,7 +210,10 @@ fn a_person_signs_in_resolves_the_planted_incident_and_signs_out_in_chromium() {
         let seen = files_containing(&dump, needle);
         assert!(seen.is_empty(), "the key reached the browser: {seen:?}");
         let kept = files_containing(&profile, needle);
-        assert!(kept.is_empty(), "the key is in chromium's profile: {kept:?}");
+        assert!(
+            kept.is_empty(),
+            "the key is in chromium's profile: {kept:?}"
+        );
     }
     let (status, log) = d.terminate();
     assert!(status.success(), "{log}");
@@ -238,7 +240,10 @@ fn the_driver_names_the_fix_when_chromium_is_missing() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("no chromium at") && err.contains(".ci/run"), "{err}");
+    assert!(
+        err.contains("no chromium at") && err.contains(".ci/run"),
+        "{err}"
+    );
 }
 
 #[test]
