@@ -188,7 +188,7 @@ fn a_person_signs_in_resolves_the_planted_incident_and_signs_out_in_chromium() {
 
     // What the browser did is what the store holds.
     let shown = incidents_json(&cfg, &["show", &id]);
-    assert_eq!(shown["state"], "resolved", "{shown:#}");
+    assert_eq!(shown["incident"]["state"], "resolved", "{shown:#}");
     assert!(shown.to_string().contains(NOTE), "{shown:#}");
 
     // Never the key: not in a body, header or URL the browser saw, not in
