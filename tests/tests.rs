@@ -25,5 +25,6 @@ mod reports;
 mod scan_cli;
 mod scan_paths;
 mod support;
+mod ui;
 mod wallets_and_encodings;
 mod webhook;
