@@ -260,3 +260,49 @@ fn an_unset_or_short_token_is_refused_by_config_check_and_the_daemon() {
         assert!(!err.contains("short-token"), "{err}");
     }
 }
+
+/// "Retry now" ends a failed incident's backoff (ten minutes here) and wakes
+/// the daemon's retry loop (whose next tick is a minute away): the key is
+/// contained at once.
+#[test]
+fn retry_now_contains_a_failed_incident_without_waiting_for_its_backoff() {
+    let sim = Sim::start();
+    sim.fault(serde_json::json!({"path": "/v3/tatum/freeze", "status": 500}));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dashboard_config(dir.path(), &sim, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("backoff_ms: 10", "max_attempts: 1\n  backoff_ms: 600000");
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start_with(&cfg, &[("KEYSENTRY_UI_TOKEN", TOKEN)]);
+    let leaked = key("retried from the dashboard");
+    sim.add_live_key(&leaked);
+    append(
+        &dir.path().join("app.log"),
+        &format!("x-api-key: {leaked}\n"),
+    );
+    let state_of = |want: &str| {
+        let start = std::time::Instant::now();
+        loop {
+            let (_, _, list) = request(d.port(), "GET", &format!("/ui/?state={want}"), "");
+            if list.contains("<tr data-id=\"") {
+                return first_id(&list);
+            }
+            assert!(
+                start.elapsed() < crate::support::daemon::DEADLINE,
+                "never {want}:\n{}",
+                d.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let id = state_of("failed");
+    assert_eq!(sim.freezes_of(&leaked), 1);
+
+    let (status, head, body) = request(d.port(), "POST", &format!("/ui/incidents/{id}/retry"), "");
+    assert_eq!(status, 303, "{head}\n{body}");
+    assert_eq!(state_of("contained"), id);
+    assert_eq!(sim.freezes_of(&leaked), 2);
+    let (status, stderr) = d.terminate();
+    assert!(status.success(), "{stderr}");
+}
