@@ -438,6 +438,18 @@ mod tests {
         assert!(!store.due_now(99).unwrap());
     }
 
+    /// Regression: `incidents show` and the incident page failed ("Invalid
+    /// column type Null") for a retry time past SQLite's date range.
+    #[test]
+    fn a_next_check_out_of_the_date_range_reads_as_none_not_an_error() {
+        let store = Store::in_memory().unwrap();
+        let id = plant(&store, 1, "tatum", "log");
+        let mut row = store.incident(id).unwrap().unwrap();
+        row.retry_at_ms = Some(i64::MAX / 2);
+        store.save_incident(&row).unwrap();
+        assert_eq!(store.incident_view(id).unwrap().unwrap().next_check, None);
+    }
+
     #[test]
     fn quantiles_are_nearest_rank() {
         let v: Vec<f64> = (1..=10).map(f64::from).collect();

@@ -12,6 +12,7 @@ use super::auth;
 use super::{api, html, UiState};
 use crate::remediate::{process_alive, RemediateError};
 use crate::scan::{Chunk, Origin, Secret};
+use crate::store::TransitionError;
 use axum::extract::{Path, State as Extract};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,29 @@ fn now_ms() -> i64 {
 /// of the daemon's own engine on the incident makes them wait (the pass
 /// writes the whole row back when it ends).
 const NO_PROCESS: u32 = 0;
+
+/// How long a transition waits for a pass of this daemon's own engine on
+/// the incident (an alert being sent, a call in flight) to end.
+const OWN_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `transition`, again while this very process's engine holds the
+/// incident: its pass ends soon, and the person clicking should not have to
+/// retry by hand. Another process's lease is reported at once.
+fn own_pass_done<T>(
+    transition: impl Fn() -> Result<T, TransitionError>,
+) -> Result<T, TransitionError> {
+    let start = std::time::Instant::now();
+    loop {
+        match transition() {
+            Err(TransitionError::Busy { pid, .. })
+                if pid == i64::from(std::process::id()) && start.elapsed() < OWN_PASS_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
 
 fn check_note(state: &UiState, note: &str) -> Result<String, Refusal> {
     let bad = |m: String| Err(Refusal(StatusCode::BAD_REQUEST, m));
@@ -85,7 +109,7 @@ async fn perform(
             let note = check_note(state, fields.get("note").map_or("", String::as_str))?;
             let reason = format!("resolved by hand (dashboard): {note}");
             let row = super::blocking(move || {
-                store.resolve(id, &reason, NO_PROCESS, now_ms(), process_alive)
+                own_pass_done(|| store.resolve(id, &reason, NO_PROCESS, now_ms(), process_alive))
             })
             .await
             .ok_or_else(blocking_failed)?
@@ -105,7 +129,7 @@ async fn perform(
                 None => "reopened by hand (dashboard)".to_string(),
             };
             let done = super::blocking(move || {
-                store.reopen(id, &reason, NO_PROCESS, now_ms(), process_alive)
+                own_pass_done(|| store.reopen(id, &reason, NO_PROCESS, now_ms(), process_alive))
             })
             .await
             .ok_or_else(blocking_failed)?
@@ -200,7 +224,7 @@ pub(super) async fn form_action(
         Ok(w) => w,
         Err(r) => {
             wipe(&mut fields);
-            return r;
+            return *r;
         }
     };
     if !who.csrf_ok(fields.get("csrf").map(String::as_str)) {
@@ -262,7 +286,7 @@ pub(super) async fn api_action(
         Ok(w) => w,
         Err(r) => {
             wipe(&mut fields);
-            return r;
+            return *r;
         }
     };
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());

@@ -2,7 +2,7 @@
 //! who script (docs/UI-API.md). The same store reads as the pages.
 
 use super::auth;
-use super::pages::{self, ListQuery};
+use super::read::{self, ListQuery};
 use super::{blocking, UiState, PAGE_SIZE};
 use crate::remediate::incident_details;
 use axum::extract::{Path, Query, State as Extract};
@@ -22,14 +22,14 @@ pub(super) async fn incidents(
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
     if let Err(r) = auth::require(&state, &headers, true) {
-        return r;
+        return *r;
     }
     let q = match ListQuery::parse(&raw) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     let page = q.page;
-    match pages::read_list(&state, q).await {
+    match read::read_list(&state, q).await {
         Some(Ok((list, counts))) => Json(json!({
             "counts": counts,
             "total": list.total,
@@ -49,12 +49,12 @@ pub(super) async fn incident(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(r) = auth::require(&state, &headers, true) {
-        return r;
+        return *r;
     }
     let Ok(id) = id.parse::<i64>() else {
         return error(StatusCode::NOT_FOUND, "incident ids are numbers");
     };
-    let view = match pages::read_incident(&state, id).await {
+    let view = match read::read_incident(&state, id).await {
         Some(Ok(Some(v))) => v,
         Some(Ok(None)) => return error(StatusCode::NOT_FOUND, &format!("no incident {id}")),
         Some(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
@@ -64,9 +64,9 @@ pub(super) async fn incident(
     let links: Vec<Option<String>> = view
         .locations
         .iter()
-        .map(|l| pages::location_link(&state.0.settings.github_web, l))
+        .map(|l| read::location_link(&state.0.settings.github_web, l))
         .collect();
-    let hand_over = pages::offers_hand_over(&view);
+    let hand_over = read::offers_hand_over(&view);
     let mut v = match serde_json::to_value(&view) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -78,85 +78,16 @@ pub(super) async fn incident(
     Json(v).into_response()
 }
 
-/// One row of the sources view: a component's health and its counters.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(super) struct Component {
-    pub name: String,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub bytes: u64,
-    pub lines: u64,
-    pub errors: u64,
-    pub polls: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub(super) struct SourcesView {
-    /// `/healthz`'s verdict: `ok`, `degraded` or `stuck`.
-    pub status: &'static str,
-    pub components: Vec<Component>,
-    /// `/metrics`' `keysentry_incidents`.
-    pub incidents: BTreeMap<String, u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_deliveries: Option<BTreeMap<String, u64>>,
-}
-
-/// What `/healthz` and `/metrics` say of the sources and components.
-pub(super) async fn sources_view(state: &UiState) -> SourcesView {
-    let app = &state.0.app;
-    let extra = app.components.as_ref().map(|f| f()).unwrap_or_default();
-    let health = app.metrics.health(extra);
-    let counts: HashMap<String, crate::metrics::SourceCounts> = app
-        .metrics
-        .source_counts()
-        .into_iter()
-        .map(|c| (c.name.clone(), c))
-        .collect();
-    let components = health
-        .components
-        .iter()
-        .map(|(name, c)| {
-            let n = counts.get(name);
-            Component {
-                name: name.clone(),
-                status: c.status,
-                reason: c.reason.clone(),
-                bytes: n.map_or(0, |n| n.bytes),
-                lines: n.map_or(0, |n| n.lines),
-                errors: n.map_or(0, |n| n.errors),
-                polls: n.map_or(0, |n| n.polls),
-            }
-        })
-        .collect();
-    let store = state.0.store.clone();
-    let webhook = app.webhook;
-    let (incidents, webhook_deliveries) = blocking(move || {
-        (
-            store.incident_counts(),
-            webhook.then(|| store.webhook_delivery_counts()),
-        )
-    })
-    .await
-    .unwrap_or_default();
-    SourcesView {
-        status: health.status,
-        components,
-        incidents,
-        webhook_deliveries,
-    }
-}
-
 pub(super) async fn sources(Extract(state): Extract<UiState>, headers: HeaderMap) -> Response {
     if let Err(r) = auth::require(&state, &headers, true) {
-        return r;
+        return *r;
     }
-    Json(sources_view(&state).await).into_response()
+    Json(read::sources_view(&state).await).into_response()
 }
 
 pub(super) async fn stats(Extract(state): Extract<UiState>, headers: HeaderMap) -> Response {
     if let Err(r) = auth::require(&state, &headers, true) {
-        return r;
+        return *r;
     }
     let st = state.clone();
     match blocking(move || st.0.store.stats()).await {

@@ -186,18 +186,22 @@ pub(super) fn who(state: &UiState, headers: &HeaderMap) -> Option<Who> {
 
 /// The request's identity, or what a stranger gets: the login page for a
 /// page, 401 JSON for the API.
-pub(super) fn require(state: &UiState, headers: &HeaderMap, api: bool) -> Result<Who, Response> {
+pub(super) fn require(
+    state: &UiState,
+    headers: &HeaderMap,
+    api: bool,
+) -> Result<Who, Box<Response>> {
     match who(state, headers) {
         Some(w) => Ok(w),
-        None if api => Err((
+        None if api => Err(Box::new((
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             Json(serde_json::json!({
                 "error": "sign in first: send `Authorization: Bearer <token>` (the value of http.ui.token_env) or sign in at /ui/login"
             })),
         )
-            .into_response()),
-        None => Err(redirect("/ui/login")),
+            .into_response())),
+        None => Err(Box::new(redirect("/ui/login"))),
     }
 }
 
@@ -267,7 +271,7 @@ pub(super) async fn logout(
 ) -> Response {
     let who = match require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !who.csrf_ok(form.csrf.as_deref()) {
         return html::forbidden();

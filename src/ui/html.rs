@@ -63,7 +63,7 @@ pub(super) fn page(title: &str, csrf: Option<&str>, flash: Option<&str>, body: &
         csrf_field(csrf)
     );
     if let Some(f) = flash {
-        let _ = write!(out, "<p id=\"flash\" role=\"status\">{}</p>\n", escape(f));
+        let _ = writeln!(out, "<p id=\"flash\" role=\"status\">{}</p>", escape(f));
     }
     out.push_str(body);
     out.push_str("</main>\n</body>\n</html>\n");
@@ -73,7 +73,7 @@ pub(super) fn page(title: &str, csrf: Option<&str>, flash: Option<&str>, body: &
 pub(super) fn login(error: Option<&str>) -> Html<String> {
     let mut body = String::from("<h1>Sign in to keysentry</h1>\n");
     if let Some(e) = error {
-        let _ = write!(body, "<p id=\"error\" role=\"alert\">{}</p>\n", escape(e));
+        let _ = writeln!(body, "<p id=\"error\" role=\"alert\">{}</p>", escape(e));
     }
     body.push_str(
         "<form id=\"login\" method=\"post\" action=\"/ui/login\">\n\
@@ -105,7 +105,7 @@ pub(super) fn error(
         escape(what)
     );
     if let Some(b) = back {
-        let _ = write!(body, "<p><a href=\"{}\">Back</a></p>\n", escape(b));
+        let _ = writeln!(body, "<p><a href=\"{}\">Back</a></p>", escape(b));
     }
     (status, Html(page(title, csrf, None, &body))).into_response()
 }

@@ -18,6 +18,7 @@ mod api;
 mod auth;
 mod html;
 mod pages;
+mod read;
 mod stats;
 #[cfg(test)]
 mod tests;

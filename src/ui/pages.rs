@@ -2,126 +2,16 @@
 //! statistics. Each reads the same view as its `/ui/api/` twin.
 
 use super::auth::{self, Who};
-use super::html::{self, csrf_field, escape, page, query_value};
-use super::{api, blocking, UiState, PAGE_SIZE};
+use super::html::{self, csrf_field, escape, page};
+use super::read::{self, ListQuery};
+use super::{UiState, PAGE_SIZE};
 use crate::remediate::incident_details;
-use crate::store::{IncidentFilter, IncidentList, IncidentView, LocationRow, State};
+use crate::store::{IncidentView, State};
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use std::collections::HashMap;
 use std::fmt::Write;
-
-/// The list's query: filters, order and page, as the page's form and the
-/// API take them (`state`, `provider`, `owner`, `source`, `node`,
-/// `sort=age|-age`, `page` from 1).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct ListQuery {
-    pub filter: IncidentFilter,
-    pub node: Option<String>,
-    pub page: usize,
-    /// The query as given (empty fields dropped), for the paging links.
-    pub raw: Vec<(String, String)>,
-}
-
-impl ListQuery {
-    pub(super) fn parse(q: &HashMap<String, String>) -> Result<ListQuery, String> {
-        let get = |k: &str| {
-            q.get(k)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let state = get("state")
-            .map(|s| s.parse::<State>())
-            .transpose()
-            .map_err(|e| format!("state: {e}"))?;
-        let oldest_first = match get("sort").as_deref() {
-            None | Some("age") => false,
-            Some("-age") => true,
-            Some(other) => {
-                return Err(format!(
-                    "sort: `{}` is not an order; use `age` (newest first) or `-age` (oldest first)",
-                    other.chars().take(32).collect::<String>()
-                ))
-            }
-        };
-        let page = match get("page") {
-            None => 1,
-            Some(p) => p
-                .parse::<usize>()
-                .ok()
-                .filter(|p| (1..=1_000_000).contains(p))
-                .ok_or("page: give a page number from 1")?,
-        };
-        let mut raw: Vec<(String, String)> =
-            ["state", "provider", "owner", "source", "node", "sort"]
-                .iter()
-                .filter_map(|k| get(k).map(|v| (k.to_string(), v)))
-                .collect();
-        raw.sort();
-        Ok(ListQuery {
-            filter: IncidentFilter {
-                state,
-                provider: get("provider"),
-                owner: get("owner"),
-                source: get("source"),
-                oldest_first,
-                human_first: true,
-            },
-            node: get("node"),
-            page,
-            raw,
-        })
-    }
-
-    fn href(&self, page: usize) -> String {
-        let mut q: Vec<String> = self
-            .raw
-            .iter()
-            .map(|(k, v)| format!("{k}={}", query_value(v)))
-            .collect();
-        q.push(format!("page={page}"));
-        format!("/ui/?{}", q.join("&"))
-    }
-
-    fn value(&self, key: &str) -> &str {
-        self.raw
-            .iter()
-            .find(|(k, _)| k == key)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// The list and the state counts for `q`: one store read for page and API.
-pub(super) async fn read_list(
-    state: &UiState,
-    q: ListQuery,
-) -> Option<Result<(IncidentList, std::collections::BTreeMap<&'static str, u64>), String>> {
-    let st = state.clone();
-    blocking(move || {
-        let counts = st.0.store.state_counts();
-        // One store per node today: another node's incidents are not here.
-        if q.node.as_ref().is_some_and(|n| *n != st.0.settings.node) {
-            let none = IncidentList {
-                total: 0,
-                offset: 0,
-                incidents: Vec::new(),
-            };
-            return Ok((none, counts));
-        }
-        let page = crate::store::Page {
-            offset: (q.page - 1) * PAGE_SIZE,
-            limit: PAGE_SIZE,
-        };
-        let list =
-            st.0.store
-                .incident_list(&q.filter, page)
-                .map_err(|e| e.to_string())?;
-        Ok((list, counts))
-    })
-    .await
-}
 
 pub(super) fn store_error(who: &Who, e: &str) -> Response {
     html::error(
@@ -144,7 +34,7 @@ pub(super) async fn list(
 ) -> Response {
     let who = match auth::require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let q = match ListQuery::parse(&raw) {
         Ok(q) => q,
@@ -158,7 +48,7 @@ pub(super) async fn list(
             )
         }
     };
-    let (list, counts) = match read_list(&state, q.clone()).await {
+    let (list, counts) = match read::read_list(&state, q.clone()).await {
         Some(Ok(v)) => v,
         Some(Err(e)) => return store_error(&who, &e),
         None => return store_error(&who, "the store task failed"),
@@ -275,53 +165,6 @@ fn filters(b: &mut String, q: &ListQuery, node: &str) {
     b.push_str("<button type=\"submit\">Apply</button>\n</fieldset>\n</form>\n");
 }
 
-/// What a URL path segment must not hold as is.
-const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'/');
-
-/// Where a location can be opened: GitHub's page of the file at the commit.
-pub(super) fn location_link(github_web: &str, l: &LocationRow) -> Option<String> {
-    let (repo, commit) = (l.repo.as_deref()?, l.commit.as_deref()?);
-    let safe = |s: &str| !s.is_empty() && !s.contains("..") && !s.starts_with('/');
-    if l.source != "github" || !safe(repo) || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let path: Vec<String> = l
-        .path
-        .split('/')
-        .map(|seg| percent_encoding::utf8_percent_encode(seg, PATH_SEGMENT).to_string())
-        .collect();
-    Some(format!(
-        "{github_web}/{repo}/blob/{commit}/{}#L{}",
-        path.join("/"),
-        l.line
-    ))
-}
-
-pub(super) async fn read_incident(
-    state: &UiState,
-    id: i64,
-) -> Option<Result<Option<IncidentView>, String>> {
-    let st = state.clone();
-    blocking(move || st.0.store.incident_view(id).map_err(|e| e.to_string())).await
-}
-
-/// Whether the page offers the hand-over form: a Tatum incident waiting for
-/// its owner's new key.
-pub(super) fn offers_hand_over(v: &IncidentView) -> bool {
-    v.incident.provider == "tatum" && v.incident.state == State::WaitingManual
-}
-
 pub(super) async fn incident(
     Extract(state): Extract<UiState>,
     headers: HeaderMap,
@@ -329,7 +172,7 @@ pub(super) async fn incident(
 ) -> Response {
     let who = match auth::require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(id) = id.parse::<i64>() else {
         return html::not_found(
@@ -337,7 +180,7 @@ pub(super) async fn incident(
             "Incident ids are numbers; the list links to each.",
         );
     };
-    let view = match read_incident(&state, id).await {
+    let view = match read::read_incident(&state, id).await {
         Some(Ok(Some(v))) => v,
         Some(Ok(None)) => {
             return html::not_found(who.csrf(), &format!("There is no incident {id}."))
@@ -398,7 +241,7 @@ fn incident_body(state: &UiState, who: &Who, v: &IncidentView) -> String {
     );
     b.push_str("<h2>Where it was found</h2>\n<table id=\"locations\">\n<thead><tr><th scope=\"col\">Source</th><th scope=\"col\">Where</th><th scope=\"col\">Commit</th><th scope=\"col\">Line</th><th scope=\"col\">Author</th><th scope=\"col\">First seen</th></tr></thead>\n<tbody>\n");
     for l in &v.locations {
-        let place = match location_link(&state.0.settings.github_web, l) {
+        let place = match read::location_link(&state.0.settings.github_web, l) {
             Some(href) => format!("<a href=\"{}\">{}</a>", escape(&href), escape(&l.display())),
             None => escape(&l.display()),
         };
@@ -463,7 +306,7 @@ fn actions(b: &mut String, who: &Who, v: &IncidentView) {
     let id = v.incident.id;
     let csrf = csrf_field(who.csrf());
     b.push_str("<h2>Actions</h2>\n");
-    if offers_hand_over(v) {
+    if read::offers_hand_over(v) {
         let _ = writeln!(
             b,
             "<form id=\"handover\" method=\"post\" action=\"/ui/incidents/{id}/handover\">{csrf}\n\
@@ -492,9 +335,9 @@ fn actions(b: &mut String, who: &Who, v: &IncidentView) {
 pub(super) async fn sources(Extract(state): Extract<UiState>, headers: HeaderMap) -> Response {
     let who = match auth::require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let s = api::sources_view(&state).await;
+    let s = read::sources_view(&state).await;
     let mut b = format!(
         "<h1>Sources</h1>\n<p>Health: <span id=\"health\">{}</span> (as <code>/healthz</code> says).</p>\n",
         escape(s.status)
@@ -534,7 +377,7 @@ pub(super) async fn asset(Path(file): Path<String>) -> Response {
 pub(super) async fn not_found(Extract(state): Extract<UiState>, headers: HeaderMap) -> Response {
     let who = match auth::require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     html::not_found(who.csrf(), "The dashboard has no such page.")
 }

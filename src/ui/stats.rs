@@ -14,7 +14,7 @@ use std::fmt::Write;
 pub(super) async fn stats(Extract(state): Extract<UiState>, headers: HeaderMap) -> Response {
     let who = match auth::require(&state, &headers, false) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let st = state.clone();
     let stats = match blocking(move || st.0.store.stats()).await {
