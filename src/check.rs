@@ -141,6 +141,9 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
     if let Some(g) = &c.github {
         check_github(g, env, &mut out);
     }
+    if let Some(ui) = c.http.as_ref().and_then(|h| h.ui.as_ref()) {
+        check_ui_token(&ui.token_env, env, &mut out);
+    }
     // Plain http:// URLs to remote hosts are the file's fault; consumer
     // files keysentry refuses to write are the machine's (each message
     // starts with its YAML path).
@@ -406,6 +409,26 @@ fn check_url(out: &mut Vec<Problem>, at: String, url: &str) {
             "must be an http:// or https:// URL with a host",
         )),
         Err(e) => out.push(Problem::config(at, format!("is not a valid URL ({e})"))),
+    }
+}
+
+/// The dashboard's token guards every incident and the hand-over of new
+/// keys: a short one could be guessed.
+fn check_ui_token(name: &str, env: &Env, out: &mut Vec<Problem>) {
+    let at = "http.ui.token_env";
+    match env.get(name) {
+        None => check_env(out, at, name, env),
+        Some(v) if v.chars().count() < crate::config::UI_TOKEN_MIN_CHARS => {
+            let why = format!(
+                "environment variable {name} holds {} characters; the dashboard token needs at \
+                 least {}: set it to a random one, e.g. the output of `openssl rand -hex 32`, in {}",
+                v.chars().count(),
+                crate::config::UI_TOKEN_MIN_CHARS,
+                env.where_to_set()
+            );
+            out.push(Problem::machine(at, why));
+        }
+        Some(_) => {}
     }
 }
 

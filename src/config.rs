@@ -399,6 +399,25 @@ pub struct HttpConfig {
     pub idle_timeout_secs: Option<u64>,
     #[serde(default)]
     pub max_inflight_body_bytes: Option<usize>,
+    /// The incident dashboard under `/ui`; absent, no `/ui` route exists.
+    #[serde(default)]
+    pub ui: Option<UiConfig>,
+}
+
+/// The shortest dashboard token `config check` and the daemon accept.
+pub const UI_TOKEN_MIN_CHARS: usize = 16;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// The variable holding the dashboard's sign-in token (at least 16
+    /// characters); named, never written in the file.
+    pub token_env: String,
+    /// Mark the session cookie `Secure`: the daemon speaks plain http, so
+    /// set this when a TLS proxy fronts it (browsers then send the cookie
+    /// over https only).
+    #[serde(default)]
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

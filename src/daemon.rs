@@ -28,6 +28,7 @@
 //!   and the state directory stay (a change to either is logged: restart).
 
 mod control;
+mod dashboard;
 mod engine_sink;
 mod pipeline;
 mod settings;
@@ -274,8 +275,14 @@ pub async fn run(
         components: Some(Arc::new(move || probe.sink().0.components())),
         http: Some(http.clone()),
     };
+    // "Retry now" on the dashboard wakes the retry loop.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut app = router(state.clone());
+    if let Some(ui) = dashboard::router(&loaded.config, &shared, state.clone(), wake.clone())? {
+        app = app.merge(ui);
+    }
     let mut served = Served {
-        app: router(state.clone()),
+        app,
         reserved: Some(reserved_router(state)),
     };
     let Listeners {
@@ -313,7 +320,7 @@ pub async fn run(
     }
     let server = http_listener.map(|l| serve("", l, served, http.clone(), shutdown.clone()));
     let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
-    let retry = tokio::spawn(retry_loop(shared.clone(), shutdown.clone()));
+    let retry = tokio::spawn(retry_loop(shared.clone(), shutdown.clone(), wake));
     let mut watchdog = watchdog_interval();
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let mut reloads_open = true;
@@ -477,12 +484,17 @@ fn serve(
     tokio::spawn(crate::server::serve(listener, served, http, shutdown))
 }
 
-async fn retry_loop<S: FindingSink + 'static>(shared: Arc<Shared<S>>, mut shutdown: Shutdown) {
+async fn retry_loop<S: FindingSink + 'static>(
+    shared: Arc<Shared<S>>,
+    mut shutdown: Shutdown,
+    wake: Arc<tokio::sync::Notify>,
+) {
     let mut every = tokio::time::interval(RETRY_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = every.tick() => shared.sink().retry_pending().await,
+            _ = wake.notified() => shared.sink().retry_pending().await,
         }
     }
 }

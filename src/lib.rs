@@ -38,6 +38,8 @@
 //!   runs them, every problem with its YAML path.
 //! - [`github`]: the GitHub webhook target — signatures, payloads, the API
 //!   — yielding chunks like any other source.
+//! - [`ui`]: the incident dashboard under `/ui` — pages, JSON API,
+//!   sign-in, CSRF — over the store's views.
 //! - [`check`]: the one validation of a config, used by `config check`,
 //!   `scan --config` and the daemon.
 //! - [`daemon`]: the long-running service — sources into one bounded
@@ -67,4 +69,5 @@ pub(crate) mod settings;
 pub mod shutdown;
 pub mod source;
 pub mod store;
+pub(crate) mod ui;
 pub(crate) mod urls;

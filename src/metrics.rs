@@ -52,6 +52,16 @@ pub struct Scrape {
     pub webhook_deliveries: Option<BTreeMap<String, u64>>,
 }
 
+/// One source's counters, as `/metrics` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounts {
+    pub name: String,
+    pub bytes: u64,
+    pub lines: u64,
+    pub errors: u64,
+    pub polls: u64,
+}
+
 /// When a source last showed it is alive, and how long it may stay silent.
 #[derive(Debug, Clone, Copy)]
 struct Heartbeat {
@@ -275,6 +285,28 @@ impl Metrics {
             "ok"
         };
         Health { status, components }
+    }
+
+    /// What `/metrics` counts of each source, for the dashboard's sources
+    /// page: every source that runs or has counted anything.
+    pub fn source_counts(&self) -> Vec<SourceCounts> {
+        let c = self.counters();
+        let mut names: std::collections::BTreeSet<&String> = c.bytes.keys().collect();
+        names.extend(c.source_errors.keys());
+        names.extend(c.polls.keys());
+        let sources = self.sources();
+        names.extend(sources.keys());
+        let get = |m: &BTreeMap<String, u64>, n: &String| m.get(n).copied().unwrap_or(0);
+        names
+            .into_iter()
+            .map(|n| SourceCounts {
+                name: n.clone(),
+                bytes: get(&c.bytes, n),
+                lines: get(&c.lines, n),
+                errors: get(&c.source_errors, n),
+                polls: get(&c.polls, n),
+            })
+            .collect()
     }
 
     /// Forgets sources that are no longer configured (after a reload).

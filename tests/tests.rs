@@ -25,5 +25,7 @@ mod reports;
 mod scan_cli;
 mod scan_paths;
 mod support;
+mod ui;
+mod ui_browser;
 mod wallets_and_encodings;
 mod webhook;

@@ -8,8 +8,10 @@ use keysentry::config::Config;
 use keysentry::remediate::{incident_details, process_alive, Engine, IncidentOutcome};
 use keysentry::rules::RuleSet;
 use keysentry::scan::{Allowlist, Chunk, Finding, Origin, Scanner};
-use keysentry::store::{IncidentRow, JournalEntry, State, Store, STATES};
-use serde_json::{json, Value};
+use keysentry::store::{
+    IncidentFilter, IncidentRow, IncidentSummary, IncidentView, Page, State, Store, STATES,
+};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -181,17 +183,6 @@ pub fn store_config(flag: Option<&Path>) -> Result<(Config, PathBuf)> {
     Ok((config, db))
 }
 
-/// The provider steps that succeeded, in order, each once.
-fn actions_taken(journal: &[JournalEntry]) -> Vec<String> {
-    let mut steps: Vec<String> = Vec::new();
-    for e in journal.iter().filter(|e| e.is_ok()) {
-        if !steps.contains(&e.step) {
-            steps.push(e.step.clone());
-        }
-    }
-    steps
-}
-
 fn list(
     store: &Store,
     state: Option<&str>,
@@ -199,18 +190,25 @@ fn list(
     json: bool,
 ) -> Result<ExitCode> {
     // clap accepts only the spellings, so this parse cannot fail on input.
-    let wanted = state.map(str::parse::<State>).transpose()?;
-    let rows = store.incidents_where(wanted, provider)?;
+    let filter = IncidentFilter {
+        state: state.map(str::parse::<State>).transpose()?,
+        provider: provider.map(str::to_string),
+        oldest_first: true,
+        ..IncidentFilter::default()
+    };
+    let rows = store.incident_list(&filter, Page::ALL)?.incidents;
     if json {
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut v = serde_json::to_value(r)?;
-            v["actions"] = serde_json::to_value(actions_taken(&store.journal(r.id)?))?;
-            let locations: Vec<String> =
-                store.locations(r.id)?.iter().map(|l| l.display()).collect();
-            v["locations"] = serde_json::to_value(locations)?;
-            out.push(v);
-        }
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r)?;
+                // The dashboard's field; this output keeps its shape.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("needs_a_human");
+                }
+                Ok(v)
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -227,12 +225,14 @@ fn list(
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let locations = store.locations(r.id)?;
+    for IncidentSummary {
+        row: r, locations, ..
+    } in &rows
+    {
         let place = match locations.split_first() {
             None => "-".to_string(),
-            Some((first, [])) => first.display(),
-            Some((first, rest)) => format!("{} +{}", first.display(), rest.len()),
+            Some((first, [])) => first.clone(),
+            Some((first, rest)) => format!("{first} +{}", rest.len()),
         };
         table.push(vec![
             r.id.to_string(),
@@ -291,28 +291,21 @@ fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn show(store: &Store, id: i64, json: bool) -> Result<ExitCode> {
-    let row = store
-        .incident(id)?
+    let view = store
+        .incident_view(id)?
         .with_context(|| format!("no incident {id}; `keysentry incidents list` shows them"))?;
-    let locations = store.locations(id)?;
-    let journal = store.journal(id)?;
-    let alerts = store.alerts(id)?;
-    let events = store.events(id)?;
-    let next_check = next_check(store, &row)?;
-    let timeline = super::timeline::build(&row, &locations, &journal, &events, &alerts);
     if json {
-        let v = json!({
-            "incident": row,
-            "next_check": next_check,
-            "locations": locations,
-            "journal": journal,
-            "events": events,
-            "alerts": alerts,
-            "timeline": timeline,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let IncidentView {
+        incident: row,
+        next_check,
+        locations,
+        alerts,
+        timeline,
+        ..
+    } = view;
     print_row(&row);
     if let Some(at) = &next_check {
         let backoff = if row.waits > 1 {
@@ -333,7 +326,7 @@ fn show(store: &Store, id: i64, json: bool) -> Result<ExitCode> {
         );
     }
     println!("timeline:");
-    print!("{}", super::timeline::text(&timeline));
+    print!("{}", keysentry::store::timeline::text(&timeline));
     if let Some(last) = alerts.last() {
         println!("next steps (from the last alert, {}):", last.sent_at);
         if let Ok(v) = serde_json::from_str::<Value>(&last.body) {
@@ -343,23 +336,6 @@ fn show(store: &Store, id: i64, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// When the engine's poller looks at an open incident next (UTC), if it
-/// waits for a time.
-fn next_check(store: &Store, row: &IncidentRow) -> Result<Option<String>> {
-    let open = !row.state.is_final();
-    let Some(ms) = row.retry_at_ms.filter(|_| open) else {
-        return Ok(None);
-    };
-    let at = store.with_conn(|c| {
-        c.query_row(
-            "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', ?1 / 1000, 'unixepoch')",
-            [ms],
-            |r| r.get::<_, String>(0),
-        )
-    })?;
-    Ok(Some(at))
 }
 
 fn print_row(r: &IncidentRow) {

@@ -11,7 +11,6 @@ pub mod rules;
 pub mod scan;
 mod summary;
 pub mod tatum;
-mod timeline;
 
 use std::io::Write;
 use std::sync::OnceLock;

@@ -301,7 +301,7 @@ impl Store {
         )
     }
 
-    fn query_incidents(
+    pub(super) fn query_incidents(
         &self,
         filter: &str,
         params: impl rusqlite::Params,

@@ -13,7 +13,9 @@ mod incidents;
 mod journal;
 mod lifecycle;
 mod state;
+pub mod timeline;
 mod transition;
+mod views;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
@@ -22,6 +24,10 @@ pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, PlaybookDat
 pub use journal::{JournalEntry, Outcome};
 pub use lifecycle::{EventRow, Reopened, TransitionError};
 pub use state::{Refused, Stage, State, UnknownValue};
+pub use views::{
+    actions_taken, needs_a_human, Day, IncidentFilter, IncidentList, IncidentSummary, IncidentView,
+    Page, Stats, NEEDS_A_HUMAN,
+};
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! holds, every state change (with its reason, or the note of a resolve or
 //! reopen), every alert and reminder, in time order.
 
-use keysentry::store::{AlertRow, EventRow, IncidentRow, JournalEntry, LocationRow};
+use super::{AlertRow, EventRow, IncidentRow, JournalEntry, LocationRow};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Entry {
