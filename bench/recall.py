@@ -484,14 +484,15 @@ def generate(args):
 
 # --- report --------------------------------------------------------------------
 
-def same_key(planted, found):
-    """The finding's secret is the planted one; separators and numbering
-    aside (a BIP-39 finding is the normalized phrase)."""
+def same_key(planted, found, words=False):
+    """The finding's secret is the planted one, separators aside; a BIP-39
+    finding is the normalized phrase (numbering and labels trimmed)."""
     if not found:
         return False
-    a = "".join(c for c in planted if c.isalpha())
-    b = "".join(c for c in found if c.isalpha())
-    if len(b) < 8:
+    keep = str.isalpha if words else str.isalnum
+    a = "".join(c for c in planted if keep(c))
+    b = "".join(c for c in found if keep(c))
+    if len(b) < 6:
         return False
     return a == b or a in b or b in a
 
@@ -519,7 +520,7 @@ def report(args):
     for p in plants:
         planted[p["provider"]] += 1
         hits = [f for f in by_path[p["path"]]
-                if p["line"] <= f["line"] <= p["end"] and same_key(p["secret"], f.get("secret"))]
+                if p["line"] <= f["line"] <= p["end"] and same_key(p["secret"], f.get("secret"), p["provider"] == "bip39")]
         for f in hits:
             used.add(id(f))
         mine = [f for f in hits if f["provider"] == p["provider"]]
@@ -530,7 +531,8 @@ def report(args):
             continue
         if hits:
             why = "reported as " + ", ".join(sorted({f["rule_id"] for f in hits}))
-        elif any(same_key(p["secret"], f.get("secret")) and f["provider"] == p["provider"]
+        elif any(same_key(p["secret"], f.get("secret"), p["provider"] == "bip39")
+                 and f["provider"] == p["provider"]
                  for f in alone[p["alone"]]):
             why = "found alone, lost among the file's other lines"
         elif alone[p["alone"]]:
@@ -565,8 +567,18 @@ def report(args):
 
     # Findings on text that holds no planted key.
     rows = []
+    # A finding inside a plant's lines that is not the planted key is a key
+    # of the example's context (the AWS key id next to a planted secret);
+    # one outside every plant is a finding on unplanted text.
+    spans = collections.defaultdict(list)
+    for p in plants:
+        spans[p["path"]].append((p["line"], p["end"]))
     extra = [f for fs in by_path.values() for f in fs if id(f) not in used]
-    sources = [("planted tree, not a planted key", extra), ("clean tree", findings("clean"))]
+    context = [f for f in extra if any(a <= f["line"] <= b for a, b in spans[f["path"]])]
+    outside = [f for f in extra if not any(a <= f["line"] <= b for a, b in spans[f["path"]])]
+    print(f"\nother keys found in the examples' context (not the planted key): {len(context)} "
+          f"({', '.join(f'{k} {v}' for k, v in collections.Counter(f['rule_id'] for f in context).most_common())})")
+    sources = [("planted tree outside the keys", outside), ("clean tree", findings("clean"))]
     for spec in args.unplanted:
         name, _, path = spec.partition("=")
         fs = json.load(open(path, encoding="utf-8"))
