@@ -19,6 +19,7 @@ mod gitleaks_rules;
 mod hardening;
 mod hostile_input;
 mod no_leak;
+mod precision;
 mod proptests;
 mod remediation;
 mod reports;
