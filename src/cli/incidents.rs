@@ -11,7 +11,7 @@ use keysentry::scan::{Allowlist, Chunk, Finding, Origin, Scanner};
 use keysentry::store::{
     IncidentFilter, IncidentRow, IncidentSummary, IncidentView, Page, State, Store, STATES,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -92,7 +92,10 @@ pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
         IncidentsCommand::Expire { id, force } => {
             let said = keysentry::remediate::request_expire(&store, id, force)?;
             if json {
-                println!("{}", json!({ "incident": id, "expire": true, "force": force, "result": said }));
+                println!(
+                    "{}",
+                    json!({ "incident": id, "expire": true, "force": force, "result": said })
+                );
             } else {
                 println!("{said}");
             }

@@ -1,8 +1,8 @@
 //! What can go wrong in the engine ([`RemediateError`]) and in one playbook
 //! step ([`StepError`]). Neither ever holds a key.
 
-use super::http_action::TemplateError;
 use super::consumer::ConsumerError;
+use super::http_action::TemplateError;
 use crate::rules::RuleError;
 use crate::store::{Refused, State, StoreError};
 

@@ -300,7 +300,10 @@ mod tests {
         r.written = true;
         assert_eq!(r.to_string(), "kms: written");
         r.error = Some("token lacks policy".into());
-        assert_eq!(r.to_string(), "kms: written, then FAILED (token lacks policy)");
+        assert_eq!(
+            r.to_string(),
+            "kms: written, then FAILED (token lacks policy)"
+        );
         r.written = false;
         assert_eq!(r.to_string(), "kms: FAILED (token lacks policy)");
         r.error = None;

@@ -90,7 +90,10 @@ pub(super) async fn hand_over(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Fl
         };
         return Err(ctx.provider_error(
             "propagate",
-            format!("the new key could not be handed to {}; {from}", failed.join("; ")),
+            format!(
+                "the new key could not be handed to {}; {from}",
+                failed.join("; ")
+            ),
         ));
     }
     ctx.advance(IncidentRow::propagate)?;
@@ -159,7 +162,10 @@ async fn check_copies(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepEr
         }
         let step = format!("confirm:{}", c.name);
         let held = consumer::value(c, &reach).await;
-        let fp: Option<Fingerprint> = held.as_ref().ok().and_then(|v| v.as_ref().map(Secret::fingerprint));
+        let fp: Option<Fingerprint> = held
+            .as_ref()
+            .ok()
+            .and_then(|v| v.as_ref().map(Secret::fingerprint));
         if fp.as_ref() == Some(&new_fp) {
             r.verified = true;
             ctx.note(&step, "holds the new key");

@@ -14,6 +14,7 @@ mod plan;
 mod rotate;
 mod steps;
 
+pub(crate) use super::consumer::ConsumerReport;
 use super::ctx::{Accept, Ctx};
 use super::http_action::Request;
 use super::playbook::{BoxFuture, Capabilities, HandOverError, Playbook};
@@ -24,7 +25,6 @@ use crate::config::{Action, Config, Consumer, TatumConfig};
 use crate::rules::RuleSet;
 use crate::scan::{Fingerprint, Secret};
 use crate::store::{IncidentRow, Stage, State};
-pub(crate) use super::consumer::ConsumerReport;
 use handover::{confirm, hand_over};
 use reqwest::Method;
 use rotate::rotate;

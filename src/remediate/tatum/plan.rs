@@ -71,9 +71,9 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
                 plan.push(format!("hold back {verb}: no consumer holds this key and no escrow is configured (the new key would go nowhere); alert the owner"));
                 return plan;
             }
-            (Ok(true), _) => plan.push(
-                "escrow: seal the new key with age before any consumer is written".into(),
-            ),
+            (Ok(true), _) => {
+                plan.push("escrow: seal the new key with age before any consumer is written".into())
+            }
             (Ok(false), true) => {}
         }
     }

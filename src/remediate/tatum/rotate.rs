@@ -2,10 +2,10 @@
 //! in the Dashboard. A call that may have happened unseen is resolved by
 //! verifying the old key before anything is sent again.
 
+use super::super::consumer::{self, Holding};
 use super::super::ctx::{Accept, Ctx};
 use super::super::http_action::{Reply, Request, Vars};
 use super::super::policy::parse_action;
-use super::super::consumer::{self, Holding};
 use super::super::StepError;
 use super::{leaked_key, verify, Flow, Liveness, TatumData, TatumPlaybook};
 use crate::config::Action;
@@ -206,7 +206,10 @@ pub(super) fn seal(ctx: &mut Ctx<'_>, new: &Secret) -> bool {
     match ctx.seal_new_key(new) {
         Ok(sealed) => sealed,
         Err(e) => {
-            ctx.note("escrow", format!("failed: {e}; the new key goes to the consumers only"));
+            ctx.note(
+                "escrow",
+                format!("failed: {e}; the new key goes to the consumers only"),
+            );
             false
         }
     }
