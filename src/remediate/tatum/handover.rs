@@ -19,7 +19,7 @@ async fn recover_new_key(
     let mut data: TatumData = ctx.data();
     if let Some(key) = ctx.escrowed_key()? {
         let fp = key.fingerprint();
-        if data.new_fingerprint.as_ref().is_none_or(|f| *f == fp) {
+        if data.new_fingerprint.as_ref().map_or(true, |f| *f == fp) {
             let detail = format!("new key {} opened from escrow", key.redacted());
             let entry = ctx.journal_start("escrow:open")?;
             ctx.journal_complete(entry, Outcome::Ok, None, &detail)?;
