@@ -75,8 +75,29 @@ fn no_destination(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Result<Option<String>, St
     if p.tatum.consumers.iter().any(holds) {
         return Ok(None);
     }
+    // A consumer keysentry may not read might hold the key: name it, and why.
+    let unread: Vec<String> = p
+        .tatum
+        .consumers
+        .iter()
+        .filter_map(|c| match propagate::current_fingerprint(c) {
+            Err(e @ propagate::PropagateError::Refused { .. }) => Some(e.to_string()),
+            Err(propagate::PropagateError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(e) => Some(e.to_string()),
+            Ok(_) => None,
+        })
+        .collect();
+    let unread = if unread.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", unread.join("; "))
+    };
     Ok(Some(format!(
-        "no consumer holds this key and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
+        "no consumer holds this key{unread} and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
         p.tatum.consumers.len()
     )))
 }
