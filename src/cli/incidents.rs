@@ -90,7 +90,10 @@ pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
         IncidentsCommand::Expire { id, force } => {
             let said = keysentry::remediate::request_expire(&store, id, force)?;
             if json {
-                println!("{}", json!({ "incident": id, "expire": true, "force": force, "result": said }));
+                println!(
+                    "{}",
+                    json!({ "incident": id, "expire": true, "force": force, "result": said })
+                );
             } else {
                 println!("{said}");
             }

@@ -86,7 +86,8 @@ impl Escrow {
             return Ok(None);
         };
         let identity = read_identity(&identity_path(cfg))?;
-        let recipients = parse_recipients("remediation.escrow.age_recipients", &cfg.age_recipients)?;
+        let recipients =
+            parse_recipients("remediation.escrow.age_recipients", &cfg.age_recipients)?;
         let mut owners = Vec::new();
         for (i, o) in config.owners.iter().enumerate() {
             if !o.age_recipients.is_empty() {
@@ -156,7 +157,10 @@ impl Escrow {
     }
 }
 
-fn parse_recipients(at: &str, values: &[String]) -> Result<Vec<age::x25519::Recipient>, EscrowError> {
+fn parse_recipients(
+    at: &str,
+    values: &[String],
+) -> Result<Vec<age::x25519::Recipient>, EscrowError> {
     values
         .iter()
         .enumerate()
@@ -249,16 +253,17 @@ pub fn init_identity(path: &Path) -> Result<String, EscrowError> {
 /// unreadable or too open this machine's.
 pub fn problems(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
-    let bad = |e: EscrowError| match &e {
+    let bad = |e: EscrowError| {
+        match &e {
         EscrowError::Recipient { at, value, why } => Problem::config(
             at.clone(),
             format!("`{value}` is not an age recipient ({why}); give public keys as `age-keygen -y` prints them (age1…)"),
         ),
         _ => Problem::machine("remediation.escrow.identity_file", e.to_string()),
+    }
     };
     if let Some(cfg) = &config.remediation.escrow {
-        if let Err(e) = parse_recipients("remediation.escrow.age_recipients", &cfg.age_recipients)
-        {
+        if let Err(e) = parse_recipients("remediation.escrow.age_recipients", &cfg.age_recipients) {
             out.push(bad(e));
         }
         if let Err(e) = read_identity(&identity_path(cfg)) {
@@ -305,7 +310,9 @@ mod tests {
 
         let sealed = escrow.seal(&key, None).unwrap();
 
-        assert!(sealed.armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        assert!(sealed
+            .armored
+            .starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(!sealed.armored.contains("dbb1e8c8"));
         assert_eq!(sealed.recipients[0], public);
         assert_eq!(sealed.recipients.len(), 2);
@@ -330,7 +337,10 @@ mod tests {
             0o600
         );
         let bad = config_with(&path, vec!["age1nope".into()]);
-        let problems: Vec<String> = super::problems(&bad).iter().map(|p| p.to_string()).collect();
+        let problems: Vec<String> = super::problems(&bad)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("age_recipients[0]"), "{problems:?}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

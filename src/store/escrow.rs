@@ -81,8 +81,12 @@ mod tests {
         let fp = Fingerprint::of(b"new");
         assert_eq!(store.escrow(1).unwrap(), None);
         let armored = "-----BEGIN AGE ENCRYPTED FILE-----\nx\n-----END AGE ENCRYPTED FILE-----\n";
-        store.put_escrow(1, &fp, armored, &["age1a".into()]).unwrap();
-        store.put_escrow(1, &fp, &armored.replace('x', "y"), &[]).unwrap();
+        store
+            .put_escrow(1, &fp, armored, &["age1a".into()])
+            .unwrap();
+        store
+            .put_escrow(1, &fp, &armored.replace('x', "y"), &[])
+            .unwrap();
         let row = store.escrow(1).unwrap().unwrap();
         assert!(row.ciphertext.contains('y'));
         assert_eq!(row.fingerprint, fp.to_string());

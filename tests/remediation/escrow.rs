@@ -48,7 +48,10 @@ fn consumer(name: &str) -> String {
 fn leaked(ws: &Workspace, seed: &str, subscriptions: u64, accounts: u64) -> String {
     let key = tatum_key(seed);
     ws.sim.add_tatum_key(&key, true, subscriptions, accounts);
-    ws.write(&format!("tree/{seed}.env"), &format!("TATUM_API_KEY={key}\n"));
+    ws.write(
+        &format!("tree/{seed}.env"),
+        &format!("TATUM_API_KEY={key}\n"),
+    );
     key
 }
 
@@ -73,7 +76,10 @@ fn escrow(ws: &Workspace) -> (String, String) {
         .output()
         .expect("age-keygen (Debian package `age`) is installed");
     assert!(gen.status.success(), "{}", text(&gen));
-    let public = Command::new("age-keygen").args(["-y", &owner]).output().unwrap();
+    let public = Command::new("age-keygen")
+        .args(["-y", &owner])
+        .output()
+        .unwrap();
     let public = String::from_utf8_lossy(&public.stdout).trim().to_string();
     (
         format!("  escrow:\n    identity_file: {service}\n    age_recipients: [{public}]\n"),
@@ -158,7 +164,11 @@ fn escrowed_key_decrypts_with_the_age_cli() {
     assert!(sealed
         .stdout
         .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
-    assert_eq!(age_decrypt(&owner, &sealed.stdout), new, "the owner recovers it");
+    assert_eq!(
+        age_decrypt(&owner, &sealed.stdout),
+        new,
+        "the owner recovers it"
+    );
     let service = ws.path("escrow.key").display().to_string();
     assert_eq!(age_decrypt(&service, &sealed.stdout), new);
     let alert = ws.sink("owner").last().cloned().unwrap_or_default();
@@ -216,8 +226,14 @@ fn a_consumer_that_fails_leaves_the_incident_failed_the_others_written_and_a_ret
     let actions = incident["actions"].to_string();
     assert!(actions.contains("escrow:open"), "{actions}");
     let alert = ws.sink("owner").last().cloned().unwrap_or_default();
-    assert!(alert.contains("kms: written, verified, restarted"), "{alert}");
-    assert!(alert.contains("other: written, verified, restarted"), "{alert}");
+    assert!(
+        alert.contains("kms: written, verified, restarted"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("other: written, verified, restarted"),
+        "{alert}"
+    );
     ws.assert_secrets_hidden(&[&key, &new], &[&first, &second]);
 }
 
@@ -240,7 +256,8 @@ fn kill_9_before_the_consumer_writes_finishes_from_escrow_with_one_regenerate() 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    ws.sim.wait_for("the hung restart", |_| ws.path("hung").exists());
+    ws.sim
+        .wait_for("the hung restart", |_| ws.path("hung").exists());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(ws.read("wallet/.env"), format!("TATUM_API_KEY={key}\n"));
@@ -248,7 +265,12 @@ fn kill_9_before_the_consumer_writes_finishes_from_escrow_with_one_regenerate() 
     let restart = ws.scan();
 
     let new = replacement(&ws, &key);
-    assert_eq!(ws.sim.count("POST", "/mgmt/tatum/regenerate"), 1, "{}", text(&restart));
+    assert_eq!(
+        ws.sim.count("POST", "/mgmt/tatum/regenerate"),
+        1,
+        "{}",
+        text(&restart)
+    );
     let incident = ws.incident_by_fp(&key);
     assert_eq!(incident["state"], "closed", "{}", text(&restart));
     assert_eq!(ws.read("wallet/.env"), format!("TATUM_API_KEY={new}\n"));
@@ -275,7 +297,10 @@ fn expire_of_a_bound_key_takes_force_per_incident() {
 
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("1 virtual accounts and 2 notification subscriptions"), "{err}");
+    assert!(
+        err.contains("1 virtual accounts and 2 notification subscriptions"),
+        "{err}"
+    );
     assert!(err.contains("--force"), "{err}");
     assert_eq!(ws.sim.tatum_key(&key)["expirations"], 0);
 
@@ -285,7 +310,11 @@ fn expire_of_a_bound_key_takes_force_per_incident() {
 
     let state = ws.sim.tatum_key(&key);
     assert_eq!(state["expirations"], 1, "{}", text(&out));
-    assert_eq!((state["subscriptions"].as_u64(), state["accounts"].as_u64()), (Some(0), Some(0)), "deleted with the key");
+    assert_eq!(
+        (state["subscriptions"].as_u64(), state["accounts"].as_u64()),
+        (Some(0), Some(0)),
+        "deleted with the key"
+    );
     assert_eq!(ws.sim.count("POST", "/mgmt/tatum/regenerate"), 0);
     let incident = ws.incident_by_fp(&key);
     assert_eq!(

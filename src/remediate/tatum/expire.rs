@@ -35,8 +35,8 @@ pub(crate) fn request(store: &Store, id: i64, force: bool) -> Result<String, Rem
     let (mut data, _) = row.playbook_data.get::<TatumData>();
     let show = |n: Option<u64>| n.map_or("an unknown number of".to_string(), |n| n.to_string());
     // Unknown counts count as bound: expiring blind could delete them.
-    let bound = data.subscriptions.map_or(true, |n| n > 0)
-        || data.virtual_accounts.map_or(true, |n| n > 0);
+    let bound =
+        data.subscriptions.map_or(true, |n| n > 0) || data.virtual_accounts.map_or(true, |n| n > 0);
     let what = format!(
         "{} virtual accounts and {} notification subscriptions",
         show(data.virtual_accounts),

@@ -193,7 +193,10 @@ pub(super) async fn hand_over(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Fl
         };
         return Err(ctx.provider_error(
             "propagate",
-            format!("the new key could not be handed to {}; {from}", failed.join("; ")),
+            format!(
+                "the new key could not be handed to {}; {from}",
+                failed.join("; ")
+            ),
         ));
     }
     ctx.advance(IncidentRow::propagate)?;

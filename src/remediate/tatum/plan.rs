@@ -54,9 +54,10 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
         )
     };
     let leaked = &ctx.row().fingerprint;
-    let held = cfg.consumers.iter().any(|c| {
-        matches!(propagate::current_fingerprint(c), Ok(Some(fp)) if fp == *leaked)
-    });
+    let held = cfg
+        .consumers
+        .iter()
+        .any(|c| matches!(propagate::current_fingerprint(c), Ok(Some(fp)) if fp == *leaked));
     let escrow = ctx.escrow_ready();
     if !expire && template.is_some() {
         match (&escrow, held) {
@@ -65,9 +66,9 @@ pub(super) fn describe(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
                 plan.push(format!("hold back {verb}: no consumer holds this key and no escrow is configured (the new key would go nowhere); alert the owner"));
                 return plan;
             }
-            (Ok(true), _) => plan.push(
-                "escrow: seal the new key with age before any consumer is written".into(),
-            ),
+            (Ok(true), _) => {
+                plan.push("escrow: seal the new key with age before any consumer is written".into())
+            }
             (Ok(false), true) => {}
         }
     }

@@ -69,9 +69,8 @@ fn no_destination(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Result<Option<String>, St
         return Ok(None);
     }
     let leaked = &ctx.row().fingerprint;
-    let holds = |c: &Consumer| {
-        matches!(propagate::current_fingerprint(c), Ok(Some(fp)) if fp == *leaked)
-    };
+    let holds =
+        |c: &Consumer| matches!(propagate::current_fingerprint(c), Ok(Some(fp)) if fp == *leaked);
     if p.tatum.consumers.iter().any(holds) {
         return Ok(None);
     }
@@ -221,7 +220,10 @@ pub(super) fn seal(ctx: &mut Ctx<'_>, new: &Secret) -> bool {
     match ctx.seal_new_key(new) {
         Ok(sealed) => sealed,
         Err(e) => {
-            ctx.note("escrow", format!("failed: {e}; the new key goes to the consumers only"));
+            ctx.note(
+                "escrow",
+                format!("failed: {e}; the new key goes to the consumers only"),
+            );
             false
         }
     }

@@ -54,8 +54,7 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
 fn regenerated(data: &TatumData) -> String {
     let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
     let written = data.consumers.iter().any(|c| c.written);
-    let mut text =
-        "The leaked key was regenerated at Tatum and no longer works.".to_string();
+    let mut text = "The leaked key was regenerated at Tatum and no longer works.".to_string();
     match (written, data.escrowed) {
         (true, _) => text.push_str(&format!(
             " The new key was handed over: {}. Check that they run.",
