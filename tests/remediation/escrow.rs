@@ -209,10 +209,7 @@ fn a_consumer_that_fails_leaves_the_incident_failed_the_others_written_and_a_ret
     assert!(alert.contains("symbolic link"), "{alert}");
     let (show, shown) = ws.show(&incident["id"]);
     assert!(shown.contains("other: FAILED"), "{shown}");
-    assert_eq!(
-        show["incident"]["playbook_data"]["consumers"][0]["written"], true,
-        "{show}"
-    );
+    assert_eq!(show["incident"]["consumers"][0]["written"], true, "{show}");
 
     // The owner fixes the path; the next run writes it from escrow.
     std::fs::remove_file(ws.path("other/.env")).unwrap();

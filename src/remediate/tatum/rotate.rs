@@ -71,18 +71,25 @@ async fn no_destination(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Result<Option<Strin
     }
     let leaked = &ctx.row().fingerprint;
     let reach = ctx.consumer_reach();
+    // A consumer keysentry may not read might hold the key: name it, and why.
+    let mut unread: Vec<String> = Vec::new();
     for c in &p.tatum.consumers {
         // A GitHub Actions secret cannot be read: it is declared to hold
         // the key.
-        if matches!(
-            consumer::holding(c, &reach, leaked, None).await,
-            Ok(Holding::Old { .. } | Holding::Declared)
-        ) {
-            return Ok(None);
+        match consumer::holding(c, &reach, leaked, None).await {
+            Ok(Holding::Old { .. } | Holding::Declared) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => unread.push(e.to_string()),
         }
     }
+    let unread = if unread.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", unread.join("; "))
+    };
     Ok(Some(format!(
-        "no consumer holds this key and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
+        "no consumer holds this key{unread} and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
         p.tatum.consumers.len()
     )))
 }
