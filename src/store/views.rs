@@ -85,6 +85,19 @@ pub struct IncidentView {
     pub events: Vec<EventRow>,
     pub alerts: Vec<AlertRow>,
     pub timeline: Vec<Entry>,
+    /// The new key sealed in escrow, if one is (never the key, nor its
+    /// ciphertext: `incidents new-key` prints that).
+    pub escrow: Option<EscrowSummary>,
+}
+
+/// That a new key is in escrow, and to whom it is sealed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EscrowSummary {
+    /// The new key's fingerprint.
+    pub fingerprint: String,
+    pub created_at: String,
+    /// The age public keys it was sealed to.
+    pub recipients: Vec<String>,
 }
 
 /// Incidents opened and contained on one day (UTC).
@@ -203,6 +216,11 @@ impl Store {
         let events = self.events(id)?;
         let next_check = self.next_check(&incident)?;
         let timeline = timeline::build(&incident, &locations, &journal, &events, &alerts);
+        let escrow = self.escrow(id)?.map(|e| EscrowSummary {
+            fingerprint: e.fingerprint,
+            created_at: e.created_at,
+            recipients: e.recipients,
+        });
         Ok(Some(IncidentView {
             incident,
             next_check,
@@ -211,6 +229,7 @@ impl Store {
             events,
             alerts,
             timeline,
+            escrow,
         }))
     }
 

@@ -286,6 +286,20 @@ fn incident_body(state: &UiState, who: &Who, v: &IncidentView) -> String {
         }
         b.push_str("</ul>\n");
     }
+    b.push_str("<h2>Escrow</h2>\n");
+    match &v.escrow {
+        Some(e) => {
+            let _ = writeln!(
+                b,
+                "<p id=\"escrow\">A new key (fingerprint <code>{}</code>) is sealed in escrow since {} to {} age recipient(s); its owner recovers it with <code>keysentry incidents new-key {}</code> and <code>age -d</code>.</p>",
+                escape(&e.fingerprint),
+                escape(&e.created_at),
+                e.recipients.len(),
+                v.incident.id
+            );
+        }
+        None => b.push_str("<p id=\"escrow\">No new key is in escrow for this incident.</p>\n"),
+    }
     let _ = writeln!(b, "<h2>Alerts sent</h2>\n<p id=\"alerts\">{} alert(s) and reminder(s); each is in the timeline.</p>", v.alerts.len());
     b.push_str("<h2>Timeline</h2>\n<table id=\"timeline\">\n<thead><tr><th scope=\"col\">When</th><th scope=\"col\">What</th><th scope=\"col\">Detail</th></tr></thead>\n<tbody>\n");
     for e in &v.timeline {

@@ -635,6 +635,48 @@ async fn github_locations_link_to_the_commit() {
     assert!(page.body.contains("href=\"https://github.com/acme/pay/blob/0123456789abcdef0123456789abcdef01234567/app/config.env#L3\""), "{}", page.body);
 }
 
+#[tokio::test]
+async fn the_incident_page_says_whether_a_new_key_is_in_escrow() {
+    let ui = ui();
+    let id = plant(&ui.store, &key("escrowed"), State::Failed);
+    let path = format!("/ui/incidents/{id}");
+    let page = send(&ui.app, get(&path, Some(&bearer()))).await;
+    assert!(
+        page.body.contains("No new key is in escrow"),
+        "{}",
+        page.body
+    );
+    let new_fp = crate::scan::Fingerprint::of(key("the-new-one").as_bytes());
+    let armored = "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n-----END AGE ENCRYPTED FILE-----\n";
+    ui.store
+        .put_escrow(
+            id,
+            &new_fp,
+            armored,
+            &["age1owner".into(), "age1service".into()],
+        )
+        .unwrap();
+    let page = send(&ui.app, get(&path, Some(&bearer()))).await;
+    assert!(page.body.contains("is sealed in escrow"), "{}", page.body);
+    assert!(page.body.contains(new_fp.as_str()), "{}", page.body);
+    assert!(page.body.contains("2 age recipient(s)"), "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("keysentry incidents new-key {id}")),
+        "{}",
+        page.body
+    );
+    // The ciphertext itself stays for `incidents new-key`.
+    assert!(!page.body.contains("YWdl"), "{}", page.body);
+    let api = send(
+        &ui.app,
+        get(&format!("/ui/api/incidents/{id}"), Some(&bearer())),
+    )
+    .await;
+    assert!(api.body.contains(new_fp.as_str()), "{}", api.body);
+    assert!(!api.body.contains("YWdl"), "{}", api.body);
+}
+
 /// The no-key rule: keys planted as incidents appear on no page, in no
 /// attribute, JSON answer or error page.
 #[tokio::test]
