@@ -234,7 +234,7 @@ providers:
   tatum:
     consumers:
       - {name: a, env_file: /x, variable: V, colour: red}
-      - {name: b, env_file: [/y]}
+      - {env_file: /y, variable: V}
       - {name: c, env_file: /z, variable: V, shape: round}
 alerts:
   - {type: webhook, url: 'https://h.example/x', urll: 1}
