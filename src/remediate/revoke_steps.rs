@@ -14,8 +14,8 @@
 //! and they are percent-encoded where they land in a URL.
 
 use super::ctx::{Accept, Ctx};
-use super::http_action::{render_with, Escape, Reply, Request, Vars};
-use super::template_call::{api_url, verify, Liveness};
+use super::http_action::{render_with, Escape, Reply, Request};
+use super::template_call::{verify, with_vars, Liveness};
 use super::StepError;
 use crate::config::Config;
 use crate::rules::{HttpTemplate, Step};
@@ -144,13 +144,9 @@ fn build(
     values: &Values,
     what: &str,
 ) -> Result<Request, StepError> {
-    let api = api_url(config, &ctx.row().provider);
-    let vars = Vars {
-        secret: key,
-        api_url: &api,
-        allow_insecure_http: config.allow_insecure_http,
-    };
-    Ok(Request::from_template_with(t, &vars, values, what)?)
+    Ok(with_vars(config, ctx, key, |vars| {
+        Request::from_template_with(t, vars, values, what)
+    })?)
 }
 
 async fn one(
@@ -265,20 +261,16 @@ fn wanted_values(
     values: &Values,
     what: &str,
 ) -> Result<Vec<zeroize::Zeroizing<String>>, StepError> {
-    let api = api_url(config, &ctx.row().provider);
-    let vars = Vars {
-        secret: key,
-        api_url: &api,
-        allow_insecure_http: config.allow_insecure_http,
-    };
-    matches
-        .values()
-        .map(|t| {
-            render_with(t, &vars, values, &format!("{what} find"), Escape::Raw)
-                .map(zeroize::Zeroizing::new)
-                .map_err(StepError::from)
-        })
-        .collect()
+    with_vars(config, ctx, key, |vars| {
+        matches
+            .values()
+            .map(|t| {
+                render_with(t, vars, values, &format!("{what} find"), Escape::Raw)
+                    .map(zeroize::Zeroizing::new)
+                    .map_err(StepError::from)
+            })
+            .collect()
+    })
 }
 
 fn matches(

@@ -28,6 +28,22 @@ pub fn api_url(config: &Config, provider: &str) -> String {
         .to_string()
 }
 
+/// Runs `f` with the template variables of `key` for the incident's
+/// provider (its secret, its `api_url`, the plain-http rule).
+pub(super) fn with_vars<T>(
+    config: &Config,
+    ctx: &Ctx<'_>,
+    key: &Secret,
+    f: impl FnOnce(&Vars<'_>) -> T,
+) -> T {
+    let api = api_url(config, &ctx.row().provider);
+    f(&Vars {
+        secret: key,
+        api_url: &api,
+        allow_insecure_http: config.allow_insecure_http,
+    })
+}
+
 pub(super) fn request(
     config: &Config,
     ctx: &Ctx<'_>,
@@ -35,17 +51,10 @@ pub(super) fn request(
     key: &Secret,
     what: &str,
 ) -> Result<Request, StepError> {
-    let api = api_url(config, &ctx.row().provider);
-    let vars = Vars {
-        secret: key,
-        api_url: &api,
-        allow_insecure_http: config.allow_insecure_http,
-    };
-    Ok(Request::from_template(
-        t,
-        &vars,
-        &format!("rule {} {what}", ctx.row().rule_id),
-    )?)
+    let what = format!("rule {} {what}", ctx.row().rule_id);
+    Ok(with_vars(config, ctx, key, |vars| {
+        Request::from_template(t, vars, &what)
+    })?)
 }
 
 /// Slack-style APIs answer 200 and report failure as `{"ok": false}`.

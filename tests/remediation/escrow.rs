@@ -204,7 +204,10 @@ fn a_consumer_that_fails_leaves_the_incident_failed_the_others_written_and_a_ret
     assert_eq!(ws.read("kms.restarts"), "restarted\n");
     assert_eq!(ws.read("real/.env"), format!("TATUM_API_KEY={key}\n"));
     let alert = ws.sink("owner").last().cloned().unwrap_or_default();
-    assert!(alert.contains("kms: written, verified, restarted"), "{alert}");
+    assert!(
+        alert.contains("kms: written, verified, restarted"),
+        "{alert}"
+    );
     assert!(alert.contains("other: FAILED ("), "{alert}");
     assert!(alert.contains("symbolic link"), "{alert}");
     let (show, shown) = ws.show(&incident["id"]);
