@@ -107,6 +107,9 @@ pub struct Day {
     pub day: String,
     pub opened: u64,
     pub contained: u64,
+    /// Median time from detection to containment of those contained that
+    /// day, in seconds.
+    pub ttc_median_secs: Option<f64>,
 }
 
 /// What the dashboard charts.
@@ -294,14 +297,20 @@ impl Store {
                 "SELECT substr(at, 1, 10), COUNT(*) FROM ({first_contained}) \
                  WHERE at >= {since} GROUP BY 1"
             ))?;
-            let mut ttc: Vec<f64> = c
+            let contained_after: Vec<(String, f64)> = c
                 .prepare(&format!(
-                    "SELECT (julianday(x.at) - julianday(i.created_at)) * 86400.0 \
+                    "SELECT substr(x.at, 1, 10), (julianday(x.at) - julianday(i.created_at)) * 86400.0 \
                      FROM incidents i JOIN ({first_contained}) x ON x.incident_id = i.id \
                      WHERE x.at >= {since}"
                 ))?
-                .query_map([], |r| r.get::<_, f64>(0))?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
+            let mut per_day_ttc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (day, secs) in &contained_after {
+                per_day_ttc.entry(day.clone()).or_default().push(*secs);
+            }
+            per_day_ttc.values_mut().for_each(|v| v.sort_by(f64::total_cmp));
+            let mut ttc: Vec<f64> = contained_after.into_iter().map(|(_, s)| s).collect();
             ttc.sort_by(f64::total_cmp);
             Ok(Stats {
                 days: days
@@ -309,6 +318,9 @@ impl Store {
                     .map(|day| Day {
                         opened: opened.get(&day).copied().unwrap_or(0),
                         contained: contained.get(&day).copied().unwrap_or(0),
+                        ttc_median_secs: per_day_ttc
+                            .get(&day)
+                            .and_then(|v| quantile(v, 0.5)),
                         day,
                     })
                     .collect(),

@@ -800,6 +800,18 @@ async fn stats_and_sources_read_without_script() {
         a.body
     );
     assert!(a.body.contains("Over the 1 incident(s) contained"));
+    // The time to containment is charted per day too: one bar, today's.
+    assert!(
+        a.body.contains("<svg id=\"ttc-chart\" role=\"img\""),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        a.body.matches("<rect class=\"ttc\"").count(),
+        1,
+        "{}",
+        a.body
+    );
     let v: serde_json::Value = serde_json::from_str(
         &send(&ui.app, get("/ui/api/stats", Some(&bearer())))
             .await
@@ -808,6 +820,8 @@ async fn stats_and_sources_read_without_script() {
     .unwrap();
     assert_eq!(v["contained"], 1);
     assert_eq!(v["days"].as_array().unwrap().len(), 30);
+    assert!(v["days"][29]["ttc_median_secs"].is_number(), "{v}");
+    assert!(v["days"][0]["ttc_median_secs"].is_null(), "{v}");
     let a = send(&ui.app, get("/ui/sources", Some(&bearer()))).await;
     assert!(
         a.body.contains("<span id=\"health\">ok</span>"),
