@@ -57,6 +57,13 @@ pub struct Config {
     /// Where the incident store lives (`keysentry.db`).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// This daemon's name in a fleet (default: `$KEYSENTRY_NODE`, else the
+    /// hostname): keys its per-host state in a shared store.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// A shared store (PostgreSQL) instead of SQLite in `state_dir`.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     #[serde(default)]
     pub scan: ScanConfig,
     #[serde(default)]
@@ -84,6 +91,41 @@ pub struct Config {
     /// management, GitHub and alert URLs (checks: src/remediate/urls.rs).
     #[serde(default)]
     pub allow_insecure_http: bool,
+}
+
+/// `store:`: where a fleet's shared store is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE` (`?sslmode=require` for TLS,
+    /// `&sslrootcert=FILE` for a private CA).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable holding the URL (keeps a password out of
+    /// the config file).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Connections this daemon opens at most (default 4).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+impl StoreConfig {
+    /// The URL, from `url` or the variable `url_env` names; `Ok(None)`
+    /// when neither is set (SQLite).
+    pub fn resolve_url(&self) -> Result<Option<String>, String> {
+        match (&self.url, &self.url_env) {
+            (Some(_), Some(_)) => Err("set `url` or `url_env`, not both".into()),
+            (Some(u), None) => Ok(Some(u.clone())),
+            (None, Some(name)) => match std::env::var(name) {
+                Ok(u) if !u.trim().is_empty() => Ok(Some(u.trim().to_owned())),
+                _ => Err(format!(
+                    "`url_env` names {name}, which is unset or empty; export the store's URL in it"
+                )),
+            },
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -243,8 +243,7 @@ pub async fn run(
         mut reload,
         ready,
     } = control;
-    let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
-    let store = Arc::new(Store::open(&state_dir)?);
+    let store = Arc::new(Store::from_config(&loaded.config)?);
     let sink = open_sink(&loaded, store.clone())?;
     let metrics = Arc::new(Metrics::new());
     let mut settings = loaded.settings;
@@ -326,7 +325,8 @@ pub async fn run(
     let mut reloads_open = true;
     tracing::info!(
         config = %config_path.display(),
-        state_dir = %state_dir.display(),
+        store = %shared.store.path().display(),
+        node = shared.store.node(),
         "keysentry daemon ready: watching {} log globs, {} repositories",
         settings.logs.globs.len(),
         settings.repos.len()
@@ -419,8 +419,19 @@ async fn reload_config(
         tracing::warn!("http.listen changed; restart the daemon to apply it");
     }
     let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
-    if shared.store.path() != state_dir.join(store::DB_FILE) {
-        tracing::warn!("state_dir changed; restart the daemon to apply it");
+    let url = loaded
+        .config
+        .store
+        .as_ref()
+        .and_then(|s| s.resolve_url().ok().flatten());
+    let moved = match url {
+        Some(url) => shared.store.path() != std::path::Path::new(&store::pg::redact_url(&url)),
+        None => shared.store.path() != state_dir.join(store::DB_FILE),
+    };
+    if moved {
+        tracing::warn!(
+            "the store (state_dir or store.url) changed; restart the daemon to apply it"
+        );
     }
     sources.stop(RELOAD_FLUSH_LIMIT).await;
     if !pipeline.flush(RELOAD_FLUSH_LIMIT).await {

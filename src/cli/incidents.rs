@@ -75,8 +75,7 @@ enum IncidentsCommand {
 
 pub fn run(args: IncidentsArgs) -> Result<ExitCode> {
     let (config, _) = store_config(args.config.as_deref())?;
-    let dir = keysentry::store::state_dir(config.state_dir.as_deref());
-    let store = Store::open(&dir)?;
+    let store = Store::from_config(&config)?;
     let json = args.json;
     match args.command.unwrap_or(IncidentsCommand::List {
         state: None,
@@ -166,6 +165,18 @@ pub fn store_config(flag: Option<&Path>) -> Result<(Config, PathBuf)> {
             ),
         )
     };
+    if let Some(url) = config
+        .store
+        .as_ref()
+        .and_then(|s| s.resolve_url().transpose())
+    {
+        // A shared store: it is there or the connection says why not.
+        let url = url.map_err(|e| anyhow::anyhow!("`store.url`: {e}"))?;
+        return Ok((
+            config,
+            PathBuf::from(keysentry::store::pg::redact_url(&url)),
+        ));
+    }
     let dir = keysentry::store::state_dir(config.state_dir.as_deref());
     let db = dir.join(keysentry::store::DB_FILE);
     if !db.is_file() {

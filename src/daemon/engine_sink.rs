@@ -37,10 +37,9 @@ impl FindingSink for Engine {
 /// wait (a wrong guess costs a retry, not a lost key).
 fn classify(e: RemediateError) -> SinkError {
     let permanent = match &e {
-        RemediateError::Store(StoreError::Sql { source, .. }) => matches!(
-            source.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TooBig)
-        ),
+        RemediateError::Store(StoreError::Sql { source, .. }) => {
+            source.is_constraint_violation() || source.is_too_big()
+        }
         _ => false,
     };
     if permanent {

@@ -134,7 +134,7 @@ impl Engine {
     /// As [`Engine::open`], with the rule set the findings came from (their
     /// `verify`/`revoke` templates drive the simple providers).
     pub fn open_with_rules(config: &Config, rules: RuleSet) -> Result<Engine, RemediateError> {
-        let store = Store::open(&crate::store::state_dir(config.state_dir.as_deref()))?;
+        let store = Store::from_config(config)?;
         Engine::with_store(config, rules, Arc::new(store))
     }
 
@@ -617,6 +617,7 @@ fn new_incident(owners: &OwnerResolver, f: &Finding) -> NewIncident {
             author_email: o.author_email().map(str::to_string),
             rule_id: f.rule_id.to_string(),
             first_seen: String::new(),
+            node: String::new(),
         },
     }
 }

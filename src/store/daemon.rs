@@ -6,7 +6,7 @@
 //! remediation engine.
 
 use super::{Store, StoreError};
-use rusqlite::{params, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
@@ -58,9 +58,10 @@ impl Store {
     pub fn log_offsets(&self) -> Result<Vec<LogOffset>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT dev, ino, path, offset, line, head_len, head_hash FROM log_offsets",
+                "SELECT dev, ino, path, byte_offset, line, head_len, head_hash FROM log_offsets \
+                 WHERE node = ?1",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map([self.node()], |r| {
                 Ok(LogOffset {
                     id: FileId {
                         dev: from_sql(r.get(0)?),
@@ -79,8 +80,8 @@ impl Store {
 
     pub fn known_log_globs(&self) -> Result<HashSet<String>, StoreError> {
         self.with_conn(|conn| {
-            let mut stmt = conn.prepare("SELECT glob FROM log_globs")?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut stmt = conn.prepare("SELECT glob FROM log_globs WHERE node = ?1")?;
+            let rows = stmt.query_map([self.node()], |r| r.get::<_, String>(0))?;
             rows.collect()
         })
     }
@@ -88,8 +89,8 @@ impl Store {
     pub fn repo_tips(&self, repo: &str) -> Result<Option<Vec<String>>, StoreError> {
         let json: Option<String> = self.with_conn(|conn| {
             conn.query_row(
-                "SELECT tips FROM repo_cursors WHERE repo = ?1",
-                [repo],
+                "SELECT tips FROM repo_cursors WHERE node = ?1 AND repo = ?2",
+                [self.node(), repo],
                 |r| r.get(0),
             )
             .optional()
@@ -107,7 +108,7 @@ impl Store {
         self.with_conn(|conn| {
             let tx = conn.transaction()?;
             for w in writes {
-                apply_one(&tx, w)?;
+                apply_one(&tx, self.node(), w)?;
             }
             tx.commit()
         })
@@ -134,55 +135,62 @@ impl Store {
 /// Rows of `table` per `state`: incidents here, deliveries in the webhook
 /// store too.
 pub(super) fn counts_by_state(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::db::Conn<'_>,
     table: &str,
-) -> rusqlite::Result<BTreeMap<String, u64>> {
+) -> crate::store::db::Result<BTreeMap<String, u64>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT state, count(*) FROM {table} GROUP BY state"
     ))?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(crate::store::db::params![], |r| {
         Ok((r.get::<_, String>(0)?, from_sql(r.get::<_, i64>(1)?)))
     })?;
     rows.collect()
 }
 
-fn apply_one(tx: &rusqlite::Transaction<'_>, w: &DaemonWrite) -> rusqlite::Result<()> {
+fn apply_one(
+    tx: &crate::store::db::Transaction<'_>,
+    node: &str,
+    w: &DaemonWrite,
+) -> crate::store::db::Result<()> {
     match w {
         DaemonWrite::Offset(o) => {
             tx.prepare_cached(
-                "INSERT INTO log_offsets (dev, ino, path, offset, line, head_len, head_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (dev, ino) DO UPDATE SET path = excluded.path, \
-                 offset = excluded.offset, line = excluded.line, head_len = excluded.head_len, \
+                "INSERT INTO log_offsets (node, dev, ino, path, byte_offset, line, head_len, head_hash) \
+                 VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (node, dev, ino) DO UPDATE SET path = excluded.path, \
+                 byte_offset = excluded.byte_offset, line = excluded.line, head_len = excluded.head_len, \
                  head_hash = excluded.head_hash, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
             )?
             .execute(params![
                 to_sql(o.id.dev),
                 to_sql(o.id.ino),
-                o.path.to_string_lossy(),
+                o.path.to_string_lossy().into_owned(),
                 to_sql(o.offset),
                 to_sql(o.line),
                 to_sql(o.head_len),
                 o.head_hash,
+                node,
             ])?;
         }
         DaemonWrite::Forget(id) => {
-            tx.prepare_cached("DELETE FROM log_offsets WHERE dev = ?1 AND ino = ?2")?
-                .execute(params![to_sql(id.dev), to_sql(id.ino)])?;
+            tx.prepare_cached("DELETE FROM log_offsets WHERE dev = ?1 AND ino = ?2 AND node = ?3")?
+                .execute(params![to_sql(id.dev), to_sql(id.ino), node])?;
         }
         DaemonWrite::GlobSeen(glob) => {
-            tx.prepare_cached("INSERT OR IGNORE INTO log_globs (glob) VALUES (?1)")?
-                .execute([glob])?;
+            tx.prepare_cached(
+                "INSERT INTO log_globs (node, glob) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?
+            .execute([node, glob.as_str()])?;
         }
         DaemonWrite::RepoTips { repo, tips } => {
             let json = serde_json::to_string(tips).unwrap_or_else(|_| "[]".to_string());
             tx.prepare_cached(
-                "INSERT INTO repo_cursors (repo, tips) VALUES (?1, ?2) \
-                 ON CONFLICT (repo) DO UPDATE SET tips = excluded.tips, \
+                "INSERT INTO repo_cursors (node, repo, tips) VALUES (?3, ?1, ?2) \
+                 ON CONFLICT (node, repo) DO UPDATE SET tips = excluded.tips, \
                  updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
             )?
-            .execute(params![repo, json])?;
+            .execute(params![repo, json, node])?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use super::{Store, StoreError};
 use crate::scan::Fingerprint;
-use rusqlite::OptionalExtension;
+use crate::store::db::OptionalExtension;
 
 /// One escrowed key: never the key, only its ciphertext and fingerprint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -33,7 +33,12 @@ impl Store {
             c.execute(
                 "INSERT INTO escrow (incident_id, fingerprint, ciphertext, recipients) \
                  VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![incident, fingerprint.to_string(), ciphertext, recipients],
+                crate::store::db::params![
+                    incident,
+                    fingerprint.to_string(),
+                    ciphertext,
+                    recipients
+                ],
             )
             .map(|_| ())
         })
@@ -74,7 +79,7 @@ mod tests {
                 c.execute(
                     "INSERT INTO incidents (id, fingerprint, provider, rule_id, rule_name, redacted, state, stage) \
                      VALUES (1, 'f', 'tatum', 'tatum.api-key', 'Tatum', 't-…', 'rotated', 'rotated')",
-                    [],
+                    crate::store::db::params![],
                 )
             })
             .unwrap();

@@ -2,8 +2,7 @@
 
 use super::{Stage, State, Store, StoreError};
 use crate::scan::Fingerprint;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{params, OptionalExtension, Row};
+use crate::store::db::{params, DbError, FromValue, OptionalExtension, Row, ToValue, Value};
 
 /// A leaked key as the store knows it: fingerprint and redacted form only.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -66,45 +65,42 @@ impl PlaybookData {
     }
 }
 
-impl ToSql for PlaybookData {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        let text = serde_json::to_string(&self.0)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(ToSqlOutput::from(text))
+impl ToValue for PlaybookData {
+    fn to_value(&self) -> crate::store::db::Result<Value> {
+        serde_json::to_string(&self.0)
+            .map(Value::Text)
+            .map_err(|e| DbError::Conversion(e.to_string()))
     }
 }
 
-impl FromSql for PlaybookData {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        match serde_json::from_str(v.as_str()?) {
+impl FromValue for PlaybookData {
+    fn from_value(v: &Value, column: usize) -> crate::store::db::Result<Self> {
+        match serde_json::from_str(crate::store::db::text(v, column)?) {
             Ok(serde_json::Value::Object(map)) => Ok(PlaybookData(map)),
-            Ok(_) => Err(FromSqlError::Other(
+            Ok(_) => Err(DbError::Conversion(
                 "playbook_data is not a JSON object".into(),
             )),
-            Err(e) => Err(FromSqlError::Other(Box::new(e))),
+            Err(e) => Err(DbError::Conversion(format!("playbook_data: {e}"))),
         }
     }
 }
 
 /// Fingerprints are stored as their hex form and read back checked: a
 /// malformed one is an error, not a silently dropped incident.
-impl ToSql for Fingerprint {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+impl ToValue for Fingerprint {
+    fn to_value(&self) -> crate::store::db::Result<Value> {
+        Ok(Value::Text(self.as_str().to_owned()))
     }
 }
 
-impl FromSql for Fingerprint {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
+impl FromValue for Fingerprint {
+    fn from_value(v: &Value, column: usize) -> crate::store::db::Result<Self> {
+        let s = crate::store::db::text(v, column)?;
         Fingerprint::parse(s).ok_or_else(|| {
-            FromSqlError::Other(
-                format!(
-                    "`{}` is not a key fingerprint (64 lowercase hex digits)",
-                    s.chars().take(16).collect::<String>()
-                )
-                .into(),
-            )
+            DbError::Conversion(format!(
+                "`{}` is not a key fingerprint (64 lowercase hex digits)",
+                s.chars().take(16).collect::<String>()
+            ))
         })
     }
 }
@@ -138,6 +134,9 @@ pub struct LocationRow {
     pub rule_id: String,
     /// Empty on a location not yet stored.
     pub first_seen: String,
+    /// The daemon (node name) that saw it: set by the store when recorded;
+    /// empty for locations recorded before fleets.
+    pub node: String,
 }
 
 impl LocationRow {
@@ -173,7 +172,7 @@ pub(super) const INCIDENT_COLUMNS: &str =
      state, stage, action, reason, playbook_data, failures, retry_at_ms, created_at, updated_at, \
      waits, reminded_at_ms";
 
-pub(super) fn incident_from_row(r: &Row<'_>) -> rusqlite::Result<IncidentRow> {
+pub(super) fn incident_from_row(r: &Row) -> crate::store::db::Result<IncidentRow> {
     Ok(IncidentRow {
         id: r.get(0)?,
         fingerprint: r.get(1)?,
@@ -205,19 +204,21 @@ impl Store {
             // IMMEDIATE: a deferred transaction that reads and then writes
             // fails at once with SQLITE_BUSY (no busy wait) when another
             // connection, such as the webhook's, wrote in between.
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx =
+                conn.transaction_with_behavior(crate::store::db::TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(items.len());
             {
                 let mut find =
                     tx.prepare_cached("SELECT id FROM incidents WHERE fingerprint = ?1")?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO incidents (fingerprint, provider, rule_id, rule_name, redacted, \
-                     owner, state, stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'detected', 'detected')",
+                     owner, state, stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'detected', 'detected') \
+                     RETURNING id",
                 )?;
                 let mut locate = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO locations (incident_id, source, path, line, col, \
-                     commit_sha, repo, author_email, rule_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO locations (incident_id, source, path, line, col, \
+                     commit_sha, repo, author_email, rule_id, node) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
                 )?;
                 for item in items {
                     let existing: Option<i64> = find
@@ -226,15 +227,18 @@ impl Store {
                     let (id, created) = match existing {
                         Some(id) => (id, false),
                         None => {
-                            insert.execute(params![
-                                item.fingerprint,
-                                item.provider,
-                                item.rule_id,
-                                item.rule_name,
-                                item.redacted,
-                                item.owner,
-                            ])?;
-                            (tx.last_insert_rowid(), true)
+                            let id = insert.query_row(
+                                params![
+                                    item.fingerprint,
+                                    item.provider,
+                                    item.rule_id,
+                                    item.rule_name,
+                                    item.redacted,
+                                    item.owner,
+                                ],
+                                |r| r.get(0),
+                            )?;
+                            (id, true)
                         }
                     };
                     let l = &item.location;
@@ -248,6 +252,7 @@ impl Store {
                         l.repo.as_deref().unwrap_or(""),
                         l.author_email,
                         l.rule_id,
+                        self.node(),
                     ])?;
                     out.push((id, created));
                 }
@@ -270,7 +275,7 @@ impl Store {
 
     /// Every incident, oldest first.
     pub fn incidents(&self) -> Result<Vec<IncidentRow>, StoreError> {
-        self.query_incidents("1 = 1 ORDER BY id", [])
+        self.query_incidents("1 = 1 ORDER BY id", params![])
     }
 
     /// The incidents in `state` (any if `None`) of `provider` (any if
@@ -304,13 +309,17 @@ impl Store {
     pub(super) fn query_incidents(
         &self,
         filter: &str,
-        params: impl rusqlite::Params,
+        params: impl crate::store::db::Params,
     ) -> Result<Vec<IncidentRow>, StoreError> {
+        let values = params.values().map_err(|source| StoreError::Sql {
+            path: self.path().to_path_buf(),
+            source,
+        })?;
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {filter}"
             ))?;
-            let rows = stmt.query_map(params, incident_from_row)?;
+            let rows = stmt.query_map(values.clone(), incident_from_row)?;
             rows.collect()
         })
     }
@@ -355,7 +364,7 @@ impl Store {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT source, path, line, col, commit_sha, repo, author_email, rule_id, \
-                 first_seen FROM locations WHERE incident_id = ?1 ORDER BY id",
+                 first_seen, node FROM locations WHERE incident_id = ?1 ORDER BY id",
             )?;
             let rows = stmt.query_map([incident], |r| {
                 let opt = |s: String| (!s.is_empty()).then_some(s);
@@ -369,6 +378,7 @@ impl Store {
                     author_email: r.get(6)?,
                     rule_id: r.get(7)?,
                     first_seen: r.get(8)?,
+                    node: r.get(9)?,
                 })
             })?;
             rows.collect()
@@ -387,26 +397,32 @@ impl Store {
         until_ms: i64,
         alive: impl Fn(u32) -> bool,
     ) -> Result<bool, StoreError> {
+        let me = self.node();
         self.with_conn(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let held: Option<(Option<i64>, Option<i64>)> = tx
+            let tx =
+                c.transaction_with_behavior(crate::store::db::TransactionBehavior::Immediate)?;
+            let held: Option<(Option<i64>, Option<i64>, Option<String>)> = tx
                 .query_row(
-                    "SELECT lease_pid, lease_until_ms FROM incidents WHERE id = ?1",
+                    "SELECT lease_pid, lease_until_ms, lease_node FROM incidents WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
             let free = match held {
                 None => return Ok(false),
-                Some((Some(holder), Some(until))) => {
-                    holder == pid as i64 || until < now_ms || !alive(holder as u32)
+                Some((Some(holder), Some(until), node)) => {
+                    // On another node a process id says nothing: only the
+                    // lease's expiry frees it.
+                    let here = node.as_deref().is_none_or(|n| n == me);
+                    until < now_ms || (here && (holder == pid as i64 || !alive(holder as u32)))
                 }
                 Some(_) => true,
             };
             if free {
                 tx.execute(
-                    "UPDATE incidents SET lease_pid = ?2, lease_until_ms = ?3 WHERE id = ?1",
-                    params![id, pid, until_ms],
+                    "UPDATE incidents SET lease_pid = ?2, lease_until_ms = ?3, lease_node = ?4 \
+                     WHERE id = ?1",
+                    params![id, pid, until_ms, me],
                 )?;
             }
             tx.commit()?;
@@ -417,9 +433,9 @@ impl Store {
     pub fn release_lease(&self, id: i64, pid: u32) -> Result<(), StoreError> {
         self.with_conn(|c| {
             c.execute(
-                "UPDATE incidents SET lease_pid = NULL, lease_until_ms = NULL \
-                 WHERE id = ?1 AND lease_pid = ?2",
-                params![id, pid],
+                "UPDATE incidents SET lease_pid = NULL, lease_until_ms = NULL, lease_node = NULL \
+                 WHERE id = ?1 AND lease_pid = ?2 AND (lease_node IS NULL OR lease_node = ?3)",
+                params![id, pid, self.node()],
             )
             .map(|_| ())
         })
@@ -486,6 +502,7 @@ mod tests {
                 author_email: None,
                 rule_id: "github.pat".into(),
                 first_seen: String::new(),
+                node: String::new(),
             },
         }
     }

@@ -5,7 +5,7 @@
 //! it.
 
 use super::{Store, StoreError};
-use rusqlite::{params, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 
 /// How a journaled call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +53,11 @@ impl Store {
     /// Journals a call about to be made; returns the entry to complete.
     pub fn journal_start(&self, incident: i64, step: &str) -> Result<i64, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached("INSERT INTO journal (incident_id, step) VALUES (?1, ?2)")?
-                .execute(params![incident, step])?;
-            Ok(c.last_insert_rowid())
+            c.query_row(
+                "INSERT INTO journal (incident_id, step) VALUES (?1, ?2) RETURNING id",
+                params![incident, step],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -167,6 +169,7 @@ mod tests {
                     author_email: None,
                     rule_id: "github.pat".into(),
                     first_seen: String::new(),
+                    node: String::new(),
                 },
             }])
             .unwrap()[0]

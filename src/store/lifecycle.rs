@@ -5,7 +5,7 @@
 
 use super::incidents::{incident_from_row, INCIDENT_COLUMNS};
 use super::{IncidentRow, Stage, State, Store, StoreError};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use crate::store::db::{params, OptionalExtension, TransactionBehavior};
 
 /// One state change of an incident.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -49,13 +49,24 @@ pub struct Reopened {
 struct Lease {
     pid: Option<i64>,
     until_ms: Option<i64>,
+    /// The node of the holder: on another node a process id says nothing,
+    /// only the lease's expiry frees it.
+    node: Option<String>,
 }
 
 impl Lease {
-    fn busy(&self, me: u32, now_ms: i64, alive: &impl Fn(u32) -> bool) -> Option<i64> {
+    fn busy(
+        &self,
+        me: u32,
+        my_node: &str,
+        now_ms: i64,
+        alive: &impl Fn(u32) -> bool,
+    ) -> Option<i64> {
+        let elsewhere = self.node.as_deref().is_some_and(|n| n != my_node);
         match (self.pid, self.until_ms) {
             (Some(holder), Some(until))
-                if holder != me as i64 && until >= now_ms && alive(holder as u32) =>
+                if until >= now_ms
+                    && (elsewhere || (holder != me as i64 && alive(holder as u32))) =>
             {
                 Some(holder)
             }
@@ -65,7 +76,7 @@ impl Lease {
 }
 
 impl Store {
-    fn sql_error(&self, source: rusqlite::Error) -> TransitionError {
+    fn sql_error(&self, source: crate::store::db::DbError) -> TransitionError {
         TransitionError::Store(StoreError::Sql {
             path: self.path().to_path_buf(),
             source,
@@ -177,40 +188,51 @@ impl Store {
         me: u32,
         now_ms: i64,
         alive: impl Fn(u32) -> bool,
-        change: impl FnOnce(&rusqlite::Transaction<'_>, &IncidentRow) -> Result<(), TransitionError>,
+        mut change: impl FnMut(
+            &crate::store::db::Transaction<'_>,
+            &IncidentRow,
+        ) -> Result<(), TransitionError>,
     ) -> Result<IncidentRow, TransitionError> {
-        let sql = |source| self.sql_error(source);
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
         let select = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1");
-        let row = tx
-            .query_row(&select, [id], incident_from_row)
-            .optional()
-            .map_err(sql)?
-            .ok_or(TransitionError::NoIncident(id))?;
-        let lease = tx
-            .query_row(
-                "SELECT lease_pid, lease_until_ms FROM incidents WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Lease {
-                        pid: r.get(0)?,
-                        until_ms: r.get(1)?,
-                    })
-                },
-            )
-            .map_err(sql)?;
-        if let Some(pid) = lease.busy(me, now_ms, &alive) {
-            return Err(TransitionError::Busy { id, pid });
-        }
-        change(&tx, &row)?;
-        let after = tx
-            .query_row(&select, [id], incident_from_row)
-            .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        Ok(after)
+        self.with_conn_or(
+            |conn| {
+                let sql = |source| self.sql_error(source);
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql)?;
+                let row = tx
+                    .query_row(&select, [id], incident_from_row)
+                    .optional()
+                    .map_err(sql)?
+                    .ok_or(TransitionError::NoIncident(id))?;
+                let lease = tx
+                    .query_row(
+                        "SELECT lease_pid, lease_until_ms, lease_node FROM incidents WHERE id = ?1",
+                        [id],
+                        |r| {
+                            Ok(Lease {
+                                pid: r.get(0)?,
+                                until_ms: r.get(1)?,
+                                node: r.get(2)?,
+                            })
+                        },
+                    )
+                    .map_err(sql)?;
+                if let Some(pid) = lease.busy(me, self.node(), now_ms, &alive) {
+                    return Err(TransitionError::Busy { id, pid });
+                }
+                change(&tx, &row)?;
+                let after = tx
+                    .query_row(&select, [id], incident_from_row)
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)?;
+                Ok(after)
+            },
+            |e| match e {
+                TransitionError::Store(StoreError::Sql { source, .. }) => Some(source),
+                _ => None,
+            },
+        )
     }
 }
 
@@ -239,6 +261,7 @@ mod tests {
                     author_email: None,
                     rule_id: "github.pat".into(),
                     first_seen: String::new(),
+                    node: String::new(),
                 },
             }])
             .unwrap()[0]

@@ -1,17 +1,24 @@
-//! The SQLite store at `<state_dir>/keysentry.db`: what makes keysentry
-//! idempotent across runs and restarts.
+//! The incident store: what makes keysentry idempotent across runs,
+//! restarts and, on a shared PostgreSQL, across a fleet of daemons.
+//!
+//! Two backends sit behind one [`Store`]: SQLite at
+//! `<state_dir>/keysentry.db` (embedded, the default: one host needs
+//! nothing installed) and PostgreSQL (`store.url`), shared by many daemons.
+//! The query files (`incidents.rs`, `journal.rs`, ...) are written once
+//! against [`db`], in SQL both engines accept.
 //!
 //! The schema is a list of numbered SQL files in `migrations/`, embedded in
-//! the binary and applied in order when the store opens; `PRAGMA
-//! user_version` records how many have run. Each area keeps its queries in its
-//! own file here (`incidents.rs`, `journal.rs`, ...) as `impl Store` blocks or
-//! functions over [`Store::with_conn`].
+//! the binary and applied in order when the store opens. SQLite records the
+//! version in `PRAGMA user_version`; PostgreSQL in `keysentry_schema`, under
+//! an advisory lock so daemons starting together migrate once.
 
 mod daemon;
+pub(crate) mod db;
 mod escrow;
 mod incidents;
 mod journal;
 mod lifecycle;
+pub mod pg;
 mod state;
 pub mod timeline;
 mod transition;
@@ -19,6 +26,7 @@ mod views;
 pub mod webhook;
 
 pub use daemon::{DaemonWrite, FileId, LogOffset};
+pub use db::DbError;
 pub use escrow::EscrowRow;
 pub use incidents::{AlertRow, IncidentRow, LocationRow, NewIncident, PlaybookData, STATES};
 pub use journal::{JournalEntry, Outcome};
@@ -29,13 +37,15 @@ pub use views::{
     Page, Stats, NEEDS_A_HUMAN,
 };
 
-use rusqlite::{Connection, OptionalExtension};
+use db::Conn;
+use rusqlite::Connection;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// Schema migrations, applied in order. To add one, add its file and one line
-/// here; never edit or reorder a released migration.
+/// SQLite's schema migrations, applied in order. To add one, add its file
+/// and one line here (and the same change for PostgreSQL below, with the
+/// same number); never edit or reorder a released migration.
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_remediation",
@@ -52,7 +62,27 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("migrations/0005_typed_incidents.sql"),
     ),
     ("0006_escrow", include_str!("migrations/0006_escrow.sql")),
+    ("0007_fleet", include_str!("migrations/0007_fleet.sql")),
 ];
+
+/// PostgreSQL's migrations: `(version reached, name, SQL)`. The store
+/// started on PostgreSQL at version 7, with one file holding what SQLite's
+/// 0001-0007 built.
+const PG_MIGRATIONS: &[(usize, &str, &str)] = &[(
+    7,
+    "0007_baseline",
+    include_str!("migrations/postgres/0007_baseline.sql"),
+)];
+
+/// The schema version this keysentry writes, on both engines.
+const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// The advisory lock key under which PostgreSQL migrations run ("keys").
+const MIGRATION_LOCK: i64 = 0x6b65_7973;
+
+/// How many times a PostgreSQL transaction that lost to a concurrent one
+/// runs again before the error is given up.
+const PG_RETRIES: u32 = 8;
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "keysentry.db";
@@ -65,15 +95,12 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("cannot open the store {path}: {source}; check its permissions, or move it aside if it is corrupt")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: DbError },
     #[error("store {path}: migration {name} failed: {source}; the store was left at the previous version")]
     Migrate {
         path: PathBuf,
         name: &'static str,
-        source: rusqlite::Error,
+        source: DbError,
     },
     #[error("store {path} has schema version {found}, newer than this keysentry knows ({known}); upgrade keysentry")]
     TooNew {
@@ -81,24 +108,69 @@ pub enum StoreError {
         found: usize,
         known: usize,
     },
+    #[error("`store.url`: {0}")]
+    Url(String),
     #[error("store {path}: {source}")]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sql { path: PathBuf, source: DbError },
 }
 
-/// The store. `Send + Sync`: the connection sits behind a mutex, taken for
-/// one query or transaction at a time and never across an `.await`.
+impl StoreError {
+    /// The store's server cannot be reached right now (the work is kept and
+    /// retried; nothing is wrong with the data).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sql { source, .. } | StoreError::Open { source, .. } => {
+                source.is_unavailable()
+            }
+            _ => false,
+        }
+    }
+}
+
+enum Backend {
+    /// One connection behind a mutex, taken for one query or transaction at
+    /// a time and never across an `.await`.
+    Sqlite(Mutex<Connection>),
+    Postgres(pg::PgPool),
+}
+
+/// The store. `Send + Sync`.
 pub struct Store {
-    conn: Mutex<Connection>,
+    backend: Backend,
+    /// Where it is, for messages: the SQLite file, or the PostgreSQL URL
+    /// without its password.
     path: PathBuf,
+    /// This daemon's name in a fleet: keys its per-host state, marks its
+    /// locations and its leases.
+    node: String,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("node", &self.node)
+            .finish()
     }
+}
+
+/// This host's node name when the config names none: `$KEYSENTRY_NODE`
+/// (a Kubernetes DaemonSet sets it from the node's name), else the
+/// hostname.
+pub fn default_node() -> String {
+    if let Some(n) = std::env::var("KEYSENTRY_NODE")
+        .ok()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+    {
+        return n;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl Store {
@@ -112,10 +184,55 @@ impl Store {
         let path = state_dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
-            source,
+            source: source.into(),
         })?;
         restrict_mode(&path);
-        Store::from_connection(conn, path)
+        Store::from_connection(conn, path, default_node())
+    }
+
+    /// The store a config names: PostgreSQL when `store.url` (or
+    /// `store.url_env`) is set, else SQLite in the state directory.
+    pub fn from_config(config: &crate::config::Config) -> Result<Store, StoreError> {
+        let node = config.node.clone().unwrap_or_else(default_node);
+        match config
+            .store
+            .as_ref()
+            .map(|s| s.resolve_url())
+            .transpose()
+            .map(Option::flatten)
+        {
+            Err(e) => Err(StoreError::Url(e)),
+            Ok(Some(url)) => {
+                let max = config
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.max_connections)
+                    .unwrap_or(4);
+                Store::connect(&url, &node, max)
+            }
+            Ok(None) => {
+                let mut store = Store::open(&state_dir(config.state_dir.as_deref()))?;
+                store.set_node(node)?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// Connects to a PostgreSQL store and brings its schema up to date.
+    pub fn connect(url: &str, node: &str, max_connections: usize) -> Result<Store, StoreError> {
+        let target = pg::PgTarget::parse(url).map_err(StoreError::Url)?;
+        let path = PathBuf::from(target.shown());
+        let pool = pg::PgPool::new(target, max_connections).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            source: DbError::Unavailable(e.to_string()),
+        })?;
+        let store = Store {
+            backend: Backend::Postgres(pool),
+            path,
+            node: node.to_owned(),
+        };
+        store.migrate_pg()?;
+        Ok(store)
     }
 
     /// A throwaway store, for tests and dry runs without a state directory.
@@ -123,15 +240,19 @@ impl Store {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: path.clone(),
-            source,
+            source: source.into(),
         })?;
-        Store::from_connection(conn, path)
+        Store::from_connection(conn, path, default_node())
     }
 
-    fn from_connection(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
-        let sql = |source| StoreError::Sql {
+    fn from_connection(
+        mut conn: Connection,
+        path: PathBuf,
+        node: String,
+    ) -> Result<Store, StoreError> {
+        let sql = |source: rusqlite::Error| StoreError::Sql {
             path: path.clone(),
-            source,
+            source: source.into(),
         };
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
         // WAL lets `incidents list` read while a daemon writes. NORMAL
@@ -144,34 +265,187 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sql)?;
         migrate(&mut conn, &path)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
+        let mut store = Store {
+            backend: Backend::Sqlite(Mutex::new(conn)),
             path,
-        })
+            node: String::new(),
+        };
+        store.set_node(node)?;
+        Ok(store)
+    }
+
+    /// Names this store's daemon. A SQLite store has one host: per-host
+    /// rows written before fleets (node '') or under an earlier hostname
+    /// become this node's.
+    fn set_node(&mut self, node: String) -> Result<(), StoreError> {
+        self.node = node;
+        if matches!(self.backend, Backend::Sqlite(_)) {
+            let node = self.node.clone();
+            self.with_conn(|c| {
+                for table in ["log_offsets", "log_globs", "repo_cursors"] {
+                    c.execute(
+                        &format!("UPDATE {table} SET node = ?1 WHERE node <> ?1"),
+                        [&node],
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The connection, for other areas' query files. Hold it for one query or
-    /// transaction; never across an `.await`.
-    pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (statements
-        // are atomic), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// This daemon's node name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
-    /// Runs `f` on the connection and names the store in any error.
+    /// Whether this is a shared (PostgreSQL) store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Runs `f` on a connection and names the store in any error. On
+    /// PostgreSQL, `f` runs again (up to [`PG_RETRIES`] times) when a
+    /// concurrent transaction won; it must only touch the database.
     pub fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+        mut f: impl FnMut(&mut Conn<'_>) -> db::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        f(&mut conn).map_err(|source| StoreError::Sql {
-            path: self.path.clone(),
+        self.with_conn_or(
+            |c| {
+                f(c).map_err(|source| StoreError::Sql {
+                    path: self.path.clone(),
+                    source,
+                })
+            },
+            |e| match e {
+                StoreError::Sql { source, .. } => Some(source),
+                _ => None,
+            },
+        )
+    }
+
+    /// As [`Store::with_conn`], for closures with an error type of their own;
+    /// `db_error` finds the database's error in it (to tell whether to run
+    /// again).
+    pub(crate) fn with_conn_or<T, E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(&mut Conn<'_>) -> Result<T, E>,
+        db_error: impl Fn(&E) -> Option<&DbError>,
+    ) -> Result<T, E> {
+        match &self.backend {
+            Backend::Sqlite(m) => {
+                // A panic while holding the lock leaves SQLite consistent
+                // (statements are atomic), so a poisoned lock is safe to use.
+                let mut guard = m.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut Conn::Sqlite(&mut guard))
+            }
+            Backend::Postgres(pool) => {
+                let mut attempt = 0;
+                loop {
+                    let session = pool.session().map_err(|source| StoreError::Sql {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                    match f(&mut Conn::Pg(&session)) {
+                        Err(e)
+                            if attempt < PG_RETRIES
+                                && db_error(&e).is_some_and(|d| d.is_retryable()) =>
+                        {
+                            drop(session);
+                            attempt += 1;
+                            std::thread::sleep(Duration::from_millis(
+                                (2u64 << attempt.min(6)) + u64::from(std::process::id() % 7),
+                            ));
+                        }
+                        r => return r,
+                    }
+                }
+            }
+        }
+    }
+
+    fn migrate_pg(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(());
+        };
+        let session = pool.session().map_err(|source| StoreError::Open {
+            path: path.clone(),
             source,
-        })
+        })?;
+        let conn = Conn::Pg(&session);
+        let open = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        // One daemon migrates; the others wait on the lock, then find the
+        // schema current.
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS keysentry_schema (version BIGINT NOT NULL)")
+            .or_else(|e| {
+                // Two daemons creating the table at once: one loses the race on
+                // the catalog and finds it there.
+                if e.is_constraint_violation() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(open)?;
+        conn.execute_batch("BEGIN").map_err(open)?;
+        let result = (|| {
+            conn.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
+                Ok(())
+            })
+            .map_err(open)?;
+            let version: usize = conn
+                .query_row(
+                    "SELECT MAX(version) FROM keysentry_schema",
+                    db::params![],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map_err(open)?
+                .unwrap_or(0)
+                .try_into()
+                .unwrap_or(0);
+            if version > SCHEMA_VERSION {
+                return Err(StoreError::TooNew {
+                    path: path.clone(),
+                    found: version,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            for (reached, name, sql) in PG_MIGRATIONS {
+                if *reached <= version {
+                    continue;
+                }
+                let fail = |source| StoreError::Migrate {
+                    path: path.clone(),
+                    name,
+                    source,
+                };
+                conn.execute_batch(sql).map_err(fail)?;
+                conn.execute("DELETE FROM keysentry_schema", db::params![])
+                    .map_err(fail)?;
+                conn.execute(
+                    "INSERT INTO keysentry_schema (version) VALUES (?1)",
+                    [*reached as i64],
+                )
+                .map_err(fail)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(open),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 }
 
@@ -180,7 +454,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
         .map_err(|source| StoreError::Sql {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })?
         .try_into()
         .unwrap_or(0);
@@ -198,9 +472,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     // it while other tables point at it: foreign keys are off meanwhile (the
     // pragma is a no-op inside a transaction, hence out here) and checked
     // before each migration commits.
-    let sql = |source| StoreError::Sql {
+    let sql = |source: rusqlite::Error| StoreError::Sql {
         path: path.to_path_buf(),
-        source,
+        source: source.into(),
     };
     conn.pragma_update(None, "foreign_keys", "OFF")
         .map_err(sql)?;
@@ -212,17 +486,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 
 fn apply(conn: &mut Connection, path: &Path, version: usize) -> Result<(), StoreError> {
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(version) {
-        let fail = |source| StoreError::Migrate {
+        let fail = |source: rusqlite::Error| StoreError::Migrate {
             path: path.to_path_buf(),
             name,
-            source,
+            source: source.into(),
         };
         let tx = conn.transaction().map_err(fail)?;
         tx.execute_batch(sql).map_err(fail)?;
-        let dangling: Option<String> = tx
-            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-            .optional()
-            .map_err(fail)?;
+        let dangling: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
+            "PRAGMA foreign_key_check",
+            [],
+            |r| r.get(0),
+        ))
+        .map_err(fail)?;
         if let Some(table) = dangling {
             return Err(fail(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
@@ -294,7 +570,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let version: i64 = store
-            .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .with_conn(|c| c.query_row("PRAGMA user_version", db::params![], |r| r.get(0)))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         drop(store);
@@ -307,7 +583,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .with_conn(|c| c.pragma_update(None, "user_version", 999))
+            .with_conn(|c| c.execute_batch("PRAGMA user_version = 999"))
             .unwrap();
         drop(store);
         let err = Store::open(dir.path()).unwrap_err();

@@ -22,7 +22,6 @@
 //! Besides: `fail` and `wait` change the state only (the stage stays, so the
 //! next pass resumes there); `resolve`/`reopen` are the owner's.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use std::fmt;
 use std::str::FromStr;
 
@@ -174,17 +173,17 @@ macro_rules! text_impls {
             }
         }
 
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
+        impl crate::store::db::ToValue for $name {
+            fn to_value(&self) -> crate::store::db::Result<crate::store::db::Value> {
+                Ok(crate::store::db::Value::Text(self.as_str().to_owned()))
             }
         }
 
-        impl FromSql for $name {
-            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-                v.as_str()?
+        impl crate::store::db::FromValue for $name {
+            fn from_value(v: &crate::store::db::Value, column: usize) -> crate::store::db::Result<Self> {
+                crate::store::db::text(v, column)?
                     .parse()
-                    .map_err(|e: UnknownValue| FromSqlError::Other(Box::new(e)))
+                    .map_err(|e: UnknownValue| crate::store::db::DbError::Conversion(e.to_string()))
             }
         }
 
@@ -209,8 +208,8 @@ text_impls!(State, Stage);
 mod tests {
     use super::*;
     use crate::scan::Fingerprint;
+    use crate::store::db::OptionalExtension;
     use crate::store::IncidentRow;
-    use rusqlite::OptionalExtension;
 
     fn row(stage: Stage, state: State) -> IncidentRow {
         IncidentRow {
@@ -395,32 +394,37 @@ mod tests {
     }
 
     #[test]
-    fn every_state_and_stage_round_trips_through_sqlite() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (state TEXT, stage TEXT)")
+    fn every_state_and_stage_round_trips_through_the_store() {
+        let store = crate::store::Store::in_memory().unwrap();
+        store
+            .with_conn(|conn| {
+                conn.execute_batch("CREATE TABLE t (state TEXT, stage TEXT)")?;
+                for (i, state) in State::ALL.iter().enumerate() {
+                    let stage = Stage::ALL[i % Stage::ALL.len()];
+                    conn.execute("DELETE FROM t", crate::store::db::params![])?;
+                    conn.execute(
+                        "INSERT INTO t VALUES (?1, ?2)",
+                        crate::store::db::params![state, stage],
+                    )?;
+                    let back: (State, Stage) = conn.query_row(
+                        "SELECT state, stage FROM t",
+                        crate::store::db::params![],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    assert_eq!(back, (*state, stage));
+                }
+                conn.execute("UPDATE t SET state = 'frozen'", crate::store::db::params![])?;
+                let bad = conn.query_row("SELECT state FROM t", crate::store::db::params![], |r| {
+                    r.get::<_, State>(0)
+                });
+                let msg = bad.unwrap_err().to_string();
+                assert!(
+                    msg.contains("frozen") && msg.contains("valid values"),
+                    "{msg}"
+                );
+                Ok(())
+            })
             .unwrap();
-        for (i, state) in State::ALL.iter().enumerate() {
-            let stage = Stage::ALL[i % Stage::ALL.len()];
-            conn.execute("DELETE FROM t", []).unwrap();
-            conn.execute(
-                "INSERT INTO t VALUES (?1, ?2)",
-                rusqlite::params![state, stage],
-            )
-            .unwrap();
-            let back: (State, Stage) = conn
-                .query_row("SELECT state, stage FROM t", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .unwrap();
-            assert_eq!(back, (*state, stage));
-        }
-        conn.execute("UPDATE t SET state = 'frozen'", []).unwrap();
-        let bad = conn.query_row("SELECT state FROM t", [], |r| r.get::<_, State>(0));
-        let msg = bad.unwrap_err().to_string();
-        assert!(
-            msg.contains("frozen") && msg.contains("valid values"),
-            "{msg}"
-        );
     }
 
     /// A store at schema 0004 (before typed incidents) with an incident in
@@ -439,7 +443,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO incidents (fingerprint, provider, rule_id, rule_name, redacted, \
                  state, stage) VALUES (?1, 'tatum', 'tatum.api-key', 'Tatum', 't-…', 'detected', ?2)",
-                rusqlite::params![fp, stage.as_str()],
+                rusqlite::params![fp.as_str(), stage.as_str()],
             )
             .unwrap();
             let id = conn.last_insert_rowid();
@@ -477,7 +481,13 @@ mod tests {
 
     fn count(store: &crate::store::Store, table: &str) -> i64 {
         store
-            .with_conn(|c| c.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)))
+            .with_conn(|c| {
+                c.query_row(
+                    &format!("SELECT COUNT(*) FROM {table}"),
+                    crate::store::db::params![],
+                    |r| r.get(0),
+                )
+            })
             .unwrap()
     }
 
@@ -515,14 +525,21 @@ mod tests {
         store
             .with_conn(|c| {
                 let dangling: Option<String> = c
-                    .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                    .query_row(
+                        "PRAGMA foreign_key_check",
+                        crate::store::db::params![],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 assert_eq!(dangling, None);
-                let fk: i64 = c.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+                let fk: i64 =
+                    c.query_row("PRAGMA foreign_keys", crate::store::db::params![], |r| {
+                        r.get(0)
+                    })?;
                 assert_eq!(fk, 1);
                 let index: i64 = c.query_row(
                     "SELECT COUNT(*) FROM sqlite_master WHERE name = 'incidents_state'",
-                    [],
+                    crate::store::db::params![],
                     |r| r.get(0),
                 )?;
                 assert_eq!(index, 1);
@@ -533,7 +550,7 @@ mod tests {
             c.execute(
                 "INSERT INTO locations (incident_id, source, path, line, col, rule_id) \
                  VALUES (9999, 'file', 'x', 1, 1, 'r')",
-                [],
+                crate::store::db::params![],
             )
         });
         assert!(orphan.is_err(), "a location of no incident is refused");
@@ -547,7 +564,7 @@ mod tests {
                 c.execute(
                     "INSERT INTO incidents (fingerprint, provider, rule_id, rule_name, redacted, \
                      state, stage) VALUES (?1, 'github', 'github.pat', 'GitHub', 'ghp_…', ?2, ?3)",
-                    rusqlite::params![Fingerprint::of(state.as_bytes()), state, stage],
+                    crate::store::db::params![Fingerprint::of(state.as_bytes()), state, stage],
                 )
             })
         };
@@ -555,9 +572,19 @@ mod tests {
         assert!(refused.contains("CHECK"), "{refused}");
         assert!(insert("detected", "inventory").is_err(), "bad stage");
         insert("waiting-manual", "inventoried").unwrap();
-        let update = store.with_conn(|c| c.execute("UPDATE incidents SET state = 'Closed'", []));
+        let update = store.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET state = 'Closed'",
+                crate::store::db::params![],
+            )
+        });
         assert!(update.is_err(), "spelling is exact");
-        let data = store.with_conn(|c| c.execute("UPDATE incidents SET playbook_data = '[1]'", []));
+        let data = store.with_conn(|c| {
+            c.execute(
+                "UPDATE incidents SET playbook_data = '[1]'",
+                crate::store::db::params![],
+            )
+        });
         assert!(data.is_err(), "playbook data is an object");
     }
 }

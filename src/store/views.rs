@@ -7,7 +7,7 @@
 
 use super::timeline::{self, Entry};
 use super::{AlertRow, EventRow, IncidentRow, JournalEntry, LocationRow, State, Store, StoreError};
-use rusqlite::params;
+use crate::store::db::params;
 use std::collections::BTreeMap;
 
 /// States in which an incident waits for a person: the engine will not
@@ -281,11 +281,11 @@ impl Store {
                     "WITH RECURSIVE d(day) AS (SELECT date('now', '-29 days') UNION ALL \
                      SELECT date(day, '+1 day') FROM d WHERE day < date('now')) SELECT day FROM d",
                 )?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let per_day = |sql: &str| -> rusqlite::Result<BTreeMap<String, u64>> {
+                .query_map(crate::store::db::params![], |r| r.get(0))?
+                .collect::<crate::store::db::Result<_>>()?;
+            let per_day = |sql: &str| -> crate::store::db::Result<BTreeMap<String, u64>> {
                 c.prepare(sql)?
-                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                    .query_map(crate::store::db::params![], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
                     .map(|r| r.map(|(d, n)| (d, n.max(0) as u64)))
                     .collect()
             };
@@ -303,8 +303,8 @@ impl Store {
                      FROM incidents i JOIN ({first_contained}) x ON x.incident_id = i.id \
                      WHERE x.at >= {since}"
                 ))?
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map(crate::store::db::params![], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
+                .collect::<crate::store::db::Result<_>>()?;
             let mut per_day_ttc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for (day, secs) in &contained_after {
                 per_day_ttc.entry(day.clone()).or_default().push(*secs);
@@ -366,6 +366,7 @@ mod tests {
                 author_email: None,
                 rule_id: format!("{provider}.key"),
                 first_seen: String::new(),
+                node: String::new(),
             },
         };
         store.record_findings(&[item]).unwrap()[0].0

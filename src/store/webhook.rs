@@ -6,7 +6,7 @@
 //! blocking pool.
 
 use super::{Store, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ impl DeliveryStore {
 
     fn with<T>(
         &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+        mut f: impl FnMut(&crate::store::db::Conn<'_>) -> crate::store::db::Result<T>,
     ) -> Result<T, WebhookStoreError> {
         Ok(self.store.with_conn(|c| f(c))?)
     }
@@ -95,9 +95,9 @@ impl DeliveryStore {
     ) -> Result<Enqueued, WebhookStoreError> {
         let n = self.with(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO webhook_deliveries
+                "INSERT INTO webhook_deliveries
                    (id, event, job, state, attempts, next_attempt_at, received_at)
-                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4)",
+                 VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?4) ON CONFLICT DO NOTHING",
                 params![id, event, job, now_ms],
             )
         })?;
@@ -131,7 +131,7 @@ impl DeliveryStore {
                     attempts: r.get(3)?,
                 })
             })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+            rows.collect::<crate::store::db::Result<Vec<_>>>()
         })?;
         Ok(rows
             .into_iter()
@@ -229,9 +229,9 @@ impl DeliveryStore {
     pub fn record_comment(&self, key: &CommentKey, now_ms: i64) -> Result<(), WebhookStoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO webhook_comments
+                "INSERT INTO webhook_comments
                    (repo, commit_sha, path, line, fingerprint, posted_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                 params![
                     key.repo,
                     key.commit,

@@ -108,6 +108,7 @@ fn plant(store: &Store, key: &str, state: State) -> i64 {
         author_email: Some("dev@example.com".into()),
         rule_id: "tatum.api-key".into(),
         first_seen: String::new(),
+        node: String::new(),
     };
     let new = |location| NewIncident {
         fingerprint: secret.fingerprint(),
