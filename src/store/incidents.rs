@@ -286,7 +286,8 @@ impl Store {
         provider: Option<&str>,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         self.query_incidents(
-            "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR provider = ?2) ORDER BY id",
+            "(CAST(?1 AS TEXT) IS NULL OR state = ?1) AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) \
+             ORDER BY id",
             params![state, provider],
         )
     }

@@ -236,7 +236,15 @@ impl Store {
     }
 
     /// A throwaway store, for tests and dry runs without a state directory.
+    ///
+    /// In this crate's own tests, `KEYSENTRY_TEST_BACKEND=postgres` makes
+    /// it a fresh database on `KEYSENTRY_TEST_PG_URL` instead, so the same
+    /// store tests run on both engines (`.ci/run` runs them twice).
     pub fn in_memory() -> Result<Store, StoreError> {
+        #[cfg(test)]
+        if std::env::var("KEYSENTRY_TEST_BACKEND").as_deref() == Ok("postgres") {
+            return Ok(testing::fresh_pg_store());
+        }
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
             path: path.clone(),
@@ -559,6 +567,45 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
         return PathBuf::from(home).join(".local/state/keysentry");
     }
     PathBuf::from("/var/lib/keysentry")
+}
+
+/// PostgreSQL for this crate's tests: a server named by
+/// `KEYSENTRY_TEST_PG_URL` (`.ci/run` starts one with `.ci/postgres.sh`),
+/// and a fresh database on it per store.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Store;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub fn pg_url() -> String {
+        std::env::var("KEYSENTRY_TEST_PG_URL").unwrap_or_else(|_| {
+            panic!(
+                "KEYSENTRY_TEST_PG_URL is unset: the PostgreSQL store tests need a server. \
+                 .ci/run starts one; by hand: export KEYSENTRY_TEST_PG_URL=$(bash .ci/postgres.sh start)"
+            )
+        })
+    }
+
+    /// A URL of a new, empty database on the test server.
+    pub fn fresh_pg_url() -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let admin = pg_url();
+        let name = format!(
+            "ks_unit_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        super::pg::create_database(&admin, &name).expect("CREATE DATABASE on the test server");
+        super::pg::with_database(&admin, &name)
+    }
+
+    pub fn fresh_pg_store() -> Store {
+        Store::connect(&fresh_pg_url(), "test-node", 4).expect("connect to the test database")
+    }
 }
 
 #[cfg(test)]

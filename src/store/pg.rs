@@ -564,6 +564,33 @@ pub(super) fn translate(sql: &str) -> String {
     out
 }
 
+/// Creates database `name` on the server `admin_url` names (tests and
+/// the benchmark's fresh stores).
+pub fn create_database(admin_url: &str, name: &str) -> std::result::Result<(), String> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("`{name}` is not a plain database name"));
+    }
+    let pool = PgPool::new(PgTarget::parse(admin_url)?, 1).map_err(|e| e.to_string())?;
+    let session = pool.session().map_err(|e| e.to_string())?;
+    session
+        .batch(&format!("CREATE DATABASE {name}"))
+        .map_err(|e| e.to_string())
+}
+
+/// `admin_url` with its database replaced by `name`.
+pub fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin_url, None),
+    };
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let host = rest.split_once('/').map_or(rest, |(h, _)| h);
+    match query {
+        Some(q) => format!("{scheme}://{host}/{name}?{q}"),
+        None => format!("{scheme}://{host}/{name}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

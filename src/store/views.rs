@@ -135,8 +135,11 @@ pub fn actions_taken(journal: &[JournalEntry]) -> Vec<String> {
     steps
 }
 
-const WHERE: &str = "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR provider = ?2) \
-     AND (?3 IS NULL OR owner = ?3) AND (?4 IS NULL OR EXISTS (SELECT 1 FROM locations l \
+// The casts name the parameters' type for PostgreSQL, which cannot infer
+// it from `? IS NULL`.
+const WHERE: &str = "(CAST(?1 AS TEXT) IS NULL OR state = ?1) \
+     AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) \
+     AND (CAST(?3 AS TEXT) IS NULL OR owner = ?3) AND (CAST(?4 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM locations l \
      WHERE l.incident_id = incidents.id AND l.source = ?4))";
 
 impl Store {
@@ -242,14 +245,19 @@ impl Store {
         let Some(ms) = row.retry_at_ms.filter(|_| !row.state.is_final()) else {
             return Ok(None);
         };
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT strftime('%Y-%m-%dT%H:%M:%SZ', ?1 / 1000, 'unixepoch')",
-                [ms],
-                // NULL for a time out of SQLite's range (a bad clock).
-                |r| r.get::<_, Option<String>>(0),
-            )
-        })
+        // None for a time past year 9999 or before 1970 (a bad clock).
+        let secs = ms.div_euclid(1000);
+        let (y, mo, d) = crate::rules::template::civil_from_days(secs.div_euclid(86_400));
+        if !(1970..=9999).contains(&y) {
+            return Ok(None);
+        }
+        let t = secs.rem_euclid(86_400);
+        Ok(Some(format!(
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            t / 3600,
+            t / 60 % 60,
+            t % 60
+        )))
     }
 
     /// Makes an open incident due now, whatever it waits for (a failure's
@@ -274,15 +282,27 @@ impl Store {
             "SELECT incident_id, MIN(at) AS at FROM incident_events \
              WHERE to_state IN ({CONTAINED_STATES}) GROUP BY incident_id"
         );
-        let since = "date('now', '-29 days')";
+        // The 30 days, in Rust: the same on both engines.
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64 / 86_400)
+            .unwrap_or(0);
+        let day = |n: i64| {
+            let (y, m, d) = crate::rules::template::civil_from_days(n);
+            format!("{y:04}-{m:02}-{d:02}")
+        };
+        let days: Vec<String> = (today - 29..=today).map(day).collect();
+        let since = format!("'{}'", day(today - 29));
         self.with_conn(|c| {
-            let days: Vec<String> = c
-                .prepare(
-                    "WITH RECURSIVE d(day) AS (SELECT date('now', '-29 days') UNION ALL \
-                     SELECT date(day, '+1 day') FROM d WHERE day < date('now')) SELECT day FROM d",
-                )?
-                .query_map(crate::store::db::params![], |r| r.get(0))?
-                .collect::<crate::store::db::Result<_>>()?;
+            let seconds_between = match c.dialect() {
+                crate::store::db::Dialect::Sqlite => {
+                    "(julianday(x.at) - julianday(i.created_at)) * 86400.0"
+                }
+                crate::store::db::Dialect::Postgres => {
+                    "CAST(EXTRACT(EPOCH FROM (CAST(x.at AS timestamptz) \
+                     - CAST(i.created_at AS timestamptz))) AS DOUBLE PRECISION)"
+                }
+            };
             let per_day = |sql: &str| -> crate::store::db::Result<BTreeMap<String, u64>> {
                 c.prepare(sql)?
                     .query_map(crate::store::db::params![], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
@@ -294,12 +314,12 @@ impl Store {
                  WHERE created_at >= {since} GROUP BY 1"
             ))?;
             let contained = per_day(&format!(
-                "SELECT substr(at, 1, 10), COUNT(*) FROM ({first_contained}) \
+                "SELECT substr(at, 1, 10), COUNT(*) FROM ({first_contained}) fc \
                  WHERE at >= {since} GROUP BY 1"
             ))?;
             let contained_after: Vec<(String, f64)> = c
                 .prepare(&format!(
-                    "SELECT substr(x.at, 1, 10), (julianday(x.at) - julianday(i.created_at)) * 86400.0 \
+                    "SELECT substr(x.at, 1, 10), {seconds_between} \
                      FROM incidents i JOIN ({first_contained}) x ON x.incident_id = i.id \
                      WHERE x.at >= {since}"
                 ))?
@@ -314,7 +334,8 @@ impl Store {
             ttc.sort_by(f64::total_cmp);
             Ok(Stats {
                 days: days
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|day| Day {
                         opened: opened.get(&day).copied().unwrap_or(0),
                         contained: contained.get(&day).copied().unwrap_or(0),
