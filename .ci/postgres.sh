@@ -5,6 +5,7 @@
 #
 #   export KEYSENTRY_TEST_PG_URL=$(bash .ci/postgres.sh start [PORT])
 #   bash .ci/postgres.sh stop DIR
+#   bash .ci/postgres.sh resume DIR PORT
 #
 # The tests create a database of their own per test on it; the test that
 # stops and restarts the server under a daemon starts a cluster of its own
@@ -34,14 +35,23 @@ start)
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+    # Where the cluster lives, for `stop` and `resume`.
     echo "$dir" >"/tmp/keysentry-pg-$port.dir"
+    ;;
+resume)
+    # Starts a stopped cluster again on its port (the restart test).
+    dir=${2:?usage: postgres.sh resume DIR PORT}
+    port=${3:?usage: postgres.sh resume DIR PORT}
+    as_postgres "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null \
+        || { cat "$dir/server.log" >&2; exit 1; }
     ;;
 stop)
     dir=${2:?usage: postgres.sh stop DIR}
     as_postgres "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
 *)
-    echo "usage: postgres.sh start [PORT] | stop DIR" >&2
+    echo "usage: postgres.sh start [PORT] | stop DIR | resume DIR PORT" >&2
     exit 2
     ;;
 esac

@@ -221,6 +221,12 @@ pub struct RemediationConfig {
     /// Timeout of one provider call, in seconds (default 15).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// How long a daemon holds an incident it works on before another
+    /// daemon of the fleet may take it over (default 600 s; longer than
+    /// any pass). A daemon killed mid-remediation leaves its incidents to
+    /// the others this long after.
+    #[serde(default)]
+    pub lease_secs: Option<u64>,
     /// Incidents remediated at the same time (default 16).
     #[serde(default)]
     pub concurrency: Option<usize>,

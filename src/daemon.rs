@@ -244,6 +244,7 @@ pub async fn run(
         ready,
     } = control;
     let store = Arc::new(Store::from_config(&loaded.config)?);
+    let loaded_config = loaded.config.clone();
     let sink = open_sink(&loaded, store.clone())?;
     let metrics = Arc::new(Metrics::new());
     let mut settings = loaded.settings;
@@ -319,7 +320,10 @@ pub async fn run(
     }
     let server = http_listener.map(|l| serve("", l, served, http.clone(), shutdown.clone()));
     let mut sources = Sources::start(&settings, &shared, &pipeline).await?;
-    let retry = tokio::spawn(retry_loop(shared.clone(), shutdown.clone(), wake));
+    // In a fleet, a peer killed mid-remediation leaves its incidents once
+    // their lease expires: looking at least once a lease finds them.
+    let every = RETRY_EVERY.min(crate::remediate::lease_of(&loaded_config));
+    let retry = tokio::spawn(retry_loop(shared.clone(), shutdown.clone(), wake, every));
     let mut watchdog = watchdog_interval();
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let mut reloads_open = true;
@@ -499,8 +503,9 @@ async fn retry_loop<S: FindingSink + 'static>(
     shared: Arc<Shared<S>>,
     mut shutdown: Shutdown,
     wake: Arc<tokio::sync::Notify>,
+    every: Duration,
 ) {
-    let mut every = tokio::time::interval(RETRY_EVERY);
+    let mut every = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,

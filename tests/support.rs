@@ -38,6 +38,7 @@ pub fn write(dir: &Path, rel: &str, content: &str) {
 
 pub mod daemon;
 pub mod openbao;
+pub mod postgres;
 pub mod sim;
 
 use keysentry::scan::Fingerprint;

@@ -12,6 +12,7 @@ mod config_reference;
 mod daemon;
 mod deploy;
 mod errors;
+mod fleet;
 mod git_history;
 mod git_hostile;
 mod git_modes;

@@ -36,7 +36,12 @@ async fn pending_incidents_are_polled_every_minute_until_the_stop() {
     ));
     let (trigger, shutdown) = crate::shutdown::channel();
     let start = TokioInstant::now();
-    let task = tokio::spawn(retry_loop(shared, shutdown, Default::default()));
+    let task = tokio::spawn(retry_loop(
+        shared,
+        shutdown,
+        Default::default(),
+        RETRY_EVERY,
+    ));
     tokio::time::sleep(RETRY_EVERY * 3 + Duration::from_secs(1)).await;
     trigger.fire();
     task.await.unwrap();

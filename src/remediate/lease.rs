@@ -5,8 +5,18 @@ use super::{lock, now_ms, Inner};
 use std::time::Duration;
 
 /// How long a process may hold an incident before another may take it
-/// over; longer than any pass (retries, timeouts, restart commands).
-const LEASE: Duration = Duration::from_secs(10 * 60);
+/// over, unless `remediation.lease_secs` says otherwise; longer than any
+/// pass (retries, timeouts, restart commands).
+pub(super) const LEASE: Duration = Duration::from_secs(10 * 60);
+
+/// The lease a config asks for.
+pub fn lease_of(config: &crate::config::Config) -> Duration {
+    config
+        .remediation
+        .lease_secs
+        .map(|s| Duration::from_secs(s.max(1)))
+        .unwrap_or(LEASE)
+}
 
 /// Marks an incident as being worked on by this task until dropped: no other
 /// task of this process, and (through a lease in the store) no other process
@@ -45,7 +55,7 @@ impl<'a> ActiveGuard<'a> {
             id,
             std::process::id(),
             now,
-            now + LEASE.as_millis() as i64,
+            now + lease_of(&inner.config).as_millis() as i64,
             process_alive,
         );
         match leased {

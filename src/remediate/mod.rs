@@ -49,7 +49,7 @@ use crate::scan::{Finding, Secret};
 use crate::store::{IncidentRow, LocationRow, NewIncident, State, Store};
 use ctx::Ctx;
 pub use error::{RemediateError, StepError};
-pub use lease::process_alive;
+pub use lease::{lease_of, process_alive};
 pub use outcome::IncidentOutcome;
 pub(crate) use registry::Registry;
 
@@ -327,6 +327,11 @@ impl Engine {
         }
         let mut outcomes = Vec::new();
         let mut after = 0;
+        // Incidents the store says failed: a pass that failed only because
+        // the store was away (its row never written), or an incident
+        // another daemon of the fleet finished, stops counting as failing.
+        let mut failed_in_store = std::collections::BTreeSet::new();
+        let mut swept = false;
         loop {
             let rows = match self.inner.store.open_incidents_after(after, RETRY_PAGE) {
                 Ok(rows) => rows,
@@ -335,6 +340,14 @@ impl Engine {
                     break;
                 }
             };
+            failed_in_store.extend(
+                rows.iter()
+                    .filter(|r| r.state == State::Failed)
+                    .map(|r| r.id),
+            );
+            if rows.len() < RETRY_PAGE {
+                swept = true;
+            }
             let Some(last) = rows.last() else { break };
             after = last.id;
             let more = rows.len() == RETRY_PAGE;
@@ -357,6 +370,11 @@ impl Engine {
             if !more {
                 break;
             }
+        }
+        if swept {
+            let active = lock(&self.inner.active).clone();
+            lock(&self.inner.failing)
+                .retain(|id, _| failed_in_store.contains(id) || active.contains(id));
         }
         self.drop_keys_of_closed();
         outcomes

@@ -305,7 +305,9 @@ impl Store {
             };
             let per_day = |sql: &str| -> crate::store::db::Result<BTreeMap<String, u64>> {
                 c.prepare(sql)?
-                    .query_map(crate::store::db::params![], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                    .query_map(crate::store::db::params![], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })?
                     .map(|r| r.map(|(d, n)| (d, n.max(0) as u64)))
                     .collect()
             };
@@ -323,13 +325,17 @@ impl Store {
                      FROM incidents i JOIN ({first_contained}) x ON x.incident_id = i.id \
                      WHERE x.at >= {since}"
                 ))?
-                .query_map(crate::store::db::params![], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?
+                .query_map(crate::store::db::params![], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+                })?
                 .collect::<crate::store::db::Result<_>>()?;
             let mut per_day_ttc: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             for (day, secs) in &contained_after {
                 per_day_ttc.entry(day.clone()).or_default().push(*secs);
             }
-            per_day_ttc.values_mut().for_each(|v| v.sort_by(f64::total_cmp));
+            per_day_ttc
+                .values_mut()
+                .for_each(|v| v.sort_by(f64::total_cmp));
             let mut ttc: Vec<f64> = contained_after.into_iter().map(|(_, s)| s).collect();
             ttc.sort_by(f64::total_cmp);
             Ok(Stats {
@@ -339,9 +345,7 @@ impl Store {
                     .map(|day| Day {
                         opened: opened.get(&day).copied().unwrap_or(0),
                         contained: contained.get(&day).copied().unwrap_or(0),
-                        ttc_median_secs: per_day_ttc
-                            .get(&day)
-                            .and_then(|v| quantile(v, 0.5)),
+                        ttc_median_secs: per_day_ttc.get(&day).and_then(|v| quantile(v, 0.5)),
                         day,
                     })
                     .collect(),
