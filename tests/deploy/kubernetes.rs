@@ -579,3 +579,34 @@ fn the_shipped_manifests_hold_no_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The docs name what ships: deploy/README.md's table lists every manifest,
+/// and the README's "Run a fleet" points at it.
+#[test]
+fn the_docs_list_every_manifest() {
+    let docs = read_repo_file("deploy/README.md");
+    for entry in std::fs::read_dir(repo_root().join(DIR)).expect("deploy/kubernetes") {
+        let file = entry
+            .expect("dir entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            docs.contains(&format!("| `{file}` |")),
+            "deploy/README.md does not describe {file}"
+        );
+    }
+    let section = super::readme_section("Run a fleet");
+    for expected in [
+        "deploy/README.md",
+        "deploy/kubernetes/",
+        "SQLite",
+        "PostgreSQL",
+        "node:",
+    ] {
+        assert!(
+            section.contains(expected),
+            "README \"Run a fleet\" lacks {expected}"
+        );
+    }
+}
