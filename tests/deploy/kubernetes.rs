@@ -222,6 +222,21 @@ fn manifests_hold_the_fleet_and_the_kustomization_lists_them() {
     );
     assert_eq!(str_at(&kustomization, "namespace"), Some(NAMESPACE));
 
+    // Every ConfigMap is some pod's config, so the config check below covers
+    // each one.
+    let mounted: BTreeSet<&str> = workloads(&objects)
+        .iter()
+        .flat_map(|w| seq(w.at("spec.template.spec"), "volumes"))
+        .filter_map(|v| str_at(v, "configMap.name"))
+        .collect();
+    for cm in objects.iter().filter(|o| o.kind() == "ConfigMap") {
+        assert!(
+            mounted.contains(cm.name()),
+            "ConfigMap {} is mounted by no workload",
+            cm.name()
+        );
+    }
+
     if have("kubectl") {
         let out = Command::new("kubectl")
             .args(["kustomize", &repo_root().join(DIR).display().to_string()])
