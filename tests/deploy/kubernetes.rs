@@ -5,132 +5,19 @@
 //! containers' commands with the real `sh`, and hands its config and env to
 //! the real `keysentry` binary.
 
+mod manifests;
 mod pod;
 
 use super::{have, read_repo_file, repo_root};
 use crate::support::keysentry;
+use manifests::{
+    at, env_refs, objects, one, quantity, seq, str_at, workloads, Object, DIR, NAMESPACE,
+    SECRET_TEMPLATE,
+};
 use pod::Pod;
-use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-
-const DIR: &str = "deploy/kubernetes";
-/// Filled in by the deployer and applied once, so kept out of the kustomization.
-const SECRET_TEMPLATE: &str = "secret.example.yaml";
-const NAMESPACE: &str = "keysentry";
-
-/// One object of one manifest file.
-struct Object {
-    file: String,
-    value: Value,
-}
-
-impl Object {
-    fn kind(&self) -> &str {
-        str_at(&self.value, "kind").unwrap_or("")
-    }
-
-    fn name(&self) -> &str {
-        str_at(&self.value, "metadata.name").unwrap_or("")
-    }
-
-    fn at(&self, path: &str) -> &Value {
-        at(&self.value, path)
-            .unwrap_or_else(|| panic!("{} {} has no `{path}`", self.file, self.name()))
-    }
-}
-
-/// Every object in every manifest (multi-document files included), the
-/// kustomization itself left out.
-fn objects() -> Vec<Object> {
-    let mut files: Vec<String> = std::fs::read_dir(repo_root().join(DIR))
-        .expect("deploy/kubernetes exists")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for file in files {
-        let text = read_repo_file(&format!("{DIR}/{file}"));
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if !value.is_null() {
-                out.push(Object {
-                    file: file.clone(),
-                    value,
-                });
-            }
-        }
-    }
-    out
-}
-
-fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.')
-        .filter(|k| !k.is_empty())
-        .try_fold(v, |v, k| v.get(k))
-}
-
-fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
-    at(v, path).and_then(Value::as_str)
-}
-
-fn seq<'a>(v: &'a Value, path: &str) -> &'a [Value] {
-    at(v, path)
-        .and_then(Value::as_sequence)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-fn one<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
-    let found: Vec<&Object> = objects
-        .iter()
-        .filter(|o| o.kind() == kind && o.name() == name)
-        .collect();
-    assert_eq!(found.len(), 1, "expected one {kind} {name}");
-    found[0]
-}
-
-/// The DaemonSet and the Deployment: what runs keysentry.
-fn workloads(objects: &[Object]) -> Vec<&Object> {
-    let w: Vec<&Object> = objects
-        .iter()
-        .filter(|o| matches!(o.kind(), "DaemonSet" | "Deployment"))
-        .collect();
-    assert_eq!(w.len(), 2, "one DaemonSet and one Deployment");
-    w
-}
-
-/// `50m` → 0.05, `1` → 1, `64Mi` → 67108864: enough of Kubernetes'
-/// quantities to compare a request with its limit.
-fn quantity(q: &Value) -> f64 {
-    let s = match q {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("not a quantity: {other:?}"),
-    };
-    let units = [
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("m", 0.001),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-    ];
-    for (suffix, factor) in units {
-        if let Some(n) = s.strip_suffix(suffix) {
-            return n.parse::<f64>().expect("a number") * factor;
-        }
-    }
-    s.parse().unwrap_or_else(|_| panic!("not a quantity: {s}"))
-}
 
 #[test]
 fn manifests_hold_the_fleet_and_the_kustomization_lists_them() {
@@ -372,7 +259,7 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
         "tolerates every taint: a daemon on every node"
     );
 
-    let pod = Pod::lay_out(&objects_values(&objects), ds);
+    let pod = Pod::lay_out(&objects, ds);
     let config = pod.config();
     assert_eq!(
         str_at(&config, "node"),
@@ -392,7 +279,7 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
         "watch.logs {logs:?} reads the node's /var/log/pods mount"
     );
     for w in workloads(&objects) {
-        let pod = Pod::lay_out(&objects_values(&objects), w);
+        let pod = Pod::lay_out(&objects, w);
         assert_eq!(
             str_at(&pod.config(), "store.url_env"),
             Some("KEYSENTRY_STORE_URL"),
@@ -413,40 +300,8 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
 
     // The init step refuses what is not a node name, rather than writing it
     // into the config.
-    let failed = Pod::lay_out_with_node(&objects_values(&objects), ds, "a/b: c");
+    let failed = Pod::lay_out_with_node(&objects, ds, "a/b: c");
     assert!(failed.is_err(), "an init step that writes any node name");
-}
-
-fn objects_values(objects: &[Object]) -> Vec<(String, Value)> {
-    objects
-        .iter()
-        .map(|o| (o.file.clone(), o.value.clone()))
-        .collect()
-}
-
-/// Every `*_env` name and `{{env.NAME}}` in a config.
-fn env_refs(v: &Value, out: &mut BTreeSet<String>) {
-    match v {
-        Value::Mapping(m) => {
-            for (k, v) in m {
-                if let (Some(k), Some(name)) = (k.as_str(), v.as_str()) {
-                    if k.ends_with("_env") {
-                        out.insert(name.to_string());
-                    }
-                }
-                env_refs(v, out);
-            }
-        }
-        Value::Sequence(s) => s.iter().for_each(|v| env_refs(v, out)),
-        Value::String(s) => {
-            for part in s.split("{{env.").skip(1) {
-                if let Some((name, _)) = part.split_once("}}") {
-                    out.insert(name.trim().to_string());
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 /// What `keysentry config check` says of each pod's config, in that pod's
@@ -456,9 +311,8 @@ fn env_refs(v: &Value, out: &mut BTreeSet<String>) {
 #[test]
 fn each_pods_config_passes_config_check_in_its_environment() {
     let objects = objects();
-    let values = objects_values(&objects);
     for w in workloads(&objects) {
-        let pod = Pod::lay_out(&values, w);
+        let pod = Pod::lay_out(&objects, w);
         let mut refs = BTreeSet::new();
         env_refs(&pod.config(), &mut refs);
         assert!(
@@ -498,10 +352,9 @@ fn each_pods_config_passes_config_check_in_its_environment() {
 #[test]
 fn probes_and_the_service_reach_what_the_daemon_serves() {
     let objects = objects();
-    let values = objects_values(&objects);
     for w in workloads(&objects) {
         let name = w.name();
-        let pod = Pod::lay_out(&values, w);
+        let pod = Pod::lay_out(&objects, w);
         let config = pod.config();
         let container = &seq(w.at("spec.template.spec"), "containers")[0];
         let port_of = |port: &Value| -> u64 {

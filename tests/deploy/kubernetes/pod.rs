@@ -34,13 +34,13 @@ pub struct Pod {
 type Mounts = Vec<(String, PathBuf)>;
 
 impl Pod {
-    pub fn lay_out(objects: &[(String, Value)], workload: &Object) -> Pod {
+    pub fn lay_out(objects: &[Object], workload: &Object) -> Pod {
         Pod::lay_out_with_node(objects, workload, NODE)
             .unwrap_or_else(|e| panic!("{}: {e}", workload.name()))
     }
 
     pub fn lay_out_with_node(
-        objects: &[(String, Value)],
+        objects: &[Object],
         workload: &Object,
         node: &str,
     ) -> Result<Pod, String> {
@@ -197,11 +197,11 @@ impl Pod {
     }
 }
 
-fn find<'a>(objects: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
+fn find<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
-        .map(|(_, v)| v)
-        .find(|v| str_at(v, "kind") == Some(kind) && str_at(v, "metadata.name") == Some(name))
+        .find(|o| o.kind() == kind && o.name() == name)
+        .map(|o| &o.value)
         .unwrap_or_else(|| panic!("no {kind} {name} in deploy/kubernetes"))
 }
 
@@ -228,11 +228,7 @@ fn mounts(container: &Value, volumes: &BTreeMap<String, PathBuf>) -> Result<Moun
 
 /// A container's env: literal values, Secret keys (from the Secret
 /// template) and downward-API fields.
-fn env(
-    objects: &[(String, Value)],
-    c: &Value,
-    node: &str,
-) -> Result<BTreeMap<String, String>, String> {
+fn env(objects: &[Object], c: &Value, node: &str) -> Result<BTreeMap<String, String>, String> {
     if c.get("envFrom").is_some() {
         return Err("envFrom is not laid out here: name each variable".into());
     }
