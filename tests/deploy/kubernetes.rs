@@ -1,9 +1,8 @@
 //! deploy/kubernetes/: the fleet's manifests (a DaemonSet on every node, webhook
 //! replicas behind a Service, one shared store) as a cluster would take them,
 //! and each pod's config as the pod's keysentry would read it. No cluster runs
-//! here: [`pod::Pod`] lays a pod's volumes out in a temp dir, runs its init
-//! containers' commands with the real `sh`, and hands its config and env to
-//! the real `keysentry` binary.
+//! here: [`pod::Pod`] lays a pod's volumes out in a temp dir and hands its
+//! config and env to the real `keysentry` binary.
 
 mod manifests;
 mod pod;
@@ -234,8 +233,9 @@ fn every_pod_runs_unprivileged_read_only_and_bounded() {
     }
 }
 
-/// The node daemon reads the node's pod logs and knows which node it is on;
-/// both workloads get the shared store's URL from the Secret.
+/// The node daemon reads the node's pod logs and knows which node it is on
+/// (`KEYSENTRY_NODE`, read by a build with the fleet store); both workloads
+/// get the shared store's URL from the Secret.
 #[test]
 fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
     let objects = objects();
@@ -246,12 +246,15 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
         .find(|v| str_at(v, "hostPath.path") == Some("/var/log/pods"))
         .expect("a hostPath volume of /var/log/pods");
     assert_eq!(str_at(pod_logs, "hostPath.type"), Some("Directory"));
-    let node_env = seq(spec, "initContainers")
+    let node_env = seq(&seq(spec, "containers")[0], "env")
         .iter()
-        .chain(seq(spec, "containers"))
-        .flat_map(|c| seq(c, "env"))
-        .any(|e| str_at(e, "valueFrom.fieldRef.fieldPath") == Some("spec.nodeName"));
-    assert!(node_env, "an env var from the downward API's spec.nodeName");
+        .find(|e| str_at(e, "name") == Some("KEYSENTRY_NODE"))
+        .expect("KEYSENTRY_NODE in the daemon's env");
+    assert_eq!(
+        str_at(node_env, "valueFrom.fieldRef.fieldPath"),
+        Some("spec.nodeName"),
+        "KEYSENTRY_NODE is the node's name (downward API)"
+    );
     assert!(
         seq(spec, "tolerations")
             .iter()
@@ -261,11 +264,9 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
 
     let pod = Pod::lay_out(&objects, ds);
     let config = pod.config();
-    assert_eq!(
-        str_at(&config, "node"),
-        Some(pod::NODE),
-        "the init step names the node"
-    );
+    // A `node:` in the one ConfigMap every node reads would win over
+    // KEYSENTRY_NODE and give all nodes one name, and one set of offsets.
+    assert!(config.get("node").is_none(), "the node config names a node");
     let logs: Vec<&str> = seq(&config, "watch.logs")
         .iter()
         .filter_map(Value::as_str)
@@ -292,16 +293,29 @@ fn the_daemon_set_tails_the_node_logs_under_the_node_name() {
             .cloned()
             .unwrap_or_default();
         assert!(
-            url.starts_with("postgres://"),
-            "{}: the store URL comes from the Secret",
+            url.starts_with("postgres://") && url.contains("sslmode=require"),
+            "{}: the store URL (TLS) comes from the Secret",
             w.name()
         );
     }
 
-    // The init step refuses what is not a node name, rather than writing it
-    // into the config.
-    let failed = Pod::lay_out_with_node(&objects, ds, "a/b: c");
-    assert!(failed.is_err(), "an init step that writes any node name");
+    // The daemon in this pod's environment says which node it is.
+    let daemon = pod.start_daemon();
+    let ready: serde_json::Value = daemon
+        .lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("daemon ready"))
+        })
+        .expect("a ready line");
+    assert_eq!(
+        ready["fields"]["node"],
+        pod::NODE,
+        "the daemon's node: {ready}"
+    );
 }
 
 /// What `keysentry config check` says of each pod's config, in that pod's

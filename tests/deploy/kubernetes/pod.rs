@@ -2,16 +2,14 @@
 //! give it to its containers: each volume a directory (a ConfigMap's keys as
 //! files, an emptyDir or a hostPath empty), each container's env resolved
 //! from the manifests (the Secret template's values, the downward API's
-//! fields), and the init containers run, in order, with the real `sh`. Paths
-//! in commands and in the config are the container's mount paths mapped to
-//! those directories.
+//! fields). Paths in the container's args and in its config are its mount
+//! paths mapped to those directories.
 
 use super::{at, seq, str_at, Object};
 use crate::support::daemon::Daemon;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The node name the downward API hands the pod here.
 pub const NODE: &str = "node-a";
@@ -35,15 +33,10 @@ type Mounts = Vec<(String, PathBuf)>;
 
 impl Pod {
     pub fn lay_out(objects: &[Object], workload: &Object) -> Pod {
-        Pod::lay_out_with_node(objects, workload, NODE)
-            .unwrap_or_else(|e| panic!("{}: {e}", workload.name()))
+        Pod::try_lay_out(objects, workload).unwrap_or_else(|e| panic!("{}: {e}", workload.name()))
     }
 
-    pub fn lay_out_with_node(
-        objects: &[Object],
-        workload: &Object,
-        node: &str,
-    ) -> Result<Pod, String> {
+    fn try_lay_out(objects: &[Object], workload: &Object) -> Result<Pod, String> {
         let spec = workload.at("spec.template.spec");
         let dir = tempfile::TempDir::new().expect("temp dir");
         let mut volumes = BTreeMap::new();
@@ -73,37 +66,13 @@ impl Pod {
             volumes.insert(name.to_string(), local);
         }
 
-        for c in seq(spec, "initContainers") {
-            let mounts = mounts(c, &volumes)?;
-            let env = env(objects, c, node)?;
-            let argv: Vec<String> = seq(c, "command")
-                .iter()
-                .chain(seq(c, "args"))
-                .filter_map(Value::as_str)
-                .map(|a| rewrite(a, &mounts))
-                .collect();
-            let (program, args) = argv
-                .split_first()
-                .ok_or("an init container without a command")?;
-            let out = Command::new(program)
-                .args(args)
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .envs(&env)
-                .output()
-                .map_err(|e| format!("run {program}: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "init container {} failed: {}",
-                    str_at(c, "name").unwrap_or("?"),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
+        if !seq(spec, "initContainers").is_empty() {
+            return Err("init containers are not run here".into());
         }
 
         let main = seq(spec, "containers").first().ok_or("no container")?;
         let mounts = mounts(main, &volumes)?;
-        let env = env(objects, main, node)?;
+        let env = env(objects, main, NODE)?;
         let args: Vec<&str> = seq(main, "args").iter().filter_map(Value::as_str).collect();
         if args.first() != Some(&"daemon") {
             return Err(format!(
@@ -160,13 +129,12 @@ impl Pod {
     }
 
     /// The real daemon on this pod's config and env, its servers on loopback
-    /// port 0 and its store SQLite in the pod's state dir (`store:` and
-    /// `node:` cut: no PostgreSQL here).
+    /// port 0 and its store SQLite in the pod's state dir (`store:` cut: no
+    /// PostgreSQL here).
     pub fn start_daemon(&self) -> Daemon {
         let mut config = self.config();
         let map = config.as_mapping_mut().expect("a mapping");
         map.remove("store");
-        map.remove("node");
         for path in [
             &["http", "listen"][..],
             &["github", "webhook", "listen"][..],
@@ -221,7 +189,7 @@ fn mounts(container: &Value, volumes: &BTreeMap<String, PathBuf>) -> Result<Moun
             dir,
         ));
     }
-    // Longest first: /etc/keysentry-template before /etc/keysentry.
+    // Longest first: /var/log/pods before a mount at /var/log.
     out.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
     Ok(out)
 }
