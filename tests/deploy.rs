@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod ci;
+mod kubernetes;
 mod service;
 
 use std::path::{Path, PathBuf};
