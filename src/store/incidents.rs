@@ -414,7 +414,7 @@ impl Store {
                 Some((Some(holder), Some(until), node)) => {
                     // On another node a process id says nothing: only the
                     // lease's expiry frees it.
-                    let here = node.as_deref().is_none_or(|n| n == me);
+                    let here = node.as_deref().map_or(true, |n| n == me);
                     until < now_ms || (here && (holder == pid as i64 || !alive(holder as u32)))
                 }
                 Some(_) => true,

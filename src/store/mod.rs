@@ -22,6 +22,7 @@ pub mod pg;
 mod state;
 pub mod timeline;
 mod transition;
+mod value;
 mod views;
 pub mod webhook;
 

@@ -8,7 +8,7 @@
 //! channel, with a deadline: a server that hangs turns into an error, not a
 //! wedged daemon.
 
-use super::db::{DbError, Outcome, Result, Row, Value};
+use super::value::{DbError, Outcome, Result, Row, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
