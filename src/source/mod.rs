@@ -11,7 +11,9 @@ pub mod git;
 pub mod image;
 pub mod log_tail;
 pub mod repo_watch;
+pub mod syslog;
 pub mod stdin;
+pub mod http_ingest;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
