@@ -142,7 +142,13 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
         check_github(g, env, &mut out);
     }
     if let Some(ui) = c.http.as_ref().and_then(|h| h.ui.as_ref()) {
-        check_token("http.ui.token_env", "the dashboard token", &ui.token_env, env, &mut out);
+        check_token(
+            "http.ui.token_env",
+            "the dashboard token",
+            &ui.token_env,
+            env,
+            &mut out,
+        );
     }
     if let Some(ingest) = &c.watch.http_ingest {
         let at = "watch.http_ingest.token_env";

@@ -282,7 +282,8 @@ pub async fn run(
     };
     // "Retry now" on the dashboard wakes the retry loop.
     let wake = Arc::new(tokio::sync::Notify::new());
-    let ingest = ingest::IngestService::start(&settings, &pipeline, &metrics, &http, &shutdown).await;
+    let ingest =
+        ingest::IngestService::start(&settings, &pipeline, &metrics, &http, &shutdown).await;
     let mut ingest = ingest?;
     let mut app = router(state.clone());
     if let Some(r) = ingest.router.take() {

@@ -57,7 +57,11 @@ impl IngestService {
                 listener.local
             );
             let (queue, rx) = Queue::new(metrics.listener(&name));
-            tasks.push(tokio::spawn(forward(rx, pipeline.sender(), Arc::from(name.as_str()))));
+            tasks.push(tokio::spawn(forward(
+                rx,
+                pipeline.sender(),
+                Arc::from(name.as_str()),
+            )));
             tasks.push(tokio::spawn(listener.run(queue, shutdown.clone())));
             metrics.set_source(&name, SourceState::Running);
         }
@@ -83,7 +87,11 @@ impl IngestService {
             }
             let name = h.name();
             let (queue, rx) = Queue::new(metrics.listener(&name));
-            tasks.push(tokio::spawn(forward(rx, pipeline.sender(), Arc::from(name.as_str()))));
+            tasks.push(tokio::spawn(forward(
+                rx,
+                pipeline.sender(),
+                Arc::from(name.as_str()),
+            )));
             router = Some(Endpoint::new(h, &token, queue, http.clone()).router(&h.path));
             tracing::info!(listener = %name, "HTTP ingest on {} of http.listen", h.path);
             metrics.set_source(&name, SourceState::Running);
@@ -107,7 +115,9 @@ impl IngestService {
 /// not a position in a stream), waiting while the pipeline is full.
 async fn forward(mut rx: mpsc::UnboundedReceiver<Message>, tx: mpsc::Sender<Work>, name: Arc<str>) {
     while let Some(m) = rx.recv().await {
-        let (origin, data, held) = m.take();
+        let (origin, mut data, held) = m.take();
+        // One line: counted as one in `keysentry_scanned_lines_total`.
+        data.push(b'\n');
         let work = Work {
             source: name.clone(),
             lane: name.clone(),

@@ -59,7 +59,9 @@ impl Origin {
             Origin::Git { .. } => "git",
             Origin::Log { .. } => "log",
             Origin::GitHub { .. } => "github",
-            Origin::Shipped { via: Via::Syslog, .. } => "syslog",
+            Origin::Shipped {
+                via: Via::Syslog, ..
+            } => "syslog",
             Origin::Shipped { via: Via::Http, .. } => "ingest",
         }
     }

@@ -59,10 +59,15 @@ impl HttpIngestSettings {
 const TAKEN: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/ui"];
 
 /// `watch.http_ingest`, or its problems (path, message naming the fix).
-pub fn check(c: &crate::config::Config, bad: &mut impl FnMut(String, String)) -> Option<HttpIngestSettings> {
+pub fn check(
+    c: &crate::config::Config,
+    bad: &mut impl FnMut(String, String),
+) -> Option<HttpIngestSettings> {
     let h = c.watch.http_ingest.as_ref()?;
     let path = h.path.clone().unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let taken = TAKEN.iter().any(|t| path == *t || path.starts_with(&format!("{t}/")));
+    let taken = TAKEN
+        .iter()
+        .any(|t| path == *t || path.starts_with(&format!("{t}/")));
     let webhook = c.github.as_ref().and_then(|g| g.webhook.as_ref());
     let hook_path = webhook.map(|w| w.path.clone().unwrap_or_else(|| "/github/webhook".into()));
     if !path.starts_with('/') || path.contains(['?', '#', ' ', '{', '}', '*']) {
@@ -85,12 +90,16 @@ pub fn check(c: &crate::config::Config, bad: &mut impl FnMut(String, String)) ->
     if h.token_env.trim().is_empty() {
         bad(
             "watch.http_ingest.token_env".into(),
-            "name the environment variable holding the bearer token, e.g. KEYSENTRY_INGEST_TOKEN".into(),
+            "name the environment variable holding the bearer token, e.g. KEYSENTRY_INGEST_TOKEN"
+                .into(),
         );
     }
     let max_body = h.max_body.unwrap_or(DEFAULT_MAX_BODY);
     if max_body == 0 {
-        bad("watch.http_ingest.max_body".into(), "0 would refuse every body; give a size in bytes, e.g. 10485760".into());
+        bad(
+            "watch.http_ingest.max_body".into(),
+            "0 would refuse every body; give a size in bytes, e.g. 10485760".into(),
+        );
     }
     if let Ok(limits) = crate::server::HttpLimits::from_config(c.http.as_ref()) {
         if max_body > limits.max_inflight_body_bytes {
@@ -166,14 +175,22 @@ impl IntoResponse for Refused {
         };
         let body = Json(json!({ "error": self.to_string() }));
         match self {
-            Refused::Token => (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response(),
-            Refused::Busy | Refused::Stopping => (status, [(header::RETRY_AFTER, "5")], body).into_response(),
+            Refused::Token => {
+                (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+            }
+            Refused::Busy | Refused::Stopping => {
+                (status, [(header::RETRY_AFTER, "5")], body).into_response()
+            }
             _ => (status, body).into_response(),
         }
     }
 }
 
-async fn receive(State(st): State<Endpoint>, headers: HeaderMap, req: Request) -> Result<Response, Refused> {
+async fn receive(
+    State(st): State<Endpoint>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, Refused> {
     let st = &st.0;
     ListenerCounts::add(&st.queue.counts.connections, 1);
     let given = headers
@@ -197,14 +214,21 @@ async fn receive(State(st): State<Endpoint>, headers: HeaderMap, req: Request) -
     drop(body);
     let n = recs.len();
     for (origin, data) in recs {
-        st.queue.send(origin, data).await.map_err(|_| Refused::Stopping)?;
+        st.queue
+            .send(origin, data)
+            .await
+            .map_err(|_| Refused::Stopping)?;
     }
     Ok((StatusCode::OK, Json(json!({ "accepted": n }))).into_response())
 }
 
 /// The body, read under `max_body`, `http.body_timeout_secs` and the
 /// in-flight budget (held until the lines are split out).
-async fn read_body(st: &Inner, declared: usize, req: Request) -> Result<(Vec<u8>, crate::server::BodyBudget), Refused> {
+async fn read_body(
+    st: &Inner,
+    declared: usize,
+    req: Request,
+) -> Result<(Vec<u8>, crate::server::BodyBudget), Refused> {
     let mut budget = st.http.reserve(declared).ok_or(Refused::Busy)?;
     let mut body = req.into_body();
     let mut buf = Vec::with_capacity(declared);
@@ -214,7 +238,9 @@ async fn read_body(st: &Inner, declared: usize, req: Request) -> Result<(Vec<u8>
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => {
                 st.http.timed_out(Timeout::Body);
-                return Err(Refused::Timeout { secs: limit.as_secs() });
+                return Err(Refused::Timeout {
+                    secs: limit.as_secs(),
+                });
             }
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(Refused::Body),
@@ -241,7 +267,11 @@ async fn read_body(st: &Inner, declared: usize, req: Request) -> Result<(Vec<u8>
 }
 
 /// The lines of a body, each with its origin (see the module doc).
-pub fn records(body: &[u8], origins: &mut Origins, counts: &ListenerCounts) -> Vec<(Arc<Origin>, Vec<u8>)> {
+pub fn records(
+    body: &[u8],
+    origins: &mut Origins,
+    counts: &ListenerCounts,
+) -> Vec<(Arc<Origin>, Vec<u8>)> {
     let mut out = Vec::new();
     let trimmed = body.trim_ascii_start();
     if trimmed.starts_with(b"[") {
@@ -278,7 +308,12 @@ pub fn records(body: &[u8], origins: &mut Origins, counts: &ListenerCounts) -> V
 }
 
 /// One JSON record: its line (`message`/`log`), then its other fields.
-fn record(v: Value, raw: Option<Vec<u8>>, origins: &mut Origins, out: &mut Vec<(Arc<Origin>, Vec<u8>)>) {
+fn record(
+    v: Value,
+    raw: Option<Vec<u8>>,
+    origins: &mut Origins,
+    out: &mut Vec<(Arc<Origin>, Vec<u8>)>,
+) {
     let mut obj = match v {
         Value::Object(o) => o,
         Value::String(s) => {
@@ -293,12 +328,10 @@ fn record(v: Value, raw: Option<Vec<u8>>, origins: &mut Origins, out: &mut Vec<(
     };
     let host = field(&obj, &["host", "hostname"]);
     let app = field(&obj, &["appname", "app_name", "app", "ident"]);
-    let line = ["message", "log"]
-        .iter()
-        .find_map(|k| match obj.get(*k) {
-            Some(Value::String(_)) => obj.remove(*k),
-            _ => None,
-        });
+    let line = ["message", "log"].iter().find_map(|k| match obj.get(*k) {
+        Some(Value::String(_)) => obj.remove(*k),
+        _ => None,
+    });
     let mut data = match line {
         Some(Value::String(s)) => s.into_bytes(),
         _ => Vec::new(),
@@ -319,7 +352,9 @@ fn record(v: Value, raw: Option<Vec<u8>>, origins: &mut Origins, out: &mut Vec<(
 }
 
 fn field(obj: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|k| obj.get(*k)?.as_str().and_then(|s| name(s.as_bytes())))
+    names
+        .iter()
+        .find_map(|k| obj.get(*k)?.as_str().and_then(|s| name(s.as_bytes())))
 }
 
 /// `data` in pieces of at most [`MAX_LINE`] bytes.
@@ -368,7 +403,10 @@ mod tests {
              {\"log\":\"from fluent bit\",\"hostname\":\"web-2\"}\n\
              not json {\n",
         );
-        assert_eq!(got[0], ("web-1/api".into(), "hello\n{\"timestamp\":\"2026\"}".into()));
+        assert_eq!(
+            got[0],
+            ("web-1/api".into(), "hello\n{\"timestamp\":\"2026\"}".into())
+        );
         assert_eq!(got[1], ("web-2/-".into(), "from fluent bit".into()));
         assert_eq!(got[2], ("-/-".into(), "not json {".into()));
     }
@@ -394,6 +432,11 @@ mod tests {
         let got = records(b"{\"message\": \"unterminated\n", &mut origins, &counts);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].1, b"{\"message\": \"unterminated");
-        assert_eq!(counts.parse_failures.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            counts
+                .parse_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

@@ -207,7 +207,10 @@ mod tests {
     fn octet_counted_and_newline_frames_are_told_apart_per_frame() {
         let mut f = Framer::new(1024);
         let msg = "<13>1 2026-12-01T10:00:00Z web-1 app - - - hello";
-        let stream = format!("{} {msg}<14>Dec  1 10:00:00 web-2 cron: plain\n11 <13>counted", msg.len());
+        let stream = format!(
+            "{} {msg}<14>Dec  1 10:00:00 web-2 cron: plain\n11 <13>counted",
+            msg.len()
+        );
         let out = f.push(stream.as_bytes());
         assert_eq!(
             texts(&out),

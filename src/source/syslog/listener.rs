@@ -5,9 +5,7 @@
 //! under `max_connections`, until `idle_timeout` closes it.
 
 use super::framer::Framer;
-use super::{
-    Origins, Protocol, Queue, SyslogSettings, HANDSHAKE_TIMEOUT, MAX_DATAGRAM, MAX_LINE,
-};
+use super::{Origins, Protocol, Queue, SyslogSettings, HANDSHAKE_TIMEOUT, MAX_DATAGRAM, MAX_LINE};
 use crate::metrics::ListenerCounts;
 use crate::scan::Via;
 use crate::shutdown::Shutdown;
@@ -135,11 +133,18 @@ impl Listener {
                             match tls {
                                 None => serve_stream(conn, &name, &queue, idle).await,
                                 Some(tls) => {
-                                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(conn));
+                                    let hs =
+                                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(conn));
                                     match hs.await {
-                                        Ok(Ok(stream)) => serve_stream(stream, &name, &queue, idle).await,
-                                        Ok(Err(e)) => tracing::debug!(listener = %name, "TLS handshake failed: {e}"),
-                                        Err(_) => tracing::debug!(listener = %name, "TLS handshake timed out"),
+                                        Ok(Ok(stream)) => {
+                                            serve_stream(stream, &name, &queue, idle).await
+                                        }
+                                        Ok(Err(e)) => {
+                                            tracing::debug!(listener = %name, "TLS handshake failed: {e}")
+                                        }
+                                        Err(_) => {
+                                            tracing::debug!(listener = %name, "TLS handshake timed out")
+                                        }
                                     }
                                 }
                             }
@@ -263,13 +268,19 @@ fn acceptor(at: &str, cert: &Path, key: &Path) -> Result<TlsAcceptor, ListenErro
     if certs.is_empty() {
         return Err(ListenError::Tls {
             at: format!("{at}.tls_cert"),
-            message: format!("{} holds no certificate; give a PEM file with `-----BEGIN CERTIFICATE-----`", cert.display()),
+            message: format!(
+                "{} holds no certificate; give a PEM file with `-----BEGIN CERTIFICATE-----`",
+                cert.display()
+            ),
         });
     }
     // The key file's content is never quoted: only that it did not parse.
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| ListenError::Tls {
         at: format!("{at}.tls_key"),
-        message: format!("{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", key.display()),
+        message: format!(
+            "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            key.display()
+        ),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

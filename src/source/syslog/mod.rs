@@ -20,7 +20,7 @@ pub mod framer;
 mod listener;
 pub mod parse;
 
-pub use listener::{Listener, ListenError};
+pub use listener::{ListenError, Listener};
 
 use crate::config::Config;
 use crate::metrics::ListenerCounts;
@@ -112,7 +112,11 @@ pub fn check(c: &Config, bad: &mut impl FnMut(String, String)) -> Vec<SyslogSett
         let tls = match (protocol, &s.tls_cert, &s.tls_key) {
             (Protocol::Tls, Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             (Protocol::Tls, cert, _) => {
-                let missing = if cert.is_none() { "tls_cert" } else { "tls_key" };
+                let missing = if cert.is_none() {
+                    "tls_cert"
+                } else {
+                    "tls_key"
+                };
                 let why = format!(
                     "protocol tls needs `tls_cert` and `tls_key` (PEM files); `{missing}` is missing"
                 );
@@ -134,7 +138,11 @@ pub fn check(c: &Config, bad: &mut impl FnMut(String, String)) -> Vec<SyslogSett
             let why = "0 would refuse every sender; give a positive number".to_string();
             bad(format!("{at}.max_connections"), why);
         }
-        let idle_timeout = match s.idle_timeout.as_deref().map(crate::settings::parse_duration) {
+        let idle_timeout = match s
+            .idle_timeout
+            .as_deref()
+            .map(crate::settings::parse_duration)
+        {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(Ok(d)) => d,
             Some(Err(m)) => {
@@ -147,7 +155,10 @@ pub fn check(c: &Config, bad: &mut impl FnMut(String, String)) -> Vec<SyslogSett
                 o.addr == addr && (o.protocol == Protocol::Udp) == (protocol == Protocol::Udp)
             });
             if dup && addr.port() != 0 {
-                let why = format!("`{}` is used by another listener; give each its own port", s.listen);
+                let why = format!(
+                    "`{}` is used by another listener; give each its own port",
+                    s.listen
+                );
                 bad(format!("{at}.listen"), why);
             }
             out.push(SyslogSettings {
@@ -262,7 +273,10 @@ impl Origins {
 
     pub fn get(&mut self, host: Option<String>, app: Option<String>) -> Arc<Origin> {
         if let Some(last) = &self.last {
-            if let Origin::Shipped { host: h, app: a, .. } = &**last {
+            if let Origin::Shipped {
+                host: h, app: a, ..
+            } = &**last
+            {
                 if *h == host && *a == app {
                     return last.clone();
                 }
@@ -306,14 +320,25 @@ mod tests {
     #[test]
     fn bad_listeners_name_the_field_and_the_fix() {
         let e = problems("watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n      protocol: relp\n");
-        assert!(e.contains("watch.syslog[0].protocol") && e.contains("tcp, udp or tls"), "{e}");
+        assert!(
+            e.contains("watch.syslog[0].protocol") && e.contains("tcp, udp or tls"),
+            "{e}"
+        );
         let e = problems("watch:\n  syslog:\n    - listen: localhost\n");
-        assert!(e.contains("watch.syslog[0].listen") && e.contains("127.0.0.1:6514"), "{e}");
+        assert!(
+            e.contains("watch.syslog[0].listen") && e.contains("127.0.0.1:6514"),
+            "{e}"
+        );
         let e = problems("watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n      protocol: tls\n");
-        assert!(e.contains("watch.syslog[0].tls_cert") && e.contains("PEM"), "{e}");
+        assert!(
+            e.contains("watch.syslog[0].tls_cert") && e.contains("PEM"),
+            "{e}"
+        );
         let e = problems("watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n      tls_cert: /c.pem\n      tls_key: /k.pem\n");
         assert!(e.contains("protocol: tls"), "{e}");
-        let e = problems("watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n    - listen: 127.0.0.1:6514\n");
+        let e = problems(
+            "watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n    - listen: 127.0.0.1:6514\n",
+        );
         assert!(e.contains("watch.syslog[1].listen"), "{e}");
         // The same port over TCP and UDP is usual.
         let ok = problems("watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n    - listen: 127.0.0.1:6514\n      protocol: udp\n");

@@ -64,9 +64,7 @@ fn pri(msg: &[u8]) -> Option<&[u8]> {
 fn version(rest: &[u8]) -> Option<&[u8]> {
     let end = rest.iter().take(4).position(|b| *b == b' ')?;
     let digits = &rest[..end];
-    let ok = !digits.is_empty()
-        && digits[0] != b'0'
-        && digits.iter().all(u8::is_ascii_digit);
+    let ok = !digits.is_empty() && digits[0] != b'0' && digits.iter().all(u8::is_ascii_digit);
     ok.then(|| &rest[end + 1..])
 }
 
