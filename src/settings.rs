@@ -78,7 +78,7 @@ impl Settings {
                 limits.into_iter().for_each(|(at, m)| bad(at, m));
             }
         }
-        let syslog = crate::source::syslog::check(c, &mut bad);
+        let syslog = crate::source::syslog::check(c, &mut bad, parse_duration);
         let http_ingest = crate::source::http_ingest::check(c, &mut bad);
         if !problems.is_empty() {
             return Err(problems);

@@ -84,7 +84,13 @@ impl SyslogSettings {
 }
 
 /// `watch.syslog`, or its problems (YAML path, message naming the fix).
-pub fn check(c: &Config, bad: &mut impl FnMut(String, String)) -> Vec<SyslogSettings> {
+/// `duration` parses `idle_timeout` (the daemon's one duration syntax,
+/// which lives above the sources).
+pub fn check(
+    c: &Config,
+    bad: &mut impl FnMut(String, String),
+    duration: fn(&str) -> Result<Duration, String>,
+) -> Vec<SyslogSettings> {
     let mut out = Vec::new();
     for (i, s) in c.watch.syslog.iter().enumerate() {
         let at = format!("watch.syslog[{i}]");
@@ -138,11 +144,7 @@ pub fn check(c: &Config, bad: &mut impl FnMut(String, String)) -> Vec<SyslogSett
             let why = "0 would refuse every sender; give a positive number".to_string();
             bad(format!("{at}.max_connections"), why);
         }
-        let idle_timeout = match s
-            .idle_timeout
-            .as_deref()
-            .map(crate::settings::parse_duration)
-        {
+        let idle_timeout = match s.idle_timeout.as_deref().map(duration) {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(Ok(d)) => d,
             Some(Err(m)) => {
@@ -313,7 +315,12 @@ mod tests {
     fn problems(yaml: &str) -> String {
         let c = Config::parse(Path::new("c.yaml"), yaml).unwrap();
         let mut out = Vec::new();
-        check(&c, &mut |at, m| out.push(format!("{at}: {m}")));
+        let secs = |s: &str| {
+            s.parse()
+                .map(Duration::from_secs)
+                .map_err(|_| "bad".to_string())
+        };
+        check(&c, &mut |at, m| out.push(format!("{at}: {m}")), secs);
         out.join("\n")
     }
 
