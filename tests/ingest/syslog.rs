@@ -290,3 +290,58 @@ fn tls_send(addr: &str, cert: &Path, data: &[u8]) {
     tls.conn.send_close_notify();
     let _ = tls.conn.complete_io(&mut tls.sock);
 }
+
+#[test]
+fn a_key_sent_as_the_host_name_is_contained_but_never_shown() {
+    let sim = Sim::start();
+    let s = Shipping::start(&sim, INGEST_AND_TCP);
+    let (k, k2) = (key("in the hostname"), key("in the appname"));
+    sim.add_live_key(&k);
+    sim.add_live_key(&k2);
+    // RFC 5424 with the key as HOSTNAME and as APP-NAME of a JSON record.
+    let msg = format!("<13>1 2026-12-01T10:00:00Z {k} app - - - nothing else here");
+    let mut conn = std::net::TcpStream::connect(s.syslog_addr("tcp")).unwrap();
+    conn.write_all(format!("{} {msg}", msg.len()).as_bytes())
+        .unwrap();
+    drop(conn);
+    sim.wait_for_freeze(&k);
+    let record = format!("{{\"message\":\"plain\",\"host\":\"web-1\",\"appname\":\"{k2}\"}}\n");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (status, body) = http_request(
+        s.daemon.port(),
+        "POST",
+        "/ingest",
+        &[&auth],
+        record.as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Masked in the location, still scanned: contained.
+    sim.wait_for_freeze(&k2);
+    let page = s.metrics();
+    let (incident, text) = s.show(1);
+    let (second, text2) = s.show(2);
+    let shown = format!("{incident}{text}{second}{text2}{page}");
+    assert!(
+        !shown.contains(&k[2..]) && !shown.contains(&k2[2..]),
+        "a key is shown: {shown}"
+    );
+    assert_eq!(
+        second["locations"][0]["path"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next(),
+        Some("web-1")
+    );
+    assert!(
+        incident["locations"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/app"),
+        "{incident}"
+    );
+    s.stop(&[&k[2..], &k2[2..], TOKEN]);
+}
+
+const INGEST_AND_TCP: &str =
+    "  syslog:\n    - listen: 127.0.0.1:0\n  http_ingest:\n    token_env: KEYSENTRY_INGEST_TOKEN\n";

@@ -292,3 +292,107 @@ fn acceptor(at: &str, cert: &Path, key: &Path) -> Result<TlsAcceptor, ListenErro
         })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::syslog::{SyslogSettings, QUEUE_BYTES};
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn settings(protocol: Protocol) -> SyslogSettings {
+        SyslogSettings {
+            listen: "127.0.0.1:0".into(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            protocol,
+            tls: None,
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Nobody takes from the queue (a stalled pipeline): the listener stops
+    /// reading, so the sender's writes block, and what is held stays at
+    /// the queue's cap instead of growing with what is sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_stops_reading_tcp_and_the_sender_waits() {
+        let l = Listener::bind(&settings(Protocol::Tcp), 0).await.unwrap();
+        let addr = l.local;
+        let counts = Arc::new(ListenerCounts::default());
+        let (queue, mut rx) = Queue::new(counts.clone());
+        let (trigger, stop) = crate::shutdown::channel();
+        tokio::spawn(l.run(queue, stop));
+        let sender = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let line = format!("<13>1 - host app - - - {}\n", "x".repeat(1000));
+            let mut sent = 0usize;
+            // 256 MiB if nothing pushed back.
+            while sent < 256 << 20 {
+                if s.write_all(line.as_bytes()).is_err() {
+                    return (sent, true);
+                }
+                sent += line.len();
+            }
+            (sent, false)
+        });
+        let (sent, blocked) = tokio::task::spawn_blocking(move || sender.join().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            blocked,
+            "the sender was never made to wait ({sent} bytes sent)"
+        );
+        let held = counts.bytes.load(Relaxed) as usize;
+        assert!(held <= QUEUE_BYTES, "{held} bytes queued");
+        // Once the pipeline takes again, the same connection goes on.
+        let before = counts.lines.load(Relaxed);
+        for _ in 0..100 {
+            drop(rx.recv().await);
+        }
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while counts.lines.load(Relaxed) <= before {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("reading resumed");
+        trigger.fire();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn udp_drops_on_a_full_queue_and_counts_the_drops() {
+        let l = Listener::bind(&settings(Protocol::Udp), 0).await.unwrap();
+        let addr = l.local;
+        let counts = Arc::new(ListenerCounts::default());
+        let (queue, _rx) = Queue::new(counts.clone());
+        let (trigger, stop) = crate::shutdown::channel();
+        tokio::spawn(l.run(queue, stop));
+        let msg = format!("<13>1 - host app - - - {}", "x".repeat(8000));
+        // Paced so the kernel's socket buffer does not drop them first; at
+        // most ten times what the queue holds.
+        let sending = tokio::task::spawn_blocking({
+            let counts = counts.clone();
+            move || {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                for _ in 0..(10 * QUEUE_BYTES / msg.len()) {
+                    if counts.dropped.load(Relaxed) > 0 {
+                        return;
+                    }
+                    sock.send_to(msg.as_bytes(), addr).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), sending)
+            .await
+            .expect("sent in time")
+            .unwrap();
+        assert!(
+            counts.dropped.load(Relaxed) > 0,
+            "no drop counted: {counts:?}"
+        );
+        assert!(counts.bytes.load(Relaxed) as usize >= QUEUE_BYTES / 2);
+        trigger.fire();
+    }
+}
