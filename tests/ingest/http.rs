@@ -58,7 +58,8 @@ fn ndjson_and_plain_text_lines_with_a_key_are_contained() {
     assert_eq!(loc["source"], "ingest", "{incident}");
     assert_eq!(loc["path"], "web-3/checkout");
     assert_eq!(loc["repo"], "ingest:/ingest");
-    assert!(text.contains("ingest:/ingest:web-3/checkout:1"), "{text}");
+    // Line 2: the second message the endpoint received.
+    assert!(text.contains("ingest:/ingest:web-3/checkout:2"), "{text}");
     assert_eq!(s.show(2).0["locations"][0]["path"], "-/-");
     assert_eq!(s.show(3).0["locations"][0]["path"], "node-9/-");
     let page = s.metrics();

@@ -1,7 +1,8 @@
 //! Logs shipped to the daemon: syslog listeners (`watch.syslog`: TCP, UDP,
 //! TLS) and, through the same [`Queue`], the HTTP ingest endpoint. Every
-//! message becomes one chunk whose origin names the sender's host and app
-//! and the listener ([`Origin::Shipped`]); the daemon's pipeline scans it.
+//! message is one line whose origin names the sender's host and app and the
+//! listener ([`Origin::Shipped`]); the daemon (`daemon::ingest`) hands them
+//! to its pipeline.
 //!
 //! Limits (per listener; why in each constant):
 //! - a message (frame, line) is at most [`MAX_LINE`] bytes; a longer one is
