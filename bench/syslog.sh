@@ -78,6 +78,7 @@ scanned() {
     curl -s "http://127.0.0.1:$port/metrics" 2>/dev/null \
         | awk '/^keysentry_scanned_lines_total\{source="syslog:tcp/ {print $2}' || true
 }
+rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/${pids[-1]}/status")
 t0=$(now)
 logger --tcp --rfc5424 -n 127.0.0.1 -P "$sport" -t bench -f "$work/lines.txt"
 t_sent=$(now)
@@ -94,4 +95,4 @@ echo "lines: $LINES ($PROFILE build), keys found: $findings (expected $((LINES /
 echo "logger into a discarding listener: $ref lines/s"
 echo "logger into keysentry (sent → all scanned): $got lines/s (logger itself: $sender lines/s)"
 echo "ratio keysentry / reference: $(python3 -c "print(round($got / $ref, 2))")"
-echo "daemon RSS after the run: $((rss / 1024)) MiB"
+echo "daemon RSS: $((rss_idle / 1024)) MiB ready, $((rss / 1024)) MiB after the run"
