@@ -102,8 +102,9 @@ impl IngestService {
     /// Waits (briefly) for the listeners to close once `shutdown` fired;
     /// forwarders end with the pipeline.
     pub async fn stop(self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         for t in self.tasks {
-            if tokio::time::timeout(limit, t).await.is_err() {
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
                 tracing::debug!("an ingest task did not stop in time");
             }
         }

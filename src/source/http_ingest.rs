@@ -290,7 +290,7 @@ pub fn records(
     let mut frames = framer.push(body);
     frames.extend(framer.finish());
     for f in frames {
-        if f.oversized {
+        if f.oversized && !f.continued {
             ListenerCounts::add(&counts.parse_failures, 1);
         }
         if f.data.starts_with(b"{") && !f.oversized {

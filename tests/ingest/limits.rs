@@ -20,7 +20,8 @@ fn silent_and_endless_clients_do_not_block_others_and_are_capped() {
     let junk = "x".repeat(1 << 20);
     endless.write_all(junk.as_bytes()).unwrap();
     s.wait_metric(
-        &format!("keysentry_ingest_parse_failures_total{{listener=\"{name}\"}}"),
+        // 16 pieces of the line limit: each queued and scanned as it came.
+        &format!("keysentry_ingest_lines_total{{listener=\"{name}\"}}"),
         16.0,
     );
     // The third slot still serves a sender with a key.
@@ -67,7 +68,9 @@ fn silent_and_endless_clients_do_not_block_others_and_are_capped() {
     );
     drop((third, endless));
     let page = s.metrics();
-    // What is held never grew with the junk: at most a line per connection.
+    // One oversized frame: one parse failure, not one per piece.
+    let failures = format!("keysentry_ingest_parse_failures_total{{listener=\"{name}\"}}");
+    assert_eq!(metric(&page, &failures), Some(1.0), "{page}");
     let bytes = metric(
         &page,
         &format!("keysentry_ingest_bytes_total{{listener=\"{name}\"}}"),

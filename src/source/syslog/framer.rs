@@ -22,6 +22,8 @@ pub struct Frame {
     pub data: Vec<u8>,
     /// A piece of a frame longer than the cap.
     pub oversized: bool,
+    /// A later piece of such a frame (its header was in the first piece).
+    pub continued: bool,
     /// The stream ended inside the frame (an octet count larger than what
     /// followed, or a last line without LF is not this: see `finish`).
     pub incomplete: bool,
@@ -169,6 +171,7 @@ impl Framer {
         Frame {
             data: std::mem::take(&mut self.buf),
             oversized,
+            continued: oversized,
             incomplete,
         }
     }
@@ -182,11 +185,12 @@ impl Framer {
             .rposition(|b| b" \t,;\"'<>()[]{}|=&".contains(b))
             .map_or(self.buf.len(), |p| from + p + 1);
         let rest = self.buf.split_off(cut);
-        self.cut = true;
+        let continued = std::mem::replace(&mut self.cut, true);
         let data = std::mem::replace(&mut self.buf, rest);
         Frame {
             data,
             oversized: true,
+            continued,
             incomplete: false,
         }
     }
@@ -271,6 +275,7 @@ mod tests {
         }
         assert!(out.len() > 1 && out.iter().all(|p| p.data.len() <= max));
         assert!(out.iter().all(|p| p.oversized));
+        assert!(!out[0].continued && out[1..].iter().all(|p| p.continued));
         // Cut after a separator: every piece ends with a whole word, and
         // together they are the line.
         assert!(out[..out.len() - 1].iter().all(|p| p.data.ends_with(b" ")));

@@ -216,10 +216,16 @@ async fn queue_frame(
     origins: &mut Origins,
     queue: &Queue,
 ) -> Result<(), super::Closed> {
-    if frame.oversized || frame.incomplete {
+    // One failure per message, whatever is wrong with it; a later piece
+    // of an oversized frame has no header and keeps the first's sender.
+    let (origin, parsed) = match origins.last() {
+        Some(o) if frame.continued => (o, true),
+        _ => origins.of_syslog(&frame.data),
+    };
+    let oversized = frame.oversized && !frame.continued;
+    if oversized || frame.incomplete || !parsed {
         ListenerCounts::add(&queue.counts.parse_failures, 1);
     }
-    let origin = origins.of_syslog(&frame.data, &queue.counts);
     queue.send(origin, frame.data).await
 }
 
@@ -243,7 +249,10 @@ async fn serve_udp(sock: UdpSocket, name: &str, queue: Queue) {
         if msg.is_empty() {
             continue;
         }
-        let origin = origins.of_syslog(msg, &queue.counts);
+        let (origin, parsed) = origins.of_syslog(msg);
+        if !parsed {
+            ListenerCounts::add(&queue.counts.parse_failures, 1);
+        }
         queue.try_send(origin, msg.to_vec());
     }
 }

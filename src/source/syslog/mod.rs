@@ -295,15 +295,17 @@ impl Origins {
         o
     }
 
-    /// The origin of a syslog message (host and app from its header); a
-    /// message that is not syslog is counted as a parse failure.
-    pub fn of_syslog(&mut self, msg: &[u8], counts: &ListenerCounts) -> Arc<Origin> {
+    /// The origin handed out last.
+    pub fn last(&self) -> Option<Arc<Origin>> {
+        self.last.clone()
+    }
+
+    /// The origin of a syslog message (host and app from its header), and
+    /// whether it was syslog at all (the caller counts the failures).
+    pub fn of_syslog(&mut self, msg: &[u8]) -> (Arc<Origin>, bool) {
         match parse::sender(msg) {
-            Some(s) => self.get(s.host, s.app),
-            None => {
-                ListenerCounts::add(&counts.parse_failures, 1);
-                self.get(None, None)
-            }
+            Some(s) => (self.get(s.host, s.app), true),
+            None => (self.get(None, None), false),
         }
     }
 }
