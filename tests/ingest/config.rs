@@ -85,3 +85,33 @@ fn a_busy_port_is_an_error_naming_the_listener_and_the_fix() {
     assert!(log.contains("pick a free port"), "{log}");
     assert!(!log.contains("daemon ready"), "{log}");
 }
+
+#[test]
+fn a_daemon_without_its_ingest_token_does_not_start_and_says_which_variable() {
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keysentry.yaml");
+    let watch = "  http_ingest:\n    token_env: KEYSENTRY_TEST_UNSET_INGEST_TOKEN\n";
+    std::fs::write(&config, config_text(dir.path(), &sim, watch, "")).unwrap();
+    let mut d = Launch::new(&config).no_wait().start();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the daemon did not exit:\n{}",
+            d.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let log = d.text();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("watch.http_ingest.token_env")
+            && log.contains("KEYSENTRY_TEST_UNSET_INGEST_TOKEN"),
+        "{log}"
+    );
+}
