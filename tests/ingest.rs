@@ -42,11 +42,23 @@ impl Shipping {
     }
 
     pub fn start_with(sim: &Sim, watch: &str, extra: &str) -> Shipping {
+        Shipping::start_edited(sim, watch, extra, |t| t)
+    }
+
+    /// As `start_with`, the config text passed through `edit` first.
+    pub fn start_edited(
+        sim: &Sim,
+        watch: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Shipping {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("keysentry.yaml");
-        std::fs::write(&config, config_text(dir.path(), sim, watch, extra)).unwrap();
+        let text = edit(config_text(dir.path(), sim, watch, extra));
+        std::fs::write(&config, text).unwrap();
         let daemon = Launch::new(&config)
             .env("KEYSENTRY_INGEST_TOKEN", TOKEN)
+            .env("KEYSENTRY_UI_TOKEN", TOKEN)
             .start();
         Shipping {
             dir,

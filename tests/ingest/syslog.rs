@@ -345,3 +345,36 @@ fn a_key_sent_as_the_host_name_is_contained_but_never_shown() {
 
 const INGEST_AND_TCP: &str =
     "  syslog:\n    - listen: 127.0.0.1:0\n  http_ingest:\n    token_env: KEYSENTRY_INGEST_TOKEN\n";
+
+#[test]
+fn the_dashboard_shows_where_a_shipped_key_came_from() {
+    let sim = Sim::start();
+    // `http` is the config's last section: the dashboard goes under it.
+    let s = Shipping::start_edited(&sim, "  syslog:\n    - listen: 127.0.0.1:0\n", "", |t| {
+        format!("{t}  ui:\n    token_env: KEYSENTRY_UI_TOKEN\n")
+    });
+    let k = key("on the dashboard");
+    sim.add_live_key(&k);
+    let msg = format!("<14>Dec  1 10:00:00 web-9 billing[42]: charge x-api-key: {k}");
+    let mut conn = std::net::TcpStream::connect(s.syslog_addr("tcp")).unwrap();
+    conn.write_all(format!("{msg}\n").as_bytes()).unwrap();
+    drop(conn);
+    sim.wait_for_freeze(&k);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let port = s.daemon.port();
+    let (status, page) = http_request(port, "GET", "/ui/incidents/1", &[&auth], b"");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("syslog:tcp://127.0.0.1:0:web-9/billing:1"),
+        "{page}"
+    );
+    assert!(page.contains("<td>syslog</td>"), "{page}");
+    let (_, list) = http_request(port, "GET", "/ui/?source=syslog", &[&auth], b"");
+    assert!(
+        list.contains("<option value=\"syslog\" selected>"),
+        "{list}"
+    );
+    assert!(list.contains("href=\"/ui/incidents/1\""), "{list}");
+    assert!(!page.contains(&k[2..]) && !list.contains(&k[2..]));
+    s.stop(&[&k[2..], TOKEN]);
+}
