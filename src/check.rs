@@ -185,6 +185,15 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
             out.push(Problem::machine(at, format!("{} {why}", r.path.display())));
         }
     }
+    for (i, s) in c.watch.syslog.iter().enumerate() {
+        for (field, path) in [("tls_cert", &s.tls_cert), ("tls_key", &s.tls_key)] {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                let at = format!("watch.syslog[{i}].{field}");
+                let why = format!("{} does not exist; point it at a PEM file", path.display());
+                out.push(Problem::machine(at, why));
+            }
+        }
+    }
     check_rates(c, &mut out);
     out.extend(crate::remediate::escrow::problems(c));
     for (i, o) in c.owners.iter().enumerate() {

@@ -23,7 +23,7 @@ fn check(text: &str) -> (bool, String) {
 #[test]
 fn config_check_names_bad_ingest_settings_and_the_fix() {
     let (ok, out) = check(
-        "watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n      protocol: relp\n    - listen: nowhere\n    - listen: 127.0.0.1:6515\n      protocol: tls\n  http_ingest:\n    path: /metrics\n    token_env: KEYSENTRY_INGEST_TOKEN\nhttp:\n  listen: 127.0.0.1:9187\n",
+        "watch:\n  syslog:\n    - listen: 127.0.0.1:6514\n      protocol: relp\n    - listen: nowhere\n    - listen: 127.0.0.1:6515\n      protocol: tls\n    - listen: 127.0.0.1:6516\n      protocol: tls\n      tls_cert: /etc/hostname\n      tls_key: /no/such/syslog.key\n  http_ingest:\n    path: /metrics\n    token_env: KEYSENTRY_INGEST_TOKEN\nhttp:\n  listen: 127.0.0.1:9187\n",
     );
     assert!(!ok, "{out}");
     for want in [
@@ -32,6 +32,8 @@ fn config_check_names_bad_ingest_settings_and_the_fix() {
         "watch.syslog[1].listen",
         "127.0.0.1:6514",
         "watch.syslog[2].tls_cert",
+        "watch.syslog[3].tls_key",
+        "/no/such/syslog.key does not exist",
         "tls_key",
         "watch.http_ingest.path",
     ] {

@@ -369,6 +369,41 @@ mod tests {
         trigger.fire();
     }
 
+    #[test]
+    fn bad_tls_files_name_the_field_and_never_quote_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let secret = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg";
+        std::fs::write(&key, format!("-----BEGIN NONSENSE-----\n{secret}\n")).unwrap();
+        let e = acceptor("watch.syslog[0]", &cert, &key)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("watch.syslog[0].tls_cert") && e.contains("BEGIN CERTIFICATE"),
+            "{e}"
+        );
+        let e = acceptor("watch.syslog[0]", &dir.path().join("none.pem"), &key)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("watch.syslog[0].tls_cert") && e.contains("readable PEM"),
+            "{e}"
+        );
+        let good_cert = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        std::fs::write(&cert, good_cert).unwrap();
+        let e = acceptor("watch.syslog[0]", &cert, &key)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("watch.syslog[0].tls_key") && !e.contains(secret),
+            "{e}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn udp_drops_on_a_full_queue_and_counts_the_drops() {
         let l = Listener::bind(&settings(Protocol::Udp), 0).await.unwrap();
