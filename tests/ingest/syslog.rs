@@ -378,3 +378,25 @@ fn the_dashboard_shows_where_a_shipped_key_came_from() {
     assert!(!page.contains(&k[2..]) && !list.contains(&k[2..]));
     s.stop(&[&k[2..], TOKEN]);
 }
+
+#[test]
+fn a_reload_keeps_the_listeners_serving_and_in_healthz() {
+    let sim = Sim::start();
+    let s = Shipping::start(&sim, "  syslog:\n    - listen: 127.0.0.1:0\n");
+    let addr = s.syslog_addr("tcp");
+    // A sender connected across the reload keeps its connection.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    s.daemon.signal("HUP");
+    s.daemon.wait_for("the reload", |l| l.contains("reloaded"));
+    let k = key("after the reload");
+    sim.add_live_key(&k);
+    conn.write_all(format!("<13>1 - web-1 app - - - x-api-key: {k}\n").as_bytes())
+        .unwrap();
+    sim.wait_for_freeze(&k);
+    let (_, health) = http_request(s.daemon.port(), "GET", "/healthz", &[], b"");
+    assert!(
+        health.contains("\"syslog:tcp://127.0.0.1:0\":{\"status\":\"ok\""),
+        "{health}"
+    );
+    s.stop(&[&k[2..]]);
+}
