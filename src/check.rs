@@ -142,7 +142,17 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
         check_github(g, env, &mut out);
     }
     if let Some(ui) = c.http.as_ref().and_then(|h| h.ui.as_ref()) {
-        check_ui_token(&ui.token_env, env, &mut out);
+        check_token(
+            "http.ui.token_env",
+            "the dashboard token",
+            &ui.token_env,
+            env,
+            &mut out,
+        );
+    }
+    if let Some(ingest) = &c.watch.http_ingest {
+        let at = "watch.http_ingest.token_env";
+        check_token(at, "the ingest token", &ingest.token_env, env, &mut out);
     }
     // Plain http:// URLs to remote hosts are the file's fault; consumer
     // files keysentry refuses to write are the machine's (each message
@@ -173,6 +183,15 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
             };
             let at = format!("watch.repos[{i}].path");
             out.push(Problem::machine(at, format!("{} {why}", r.path.display())));
+        }
+    }
+    for (i, s) in c.watch.syslog.iter().enumerate() {
+        for (field, path) in [("tls_cert", &s.tls_cert), ("tls_key", &s.tls_key)] {
+            if let Some(path) = path.as_ref().filter(|p| !p.is_file()) {
+                let at = format!("watch.syslog[{i}].{field}");
+                let why = format!("{} does not exist; point it at a PEM file", path.display());
+                out.push(Problem::machine(at, why));
+            }
         }
     }
     check_rates(c, &mut out);
@@ -412,15 +431,15 @@ fn check_url(out: &mut Vec<Problem>, at: String, url: &str) {
     }
 }
 
-/// The dashboard's token guards every incident and the hand-over of new
-/// keys: a short one could be guessed.
-fn check_ui_token(name: &str, env: &Env, out: &mut Vec<Problem>) {
-    let at = "http.ui.token_env";
+/// A bearer token's variable: set, and long enough not to be guessed (the
+/// dashboard's guards every incident and the hand-over of new keys; the
+/// ingest token, what reaches the scanner and the provider calls).
+fn check_token(at: &str, what: &str, name: &str, env: &Env, out: &mut Vec<Problem>) {
     match env.get(name) {
         None => check_env(out, at, name, env),
         Some(v) if v.chars().count() < crate::config::UI_TOKEN_MIN_CHARS => {
             let why = format!(
-                "environment variable {name} holds {} characters; the dashboard token needs at \
+                "environment variable {name} holds {} characters; {what} needs at \
                  least {}: set it to a random one, e.g. the output of `openssl rand -hex 32`, in {}",
                 v.chars().count(),
                 crate::config::UI_TOKEN_MIN_CHARS,

@@ -4,6 +4,7 @@
 
 mod consumer;
 mod env;
+mod ingest;
 mod problem;
 mod schema;
 
@@ -13,6 +14,7 @@ pub use consumer::{
     Consumer, ConsumerKind, GithubActionsConsumer, KubernetesConsumer, VaultConsumer,
 };
 pub use env::{Env, EnvFileError};
+pub use ingest::{HttpIngestConfig, SyslogConfig};
 pub use problem::{Problem, ProblemKind};
 pub(crate) use schema::parse_all as schema_parse_all;
 
@@ -409,6 +411,12 @@ pub struct WatchConfig {
     /// `/healthz` (default: 3 × its poll interval, at least 30 s), e.g. `2m`.
     #[serde(default)]
     pub stuck_after: Option<String>,
+    /// Syslog listeners (src/source/syslog).
+    #[serde(default)]
+    pub syslog: Vec<SyslogConfig>,
+    /// The HTTP ingest endpoint (src/source/http_ingest.rs).
+    #[serde(default)]
+    pub http_ingest: Option<HttpIngestConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

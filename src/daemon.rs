@@ -30,6 +30,7 @@
 mod control;
 mod dashboard;
 mod engine_sink;
+mod ingest;
 mod pipeline;
 mod settings;
 mod webhook;
@@ -94,6 +95,8 @@ pub enum DaemonError {
     Engine(String),
     #[error(transparent)]
     Webhook(#[from] crate::github::WebhookError),
+    #[error(transparent)]
+    Syslog(#[from] crate::source::syslog::ListenError),
     #[error("a start-up task failed: {0}")]
     Task(String),
 }
@@ -220,8 +223,10 @@ fn source_names(settings: &Settings) -> Vec<String> {
             .map(|r| format!("repo:{}", r.path.display())),
     );
     names.push(pipeline::ENGINE_SOURCE.to_string());
-    // The webhook is not restarted by a reload; keep its health entry.
+    // The webhook and the ingest listeners are not restarted by a reload;
+    // keep their health entries.
     names.push(crate::metrics::WEBHOOK_SOURCE.to_string());
+    names.extend(ingest::names(settings));
     names
 }
 
@@ -277,7 +282,13 @@ pub async fn run(
     };
     // "Retry now" on the dashboard wakes the retry loop.
     let wake = Arc::new(tokio::sync::Notify::new());
+    let ingest =
+        ingest::IngestService::start(&settings, &pipeline, &metrics, &http, &shutdown).await;
+    let mut ingest = ingest?;
     let mut app = router(state.clone());
+    if let Some(r) = ingest.router.take() {
+        app = app.merge(r);
+    }
     if let Some(ui) = dashboard::router(&loaded.config, &shared, state.clone(), wake.clone())? {
         app = app.merge(ui);
     }
@@ -368,6 +379,7 @@ pub async fn run(
         tracing::warn!("remediation in flight did not finish in time; it resumes from its journal on the next start");
     }
     sources.stop(Duration::from_millis(500)).await;
+    ingest.stop(Duration::from_millis(500)).await;
     retry.abort();
     let engine = shared.sink();
     if tokio::time::timeout(Duration::from_secs(2), engine.0.flush_digests())
@@ -421,6 +433,9 @@ async fn reload_config(
     let (loaded, sink) = loaded;
     if loaded.settings.http_listen != old.http_listen {
         tracing::warn!("http.listen changed; restart the daemon to apply it");
+    }
+    if loaded.settings.syslog != old.syslog || loaded.settings.http_ingest != old.http_ingest {
+        tracing::warn!("watch.syslog or watch.http_ingest changed; restart the daemon to apply it");
     }
     let state_dir = store::state_dir(loaded.config.state_dir.as_deref());
     let url = loaded

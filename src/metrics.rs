@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the remediation latency histogram, in seconds.
@@ -60,6 +61,34 @@ pub struct SourceCounts {
     pub lines: u64,
     pub errors: u64,
     pub polls: u64,
+}
+
+/// One listener of shipped logs (a syslog socket, the HTTP ingest
+/// endpoint): updated on every message without a lock.
+#[derive(Debug, Default)]
+pub struct ListenerCounts {
+    /// Messages (lines) received, whether or not they parsed.
+    pub lines: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Messages dropped because the queue was full (UDP only: TCP and HTTP
+    /// wait instead).
+    pub dropped: AtomicU64,
+    /// Connections (HTTP: requests) accepted.
+    pub connections: AtomicU64,
+    /// Connections refused over the listener's cap.
+    pub refused: AtomicU64,
+    /// Messages that are not syslog (or JSON lines that are not JSON),
+    /// octet counts that lied, frames over the line limit: each still
+    /// scanned as it came.
+    pub parse_failures: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
+}
+
+impl ListenerCounts {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
 }
 
 /// When a source last showed it is alive, and how long it may stay silent.
@@ -120,6 +149,7 @@ pub struct Metrics {
     counters: Mutex<Counters>,
     sources: Mutex<BTreeMap<String, SourceState>>,
     heartbeats: Mutex<BTreeMap<String, Heartbeat>>,
+    listeners: Mutex<BTreeMap<String, Arc<ListenerCounts>>>,
 }
 
 impl Metrics {
@@ -172,6 +202,13 @@ impl Metrics {
     /// "a few polls later".
     pub fn polled(&self, source: &str) {
         *self.counters().polls.entry(source.to_string()).or_default() += 1;
+    }
+
+    /// The counters of listener `name` (`syslog:tcp://…`, `ingest:/ingest`),
+    /// created on first use and kept across reloads.
+    pub fn listener(&self, name: &str) -> Arc<ListenerCounts> {
+        let mut all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(name.to_string()).or_default().clone()
     }
 
     /// Time the remediation engine took to take a batch of findings.
@@ -418,7 +455,32 @@ impl Metrics {
             );
         }
         self.render_latency(&c, &mut out);
+        self.render_listeners(&mut out);
         out
+    }
+
+    fn render_listeners(&self, out: &mut String) {
+        let all = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
+            return;
+        }
+        type Get = fn(&ListenerCounts) -> &AtomicU64;
+        let series: [(&str, &str, &str, Get); 7] = [
+            ("keysentry_ingest_lines_total", "Messages received by a listener of shipped logs (syslog, HTTP ingest).", "counter", |l| &l.lines),
+            ("keysentry_ingest_bytes_total", "Bytes of messages received, per listener.", "counter", |l| &l.bytes),
+            ("keysentry_ingest_dropped_total", "Messages dropped on a full queue (UDP; TCP and HTTP wait instead), per listener.", "counter", |l| &l.dropped),
+            ("keysentry_ingest_connections_total", "Connections (HTTP: requests) accepted, per listener.", "counter", |l| &l.connections),
+            ("keysentry_ingest_refused_total", "Connections closed at once over the listener's max_connections.", "counter", |l| &l.refused),
+            ("keysentry_ingest_parse_failures_total", "Messages not in a known format, lying octet counts, frames over the line limit (all still scanned), per listener.", "counter", |l| &l.parse_failures),
+            ("keysentry_ingest_connections_open", "Connections open now, per listener.", "gauge", |l| &l.open),
+        ];
+        for (name, help, kind, get) in series {
+            header(out, name, help, kind);
+            for (listener, counts) in all.iter() {
+                let n = get(counts).load(Relaxed);
+                let _ = writeln!(out, "{name}{{listener=\"{}\"}} {n}", esc(listener));
+            }
+        }
     }
 
     fn render_latency(&self, c: &Counters, out: &mut String) {

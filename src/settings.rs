@@ -17,6 +17,10 @@ pub struct Settings {
     pub logs: LogTailSettings,
     pub repos: Vec<RepoSettings>,
     pub http_listen: Option<String>,
+    /// `watch.syslog` listeners.
+    pub syslog: Vec<crate::source::syslog::SyslogSettings>,
+    /// `watch.http_ingest`.
+    pub http_ingest: Option<crate::source::http_ingest::HttpIngestSettings>,
 }
 
 impl Settings {
@@ -74,6 +78,8 @@ impl Settings {
                 limits.into_iter().for_each(|(at, m)| bad(at, m));
             }
         }
+        let syslog = crate::source::syslog::check(c, &mut bad, parse_duration);
+        let http_ingest = crate::source::http_ingest::check(c, &mut bad);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -86,6 +92,8 @@ impl Settings {
             },
             repos,
             http_listen: c.http.as_ref().map(|h| h.listen.clone()),
+            syslog,
+            http_ingest,
         })
     }
 }

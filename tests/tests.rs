@@ -19,6 +19,7 @@ mod git_modes;
 mod gitleaks_rules;
 mod hardening;
 mod hostile_input;
+mod ingest;
 mod no_leak;
 mod precision;
 mod proptests;

@@ -31,6 +31,23 @@ pub enum Origin {
         /// entry matches and the commit names no author. Not in reports.
         pusher: Option<String>,
     },
+    /// A line shipped to the daemon (syslog, HTTP ingest): the sender's
+    /// host and app as the message names them (`None` when it does not),
+    /// and the listener it arrived on. Shown as `host/app` (the path) on
+    /// the listener (the repo field) so an incident says where it came from.
+    Shipped {
+        via: Via,
+        listener: String,
+        host: Option<String>,
+        app: Option<String>,
+    },
+}
+
+/// How a shipped line arrived: the finding's `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    Syslog,
+    Http,
 }
 
 impl Origin {
@@ -42,6 +59,10 @@ impl Origin {
             Origin::Git { .. } => "git",
             Origin::Log { .. } => "log",
             Origin::GitHub { .. } => "github",
+            Origin::Shipped {
+                via: Via::Syslog, ..
+            } => "syslog",
+            Origin::Shipped { via: Via::Http, .. } => "ingest",
         }
     }
 
@@ -52,6 +73,11 @@ impl Origin {
             }
             Origin::Log { path } => path.display().to_string(),
             Origin::Stdin => "-".to_string(),
+            Origin::Shipped { host, app, .. } => format!(
+                "{}/{}",
+                host.as_deref().unwrap_or("-"),
+                app.as_deref().unwrap_or("-")
+            ),
         }
     }
 
@@ -82,6 +108,7 @@ impl Origin {
     pub fn repo(&self) -> Option<&str> {
         match self {
             Origin::Git { repo, .. } | Origin::GitHub { repo, .. } => Some(repo),
+            Origin::Shipped { listener, .. } => Some(listener),
             _ => None,
         }
     }

@@ -21,7 +21,7 @@ pub use checksum::{base62_fixed, crc32, github_checksum_ok, Checked, Checksum};
 pub use decode::Encoding;
 pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
 pub use filter::{is_placeholder, shannon_entropy, Allowlist, AllowlistError};
-pub use finding::{Chunk, Confidence, Finding, Origin};
+pub use finding::{Chunk, Confidence, Finding, Origin, Via};
 pub use prefilter::PrefilterError;
 pub use secret::{hex, redact, Fingerprint, Secret};
 pub use sink::{BoxFuture, FindingSink, Handled, SinkError};

@@ -8,10 +8,12 @@
 pub mod archive;
 pub mod fs;
 pub mod git;
+pub mod http_ingest;
 pub mod image;
 pub mod log_tail;
 pub mod repo_watch;
 pub mod stdin;
+pub mod syslog;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;

@@ -139,7 +139,7 @@ fn filters(b: &mut String, q: &ListQuery, node: &str) {
         );
     }
     b.push_str("<label for=\"f-source\">Source</label>\n<select id=\"f-source\" name=\"source\">\n<option value=\"\">any</option>\n");
-    for s in ["file", "git", "log", "github", "stdin"] {
+    for s in ["file", "git", "log", "github", "stdin", "syslog", "ingest"] {
         let sel = if q.value("source") == s {
             " selected"
         } else {
