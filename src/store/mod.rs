@@ -64,16 +64,27 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
     ("0006_escrow", include_str!("migrations/0006_escrow.sql")),
     ("0007_fleet", include_str!("migrations/0007_fleet.sql")),
+    (
+        "0008_delivery_claims",
+        include_str!("migrations/0008_delivery_claims.sql"),
+    ),
 ];
 
 /// PostgreSQL's migrations: `(version reached, name, SQL)`. The store
 /// started on PostgreSQL at version 7, with one file holding what SQLite's
 /// 0001-0007 built.
-const PG_MIGRATIONS: &[(usize, &str, &str)] = &[(
-    7,
-    "0007_baseline",
-    include_str!("migrations/postgres/0007_baseline.sql"),
-)];
+const PG_MIGRATIONS: &[(usize, &str, &str)] = &[
+    (
+        7,
+        "0007_baseline",
+        include_str!("migrations/postgres/0007_baseline.sql"),
+    ),
+    (
+        8,
+        "0008_delivery_claims",
+        include_str!("migrations/postgres/0008_delivery_claims.sql"),
+    ),
+];
 
 /// The schema version this keysentry writes, on both engines.
 const SCHEMA_VERSION: usize = MIGRATIONS.len();

@@ -62,6 +62,11 @@ pub struct DeliveryStore {
     store: Arc<Store>,
 }
 
+/// How long a replica holds a delivery it runs before another replica of
+/// the fleet may take it (longer than any run: GitHub calls time out well
+/// before).
+const CLAIM_MS: i64 = 10 * 60 * 1000;
+
 impl DeliveryStore {
     /// The webhook's view of an open store.
     pub fn new(store: Arc<Store>) -> DeliveryStore {
@@ -117,13 +122,15 @@ impl DeliveryStore {
         running: &HashSet<String>,
     ) -> Result<Vec<DueDelivery>, WebhookStoreError> {
         let fetch = (limit + running.len()) as i64;
+        let node = self.store.node().to_owned();
         let rows = self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, event, job, attempts FROM webhook_deliveries
                  WHERE state = 'pending' AND next_attempt_at <= ?1
+                   AND (claimed_until IS NULL OR claimed_until < ?1 OR claimed_by = ?3)
                  ORDER BY next_attempt_at, received_at LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now_ms, fetch], |r| {
+            let rows = stmt.query_map(params![now_ms, fetch, node], |r| {
                 Ok(DueDelivery {
                     id: r.get(0)?,
                     event: r.get(1)?,
@@ -133,11 +140,26 @@ impl DeliveryStore {
             })?;
             rows.collect::<crate::store::db::Result<Vec<_>>>()
         })?;
-        Ok(rows
-            .into_iter()
-            .filter(|d| !running.contains(&d.id))
-            .take(limit)
-            .collect())
+        // Another replica of the fleet may have taken a delivery between
+        // the read and now: only those this node claims are run here.
+        let mut claimed = Vec::new();
+        for d in rows.into_iter().filter(|d| !running.contains(&d.id)) {
+            if claimed.len() == limit {
+                break;
+            }
+            let took = self.with(|c| {
+                c.execute(
+                    "UPDATE webhook_deliveries SET claimed_by = ?2, claimed_until = ?3
+                     WHERE id = ?1 AND state = 'pending'
+                       AND (claimed_until IS NULL OR claimed_until < ?4 OR claimed_by = ?2)",
+                    params![d.id, node, now_ms + CLAIM_MS, now_ms],
+                )
+            })?;
+            if took == 1 {
+                claimed.push(d);
+            }
+        }
+        Ok(claimed)
     }
 
     /// When the earliest pending delivery not yet due at `now_ms` is due.
@@ -156,7 +178,8 @@ impl DeliveryStore {
         self.with(|c| {
             c.execute(
                 "UPDATE webhook_deliveries
-                 SET state = 'done', attempts = attempts + 1, finished_at = ?2, last_error = NULL
+                 SET state = 'done', attempts = attempts + 1, finished_at = ?2, last_error = NULL,
+                     claimed_by = NULL, claimed_until = NULL
                  WHERE id = ?1",
                 params![id, now_ms],
             )
@@ -169,7 +192,8 @@ impl DeliveryStore {
         self.with(|c| {
             c.execute(
                 "UPDATE webhook_deliveries
-                 SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                 SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3,
+                     claimed_by = NULL, claimed_until = NULL
                  WHERE id = ?1",
                 params![id, at_ms, error],
             )
@@ -183,7 +207,8 @@ impl DeliveryStore {
         self.with(|c| {
             c.execute(
                 "UPDATE webhook_deliveries
-                 SET state = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3
+                 SET state = 'failed', attempts = attempts + 1, finished_at = ?2, last_error = ?3,
+                     claimed_by = NULL, claimed_until = NULL
                  WHERE id = ?1",
                 params![id, now_ms, error],
             )
@@ -279,6 +304,29 @@ mod tests {
         let a = s.status("a").unwrap().unwrap();
         assert_eq!((a.state.as_str(), a.attempts), ("pending", 1));
         assert_eq!(s.due(100, 10, &running).unwrap()[0].id, "a");
+    }
+
+    /// Two replicas on one store: a delivery one of them runs is not run
+    /// by the other until the first gives it back or its claim expires.
+    #[test]
+    fn a_delivery_claimed_by_one_replica_is_not_run_by_another() {
+        let url = crate::store::testing::fresh_pg_url();
+        let a = DeliveryStore::new(Arc::new(Store::connect(&url, "replica-a", 2).unwrap()));
+        let b = DeliveryStore::new(Arc::new(Store::connect(&url, "replica-b", 2).unwrap()));
+        assert_eq!(a.insert("d", "push", "{}", 10).unwrap(), Enqueued::New);
+        assert_eq!(
+            b.insert("d", "push", "{}", 11).unwrap(),
+            Enqueued::Duplicate
+        );
+        let none = HashSet::new();
+        assert_eq!(a.due(20, 10, &none).unwrap().len(), 1, "a takes it");
+        assert!(b.due(20, 10, &none).unwrap().is_empty(), "b leaves it");
+        // a's run fails and gives it back: the next due time is for anyone.
+        a.reschedule("d", 30, "GitHub answered 502").unwrap();
+        assert_eq!(b.due(30, 10, &none).unwrap().len(), 1, "b takes the retry");
+        assert!(a.due(31, 10, &none).unwrap().is_empty());
+        // b dies with it: a takes it over once the claim expired.
+        assert_eq!(a.due(30 + CLAIM_MS + 1, 10, &none).unwrap().len(), 1);
     }
 
     #[test]

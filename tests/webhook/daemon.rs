@@ -259,3 +259,82 @@ fn a_busy_webhook_address_is_an_error_naming_github_webhook_listen() {
     );
     assert!(!stderr.contains("daemon ready"), "{stderr}");
 }
+
+/// Two webhook replicas on one PostgreSQL store behind a load balancer: the
+/// same delivery (GitHub's redelivery, or a retry through the balancer)
+/// reaches both, and is processed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_sent_to_two_replicas_on_one_store_is_processed_once() {
+    let sim = Sim::start();
+    let store = crate::support::postgres::fresh_database();
+    let base = repo_with_base(&sim, "acme/app").await;
+    let leaked = key(700);
+    sim.live_key(&leaked).await;
+    let head = sim
+        .commit(
+            "acme/app",
+            Some(&base),
+            "dev@example.com",
+            json!({"svc/.env": format!("TATUM_API_KEY={leaked}\n")}),
+        )
+        .await;
+    let push = main_push("acme/app", &base, &head, "dev@example.com");
+    let replica = |name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "node: {name}
+store:
+  url: '{store}'
+state_dir: {state}
+http:
+  listen: 127.0.0.1:0
+github:
+  api_url: {sim}
+  webhook:
+    listen: 127.0.0.1:0
+    secret_env: {SECRET_ENV}
+remediation:
+  mode: auto
+  policy: {{tatum: freeze}}
+providers:
+  tatum:
+    api_url: {sim}
+",
+                state = dir.path().join("state").display(),
+                sim = sim.url
+            ),
+        )
+        .unwrap();
+        (dir, config)
+    };
+    let (_a_dir, a_config) = replica("replica-a");
+    let (_b_dir, b_config) = replica("replica-b");
+    let a = start_daemon(&a_config);
+    let b = start_daemon(&b_config);
+    let (a_url, b_url) = (a.webhook_url(), b.webhook_url());
+    let (to_a, to_b) = tokio::join!(
+        deliver(&a_url, "twice-1", &push, SECRET),
+        deliver(&b_url, "twice-1", &push, SECRET)
+    );
+    assert_eq!((to_a, to_b), (202, 202), "both replicas acknowledge it");
+    until("the freeze", || async { sim.freezes(&leaked).await >= 1 }).await;
+    wait_metrics(&a, &["keysentry_webhook_deliveries{state=\"done\"} 1"]).await;
+    wait_metrics(&b, &["keysentry_webhook_deliveries{state=\"done\"} 1"]).await;
+    // A second run would have fetched the push again by now.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.github_calls("/compare/").await.len(),
+        1,
+        "the push was fetched once"
+    );
+    assert_eq!(sim.freezes(&leaked).await, 1, "the key was frozen once");
+    for d in [a, b] {
+        let (status, log) = d.terminate();
+        assert!(status.success(), "{log}");
+        assert!(!log.contains(&leaked[2..]), "the key is in the log");
+        assert!(!log.contains(SECRET), "the webhook secret is in the log");
+    }
+}
