@@ -124,6 +124,7 @@ pub fn load_checked(
 pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
     let mut out = Vec::new();
     check_scan(c, &mut out);
+    check_store(c, env, &mut out);
     check_names(c, rules, &mut out);
     if let Some(t) = &c.providers.tatum {
         check_tatum(t, env, &mut out);
@@ -420,6 +421,42 @@ fn check_github(g: &GitHubConfig, env: &Env, out: &mut Vec<Problem>) {
 
 /// The URL itself is not quoted: a base URL may carry a token
 /// (`https://user:key@host`, `?key=`).
+/// `store:`: one URL, from the file or the environment, that parses as a
+/// PostgreSQL URL (never quoted: it may hold a password).
+fn check_store(c: &Config, env: &Env, out: &mut Vec<Problem>) {
+    let Some(s) = &c.store else { return };
+    let url = match (&s.url, &s.url_env) {
+        (Some(_), Some(_)) => {
+            out.push(Problem::config("store", "set `url` or `url_env`, not both"));
+            return;
+        }
+        (None, None) => {
+            out.push(Problem::config(
+                "store",
+                "names no store: set `url` (postgres://USER@HOST:PORT/DATABASE) or `url_env`, or drop `store:` for SQLite in `state_dir`",
+            ));
+            return;
+        }
+        (Some(u), None) => ("store.url", u.clone()),
+        (None, Some(name)) => match env.get(name) {
+            Some(u) => ("store.url_env", u.to_string()),
+            None => {
+                check_env(out, "store.url_env", name, env);
+                return;
+            }
+        },
+    };
+    if let Err(why) = crate::store::pg::PgTarget::parse(&url.1) {
+        out.push(Problem::config(url.0, why));
+    }
+    if s.max_connections == Some(0) {
+        out.push(Problem::config(
+            "store.max_connections",
+            "must be at least 1",
+        ));
+    }
+}
+
 fn check_url(out: &mut Vec<Problem>, at: String, url: &str) {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

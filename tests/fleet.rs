@@ -268,3 +268,70 @@ fn a_store_stopped_under_a_running_daemon_is_degraded_then_resumed_without_loss(
     cluster("stop", &dir, port);
     assert!(!log.contains(&late[2..]) && !log.contains(&early[2..]));
 }
+
+#[test]
+fn config_check_and_a_daemon_name_a_bad_store_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |text: &str| {
+        let path = dir.path().join("k.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+            .args(["config", "check"])
+            .arg(&path)
+            .env_remove("KEYSENTRY_STORE_URL_UNSET")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = check("store:\n  url: 'mysql://ks:s3cr3t-pw@db/k'\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("store.url") && text.contains("postgres://USER@HOST"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t-pw"),
+        "the password is quoted: {text}"
+    );
+    let (code, text) = check("store:\n  url_env: KEYSENTRY_STORE_URL_UNSET\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("KEYSENTRY_STORE_URL_UNSET is not set"),
+        "{text}"
+    );
+    let (code, text) = check("store:\n  url: 'postgres://a@h/k'\n  url_env: X\n");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("not both"), "{text}");
+
+    // A server that is not there: the daemon stops at once, names the store
+    // (without the password) and says what to check.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = write_config(
+        dir.path(),
+        &[dir.path().join("*.log")],
+        &format!("store:\n  url: 'postgres://ks:s3cr3t-pw@127.0.0.1:{port}/k?sslmode=disable'\n"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("postgres://ks:***@127.0.0.1:{port}/k"))
+            && text.contains("unreachable"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t-pw"),
+        "the password is in the error: {text}"
+    );
+}
