@@ -24,6 +24,13 @@ as_postgres() {
     fi
 }
 
+# KEYSENTRY_PG_TLS_DIR=DIR (holding server.crt and server.key) starts the
+# server with TLS on (the store's TLS test).
+tls_opts=""
+if [ -n "${KEYSENTRY_PG_TLS_DIR:-}" ]; then
+    tls_opts="-c ssl=on -c ssl_cert_file=$KEYSENTRY_PG_TLS_DIR/server.crt -c ssl_key_file=$KEYSENTRY_PG_TLS_DIR/server.key"
+fi
+
 case "${1:-start}" in
 start)
     port=${2:-55432}
@@ -32,7 +39,7 @@ start)
     as_postgres "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     as_postgres "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off" start >/dev/null \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off $tls_opts" start >/dev/null \
         || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
     # Where the cluster lives, for `stop` and `resume`.

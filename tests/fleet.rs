@@ -183,15 +183,23 @@ fn a_daemon_killed_during_its_freeze_leaves_the_incident_to_another_after_the_le
 /// A cluster of this test's own, so that stopping it disturbs no other
 /// test: (URL, data directory, port).
 fn own_cluster() -> (String, String, u16) {
+    own_cluster_with(None)
+}
+
+/// As [`own_cluster`], serving TLS with `tls`'s `server.crt` and
+/// `server.key` when given.
+fn own_cluster_with(tls: Option<&Path>) -> (String, String, u16) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh");
-    let out = Command::new("bash")
-        .args([script, "start", &port.to_string()])
-        .output()
-        .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.args([script, "start", &port.to_string()]);
+    if let Some(dir) = tls {
+        cmd.env("KEYSENTRY_PG_TLS_DIR", dir);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "start a PostgreSQL cluster: {}",
@@ -334,4 +342,134 @@ fn config_check_and_a_daemon_name_a_bad_store_without_its_password() {
         !text.contains("s3cr3t-pw"),
         "the password is in the error: {text}"
     );
+}
+
+/// A CA and a server certificate for `localhost` signed by it, made with
+/// the openssl CLI; the key readable by the server's user only.
+fn tls_files(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (CI installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keysentry test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // PostgreSQL refuses a key others can read; it runs as `postgres`.
+    for f in ["server.key", "server.crt"] {
+        let st = Command::new("chown")
+            .args(["postgres:postgres", f])
+            .current_dir(dir)
+            .status();
+        let _ = st;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn the_store_speaks_tls_and_checks_the_servers_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    tls_files(certs.path());
+    let (url, dir, port) = own_cluster_with(Some(certs.path()));
+    let base = url
+        .replace("127.0.0.1", "localhost")
+        .replace("?sslmode=disable", "");
+    let ca = certs.path().join("ca.pem");
+    let work = tempfile::tempdir().unwrap();
+    let list = |store_url: &str| {
+        let cfg = work.path().join("k.yaml");
+        std::fs::write(&cfg, format!("store:\n  url: '{store_url}'\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_keysentry"))
+            .args(["incidents", "list", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // TLS required, the server checked against the test CA: connects.
+    let (ok, text) = list(&format!(
+        "{base}?sslmode=require&sslrootcert={}",
+        ca.display()
+    ));
+    assert!(ok, "{text}");
+    assert!(text.trim_start().starts_with('['), "{text}");
+    // Checked against the Mozilla roots, the test CA is unknown: refused,
+    // and the error says so.
+    let (ok, text) = list(&format!("{base}?sslmode=require"));
+    assert!(!ok, "a certificate of an unknown CA was accepted: {text}");
+    assert!(
+        text.to_lowercase().contains("certificate")
+            || text.to_lowercase().contains("unknownissuer"),
+        "{text}"
+    );
+    cluster("stop", &dir, port);
+
+    // A server without TLS and `sslmode=require`: no plain-text fallback.
+    let (url, dir, port) = own_cluster();
+    let (ok, text) = list(&format!(
+        "{}&sslrootcert={}",
+        url.replace("sslmode=disable", "sslmode=require"),
+        ca.display()
+    ));
+    assert!(!ok, "connected without TLS: {text}");
+    cluster("stop", &dir, port);
 }

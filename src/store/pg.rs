@@ -442,8 +442,14 @@ fn pg_error(e: tokio_postgres::Error) -> DbError {
         return DbError::pg(Some(code.code()), e.to_string());
     }
     // No SQLSTATE: the connection failed or broke (or a value did not
-    // convert, which the message says).
-    let text = e.to_string();
+    // convert, which the message says). The causes say which.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
     if text.contains("error serializing") || text.contains("error deserializing") {
         return DbError::Conversion(format!("{text}: {e:?}"));
     }
