@@ -181,14 +181,27 @@ fn a_daemon_killed_during_its_freeze_leaves_the_incident_to_another_after_the_le
 }
 
 /// A cluster of this test's own, so that stopping it disturbs no other
-/// test: (URL, data directory, port).
-fn own_cluster() -> (String, String, u16) {
+/// test: (URL, data directory, port). Stopped when the guard drops, also
+/// when the test fails.
+fn own_cluster() -> (String, String, u16, ClusterGuard) {
     own_cluster_with(None)
+}
+
+struct ClusterGuard(String);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres.sh");
+        let _ = Command::new("bash")
+            .args([script, "stop", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// As [`own_cluster`], serving TLS with `tls`'s `server.crt` and
 /// `server.key` when given.
-fn own_cluster_with(tls: Option<&Path>) -> (String, String, u16) {
+fn own_cluster_with(tls: Option<&Path>) -> (String, String, u16, ClusterGuard) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -210,7 +223,8 @@ fn own_cluster_with(tls: Option<&Path>) -> (String, String, u16) {
         .unwrap()
         .trim()
         .to_string();
-    (url, dir, port)
+    let guard = ClusterGuard(dir.clone());
+    (url, dir, port, guard)
 }
 
 fn cluster(cmd: &str, dir: &str, port: u16) {
@@ -225,7 +239,7 @@ fn cluster(cmd: &str, dir: &str, port: u16) {
 #[test]
 fn a_store_stopped_under_a_running_daemon_is_degraded_then_resumed_without_loss() {
     let sim = Sim::start();
-    let (url, dir, port) = own_cluster();
+    let (url, dir, port, _cluster) = own_cluster();
     let n = node("solo", &url, &sim, "");
     let d = Daemon::start(&n.cfg);
     let early = key("before the outage");
@@ -425,7 +439,7 @@ fn tls_files(dir: &Path) {
 fn the_store_speaks_tls_and_checks_the_servers_certificate() {
     let certs = tempfile::tempdir().unwrap();
     tls_files(certs.path());
-    let (url, dir, port) = own_cluster_with(Some(certs.path()));
+    let (url, dir, port, _cluster) = own_cluster_with(Some(certs.path()));
     let base = url
         .replace("127.0.0.1", "localhost")
         .replace("?sslmode=disable", "");
@@ -464,7 +478,7 @@ fn the_store_speaks_tls_and_checks_the_servers_certificate() {
     cluster("stop", &dir, port);
 
     // A server without TLS and `sslmode=require`: no plain-text fallback.
-    let (url, dir, port) = own_cluster();
+    let (url, dir, port, _plain) = own_cluster();
     let (ok, text) = list(&format!(
         "{}&sslrootcert={}",
         url.replace("sslmode=disable", "sslmode=require"),
