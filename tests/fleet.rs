@@ -97,9 +97,13 @@ fn nodes_of(cfg: &Path, key: &str) -> Vec<String> {
 fn three_daemons_on_one_store_see_the_same_key_and_freeze_it_once() {
     let sim = Sim::start();
     let store = fresh_database();
+    let alerts = format!(
+        "alerts:\n  - {{type: webhook, url: '{}/_sink/webhook/owner'}}\n",
+        sim.url
+    );
     let nodes: Vec<Node> = ["web-1", "web-2", "web-3"]
         .iter()
-        .map(|n| node(n, &store, &sim, ""))
+        .map(|n| node(n, &store, &sim, &alerts))
         .collect();
     // Started together: they migrate the empty database at the same time.
     let daemons: Vec<Daemon> = std::thread::scope(|s| {
@@ -124,6 +128,9 @@ fn three_daemons_on_one_store_see_the_same_key_and_freeze_it_once() {
     // been asked for by now. Give the slowest a moment more.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(sim.freezes_of(&k), 1, "one freeze for the whole fleet");
+    let sent = sim.sink("owner");
+    assert_eq!(sent.len(), 1, "one alert for the whole fleet: {sent:?}");
+    assert!(!sent[0].contains(&k[2..]), "the alert holds the key");
     let all = incidents(&nodes[2].cfg);
     assert_eq!(all.len(), 1, "one incident: {all:?}");
     assert_eq!(all[0]["state"], "contained");
