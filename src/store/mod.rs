@@ -308,6 +308,8 @@ impl Store {
                         [&node],
                     )?;
                 }
+                // Locations recorded before fleets were this host's too.
+                c.execute("UPDATE locations SET node = ?1 WHERE node = ''", [&node])?;
                 Ok(())
             })?;
         }

@@ -33,6 +33,8 @@ pub struct IncidentFilter {
     pub owner: Option<String>,
     /// A location's source (`file`, `git`, `log`, `github`, `stdin`).
     pub source: Option<String>,
+    /// A node (daemon) that recorded one of its locations (a fleet).
+    pub node: Option<String>,
     /// Oldest first instead of newest first (after those needing a human).
     pub oldest_first: bool,
     /// Incidents that need a human come first (the dashboard); `incidents
@@ -140,7 +142,9 @@ pub fn actions_taken(journal: &[JournalEntry]) -> Vec<String> {
 const WHERE: &str = "(CAST(?1 AS TEXT) IS NULL OR state = ?1) \
      AND (CAST(?2 AS TEXT) IS NULL OR provider = ?2) \
      AND (CAST(?3 AS TEXT) IS NULL OR owner = ?3) AND (CAST(?4 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM locations l \
-     WHERE l.incident_id = incidents.id AND l.source = ?4))";
+     WHERE l.incident_id = incidents.id AND l.source = ?4)) \
+     AND (CAST(?5 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM locations n \
+     WHERE n.incident_id = incidents.id AND n.node = ?5))";
 
 impl Store {
     /// The incidents matching `filter`, one page of them.
@@ -150,7 +154,7 @@ impl Store {
         page: Page,
     ) -> Result<IncidentList, StoreError> {
         let f = filter;
-        let args = params![f.state, f.provider, f.owner, f.source];
+        let args = params![f.state, f.provider, f.owner, f.source, f.node];
         let total: i64 = self.with_conn(|c| {
             c.query_row(
                 &format!("SELECT COUNT(*) FROM incidents WHERE {WHERE}"),
@@ -172,12 +176,13 @@ impl Store {
         };
         let order = if f.oldest_first { "ASC" } else { "DESC" };
         let rows = self.query_incidents(
-            &format!("{WHERE} ORDER BY {human}id {order} LIMIT ?5 OFFSET ?6"),
+            &format!("{WHERE} ORDER BY {human}id {order} LIMIT ?6 OFFSET ?7"),
             params![
                 f.state,
                 f.provider,
                 f.owner,
                 f.source,
+                f.node,
                 page.limit.min(i64::MAX as usize) as i64,
                 page.offset.min(i64::MAX as usize) as i64
             ],
@@ -395,6 +400,30 @@ mod tests {
             },
         };
         store.record_findings(&[item]).unwrap()[0].0
+    }
+
+    /// In a fleet each location names the daemon that saw it; the list
+    /// filters on it.
+    #[test]
+    fn lists_filter_on_the_node_that_saw_a_location() {
+        let store = Store::in_memory().unwrap();
+        let id = plant(&store, 1, "tatum", "log");
+        let by = |node: &str| IncidentFilter {
+            node: Some(node.into()),
+            ..IncidentFilter::default()
+        };
+        let page = Page {
+            offset: 0,
+            limit: 10,
+        };
+        let here = store.incident_list(&by(store.node()), page).unwrap();
+        assert_eq!(
+            here.incidents.iter().map(|i| i.row.id).collect::<Vec<_>>(),
+            [id]
+        );
+        assert_eq!(store.locations(id).unwrap()[0].node, store.node());
+        let elsewhere = store.incident_list(&by("another-host"), page).unwrap();
+        assert_eq!(elsewhere.total, 0);
     }
 
     #[test]

@@ -92,7 +92,10 @@ impl UiSettings {
         Ok(Some(UiSettings {
             token: Secret::new(token),
             secure_cookie: ui.secure_cookie,
-            node: node_name(),
+            node: config
+                .node
+                .clone()
+                .unwrap_or_else(crate::store::default_node),
             github_web: github_web(api),
         }))
     }
@@ -107,15 +110,6 @@ impl UiSettings {
             github_web: github_web(None),
         }
     }
-}
-
-/// The host name, else `local` (the fleet's `node` setting will name it).
-fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".into())
 }
 
 /// `https://api.github.com` → `https://github.com`; a GitHub Enterprise

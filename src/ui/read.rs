@@ -60,6 +60,7 @@ impl ListQuery {
                 provider: get("provider"),
                 owner: get("owner"),
                 source: get("source"),
+                node: get("node"),
                 oldest_first,
                 human_first: true,
             },
@@ -95,15 +96,6 @@ pub(super) async fn read_list(
     let st = state.clone();
     blocking(move || {
         let counts = st.0.store.state_counts();
-        // One store per node today: another node's incidents are not here.
-        if q.node.as_ref().is_some_and(|n| *n != st.0.settings.node) {
-            let none = IncidentList {
-                total: 0,
-                offset: 0,
-                incidents: Vec::new(),
-            };
-            return Ok((none, counts));
-        }
         let page = crate::store::Page {
             offset: (q.page - 1) * PAGE_SIZE,
             limit: PAGE_SIZE,
