@@ -494,3 +494,89 @@ fn the_store_speaks_tls_and_checks_the_servers_certificate() {
     assert!(!ok, "connected without TLS: {text}");
     cluster("stop", &dir, port);
 }
+
+#[test]
+fn three_daemons_regenerate_a_key_they_all_see_once_and_hand_it_to_kms_once() {
+    let sim = Sim::start();
+    let store = fresh_database();
+    let shared = tempfile::tempdir().unwrap();
+    let k = key("regenerate me once");
+    sim.add_live_key(&k);
+    let kms = shared.path().join("kms.env");
+    std::fs::write(&kms, format!("TATUM_KMS_PASSWORD=pw\nTATUM_API_KEY={k}\n")).unwrap();
+    let restarts = shared.path().join("restarts");
+    let tatum = format!(
+        "remediation:
+  mode: auto
+  lease_secs: 30
+  policy: {{tatum: regenerate}}
+providers:
+  tatum:
+    api_url: {sim}
+    management:
+      regenerate:
+        method: POST
+        url: {sim}/mgmt/tatum/regenerate
+        headers: {{content-type: application/json}}
+        body: '{{\"apiKey\":\"{{{{secret}}}}\"}}'
+        ok: [200]
+        new_key_pointer: /apiKey
+    consumers:
+      - {{name: kms, env_file: '{kms}', variable: TATUM_API_KEY, restart: [sh, -c, 'echo restarted >> {restarts}']}}
+",
+        sim = sim.url,
+        kms = kms.display(),
+        restarts = restarts.display()
+    );
+    let nodes: Vec<(tempfile::TempDir, PathBuf, PathBuf)> = ["kms-1", "kms-2", "kms-3"]
+        .iter()
+        .map(|n| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("app.log");
+            std::fs::write(&log, "").unwrap();
+            let cfg = write_config(
+                dir.path(),
+                &[dir.path().join("*.log")],
+                &format!("node: {n}\nstore:\n  url: '{store}'\n{tatum}"),
+            );
+            (dir, log, cfg)
+        })
+        .collect();
+    let daemons: Vec<Daemon> = nodes.iter().map(|(_, _, cfg)| Daemon::start(cfg)).collect();
+    for (_, log, _) in &nodes {
+        append(log, &format!("request x-api-key: {k}\n"));
+    }
+    wait_until("the new key in KMS", Duration::from_secs(60), || {
+        std::fs::read_to_string(&kms).is_ok_and(|t| !t.contains(&k))
+    });
+    wait_until(
+        "a location from every node",
+        Duration::from_secs(30),
+        || nodes_of(&nodes[0].2, &k) == ["kms-1", "kms-2", "kms-3"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let state = sim.tatum_key(&k);
+    assert_eq!(
+        state["regenerations"], 1,
+        "one rotation for the fleet: {state}"
+    );
+    let new_key = state["replacement_key"].as_str().unwrap().to_string();
+    assert!(
+        std::fs::read_to_string(&kms).unwrap().contains(&new_key),
+        "KMS holds the new key"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&restarts).unwrap().lines().count(),
+        1,
+        "KMS restarted once"
+    );
+    assert_eq!(incidents(&nodes[1].2).len(), 1);
+    for d in daemons {
+        let (status, log) = d.terminate();
+        assert!(status.success(), "{log}");
+        assert!(
+            !log.contains(&k[2..]) && !log.contains(&new_key[2..]),
+            "a key is in a log"
+        );
+    }
+}
