@@ -10,7 +10,9 @@
 #
 #   bench/fleet.sh [SECONDS]          # default 60 per store
 #
-# Environment: RATE (10000), KPS (5), EVERY_NODE (5), FILES (4 per host).
+# Environment: RATE (10000), KPS (5), EVERY_NODE (5), FILES (4 per host),
+# OUTAGE (15: seconds the store is stopped in a third PostgreSQL run, under
+# the same load; keys written meanwhile must each be contained once after).
 # Builds the release binaries; starts its own PostgreSQL cluster with
 # .ci/postgres.sh and a keysentry-sim, all on 127.0.0.1.
 set -euo pipefail
@@ -20,6 +22,7 @@ RATE=${RATE:-10000}
 KPS=${KPS:-5}
 EVERY_NODE=${EVERY_NODE:-5}
 FILES=${FILES:-4}
+OUTAGE=${OUTAGE:-15}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release --workspace --bins --manifest-path "$root/Cargo.toml" >&2
@@ -35,6 +38,8 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 wait_for() { # FILE PATTERN SECONDS
     for _ in $(seq $(($3 * 10))); do
@@ -68,8 +73,29 @@ run() { # LABEL DIRS CONFIG...
     done
     for j in $(seq 0 $((i - 1))); do wait_for "$work/$label-$j.err" "daemon ready" 60; done
     EVERY_NODE=$EVERY_NODE python3 "$root/bench/daemon_load.py" "$dirs" "$sim" \
-        "$SECONDS_PER_RUN" "$RATE" "$FILES" "$KPS" "$work/$label-sent.json"
-    sleep 5 # the last keys' remediation
+        "$SECONDS_PER_RUN" "$RATE" "$FILES" "$KPS" "$work/$label-sent.json" &
+    local load=$!
+    pids+=("$load")
+    if [ "$label" = outage ]; then
+        # A third of the way in, the store goes away for OUTAGE seconds
+        # under the full load; the daemons' resident memory is sampled.
+        sleep $((SECONDS_PER_RUN / 3))
+        local before=0 during=0 after=0 r
+        for d in "${daemons[@]}"; do r=$(rss_kb "$d"); [ "$r" -gt "$before" ] && before=$r; done
+        bash "$root/.ci/postgres.sh" stop "$pg_dir"
+        for _ in $(seq "$OUTAGE"); do
+            for d in "${daemons[@]}"; do r=$(rss_kb "$d"); [ "$r" -gt "$during" ] && during=$r; done
+            sleep 1
+        done
+        bash "$root/.ci/postgres.sh" resume "$pg_dir" "$port"
+        wait "$load"
+        for d in "${daemons[@]}"; do r=$(rss_kb "$d"); [ "$r" -gt "$after" ] && after=$r; done
+        echo "outage: the store stopped for ${OUTAGE} s under load; largest daemon RSS MiB: before $((before / 1024)), during $((during / 1024)), after $((after / 1024))"
+    else
+        wait "$load"
+    fi
+    # The last keys' remediation (after an outage, the retries' backoff).
+    if [ "$label" = outage ]; then sleep 60; else sleep 5; fi
     curl -s "$sim/_sim/calls" >"$work/$label-calls.json"
     for d in "${daemons[@]}"; do kill -TERM "$d"; wait "$d" || true; done
     python3 - "$label" "$work/$label-sent.json" "$work/$label-calls.json" "$EVERY_NODE" <<'PY'
@@ -124,6 +150,21 @@ store:
   url: '$store_url'")")
 done
 run postgresql "$(IFS=,; echo "${pg_dirs[*]}")" "${pg_cfgs[@]}"
+
+# PostgreSQL again, the store stopped and restarted under the load.
+psql -q "$pg_url" -c "CREATE DATABASE keysentry_outage" >/dev/null
+outage_url=$(echo "$pg_url" | sed 's#/postgres?#/keysentry_outage?#')
+out_cfgs=()
+out_dirs=()
+for n in 1 2 3; do
+    mkdir -p "$work/out-host$n/logs"
+    out_dirs+=("$work/out-host$n/logs")
+    out_cfgs+=("$(config "out-node$n" "\"$work/out-host$n/logs/*.log\"" "node: host-$n
+state_dir: $work/out-host$n/state
+store:
+  url: '$outage_url'")")
+done
+run outage "$(IFS=,; echo "${out_dirs[*]}")" "${out_cfgs[@]}"
 
 # SQLite: one daemon, one store, the same three hosts' lines.
 sq_dirs=()
