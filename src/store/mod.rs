@@ -94,7 +94,7 @@ const MIGRATION_LOCK: i64 = 0x6b65_7973;
 
 /// How many times a PostgreSQL transaction that lost to a concurrent one
 /// runs again before the error is given up.
-const PG_RETRIES: u32 = 8;
+const PG_RETRIES: u32 = 12;
 
 /// The database file name inside the state directory.
 pub const DB_FILE: &str = "keysentry.db";
@@ -380,9 +380,16 @@ impl Store {
                         {
                             drop(session);
                             attempt += 1;
-                            std::thread::sleep(Duration::from_millis(
-                                (2u64 << attempt.min(6)) + u64::from(std::process::id() % 7),
-                            ));
+                            // Doubling waits with jitter, so that the
+                            // transactions that collided do not collide again.
+                            let base = 2u64 << attempt.min(6);
+                            let jitter = u64::from(
+                                std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map(|d| d.subsec_nanos())
+                                    .unwrap_or(0),
+                            ) % base;
+                            std::thread::sleep(Duration::from_millis(base + jitter));
                         }
                         r => return r,
                     }
@@ -637,6 +644,53 @@ mod tests {
         drop(store);
         // Reopening must not re-run migration 0001 (CREATE TABLE would fail).
         Store::open(dir.path()).unwrap();
+    }
+
+    /// PostgreSQL: more callers than connections wait their turn; none is
+    /// refused, and a transaction that loses a race runs again.
+    #[test]
+    fn a_small_pool_serves_many_threads_and_concurrent_transactions() {
+        let store = Store::connect(&testing::fresh_pg_url(), "pool-test", 2).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..12 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        store
+                            .record_findings(&[NewIncident {
+                                fingerprint: crate::scan::Fingerprint::of(
+                                    format!("shared-{}", i % 5).as_bytes(),
+                                ),
+                                provider: "tatum".into(),
+                                rule_id: "tatum.api-key".into(),
+                                rule_name: "Tatum".into(),
+                                redacted: "t-…".into(),
+                                owner: None,
+                                location: LocationRow {
+                                    source: "log".into(),
+                                    path: format!("/var/log/t{t}.log"),
+                                    line: i,
+                                    column: 1,
+                                    commit: None,
+                                    repo: None,
+                                    author_email: None,
+                                    rule_id: "tatum.api-key".into(),
+                                    first_seen: String::new(),
+                                    node: String::new(),
+                                },
+                            }])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let all = store.incidents().unwrap();
+        assert_eq!(all.len(), 5, "one incident per fingerprint");
+        let locations: usize = all
+            .iter()
+            .map(|i| store.locations(i.id).unwrap().len())
+            .sum();
+        assert_eq!(locations, 12 * 20);
     }
 
     #[test]

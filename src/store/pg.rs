@@ -171,12 +171,17 @@ struct Client {
     broken: AtomicBool,
 }
 
+struct PoolState {
+    idle: Vec<Arc<Client>>,
+    open: usize,
+}
+
 struct PoolInner {
     target: PgTarget,
     runtime: tokio::runtime::Handle,
-    idle: Mutex<Vec<Arc<Client>>>,
-    /// Connections open or being opened.
-    open: Mutex<usize>,
+    /// Idle connections and how many are open (or being opened), under one
+    /// lock so that a waiter never misses a connection given back.
+    state: Mutex<PoolState>,
     freed: Condvar,
     max: usize,
 }
@@ -220,8 +225,10 @@ impl PgPool {
             inner: Arc::new(PoolInner {
                 target,
                 runtime,
-                idle: Mutex::new(Vec::new()),
-                open: Mutex::new(0),
+                state: Mutex::new(PoolState {
+                    idle: Vec::new(),
+                    open: 0,
+                }),
                 freed: Condvar::new(),
                 max: max.max(1),
             }),
@@ -232,10 +239,12 @@ impl PgPool {
     /// freed.
     pub fn session(&self) -> Result<PgSession> {
         let inner = &self.inner;
+        let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
+        let mut st = lock(&inner.state);
         loop {
-            if let Some(c) = lock(&inner.idle).pop() {
+            while let Some(c) = st.idle.pop() {
                 if c.client.is_closed() || c.broken.load(Ordering::Relaxed) {
-                    self.forget();
+                    st.open = st.open.saturating_sub(1);
                     continue;
                 }
                 return Ok(PgSession {
@@ -243,10 +252,9 @@ impl PgPool {
                     client: c,
                 });
             }
-            let mut open = lock(&inner.open);
-            if *open < inner.max {
-                *open += 1;
-                drop(open);
+            if st.open < inner.max {
+                st.open += 1;
+                drop(st);
                 return match self.connect() {
                     Ok(c) => Ok(PgSession {
                         pool: self.clone(),
@@ -258,12 +266,8 @@ impl PgPool {
                     }
                 };
             }
-            let (guard, timeout) = inner
-                .freed
-                .wait_timeout(open, QUERY_TIMEOUT)
-                .unwrap_or_else(|p| p.into_inner());
-            drop(guard);
-            if timeout.timed_out() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
                 return Err(DbError::Unavailable(format!(
                     "every one of the {} connections to {} stayed busy for {}s",
                     inner.max,
@@ -271,12 +275,18 @@ impl PgPool {
                     QUERY_TIMEOUT.as_secs()
                 )));
             }
+            st = inner
+                .freed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
     fn forget(&self) {
-        let mut open = lock(&self.inner.open);
-        *open = open.saturating_sub(1);
+        let mut st = lock(&self.inner.state);
+        st.open = st.open.saturating_sub(1);
+        drop(st);
         self.inner.freed.notify_one();
     }
 
@@ -349,7 +359,7 @@ impl Drop for PgSession {
         if self.client.broken.load(Ordering::Relaxed) || self.client.client.is_closed() {
             self.pool.forget();
         } else {
-            lock(&self.pool.inner.idle).push(self.client.clone());
+            lock(&self.pool.inner.state).idle.push(self.client.clone());
             self.pool.inner.freed.notify_one();
         }
     }
@@ -387,7 +397,13 @@ impl PgSession {
                         .prepare(&translate(&key))
                         .await
                         .map_err(pg_error)?;
-                    lock(&client.statements).insert(key, s.clone());
+                    let mut cache = lock(&client.statements);
+                    // The store's SQL is a fixed set; the cap only guards
+                    // against a caller that formats values into it.
+                    if cache.len() >= 512 {
+                        cache.clear();
+                    }
+                    cache.insert(key, s.clone());
                     s
                 }
             };
