@@ -3,7 +3,7 @@
 # Debian's package, as the `postgres` user (initdb refuses root), in a
 # temporary directory, and prints the URL to export:
 #
-#   export KEYSENTRY_TEST_PG_URL=$(bash .ci/postgres.sh start [PORT])
+#   export KEYSENTRY_TEST_PG_URL=$(bash .ci/postgres.sh start [PORT|auto])
 #   bash .ci/postgres.sh stop DIR
 #   bash .ci/postgres.sh resume DIR PORT
 #
@@ -34,6 +34,9 @@ fi
 case "${1:-start}" in
 start)
     port=${2:-55432}
+    if [ "$port" = auto ]; then
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    fi
     dir=$(mktemp -d /tmp/keysentry-pg.XXXXXX)
     [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
     as_postgres "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
