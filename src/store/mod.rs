@@ -126,19 +126,6 @@ pub enum StoreError {
     Sql { path: PathBuf, source: DbError },
 }
 
-impl StoreError {
-    /// The store's server cannot be reached right now (the work is kept and
-    /// retried; nothing is wrong with the data).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Sql { source, .. } | StoreError::Open { source, .. } => {
-                source.is_unavailable()
-            }
-            _ => false,
-        }
-    }
-}
-
 enum Backend {
     /// One connection behind a mutex, taken for one query or transaction at
     /// a time and never across an `.await`.
@@ -323,11 +310,6 @@ impl Store {
     /// This daemon's node name.
     pub fn node(&self) -> &str {
         &self.node
-    }
-
-    /// Whether this is a shared (PostgreSQL) store.
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Runs `f` on a connection and names the store in any error. On
@@ -596,7 +578,6 @@ pub fn state_dir(configured: Option<&Path>) -> PathBuf {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::Store;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     pub fn pg_url() -> String {
         std::env::var("KEYSENTRY_TEST_PG_URL").unwrap_or_else(|_| {
@@ -609,19 +590,7 @@ pub(crate) mod testing {
 
     /// A URL of a new, empty database on the test server.
     pub fn fresh_pg_url() -> String {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let admin = pg_url();
-        let name = format!(
-            "ks_unit_{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        );
-        super::pg::create_database(&admin, &name).expect("CREATE DATABASE on the test server");
-        super::pg::with_database(&admin, &name)
+        super::pg::fresh_database(&pg_url(), "ks_unit").expect("CREATE DATABASE on the test server")
     }
 
     pub fn fresh_pg_store() -> Store {

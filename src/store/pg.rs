@@ -599,6 +599,23 @@ pub fn create_database(admin_url: &str, name: &str) -> std::result::Result<(), S
         .map_err(|e| e.to_string())
 }
 
+/// A new, empty database named `PREFIX_PID_N_NANOS` on the server
+/// `admin_url` names; returns its URL (test and benchmark stores).
+pub fn fresh_database(admin_url: &str, prefix: &str) -> std::result::Result<String, String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    create_database(admin_url, &name)?;
+    Ok(with_database(admin_url, &name))
+}
+
 /// `admin_url` with its database replaced by `name`.
 pub fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {

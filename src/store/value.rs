@@ -95,11 +95,6 @@ impl DbError {
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self.sqlstate(), Some("40001" | "40P01" | "23505"))
     }
-
-    /// The server is down or the connection broke.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unavailable(_))
-    }
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
