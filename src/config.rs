@@ -294,6 +294,18 @@ pub struct SimpleProviderConfig {
     /// Where a new key of this provider goes after a rotation.
     #[serde(default)]
     pub consumers: Vec<Consumer>,
+    /// The variable holding an administrator's credential, for providers
+    /// whose containment needs one (an OpenAI or Anthropic admin key, an
+    /// AWS secret access key). The credential itself is never in the file.
+    #[serde(default)]
+    pub admin_key_env: Option<String>,
+    /// The variable holding that credential's id, where it has one (the
+    /// AWS access key id that goes with `admin_key_env`).
+    #[serde(default)]
+    pub admin_key_id_env: Option<String>,
+    /// The region requests are signed for (AWS: `us-east-1`, where IAM is).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
