@@ -13,5 +13,6 @@ mod incidents_cli;
 mod migration;
 mod reminders;
 mod revoke;
+mod rotate;
 mod tatum;
 mod verify_shapes;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use sha2::Digest;
 
 const PROVIDER: &str = "gitlab";
 const SELF: &str = "/api/v4/personal_access_tokens/self";
@@ -60,7 +61,10 @@ async fn rotate(State(sim): State<Sim>, headers: HeaderMap) -> Response {
             let mut s = sim.lock();
             s.revoked.insert((PROVIDER, fp.clone()));
             s.generated += 1;
-            let token = format!("glpat-sim{:016x}", s.generated);
+            // A legacy-shaped token (20 characters), different every time.
+            let digest = sha2::Sha256::digest(format!("gitlab-rotate-{}", s.generated));
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let token = format!("glpat-{}", &hex[..20]);
             Json(json!({"id": 1, "token": token, "active": true})).into_response()
         }
         None => unauthorized(),

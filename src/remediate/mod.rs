@@ -23,6 +23,7 @@ mod ctx;
 mod error;
 pub mod escrow;
 mod finish;
+mod handover;
 pub mod http_action;
 mod lease;
 mod new_key;
@@ -38,6 +39,7 @@ mod revoke_steps;
 mod schedule;
 mod tatum;
 mod template_call;
+mod template_rotate;
 pub mod urls;
 
 use crate::alert::digest::{Digests, DEFAULT_INTERVAL};

@@ -49,7 +49,10 @@ impl Registry {
         Registry::DETAILS
             .iter()
             .find(|(p, _)| *p == row.provider)
-            .map_or_else(Vec::new, |(_, details)| details(row))
+            .map_or_else(
+                || super::template_rotate::details(row),
+                |(_, details)| details(row),
+            )
     }
 
     /// The providers that have a playbook of their own (they are known even

@@ -8,6 +8,7 @@
 use super::ctx::{Accept, Ctx};
 use super::playbook::{BoxFuture, Capabilities, Playbook};
 use super::template_call::{api_url, request, says_not_ok, verify, Liveness};
+use super::template_rotate::{self, Next};
 use super::StepError;
 use crate::config::{Action, Config};
 use crate::rules::{HttpTemplate, Revoke, RuleSet};
@@ -39,6 +40,8 @@ impl Playbook for TemplatePlaybook {
         Capabilities {
             verify: true,
             revoke: true,
+            // Where a rule has `rotate:`.
+            rotate: true,
             ..Capabilities::default()
         }
     }
@@ -71,7 +74,12 @@ impl Playbook for TemplatePlaybook {
                 "{reason}; then create a new key for whatever used it."
             )];
         }
+        let rotation = template_rotate::steps(row);
+        if row.action.as_deref() == Some("regenerate") {
+            return rotation;
+        }
         let mut steps = revoke_steps(row);
+        steps.extend(rotation);
         if let (Some(manual), false) = (self.manual(row), row.state == State::Closed) {
             steps.insert(0, manual.trim().to_string());
         }
@@ -88,7 +96,19 @@ async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
     loop {
         let flow = match ctx.row().stage {
             Stage::Detected => verify_leaked(p, ctx).await?,
-            Stage::Verified => revoke(p, ctx).await?,
+            Stage::Verified => match rotation(p, ctx) {
+                Some((t, v)) => match template_rotate::rotate(&p.config, ctx, &t, &v).await? {
+                    Next::Go => Flow::Next,
+                    Next::Stop => Flow::Stop,
+                    Next::Revoke => revoke(p, ctx).await?,
+                },
+                None => revoke(p, ctx).await?,
+            },
+            Stage::Rotated => step(template_rotate::hand_over(&p.config, ctx).await?),
+            Stage::Propagated => match templates(p, ctx).0 {
+                Some(v) => step(template_rotate::confirm(&p.config, ctx, &v).await?),
+                None => Flow::Stop,
+            },
             Stage::Revoked => confirm(p, ctx).await?,
             Stage::Confirmed => {
                 ctx.advance(IncidentRow::close)?;
@@ -98,8 +118,6 @@ async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             // playbooks): nothing to do; finished ones stay finished.
             Stage::Contained
             | Stage::Inventoried
-            | Stage::Rotated
-            | Stage::Propagated
             | Stage::Expired
             | Stage::Closed
             | Stage::NotLive => Flow::Stop,
@@ -108,6 +126,23 @@ async fn run(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
             return Ok(());
         }
     }
+}
+
+fn step(next: Next) -> Flow {
+    match next {
+        Next::Go => Flow::Next,
+        Next::Stop | Next::Revoke => Flow::Stop,
+    }
+}
+
+/// The rule's rotate and verify templates, when this incident is to be
+/// rotated: the `regenerate` policy and a rule that says how.
+fn rotation(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> Option<(HttpTemplate, HttpTemplate)> {
+    if ctx.policy() != Action::Regenerate {
+        return None;
+    }
+    let rotate = p.rules.get(&ctx.row().rule_id)?.spec.rotate.clone()?;
+    Some((rotate, templates(p, ctx).0?))
 }
 
 fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<Revoke>) {
@@ -322,6 +357,19 @@ fn describe(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> Vec<String> {
     if ctx.policy() == Action::Notify {
         plan.push("notify the owner; no revoke (policy notify)".into());
         return plan;
+    }
+    if let (Some((t, _)), false) = (
+        rotation(p, ctx),
+        past(ctx, &[Stage::Detected, Stage::Verified]),
+    ) {
+        plan.push(format!(
+            "rotate: {} (only if a consumer holds the key or escrow is configured; else revoke)",
+            show(&t)
+        ));
+        plan.push(format!(
+            "hand the new key to providers.{}.consumers, then confirm: the old key dead, the new one live",
+            ctx.row().provider
+        ));
     }
     match &revoke_t {
         Some(Revoke::Steps(steps)) => {

@@ -351,7 +351,28 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
         }
     }
     let revoke_call = spec.revoke.as_ref().and_then(Revoke::call);
-    for (what, t) in [("verify", spec.verify.as_ref()), ("revoke", revoke_call)] {
+    if spec.rotate.is_some() && spec.verify.is_none() {
+        // Whether a rotate happened after a lost answer, and whether the
+        // new key works, are known only through verify.
+        return Err(invalid(
+            &id,
+            "rotate needs a verify template (to tell whether an interrupted rotate took effect); add `verify:`".into(),
+        ));
+    }
+    if let Some(t) = &spec.rotate {
+        if t.new_key_pointer.is_none() {
+            return Err(invalid(
+                &id,
+                "rotate needs `new_key_pointer`: the JSON pointer of the new key in its answer, e.g. /token".into(),
+            ));
+        }
+    }
+    let checked = [
+        ("verify", spec.verify.as_ref()),
+        ("revoke", revoke_call),
+        ("rotate", spec.rotate.as_ref()),
+    ];
+    for (what, t) in checked {
         if let Some(t) = t {
             validate_template(t).map_err(|m| invalid(&id, format!("{what}: {m}")))?;
             if uses_pair(t) && spec.pair.is_none() {

@@ -42,6 +42,11 @@ pub struct RuleSpec {
     /// the earlier ones).
     #[serde(default)]
     pub revoke: Option<Revoke>,
+    /// A call that replaces the key and answers with the new one (at
+    /// `new_key_pointer`), the old one dead; used under the `regenerate`
+    /// policy when the new key has somewhere to go.
+    #[serde(default)]
+    pub rotate: Option<HttpTemplate>,
     /// What the owner does by hand where the provider has no revoke API
     /// (the Dashboard's exact steps); alerts include it.
     #[serde(default)]

@@ -14,8 +14,8 @@ mod plan;
 mod rotate;
 mod steps;
 
-pub(crate) use super::consumer::ConsumerReport;
 use super::ctx::{Accept, Ctx};
+use super::handover::Rotation;
 use super::http_action::Request;
 use super::playbook::{BoxFuture, Capabilities, HandOverError, Playbook};
 use super::policy::action_name;
@@ -61,13 +61,9 @@ pub(crate) struct TatumData {
     pub subscriptions: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_accounts: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_fingerprint: Option<Fingerprint>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_redacted: Option<String>,
-    /// The new key was sealed in escrow (`incidents new-key`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub escrowed: bool,
+    /// The new key: where it went, whether it is in escrow.
+    #[serde(flatten)]
+    pub rotation: Rotation,
     /// A regenerate is held back: no consumer holds the key and no escrow
     /// is configured.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -76,9 +72,6 @@ pub(crate) struct TatumData {
     /// `--force` when anything is bound to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_requested: Option<ExpireRequest>,
-    /// What the last hand-over did at each configured consumer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consumers: Vec<ConsumerReport>,
 }
 
 /// `keysentry incidents expire ID [--force]`.
@@ -217,22 +210,7 @@ pub(crate) fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
             ),
         ));
     }
-    if let Some(n) = data.new_redacted {
-        out.push(("new key", n));
-    }
-    if data.escrowed {
-        out.push((
-            "escrow",
-            format!(
-                "the new key is sealed with age: `keysentry incidents new-key {}` prints it for `age -d`",
-                row.id
-            ),
-        ));
-    }
-    if !data.consumers.is_empty() {
-        let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
-        out.push(("consumers", each.join("; ")));
-    }
+    out.extend(data.rotation.details(row.id));
     out
 }
 

@@ -4,6 +4,7 @@
 
 use super::super::consumer::{self, Holding};
 use super::super::ctx::{Accept, Ctx};
+use super::super::handover;
 use super::super::http_action::{Reply, Request, Vars};
 use super::super::policy::parse_action;
 use super::super::StepError;
@@ -193,33 +194,12 @@ fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Flow, StepEr
         "regenerate",
         format!("ok ({}): new key {}", reply.status, new.redacted()),
     );
-    let escrowed = seal(ctx, &new);
     let mut data: TatumData = ctx.data();
-    data.escrowed |= escrowed;
-    data.new_fingerprint = Some(new.fingerprint());
-    data.new_redacted = Some(new.redacted());
+    handover::arrived(ctx, &mut data.rotation, new);
     ctx.set_data(&data);
-    ctx.set_new_secret(Some(new));
     ctx.set_action("regenerate");
     ctx.advance(IncidentRow::rotate)?;
     Ok(Flow::Next)
-}
-
-/// Seals a new key that just arrived. The key is in hand and the old one
-/// dead, so a failure to seal (the store full) does not stop the hand-over
-/// to the consumers: it is noted, and the alert says the key is not in
-/// escrow.
-pub(super) fn seal(ctx: &mut Ctx<'_>, new: &Secret) -> bool {
-    match ctx.seal_new_key(new) {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            ctx.note(
-                "escrow",
-                format!("failed: {e}; the new key goes to the consumers only"),
-            );
-            false
-        }
-    }
 }
 
 /// The old key is dead: a regenerate or expire happened that this pass did

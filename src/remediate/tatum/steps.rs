@@ -25,7 +25,7 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
             row.id
         )],
         State::WaitingManual => dashboard_steps(row, expire),
-        State::Failed if row.stage == Stage::Rotated && data.escrowed => vec![
+        State::Failed if row.stage == Stage::Rotated && data.rotation.escrowed => vec![
             "The key was regenerated and the new key is in escrow: keysentry writes it to the consumers that failed on its next retry, once what stopped them is fixed.".to_string(),
         ],
         State::Failed | State::Detected | State::Verified => dashboard_steps(row, false),
@@ -38,13 +38,18 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
     };
     if row.state != State::Closed {
         // A hand-over in progress: say what each consumer got so far.
-        let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
+        let each: Vec<String> = data
+            .rotation
+            .consumers
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         if !each.is_empty() {
             steps.insert(0, format!("New key hand-over so far: {}.", each.join("; ")));
         }
     }
-    if data.escrowed {
-        steps.push(escrow_step(row.id));
+    if data.rotation.escrowed {
+        steps.push(super::super::handover::escrow_step(row.id));
     }
     steps
 }
@@ -52,10 +57,15 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
 /// The closing words of a regenerate: per consumer, what happened, and
 /// never a hand-over that did not happen.
 fn regenerated(data: &TatumData) -> String {
-    let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
-    let written = data.consumers.iter().any(|c| c.written);
+    let each: Vec<String> = data
+        .rotation
+        .consumers
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let written = data.rotation.consumers.iter().any(|c| c.written);
     let mut text = "The leaked key was regenerated at Tatum and no longer works.".to_string();
-    match (written, data.escrowed) {
+    match (written, data.rotation.escrowed) {
         (true, _) => text.push_str(&format!(
             " The new key was handed over: {}. Check that they run.",
             each.join("; ")
@@ -68,12 +78,6 @@ fn regenerated(data: &TatumData) -> String {
         ),
     }
     text
-}
-
-fn escrow_step(id: i64) -> String {
-    format!(
-        "The new key is sealed with age (escrow): `keysentry incidents new-key {id} > new-key.age && age -d -i YOUR_AGE_IDENTITY new-key.age` recovers it."
-    )
 }
 
 /// The exact Dashboard steps for rotating a Tatum key by hand.
