@@ -6,7 +6,10 @@
 //! - Doppler: `GET /v3/me`, `POST /v3/auth/revoke` (`{"token": …}`);
 //! - Buildkite: `GET` and `DELETE /v2/access-token` (204);
 //! - DigitalOcean: `GET /v2/account`, `POST /v1/oauth/revoke`
-//!   (`token=…`, form-encoded; 200 with an empty body).
+//!   (`token=…`, form-encoded; 200 with an empty body);
+//! - the Rust registry (crates-io): `GET /api/v1/me`, `DELETE
+//!   /api/v1/tokens/current` (204), the token bare in `Authorization` as
+//!   cargo sends it; a dead token gets 403 `authentication failed`.
 
 use crate::revoke_keys::{bearer, Book, Key};
 use crate::state::Sim;
@@ -32,6 +35,8 @@ pub fn routes() -> Router<Sim> {
         )
         .route("/v2/account", get(digitalocean_account))
         .route("/v1/oauth/revoke", post(digitalocean_revoke))
+        .route("/api/v1/me", get(cratesio_me))
+        .route("/api/v1/tokens/current", delete(cratesio_revoke))
 }
 
 fn status(code: StatusCode, body: Value) -> Response {
@@ -210,5 +215,40 @@ async fn digitalocean_revoke(State(sim): State<Sim>, headers: HeaderMap, body: B
     match token {
         Some(t) if revoke(&sim, DIGITALOCEAN, t) => StatusCode::OK.into_response(),
         _ => status(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"})),
+    }
+}
+
+const CRATESIO: &str = "cratesio";
+
+/// The registry's live token in a request: bare, as cargo sends it.
+fn cratesio_token(sim: &Sim, headers: &HeaderMap) -> Option<Key> {
+    let token = headers.get("authorization")?.to_str().ok()?.trim();
+    sim.lock().keys.live(CRATESIO, token).cloned()
+}
+
+fn cratesio_forbidden() -> Response {
+    status(
+        StatusCode::FORBIDDEN,
+        json!({"errors": [{"detail": "authentication failed"}]}),
+    )
+}
+
+async fn cratesio_me(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    match cratesio_token(&sim, &headers) {
+        Some(k) => {
+            Json(json!({"user": {"id": 1, "login": "sim", "name": k.id}, "owned_crates": []}))
+                .into_response()
+        }
+        None => cratesio_forbidden(),
+    }
+}
+
+async fn cratesio_revoke(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    match cratesio_token(&sim, &headers) {
+        Some(k) => {
+            revoke(&sim, CRATESIO, &k.secret);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => cratesio_forbidden(),
     }
 }

@@ -145,6 +145,23 @@ fn rotation(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> Option<(HttpTemplate, HttpTe
     Some((rotate, templates(p, ctx).0?))
 }
 
+/// Why a revoke cannot be sent: its URL is `{{api_url}}`-relative and the
+/// provider has no public API base (a registry or tenant the user names).
+fn needs_api_url(p: &TemplatePlaybook, ctx: &Ctx<'_>, revoke: Option<&Revoke>) -> Option<String> {
+    let provider = &ctx.row().provider;
+    if !api_url(&p.config, provider).is_empty() {
+        return None;
+    }
+    let relative = |url: &str, own: &Option<String>| own.is_none() && url.contains("api_url");
+    let needs = match revoke? {
+        Revoke::Call(t) => relative(&t.url, &t.api_url),
+        Revoke::Steps(steps) => steps.iter().any(|s| relative(&s.url, &s.api_url)),
+    };
+    needs.then(|| format!(
+        "keysentry can revoke {provider} keys once it knows the API's base URL: set providers.{provider}.api_url (the registry or tenant that issued the key); until then revoke the key in {provider}'s settings"
+    ))
+}
+
 fn templates(p: &TemplatePlaybook, ctx: &Ctx<'_>) -> (Option<HttpTemplate>, Option<Revoke>) {
     match p.rules.get(&ctx.row().rule_id) {
         Some(rule) => {
@@ -194,6 +211,10 @@ async fn revoke(p: &TemplatePlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
         return Ok(Flow::Stop);
     };
     let (verify_t, revoke_t) = templates(p, ctx);
+    if let Some(reason) = needs_api_url(p, ctx, revoke_t.as_ref()) {
+        ctx.wait(State::WaitingManual, reason)?;
+        return Ok(Flow::Stop);
+    }
     let t = match revoke_t {
         Some(Revoke::Call(t)) => *t,
         Some(Revoke::Steps(steps)) => {

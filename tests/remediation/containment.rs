@@ -21,6 +21,7 @@ const HEROKU: &str = "HRKU-AAlA0ZhSTJtOvvQ_o_4koWLNr5LF7blpt_3rapK9w6ki6I3lYMHN_
 const DIGITALOCEAN: &str =
     "dop_v1_d80ddf39f5aaef0c9e38095d34e82912004223897da06005d420c65e1f490f67";
 const HUGGINGFACE: &str = "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";
+const CRATESIO: &str = "ciou8jzPde0IgxLd6GncfBAepfJBd0Kh8oO";
 const STRIPE: &str = "sk_live_bbaqeP1igsEJ8SFY0kkb9gE7";
 
 const PROVIDERS: &[&str] = &[
@@ -33,6 +34,7 @@ const PROVIDERS: &[&str] = &[
     "buildkite",
     "heroku",
     "digitalocean",
+    "cratesio",
 ];
 
 /// Remediation on, every provider's API on the simulator (Stripe and
@@ -105,6 +107,7 @@ fn every_provider_with_a_revoke_api_revokes_its_key_exactly_once() {
         ("buildkite", BUILDKITE),
         ("heroku", HEROKU),
         ("digitalocean", DIGITALOCEAN),
+        ("cratesio", CRATESIO),
     ] {
         issue(&ws, p, json!({"key": k, "others": 1}));
     }
@@ -116,7 +119,7 @@ fn every_provider_with_a_revoke_api_revokes_its_key_exactly_once() {
     ws.write(
         "tree/.env",
         &format!(
-            "NPM_TOKEN={NPM}\nSENDGRID_API_KEY={SENDGRID}\nTWILIO_API_KEY={TWILIO_SID}\nTWILIO_API_SECRET={TWILIO_SECRET}\nCLOUDFLARE_API_TOKEN={CLOUDFLARE}\nVERCEL_TOKEN={VERCEL}\nDOPPLER_TOKEN={DOPPLER}\nBUILDKITE_API_TOKEN={BUILDKITE}\nHEROKU_API_KEY={HEROKU}\nDIGITALOCEAN_TOKEN={DIGITALOCEAN}\nHF_TOKEN={HUGGINGFACE}\nSTRIPE_SECRET_KEY={STRIPE}\n"
+            "NPM_TOKEN={NPM}\nSENDGRID_API_KEY={SENDGRID}\nTWILIO_API_KEY={TWILIO_SID}\nTWILIO_API_SECRET={TWILIO_SECRET}\nCLOUDFLARE_API_TOKEN={CLOUDFLARE}\nVERCEL_TOKEN={VERCEL}\nDOPPLER_TOKEN={DOPPLER}\nBUILDKITE_API_TOKEN={BUILDKITE}\nHEROKU_API_KEY={HEROKU}\nDIGITALOCEAN_TOKEN={DIGITALOCEAN}\nCARGO_REGISTRY_TOKEN={CRATESIO}\nHF_TOKEN={HUGGINGFACE}\nSTRIPE_SECRET_KEY={STRIPE}\n"
         ),
     );
     config(&ws, "");
@@ -133,6 +136,7 @@ fn every_provider_with_a_revoke_api_revokes_its_key_exactly_once() {
         ("buildkite", BUILDKITE),
         ("heroku", HEROKU),
         ("digitalocean", DIGITALOCEAN),
+        ("cratesio", CRATESIO),
     ] {
         revoked_once(&ws, p, k, &out);
         let actions = ws.incident_by_fp(k)["actions"].to_string();
@@ -172,6 +176,7 @@ fn every_provider_with_a_revoke_api_revokes_its_key_exactly_once() {
         BUILDKITE,
         HEROKU,
         DIGITALOCEAN,
+        CRATESIO,
     ];
     keys.extend([HUGGINGFACE, STRIPE]);
     ws.assert_secrets_hidden(&keys, &[&out]);
@@ -394,4 +399,27 @@ fn rules_check_names_a_broken_step() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_registry_token_without_an_api_base_is_left_to_the_owner_with_the_setting_to_add() {
+    let ws = Workspace::new();
+    issue(&ws, "cratesio", json!({"key": CRATESIO}));
+    ws.write("tree/.env", &format!("CARGO_REGISTRY_TOKEN={CRATESIO}\n"));
+    // The registry's base is the user's to name: none is configured.
+    ws.config("remediation:\n  mode: auto\n  backoff_ms: 10\n  rate_limit: 1000\n");
+
+    let out = ws.scan();
+
+    assert!(
+        ws.sim.calls().is_empty(),
+        "nothing is called\n{}",
+        text(&out)
+    );
+    let incident = ws.incident_by_fp(CRATESIO);
+    assert_eq!(incident["state"], "waiting-manual", "{incident}");
+    let alerts = ws.sink("owner").join("\n");
+    assert!(alerts.contains("providers.cratesio.api_url"), "{alerts}");
+    assert_eq!(state(&ws, "cratesio", CRATESIO)["revoked"], false);
+    ws.assert_secrets_hidden(&[CRATESIO], &[&out]);
 }
