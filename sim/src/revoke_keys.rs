@@ -31,6 +31,9 @@ pub struct Key {
     /// The list answers show this key twice (a registry proxy that merges
     /// two lists): a client must not pick either.
     pub listed_twice: bool,
+    /// The account the key belongs to: one per `POST /_sim/keys`, shared
+    /// with its `others`. A list shows the caller's account only.
+    pub account: u64,
 }
 
 #[derive(Default)]
@@ -53,14 +56,14 @@ impl Book {
             .find(|k| k.provider == provider && k.id == id)
     }
 
-    /// Every key of `provider` that is not revoked, in the order added,
-    /// the ones listed twice twice.
-    pub fn listed(&self, provider: &str) -> Vec<Key> {
+    /// Every key of `provider` in `account` that is not revoked, in the
+    /// order added, the ones listed twice twice.
+    pub fn listed(&self, provider: &str, account: u64) -> Vec<Key> {
         let mut out = Vec::new();
         for k in self
             .keys
             .iter()
-            .filter(|k| k.provider == provider && !k.revoked)
+            .filter(|k| k.provider == provider && k.account == account && !k.revoked)
         {
             out.push(k.clone());
             if k.listed_twice {
@@ -103,6 +106,8 @@ async fn add(
     Json(k): Json<NewKey>,
 ) -> Response {
     let mut s = sim.lock();
+    s.generated += 1;
+    let account = s.generated;
     for _ in 0..k.others {
         s.generated += 1;
         let n = s.generated;
@@ -114,6 +119,7 @@ async fn add(
             revoked: false,
             deletes: 0,
             listed_twice: false,
+            account,
         });
     }
     s.generated += 1;
@@ -130,6 +136,7 @@ async fn add(
         revoked: false,
         deletes: 0,
         listed_twice: k.listed_twice,
+        account,
     });
     (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
 }

@@ -80,11 +80,11 @@ async fn npm_tokens(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if live(&sim, NPM, &headers).is_none() {
+    let Some(caller) = live(&sim, NPM, &headers) else {
         return npm_unauthorized();
-    }
+    };
     let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
-    let all = sim.lock().keys.listed(NPM);
+    let all = sim.lock().keys.listed(NPM, caller.account);
     let objects: Vec<Value> = all
         .iter()
         .skip(page * NPM_PAGE)
@@ -150,13 +150,13 @@ async fn sendgrid_scopes(State(sim): State<Sim>, headers: HeaderMap) -> Response
 }
 
 async fn sendgrid_keys(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    if live(&sim, SENDGRID, &headers).is_none() {
+    let Some(caller) = live(&sim, SENDGRID, &headers) else {
         return sendgrid_error(StatusCode::UNAUTHORIZED, "authorization required");
-    }
+    };
     let result: Vec<Value> = sim
         .lock()
         .keys
-        .listed(SENDGRID)
+        .listed(SENDGRID, caller.account)
         .iter()
         .map(|k| json!({"name": format!("key {}", k.id), "api_key_id": k.id}))
         .collect();
@@ -272,13 +272,13 @@ fn authorization(k: &Key) -> Value {
 }
 
 async fn heroku_list(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    if live(&sim, HEROKU, &headers).is_none() {
+    let Some(caller) = live(&sim, HEROKU, &headers) else {
         return heroku_unauthorized();
-    }
+    };
     let list: Vec<Value> = sim
         .lock()
         .keys
-        .listed(HEROKU)
+        .listed(HEROKU, caller.account)
         .iter()
         .map(authorization)
         .collect();
