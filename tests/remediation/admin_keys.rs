@@ -436,3 +436,80 @@ fn a_refused_admin_key_fails_naming_its_variable_and_leaks_nowhere() {
     );
     ws.assert_secrets_hidden(&[LEAKED, ADMIN, &wrong], &[&out]);
 }
+
+#[test]
+fn a_restart_after_the_disable_was_sent_verifies_and_does_not_send_it_again() {
+    let ws = Workspace::new();
+    add(&ws, "anthropic", json!({"key": ANT_ADMIN, "admin": true}));
+    let id = add(&ws, "anthropic", json!({"key": ANT_LEAKED}));
+    ws.write("tree/app.env", &format!("ANTHROPIC_API_KEY={ANT_LEAKED}\n"));
+    config(
+        &ws,
+        "",
+        &with_admin_env(ANTHROPIC_ENV),
+        "  timeout_secs: 120\n",
+    );
+    let path = format!("/anthropic/v1/organizations/api_keys/{id}");
+    // Anthropic disables the key, then the answer hangs: keysentry dies
+    // waiting for it.
+    ws.sim
+        .fault(json!({"path": path, "method": "POST", "hang_ms": 120000}));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("keysentry"))
+        .args(ws.scan_args())
+        .current_dir(ws.dir.path())
+        .env(ANTHROPIC_ENV, ANT_ADMIN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ws.sim.wait_for("Anthropic to disable the key", |_| {
+        state(&ws, "anthropic", ANT_LEAKED)["status"] == "inactive"
+    });
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+    child.wait().unwrap();
+
+    let restart = scan(&ws, &[(ANTHROPIC_ENV, ANT_ADMIN)]);
+
+    assert_eq!(calls(&ws, "POST", &path), 1, "{}", text(&restart));
+    assert_eq!(state(&ws, "anthropic", ANT_LEAKED)["changes"], 1);
+    // The restart looked nothing up again: verify said the key is dead.
+    assert_eq!(calls(&ws, "GET", "/anthropic/v1/organizations/api_keys"), 1);
+    let incident = ws.incident_by_fp(ANT_LEAKED);
+    assert_eq!(
+        incident["state"],
+        "closed",
+        "{incident}\n{}",
+        text(&restart)
+    );
+    let alerts = ws.sink("owner").join("\n");
+    assert!(alerts.contains("an earlier call took effect"), "{alerts}");
+    ws.assert_secrets_hidden(&[ANT_LEAKED, ANT_ADMIN], &[&restart]);
+}
+
+#[test]
+fn a_leaked_openai_admin_key_is_deleted_from_the_admin_keys_and_the_configured_one_kept() {
+    let ws = Workspace::new();
+    add(
+        &ws,
+        "openai",
+        json!({"key": ADMIN, "admin": true, "name": "keysentry"}),
+    );
+    let leaked = format!("sk-admin-{}T3BlbkFJ{}", FILLER[1], FILLER[2]);
+    let id = add(
+        &ws,
+        "openai",
+        json!({"key": leaked, "admin": true, "name": "old"}),
+    );
+    ws.write("tree/.env", &format!("OPENAI_ADMIN_KEY={leaked}\n"));
+    config(&ws, &with_admin_env(OPENAI_ENV), "", "");
+
+    let out = scan(&ws, &[(OPENAI_ENV, ADMIN)]);
+
+    let path = format!("/openai/v1/organization/admin_api_keys/{id}");
+    assert_eq!(calls(&ws, "DELETE", &path), 1, "{}", text(&out));
+    assert_eq!(changes(&ws).len(), 1);
+    assert_eq!(state(&ws, "openai", &leaked)["deleted"], true);
+    assert_eq!(state(&ws, "openai", ADMIN)["deleted"], false);
+    assert_eq!(ws.incident_by_fp(&leaked)["state"], "closed");
+    ws.assert_secrets_hidden(&[&leaked, ADMIN], &[&out]);
+}
