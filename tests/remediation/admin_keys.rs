@@ -513,3 +513,31 @@ fn a_leaked_openai_admin_key_is_deleted_from_the_admin_keys_and_the_configured_o
     assert_eq!(ws.incident_by_fp(&leaked)["state"], "closed");
     ws.assert_secrets_hidden(&[&leaked, ADMIN], &[&out]);
 }
+
+#[test]
+fn dry_run_prints_the_plan_with_the_admin_key_and_calls_nothing() {
+    let ws = Workspace::new();
+    ws.write(
+        "tree/.env",
+        &format!("OPENAI_API_KEY={LEAKED}\nANTHROPIC_API_KEY={ANT_LEAKED}\n"),
+    );
+    config(&ws, &with_admin_env(OPENAI_ENV), "", "");
+    let text_of = ws
+        .read("config.yaml")
+        .replace("mode: auto", "mode: dry-run");
+    ws.write("config.yaml", &text_of);
+
+    let out = scan(&ws, &[(OPENAI_ENV, ADMIN)]);
+
+    assert!(ws.sim.calls().is_empty(), "{:?}", ws.sim.calls());
+    let err = super::harness::stderr(&out);
+    for line in [
+        "plan: verify: GET",
+        "plan: find: list the OpenAI admin API's keys (all pages, every project)",
+        "plan: delete-key: that key",
+        "providers.anthropic.admin_key_env",
+    ] {
+        assert!(err.contains(line), "{line} missing:\n{err}");
+    }
+    ws.assert_secrets_hidden(&[LEAKED, ANT_LEAKED, ADMIN], &[&out]);
+}

@@ -75,6 +75,35 @@ pub(super) struct Found {
     pub listed: usize,
 }
 
+impl Found {
+    /// Counts `items` and keeps those whose redacted form (at `field`)
+    /// matches `key`. A key a list marks other than active (Anthropic's
+    /// inactive or archived) is not a candidate: it cannot be used.
+    fn take(
+        &mut self,
+        items: &[Value],
+        field: &str,
+        project: Option<(String, String)>,
+        key: &Secret,
+    ) {
+        for item in items {
+            self.listed += 1;
+            let hint = item.get(field).and_then(Value::as_str).unwrap_or_default();
+            let active = item
+                .get("status")
+                .and_then(Value::as_str)
+                .map_or(true, |s| s == "active");
+            if active && hint::matches(hint, key.expose()) {
+                self.matches.push(Candidate {
+                    id: identifier(item.get("id")),
+                    name: display_name(item.get("name")),
+                    project: project.clone(),
+                });
+            }
+        }
+    }
+}
+
 impl Api {
     pub const fn provider(self) -> &'static str {
         match self {
@@ -285,24 +314,6 @@ impl<'c> Admin<'c> {
             matches: Vec::new(),
             listed: 0,
         };
-        let mut take = |items: &[Value], field: &str, project: Option<(String, String)>| {
-            for item in items {
-                found.listed += 1;
-                let hint = item.get(field).and_then(Value::as_str).unwrap_or_default();
-                let active = item
-                    .get("status")
-                    .and_then(Value::as_str)
-                    .map_or(true, |s| s == "active");
-                if !active || !hint::matches(hint, key.expose()) {
-                    continue;
-                }
-                found.matches.push(Candidate {
-                    id: identifier(item.get("id")),
-                    name: display_name(item.get("name")),
-                    project: project.clone(),
-                });
-            }
-        };
         match listing {
             Listing::Projects => {
                 let url = format!("{{{{api_url}}}}/v1/organization/projects?{limit}");
@@ -324,11 +335,8 @@ impl<'c> Admin<'c> {
                     );
                     let values = BTreeMap::from([("project_id".to_string(), id.clone())]);
                     let keys = self.list(ctx, "list-keys", &url, "after", values).await?;
-                    take(
-                        &keys,
-                        "redacted_value",
-                        Some((id, display_name(p.get("name")))),
-                    );
+                    let project = Some((id, display_name(p.get("name"))));
+                    found.take(&keys, "redacted_value", project, key);
                 }
             }
             Listing::Admins => {
@@ -336,7 +344,7 @@ impl<'c> Admin<'c> {
                 let keys = self
                     .list(ctx, "list-admin-keys", &url, "after", BTreeMap::new())
                     .await?;
-                take(&keys, "redacted_value", None);
+                found.take(&keys, "redacted_value", None, key);
             }
             Listing::Organization => {
                 let url =
@@ -344,7 +352,7 @@ impl<'c> Admin<'c> {
                 let keys = self
                     .list(ctx, "list-keys", &url, "after_id", BTreeMap::new())
                     .await?;
-                take(&keys, "partial_key_hint", None);
+                found.take(&keys, "partial_key_hint", None, key);
             }
         }
         Ok(found)
