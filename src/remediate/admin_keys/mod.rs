@@ -303,6 +303,13 @@ async fn remove(p: &AdminKeyPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepErr
             only.describe()
         ),
     );
+    if admin.key == key {
+        let why = format!(
+            "the leaked key is the admin key in ${} itself: it is removed too; give keysentry a new admin key there",
+            admin.env
+        );
+        ctx.note("find", why);
+    }
     change(p, ctx, &admin, listing, &only, &key).await
 }
 
@@ -318,6 +325,13 @@ fn ambiguous(
     if matches.is_empty() {
         return format!(
             "none of the {listed} {title} keys the admin key can list matches this key's redacted form (it may belong to another organization); nothing was changed: {}",
+            p.by_hand(row)
+        );
+    }
+    if let [only] = matches {
+        return format!(
+            "the one {title} key matching this key's redacted form ({}) has an id keysentry will not put in a URL; nothing was changed: {}",
+            only.describe(),
             p.by_hand(row)
         );
     }
