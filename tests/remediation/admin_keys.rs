@@ -541,3 +541,29 @@ fn dry_run_prints_the_plan_with_the_admin_key_and_calls_nothing() {
     }
     ws.assert_secrets_hidden(&[LEAKED, ANT_LEAKED, ADMIN], &[&out]);
 }
+
+#[test]
+fn a_rate_limited_list_is_read_again_after_retry_after() {
+    let ws = Workspace::new();
+    add(&ws, "openai", json!({"key": ADMIN, "admin": true}));
+    add(&ws, "openai", json!({"key": LEAKED}));
+    ws.write("tree/.env", &format!("OPENAI_API_KEY={LEAKED}\n"));
+    config(&ws, &with_admin_env(OPENAI_ENV), "", "");
+    let list = "/openai/v1/organization/projects";
+    ws.sim
+        .fault(json!({"path": list, "status": 429, "retry_after": 1, "count": 1}));
+
+    let out = scan(&ws, &[(OPENAI_ENV, ADMIN)]);
+
+    let at: Vec<u64> = ws
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c["path"] == list)
+        .map(|c| c["at_unix_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at.len(), 2, "{}", text(&out));
+    assert!(at[1] - at[0] >= 1000, "waited for Retry-After: {at:?}");
+    assert_eq!(state(&ws, "openai", LEAKED)["deleted"], true);
+    assert_eq!(ws.incident_by_fp(LEAKED)["state"], "closed");
+}
