@@ -14,6 +14,8 @@
 //!   Buildkite, DigitalOcean (revoke_self.rs); their keys (revoke_keys.rs)
 //! - any provider's read-only verify call under `/_verify/{provider}/...`,
 //!   each credential shape checked as the real API would (verify.rs)
+//! - OpenAI's and Anthropic's admin APIs under `/openai`, `/anthropic`
+//!   (admin_keys.rs)
 //! - GitHub Actions secrets, sealed boxes opened (actions_secrets.rs)
 //! - Kubernetes Secrets and deployment restarts (kubernetes.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod actions_secrets;
+mod admin_keys;
 mod alert_sinks;
 mod control;
 mod github;
@@ -105,6 +108,18 @@ pub const CONTROL_ENDPOINTS: &[(&str, &str)] = &[
     ),
     ("POST /_sim/github/alerts", "add a secret-scanning alert"),
     (
+        "POST /_sim/admin/{provider}/keys",
+        "add an OpenAI or Anthropic key: {\"key\",\"name\",\"project\",\"admin\",\"hint\",\"id\"}",
+    ),
+    (
+        "POST /_sim/admin/{provider}/projects",
+        "add an OpenAI project: {\"id\",\"name\",\"status\"}",
+    ),
+    (
+        "GET  /_sim/admin/{provider}/keys/{fingerprint}",
+        "that key's state (id, deleted, status, changes)",
+    ),
+    (
         "POST /_sim/github/faults",
         "queue GitHub API faults (DELETE clears them)",
     ),
@@ -132,6 +147,7 @@ pub fn router() -> Router {
         .merge(revoke_self::routes())
         .merge(verify::routes())
         .merge(control::routes())
+        .merge(admin_keys::routes())
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             state::record_and_inject,

@@ -50,6 +50,8 @@ pub fn default_api_url(provider: &str) -> Option<&'static str> {
         "github" => "https://api.github.com",
         "gitlab" => "https://gitlab.com",
         "slack" => "https://slack.com",
+        "openai" => "https://api.openai.com",
+        "anthropic" => "https://api.anthropic.com",
         _ => return None,
     })
 }

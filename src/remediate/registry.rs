@@ -32,12 +32,23 @@ impl Registry {
             super::tatum::PROVIDER,
             Arc::new(super::tatum::TatumPlaybook::new(config, rules.clone())),
         );
+        for api in [
+            super::admin_keys::Api::OpenAi,
+            super::admin_keys::Api::Anthropic,
+        ] {
+            let playbook = super::admin_keys::AdminKeyPlaybook::new(api, config, rules.clone());
+            registry.register(api.provider(), Arc::new(playbook));
+        }
         registry.poll_interval = super::tatum::poll_interval(config);
         registry
     }
 
     /// Providers with a playbook of their own, whatever the config says.
-    const OWN: &'static [&'static str] = &[super::tatum::PROVIDER];
+    const OWN: &'static [&'static str] = &[
+        super::tatum::PROVIDER,
+        super::admin_keys::Api::OpenAi.provider(),
+        super::admin_keys::Api::Anthropic.provider(),
+    ];
 
     /// What `incidents show` prints from a playbook's own data, as (label,
     /// value) lines; it needs no config, so it is looked up without one.
@@ -115,7 +126,7 @@ mod tests {
             .rules()
             .iter()
             .map(|r| r.spec.provider.as_str())
-            .filter(|p| !with_revoke.contains(*p) && *p != "tatum")
+            .filter(|p| !with_revoke.contains(*p) && !Registry::OWN.contains(p))
             .collect();
         assert!(!without.is_empty(), "some built-in provider has neither");
         for p in without {
