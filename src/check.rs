@@ -133,6 +133,16 @@ pub fn check(c: &Config, rules: &RuleSet, env: &Env) -> Vec<Problem> {
         if let Some(u) = &p.api_url {
             check_url(&mut out, format!("providers.{name}.api_url"), u);
         }
+        // An administrator's credential for containment (OpenAI, Anthropic,
+        // AWS): named in the file, held in the environment.
+        for (field, var) in [
+            ("admin_key_env", &p.admin_key_env),
+            ("admin_key_id_env", &p.admin_key_id_env),
+        ] {
+            if let Some(var) = var {
+                check_env(&mut out, &format!("providers.{name}.{field}"), var, env);
+            }
+        }
     }
     consumers::check(c, env, &mut out);
     let lookup = |var: &str| env.get(var);

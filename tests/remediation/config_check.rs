@@ -322,3 +322,18 @@ fn providers_of_rules_given_with_rules_are_known() {
     let (code, out) = run(true);
     assert_eq!(code, Some(0), "{out}");
 }
+
+#[test]
+fn an_admin_credential_variable_that_is_not_set_is_reported_without_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "providers:\n  openai: {admin_key_env: KEYSENTRY_TEST_NO_ADMIN_KEY}\n  aws: {admin_key_id_env: KEYSENTRY_TEST_NO_ADMIN_ID, admin_key_env: KEYSENTRY_TEST_NO_ADMIN_SECRET}\n";
+    let (code, out) = check(dir.path(), yaml, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    for want in [
+        "providers.openai.admin_key_env: environment variable KEYSENTRY_TEST_NO_ADMIN_KEY is not set",
+        "providers.aws.admin_key_id_env: environment variable KEYSENTRY_TEST_NO_ADMIN_ID is not set",
+        "providers.aws.admin_key_env: environment variable KEYSENTRY_TEST_NO_ADMIN_SECRET is not set",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+}
