@@ -12,7 +12,7 @@ use super::ctx::Ctx;
 use super::{propagate, StepError};
 use crate::config::{Consumer, ConsumerKind};
 use crate::scan::{Fingerprint, Secret};
-use crate::store::Outcome;
+use crate::store::{Outcome, State};
 
 /// What a playbook remembers of a rotation (no key, only its fingerprint
 /// and redacted form).
@@ -161,14 +161,80 @@ pub(crate) async fn hand_over(
     })
 }
 
-/// What a failed hand-over's error says about the retry.
-pub(crate) fn retry_hint(rotation: &Rotation, by_hand: &str) -> String {
-    match rotation.escrowed {
-        true => "the new key is in escrow and keysentry writes it there on its next retry".into(),
-        false => {
-            format!("keysentry retries while this process runs; otherwise finish with {by_hand}")
+/// Moves the incident on from a hand-over: `Ok(true)` when it goes on to
+/// `propagated`, `Ok(false)` when it waits for the owner, who must bring
+/// the new key (`missing(consumers that would get it)` says how), an error
+/// naming the consumers that failed (retried; `by_hand` finishes it when
+/// the key is not in escrow).
+pub(crate) fn settle(
+    ctx: &mut Ctx<'_>,
+    handed: Handed,
+    rotation: &Rotation,
+    missing: impl FnOnce(&str) -> String,
+    by_hand: &str,
+) -> Result<bool, StepError> {
+    match handed {
+        Handed::Written => Ok(true),
+        Handed::NoKey { names, errors } if names.is_empty() && errors.is_empty() => {
+            ctx.note(
+                "propagate",
+                "no consumer held the leaked key: the new key was written nowhere",
+            );
+            Ok(true)
+        }
+        Handed::NoKey { names, errors } => {
+            let names = match names.is_empty() {
+                true => "no consumer".to_string(),
+                false => names.join(", "),
+            };
+            let mut reason = missing(&names);
+            for e in errors.iter().filter(|e| e.is_refused()) {
+                reason.push_str(&format!("; {e}"));
+            }
+            ctx.wait(State::WaitingManual, reason)?;
+            Ok(false)
+        }
+        Handed::Failed(failed) => {
+            // The others have the new key; these get it on the next pass,
+            // from escrow, once what stopped them is fixed.
+            let from = match rotation.escrowed {
+                true => "the new key is in escrow and keysentry writes it there on its next retry"
+                    .to_string(),
+                false => format!(
+                    "keysentry retries while this process runs; otherwise finish with {by_hand}"
+                ),
+            };
+            Err(ctx.provider_error(
+                "propagate",
+                format!(
+                    "the new key could not be handed to {}; {from}",
+                    failed.join("; ")
+                ),
+            ))
         }
     }
+}
+
+/// "New key hand-over so far: …" while a hand-over is under way.
+pub(crate) fn progress(rotation: &Rotation) -> Option<String> {
+    (!rotation.consumers.is_empty())
+        .then(|| format!("New key hand-over so far: {}.", rotation.reports()))
+}
+
+/// The closing words of a rotation: `done`, then per consumer what
+/// happened, never a hand-over that did not happen; `nowhere` is the fix
+/// when the new key reached no consumer and is not in escrow.
+pub(crate) fn closing(rotation: &Rotation, done: &str, nowhere: &str) -> String {
+    let written = rotation.consumers.iter().any(|c| c.written);
+    let rest = match (written, rotation.escrowed) {
+        (true, _) => format!(
+            "The new key was handed over: {}. Check that they run.",
+            rotation.reports()
+        ),
+        (false, true) => "No configured consumer held the leaked key, so the new key was written to no consumer; it is in escrow (below): put it where the key is used.".to_string(),
+        (false, false) => format!("No configured consumer held the leaked key, so keysentry wrote the new key nowhere: {nowhere}"),
+    };
+    format!("{done} {rest}")
 }
 
 /// The new key for confirm: this pass's, else read back from a consumer.

@@ -13,7 +13,7 @@
 
 use super::consumer::{self, Holding};
 use super::ctx::{Accept, Ctx};
-use super::handover::{self, Handed, Rotation};
+use super::handover::{self, Rotation};
 use super::http_action::Reply;
 use super::template_call::{request, verify, Liveness};
 use super::StepError;
@@ -193,35 +193,13 @@ pub(super) async fn hand_over(config: &Config, ctx: &mut Ctx<'_>) -> Result<Next
     let mut data: TemplateData = ctx.data();
     let handed = handover::hand_over(ctx, list, &mut data.rotation).await;
     ctx.set_data(&data);
-    match handed? {
-        Handed::Written => {}
-        Handed::NoKey { names, errors } if names.is_empty() && errors.is_empty() => {
-            ctx.note(
-                "propagate",
-                "no consumer held the leaked key: the new key was written nowhere",
-            );
-        }
-        Handed::NoKey { names, errors } => {
-            let mut reason = format!(
-                "the key was rotated at {provider} but keysentry does not have the new key (its answer was lost and it is not in escrow); create a new key at {provider} and put it in: {}",
-                if names.is_empty() { "whatever uses it".to_string() } else { names.join(", ") }
-            );
-            for e in errors.iter().filter(|e| e.is_refused()) {
-                reason.push_str(&format!("; {e}"));
-            }
-            ctx.wait(State::WaitingManual, reason)?;
-            return Ok(Next::Stop);
-        }
-        Handed::Failed(failed) => {
-            let from = handover::retry_hint(&data.rotation, "a key made by hand");
-            return Err(ctx.provider_error(
-                "propagate",
-                format!(
-                    "the new key could not be handed to {}; {from}",
-                    failed.join("; ")
-                ),
-            ));
-        }
+    let missing = |names: &str| {
+        format!(
+        "the key was rotated at {provider} but keysentry does not have the new key (its answer was lost and it is not in escrow); create a new key at {provider} and put it in: {names}"
+    )
+    };
+    if !handover::settle(ctx, handed?, &data.rotation, missing, "a key made by hand")? {
+        return Ok(Next::Stop);
     }
     ctx.advance(IncidentRow::propagate)?;
     Ok(Next::Go)
@@ -283,18 +261,11 @@ pub(super) fn steps(row: &IncidentRow) -> Vec<String> {
     let r = &data.rotation;
     let mut steps = Vec::new();
     if row.state == State::Closed && row.action.as_deref() == Some("regenerate") {
-        let mut text = format!("The leaked key was rotated at {provider} and no longer works.");
-        match (r.consumers.iter().any(|c| c.written), r.escrowed) {
-            (true, _) => text.push_str(&format!(
-                " The new key was handed over: {}. Check that they run.",
-                r.reports()
-            )),
-            (false, true) => text.push_str(" No configured consumer held the leaked key, so the new key was written to no consumer; it is in escrow (below): put it where the key is used."),
-            (false, false) => text.push_str(" No configured consumer held the leaked key and the new key is not in escrow: create a new one and put it where the key is used."),
-        }
-        steps.push(text);
-    } else if !r.consumers.is_empty() && !row.state.is_final() {
-        steps.push(format!("New key hand-over so far: {}.", r.reports()));
+        let done = format!("The leaked key was rotated at {provider} and no longer works.");
+        let nowhere = "create a new one and put it where the key is used.";
+        steps.push(handover::closing(r, &done, nowhere));
+    } else if !row.state.is_final() {
+        steps.extend(handover::progress(r));
     }
     if data.no_destination && row.stage != Stage::Rotated {
         steps.push(format!(

@@ -3,51 +3,33 @@
 //! point of `tatum set-key`.
 
 use super::super::ctx::Ctx;
-use super::super::handover::{self, Handed};
+use super::super::handover;
 use super::super::playbook::HandOverError;
 use super::super::{new_key, StepError};
 use super::{run, verify, Flow, Liveness, TatumData, TatumPlaybook};
 use crate::rules::RuleSet;
 use crate::scan::Secret;
-use crate::store::{IncidentRow, Stage, State};
+use crate::store::{IncidentRow, Stage};
 
 pub(super) async fn hand_over(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
     let consumers = &p.tatum.consumers;
     let mut data: TatumData = ctx.data();
     let handed = handover::hand_over(ctx, consumers, &mut data.rotation).await;
     ctx.set_data(&data);
-    match handed? {
-        Handed::Written => {}
-        Handed::NoKey { names, errors } if names.is_empty() && errors.is_empty() => {
-            ctx.note(
-                "propagate",
-                "no consumer held the leaked key: the new key was written nowhere",
-            );
-        }
-        Handed::NoKey { names, errors } => {
-            let mut reason = format!(
-                "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {}` (it will update: {})",
-                ctx.row().id,
-                if names.is_empty() { "no consumer".to_string() } else { names.join(", ") }
-            );
-            for e in errors.iter().filter(|e| e.is_refused()) {
-                reason.push_str(&format!("; {e}"));
-            }
-            ctx.wait(State::WaitingManual, reason)?;
-            return Ok(Flow::Stop);
-        }
-        Handed::Failed(failed) => {
-            // The others have the new key; this one gets it on the next
-            // pass, from escrow, once what stopped it is fixed.
-            let from = handover::retry_hint(&data.rotation, "`keysentry tatum set-key`");
-            return Err(ctx.provider_error(
-                "propagate",
-                format!(
-                    "the new key could not be handed to {}; {from}",
-                    failed.join("; ")
-                ),
-            ));
-        }
+    let id = ctx.row().id;
+    let missing = |names: &str| {
+        format!(
+        "the key was regenerated but keysentry does not have the new key; copy it from the Tatum Dashboard and run `keysentry tatum set-key {id}` (it will update: {names})"
+    )
+    };
+    if !handover::settle(
+        ctx,
+        handed?,
+        &data.rotation,
+        missing,
+        "`keysentry tatum set-key`",
+    )? {
+        return Ok(Flow::Stop);
     }
     ctx.advance(IncidentRow::propagate)?;
     Ok(Flow::Next)

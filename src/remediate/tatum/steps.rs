@@ -38,14 +38,8 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
     };
     if row.state != State::Closed {
         // A hand-over in progress: say what each consumer got so far.
-        let each: Vec<String> = data
-            .rotation
-            .consumers
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        if !each.is_empty() {
-            steps.insert(0, format!("New key hand-over so far: {}.", each.join("; ")));
+        if let Some(line) = super::super::handover::progress(&data.rotation) {
+            steps.insert(0, line);
         }
     }
     if data.rotation.escrowed {
@@ -57,27 +51,11 @@ pub(super) fn tatum_steps(row: &IncidentRow, _consumers: &[String]) -> Vec<Strin
 /// The closing words of a regenerate: per consumer, what happened, and
 /// never a hand-over that did not happen.
 fn regenerated(data: &TatumData) -> String {
-    let each: Vec<String> = data
-        .rotation
-        .consumers
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    let written = data.rotation.consumers.iter().any(|c| c.written);
-    let mut text = "The leaked key was regenerated at Tatum and no longer works.".to_string();
-    match (written, data.rotation.escrowed) {
-        (true, _) => text.push_str(&format!(
-            " The new key was handed over: {}. Check that they run.",
-            each.join("; ")
-        )),
-        (false, true) => text.push_str(
-            " No configured consumer held the leaked key, so the new key was written to no consumer; it is in escrow (below): put it where the key is used.",
-        ),
-        (false, false) => text.push_str(
-            " No configured consumer held the leaked key, so keysentry wrote the new key nowhere: take it from the Tatum Dashboard and put it where the key is used.",
-        ),
-    }
-    text
+    super::super::handover::closing(
+        &data.rotation,
+        "The leaked key was regenerated at Tatum and no longer works.",
+        "take it from the Tatum Dashboard and put it where the key is used.",
+    )
 }
 
 /// The exact Dashboard steps for rotating a Tatum key by hand.
