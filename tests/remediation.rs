@@ -2,6 +2,7 @@
 //! the library's `Engine` as the daemon uses it) against `keysentry-sim`,
 //! one simulator and temp workspace per test.
 
+mod aws;
 mod config_check;
 mod consumers;
 mod containment;

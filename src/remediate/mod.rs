@@ -17,6 +17,7 @@
 //! them; a playbook may also read them back from where it put them (a
 //! consumer's env file).
 
+mod aws;
 pub mod consumer;
 pub mod consumer_check;
 mod ctx;

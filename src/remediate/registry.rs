@@ -32,17 +32,23 @@ impl Registry {
             super::tatum::PROVIDER,
             Arc::new(super::tatum::TatumPlaybook::new(config, rules.clone())),
         );
+        registry.register(
+            super::aws::PROVIDER,
+            Arc::new(super::aws::AwsPlaybook::new(config, rules.clone())),
+        );
         registry.poll_interval = super::tatum::poll_interval(config);
         registry
     }
 
     /// Providers with a playbook of their own, whatever the config says.
-    const OWN: &'static [&'static str] = &[super::tatum::PROVIDER];
+    const OWN: &'static [&'static str] = &[super::tatum::PROVIDER, super::aws::PROVIDER];
 
     /// What `incidents show` prints from a playbook's own data, as (label,
     /// value) lines; it needs no config, so it is looked up without one.
-    const DETAILS: &'static [(&'static str, Details)] =
-        &[(super::tatum::PROVIDER, super::tatum::details)];
+    const DETAILS: &'static [(&'static str, Details)] = &[
+        (super::tatum::PROVIDER, super::tatum::details),
+        (super::aws::PROVIDER, super::aws::details),
+    ];
 
     /// The lines of the incident's playbook data for `incidents show`.
     pub fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
@@ -112,7 +118,7 @@ mod tests {
             .rules()
             .iter()
             .map(|r| r.spec.provider.as_str())
-            .filter(|p| !with_revoke.contains(*p) && *p != "tatum")
+            .filter(|p| !with_revoke.contains(*p) && !Registry::OWN.contains(p))
             .collect();
         assert!(!without.is_empty(), "some built-in provider has neither");
         for p in without {
@@ -130,6 +136,8 @@ mod tests {
         let github = registry.get("github").capabilities();
         assert!(!github.hand_over && !github.contain && github.revoke);
         assert_eq!(registry.get("tatum").default_action(), Action::Regenerate);
+        assert!(registry.get("aws").capabilities().contain);
+        assert_eq!(registry.get("aws").default_action(), Action::Freeze);
         assert_eq!(registry.get("no-such").default_action(), Action::Revoke);
     }
 
