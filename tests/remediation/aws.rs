@@ -337,3 +337,134 @@ fn policy_revoke_deletes_the_key_after_containment() {
     assert!(alerts.contains("STS rejects it"), "{alerts}");
     hidden(&ws, &[&out]);
 }
+
+/// `keysentry config init-escrow`: the `remediation.escrow` section and
+/// the service's identity file (the test decrypts with it).
+fn escrow(ws: &Workspace) -> (String, String) {
+    let service = ws.path("escrow.key").display().to_string();
+    let init = ws.keysentry(&["config", "init-escrow", "--identity-file", &service]);
+    assert!(init.status.success(), "{}", text(&init));
+    (
+        format!("  escrow:\n    identity_file: {service}\n"),
+        service,
+    )
+}
+
+fn age_decrypt(identity: &str, armored: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("age")
+        .args(["-d", "-i", identity])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("age (Debian package `age`) is installed");
+    child.stdin.take().unwrap().write_all(armored).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const APP_ENV: &str =
+    "AWS_REGION=eu-west-1\nAWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n";
+
+#[test]
+fn rotate_hands_the_new_pair_to_the_consumer_deletes_the_old_key_and_escrows_the_new_one() {
+    let ws = Workspace::new();
+    admin(&ws, None);
+    let user = json!({"user": "ci", "keys": [{"id": ID, "secret": SECRET}]});
+    assert_eq!(
+        ws.sim.request("POST", "/_sim/aws/users", Some(&user)).0,
+        204
+    );
+    leak(&ws, true);
+    ws.write(
+        "app.env",
+        &APP_ENV.replace("{id}", ID).replace("{secret}", SECRET),
+    );
+    let (section, identity) = escrow(&ws);
+    config(
+        &ws,
+        true,
+        &format!("  policy: {{aws: regenerate}}\n{section}"),
+    );
+    let cfg = ws.read("config.yaml").replace(
+        "admin_key_env: KS_TEST_AWS_ADMIN_SECRET}",
+        "admin_key_env: KS_TEST_AWS_ADMIN_SECRET, consumers: [{name: app, env_file: '{dir}/app.env', variable: AWS_ACCESS_KEY_ID, secret_variable: AWS_SECRET_ACCESS_KEY}]}",
+    );
+    ws.write(
+        "config.yaml",
+        &cfg.replace("{dir}", &ws.dir.path().display().to_string()),
+    );
+
+    let out = scan(&ws);
+
+    let incident = ws.incident_by_fp(ID);
+    assert_eq!(incident["state"], "closed", "{incident}\n{}", text(&out));
+    let keys = state(&ws)["users"]["ci"]["keys"].clone();
+    let keys = keys.as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "old key deleted, one new key: {keys:?}");
+    let (new_id, new_secret) = (
+        keys[0]["id"].as_str().unwrap().to_string(),
+        keys[0]["secret"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(new_id, ID);
+    assert_eq!(keys[0]["status"], "Active");
+    assert_eq!(calls(&ws, "CreateAccessKey"), 1);
+    assert_eq!(calls(&ws, "DeleteAccessKey"), 1);
+    assert_eq!(
+        policies(&ws),
+        [json!(QUARANTINE)],
+        "quarantined before the rotation"
+    );
+    // The consumer holds the new pair, its other lines untouched.
+    assert_eq!(
+        ws.read("app.env"),
+        APP_ENV
+            .replace("{id}", &new_id)
+            .replace("{secret}", &new_secret)
+    );
+    // Escrow holds the new pair, for `age -d`.
+    let config = ws.path("config.yaml").display().to_string();
+    let id = incident["id"].to_string();
+    let sealed = ws.keysentry(&["incidents", "new-key", &id, "--config", &config]);
+    assert!(sealed.status.success(), "{}", text(&sealed));
+    assert_eq!(
+        age_decrypt(&identity, &sealed.stdout),
+        format!("AWS_ACCESS_KEY_ID={new_id}\nAWS_SECRET_ACCESS_KEY={new_secret}\n")
+    );
+    let alerts = ws.sink("owner").join("\n");
+    assert!(alerts.contains("the new key pair went to app"), "{alerts}");
+    assert!(
+        alerts.contains("the old key is gone from IAM and the new one is Active"),
+        "{alerts}"
+    );
+    ws.assert_secrets_hidden(
+        &[ID, SECRET, ADMIN_SECRET, &new_secret, &new_id],
+        &[&out, &sealed],
+    );
+}
+
+#[test]
+fn rotate_without_a_destination_contains_and_creates_nothing() {
+    let ws = Workspace::new();
+    account(&ws, None);
+    leak(&ws, true);
+    config(&ws, true, "  policy: {aws: regenerate}");
+
+    let out = scan(&ws);
+
+    let incident = ws.incident_by_fp(ID);
+    assert_eq!(
+        incident["state"],
+        "waiting-manual",
+        "{incident}\n{}",
+        text(&out)
+    );
+    let reason = incident["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("did not create a new AWS key"), "{reason}");
+    assert!(reason.contains("quarantined and Inactive"), "{reason}");
+    assert_eq!(key_status(&ws, ID).as_deref(), Some("Inactive"));
+    assert_eq!(calls(&ws, "CreateAccessKey"), 0);
+    hidden(&ws, &[&out]);
+}

@@ -14,11 +14,15 @@
 //! `ListAccessKeys`) and only sent when not already in effect, so a change
 //! whose answer was lost is verified before it is ever sent again.
 //!
-//! `regenerate` is not automated yet: the key is contained and the owner
-//! told to create the new key. The other AWS rules (the secret access key
-//! alone, session tokens, Bedrock keys) keep the template playbook.
+//! `regenerate` (rotate.rs) contains first, then creates the new key
+//! (`CreateAccessKey`, only when it has somewhere to go), seals it in
+//! escrow, hands it to the consumers and deletes the old key. The other AWS
+//! rules (the secret access key alone, session tokens, Bedrock keys) keep
+//! the template playbook.
 
 mod iam;
+mod rotate;
+mod steps;
 
 use super::ctx::Ctx;
 use super::playbook::{BoxFuture, Capabilities, Playbook};
@@ -30,6 +34,8 @@ use crate::rules::RuleSet;
 use crate::scan::Secret;
 use crate::store::{IncidentRow, Stage, State};
 use iam::{first, members, refused, user_name, Answer, Iam, NoAdmin, QUARANTINE};
+pub(crate) use steps::details;
+use steps::{describe, steps};
 
 /// The provider name of AWS's rules.
 pub(crate) const PROVIDER: &str = "aws";
@@ -49,6 +55,23 @@ pub(crate) struct AwsData {
     pub inactive: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// A create is held back: no consumer holds the key, no escrow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_destination: bool,
+    /// Fingerprints of the user's key ids before the first create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// The new key id's fingerprint and redacted form (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_redacted: Option<String>,
+    /// The new pair was sealed in escrow (`incidents new-key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub escrowed: bool,
+    /// What the hand-over did at each consumer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<super::consumer::ConsumerReport>,
 }
 
 pub(crate) struct AwsPlaybook {
@@ -83,8 +106,9 @@ impl Playbook for AwsPlaybook {
         Capabilities {
             verify: true,
             contain: true,
+            rotate: true,
             revoke: true,
-            ..Capabilities::default()
+            hand_over: false,
         }
     }
 
@@ -125,29 +149,6 @@ impl Playbook for AwsPlaybook {
     }
 }
 
-/// `incidents show`'s lines for what this playbook learnt.
-pub(crate) fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
-    let (data, _) = row.playbook_data.get::<AwsData>();
-    let mut out = Vec::new();
-    if let Some(u) = &data.user {
-        out.push(("IAM user", u.clone()));
-    }
-    let mut done = Vec::new();
-    if data.quarantined {
-        done.push("AWSCompromisedKeyQuarantineV3 attached");
-    }
-    if data.inactive {
-        done.push("key Inactive");
-    }
-    if data.deleted {
-        done.push("key deleted");
-    }
-    if !done.is_empty() {
-        out.push(("containment", done.join(", ")));
-    }
-    out
-}
-
 enum Flow {
     Next,
     Stop,
@@ -164,11 +165,9 @@ async fn run(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<(), StepError> {
                 ctx.advance(IncidentRow::close)?;
                 Flow::Stop
             }
-            Stage::Inventoried
-            | Stage::Rotated
-            | Stage::Propagated
-            | Stage::Closed
-            | Stage::NotLive => Flow::Stop,
+            Stage::Rotated => rotate::hand_over(p, ctx).await?,
+            Stage::Propagated => after_propagation(p, ctx).await?,
+            Stage::Inventoried | Stage::Closed | Stage::NotLive => Flow::Stop,
         };
         if let Flow::Stop = flow {
             return Ok(());
@@ -256,50 +255,48 @@ async fn contain(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> 
     Ok(Flow::Next)
 }
 
+/// The IAM client, the leaked key and its user for the stages after
+/// containment (`None`: nothing to do in this pass).
+fn later(p: &AwsPlaybook, ctx: &Ctx<'_>) -> Result<Option<(Iam, Secret, String)>, StepError> {
+    let iam = match Iam::from_config(&p.aws) {
+        Ok(iam) => iam,
+        Err(NoAdmin::NotConfigured) => return Ok(None),
+        Err(NoAdmin::Broken(why)) => return Err(ctx.provider_error("admin credentials", why)),
+    };
+    let (Some(key), Some(user)) = (ctx.secret(), ctx.data::<AwsData>().user) else {
+        return Ok(None);
+    };
+    Ok(Some((iam, key, user)))
+}
+
 /// Contained: `freeze` is done; `revoke` (a policy changed since) deletes
-/// the key; `regenerate` waits for the owner's new key.
+/// the key; `regenerate` creates the new one.
 async fn after_containment(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
-    match ctx.policy() {
-        Action::Revoke | Action::Expire => {
-            let Some(key) = ctx.secret() else {
-                return Ok(Flow::Stop);
-            };
-            let iam = match Iam::from_config(&p.aws) {
-                Ok(iam) => iam,
-                Err(NoAdmin::NotConfigured) => return Ok(Flow::Stop),
-                Err(NoAdmin::Broken(why)) => {
-                    return Err(ctx.provider_error("admin credentials", why))
-                }
-            };
-            let data: AwsData = ctx.data();
-            let Some(user) = data.user.clone() else {
-                return Ok(Flow::Stop);
-            };
-            if !data.deleted {
-                delete(&iam, ctx, &user, &key).await?;
-            }
-            ctx.set_action("revoke");
-            ctx.advance(IncidentRow::inventory)?;
-            ctx.advance(IncidentRow::expire)?;
-            Ok(Flow::Next)
-        }
-        Action::Regenerate => {
-            let reason = format!(
-                "the key is quarantined and Inactive; keysentry does not create AWS keys yet: create a new access key for IAM user {}, put it where the old one was used, then delete the old key {} (or set remediation.policy for aws to revoke and keysentry deletes it)",
-                ctx.data::<AwsData>().user.unwrap_or_else(|| "?".into()),
-                ctx.row().redacted
-            );
-            if ctx.row().reason.as_deref() != Some(reason.as_str()) {
-                ctx.note(
-                    "regenerate",
-                    "not automated for AWS yet: waiting for the owner",
-                );
-            }
-            ctx.wait(State::WaitingManual, reason)?;
-            Ok(Flow::Stop)
-        }
-        Action::Freeze | Action::Notify => Ok(Flow::Stop),
+    let policy = ctx.policy();
+    if matches!(policy, Action::Freeze | Action::Notify) {
+        return Ok(Flow::Stop);
     }
+    let Some((iam, key, user)) = later(p, ctx)? else {
+        return Ok(Flow::Stop);
+    };
+    if policy == Action::Regenerate {
+        return rotate::create(p, &iam, ctx, &user).await;
+    }
+    if !ctx.data::<AwsData>().deleted {
+        delete(&iam, ctx, &user, &key).await?;
+    }
+    ctx.set_action("revoke");
+    ctx.advance(IncidentRow::inventory)?;
+    ctx.advance(IncidentRow::expire)?;
+    Ok(Flow::Next)
+}
+
+/// Propagated: the old key is deleted and the result confirmed.
+async fn after_propagation(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> {
+    let Some((iam, key, user)) = later(p, ctx)? else {
+        return Ok(Flow::Stop);
+    };
+    rotate::finish(&iam, ctx, &user, &key).await
 }
 
 /// The key's user from `GetAccessKeyLastUsed`; `None` (and the incident
@@ -570,61 +567,4 @@ async fn confirm(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow, StepError> 
     }
     ctx.advance(IncidentRow::confirm)?;
     Ok(Flow::Next)
-}
-
-/// What the owner should do now, by state.
-fn steps(row: &IncidentRow) -> Vec<String> {
-    let (data, _) = row.playbook_data.get::<AwsData>();
-    let user = data.user.as_deref().unwrap_or("the key's user");
-    let key = &row.redacted;
-    match row.state {
-        State::WaitingManual => row.reason.iter().map(|r| format!("{r}.")).collect(),
-        State::Contained => vec![format!(
-            "keysentry attached AWSCompromisedKeyQuarantineV3 to IAM user {user} and made access key {key} Inactive (both reversible). Create a new access key for {user}, put it where the old one was used, then delete the old key in the IAM console; check CloudTrail for what the key did while it was exposed."
-        )],
-        State::Closed | State::Confirmed => vec![format!(
-            "keysentry quarantined IAM user {user} and deleted access key {key}. Create a new access key for whatever used it, and check CloudTrail for what the old key did while it was exposed; detach AWSCompromisedKeyQuarantineV3 from {user} once you are done."
-        )],
-        State::Revoked => vec![format!(
-            "IAM accepted the delete of access key {key}: check in the IAM console that it is gone."
-        )],
-        State::Failed | State::Detected | State::Verified => vec![format!(
-            "The key may still work: in the IAM console attach AWSCompromisedKeyQuarantineV3 to {user}, make access key {key} Inactive, then create a new key and delete the old one."
-        )],
-        _ => Vec::new(),
-    }
-}
-
-/// The dry run: what a pass would do from the incident's stage on.
-fn describe(p: &AwsPlaybook, ctx: &Ctx<'_>) -> Vec<String> {
-    let mut plan = Vec::new();
-    let stage = ctx.row().stage;
-    if stage == Stage::Detected {
-        plan.push("verify: STS GetCallerIdentity signed with the key and its secret (when the secret was found next to it)".into());
-    }
-    let policy = ctx.policy();
-    if policy == Action::Notify {
-        plan.push("notify the owner; nothing changed at AWS (policy notify)".into());
-        return plan;
-    }
-    if matches!(Iam::from_config(&p.aws), Err(NoAdmin::NotConfigured)) {
-        plan.push("tell the owner the IAM console steps (no admin credentials configured: providers.aws.admin_key_id_env / admin_key_env)".into());
-        return plan;
-    }
-    if matches!(stage, Stage::Detected | Stage::Verified) {
-        plan.push("find the key's user: IAM GetAccessKeyLastUsed".into());
-        plan.push(format!("quarantine: IAM AttachUserPolicy {QUARANTINE}"));
-        plan.push("deactivate: IAM UpdateAccessKey Status=Inactive".into());
-    }
-    match policy {
-        Action::Revoke | Action::Expire => {
-            plan.push("delete: IAM DeleteAccessKey".into());
-            plan.push("confirm: ListAccessKeys no longer lists the key, STS rejects it".into());
-        }
-        Action::Regenerate => plan.push(
-            "regenerate: not automated for AWS yet; the owner is told to create the new key".into(),
-        ),
-        Action::Freeze | Action::Notify => {}
-    }
-    plan
 }
