@@ -368,25 +368,28 @@ fn age_decrypt(identity: &str, armored: &[u8]) -> String {
 const APP_ENV: &str =
     "AWS_REGION=eu-west-1\nAWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n";
 
-#[test]
-fn rotate_hands_the_new_pair_to_the_consumer_deletes_the_old_key_and_escrows_the_new_one() {
-    let ws = Workspace::new();
-    admin(&ws, None);
-    let user = json!({"user": "ci", "keys": [{"id": ID, "secret": SECRET}]});
+/// User `ci` with the leaked key (and `more` keys), a consumer env file
+/// holding the pair, escrow, policy regenerate. Returns the service's
+/// escrow identity file.
+fn rotation(ws: &Workspace, more: &[Value], extra: &str) -> String {
+    admin(ws, None);
+    let mut keys = vec![json!({"id": ID, "secret": SECRET})];
+    keys.extend(more.iter().cloned());
+    let user = json!({"user": "ci", "keys": keys});
     assert_eq!(
         ws.sim.request("POST", "/_sim/aws/users", Some(&user)).0,
         204
     );
-    leak(&ws, true);
+    leak(ws, true);
     ws.write(
         "app.env",
         &APP_ENV.replace("{id}", ID).replace("{secret}", SECRET),
     );
-    let (section, identity) = escrow(&ws);
+    let (section, identity) = escrow(ws);
     config(
-        &ws,
+        ws,
         true,
-        &format!("  policy: {{aws: regenerate}}\n{section}"),
+        &format!("  policy: {{aws: regenerate}}\n{extra}{section}"),
     );
     let cfg = ws.read("config.yaml").replace(
         "admin_key_env: KS_TEST_AWS_ADMIN_SECRET}",
@@ -396,20 +399,32 @@ fn rotate_hands_the_new_pair_to_the_consumer_deletes_the_old_key_and_escrows_the
         "config.yaml",
         &cfg.replace("{dir}", &ws.dir.path().display().to_string()),
     );
+    identity
+}
+
+/// The user's only key, Active: (id, secret).
+fn only_key(ws: &Workspace) -> (String, String) {
+    let keys = state(ws)["users"]["ci"]["keys"].clone();
+    let keys = keys.as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "one key left: {keys:?}");
+    assert_eq!(keys[0]["status"], "Active");
+    (
+        keys[0]["id"].as_str().unwrap().to_string(),
+        keys[0]["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn rotate_hands_the_new_pair_to_the_consumer_deletes_the_old_key_and_escrows_the_new_one() {
+    let ws = Workspace::new();
+    let identity = rotation(&ws, &[], "");
 
     let out = scan(&ws);
 
     let incident = ws.incident_by_fp(ID);
     assert_eq!(incident["state"], "closed", "{incident}\n{}", text(&out));
-    let keys = state(&ws)["users"]["ci"]["keys"].clone();
-    let keys = keys.as_array().cloned().unwrap_or_default();
-    assert_eq!(keys.len(), 1, "old key deleted, one new key: {keys:?}");
-    let (new_id, new_secret) = (
-        keys[0]["id"].as_str().unwrap().to_string(),
-        keys[0]["secret"].as_str().unwrap().to_string(),
-    );
-    assert_ne!(new_id, ID);
-    assert_eq!(keys[0]["status"], "Active");
+    let (new_id, new_secret) = only_key(&ws);
+    assert_ne!(new_id, ID, "the old key is deleted");
     assert_eq!(calls(&ws, "CreateAccessKey"), 1);
     assert_eq!(calls(&ws, "DeleteAccessKey"), 1);
     assert_eq!(
@@ -466,5 +481,67 @@ fn rotate_without_a_destination_contains_and_creates_nothing() {
     assert!(reason.contains("quarantined and Inactive"), "{reason}");
     assert_eq!(key_status(&ws, ID).as_deref(), Some("Inactive"));
     assert_eq!(calls(&ws, "CreateAccessKey"), 0);
+    hidden(&ws, &[&out]);
+}
+
+#[test]
+fn a_key_from_a_lost_create_answer_is_deleted_and_a_usable_one_handed_over() {
+    let ws = Workspace::new();
+    rotation(&ws, &[], "  timeout_secs: 1\n");
+    // IAM creates the key but its answer, the only copy of the new
+    // secret, never arrives.
+    let fault = json!({"action": "CreateAccessKey", "hang_ms": 3000});
+    assert_eq!(
+        ws.sim.request("POST", "/_sim/aws/fault", Some(&fault)).0,
+        204
+    );
+    let before = APP_ENV.replace("{id}", ID).replace("{secret}", SECRET);
+
+    let first = scan(&ws);
+    let incident = ws.incident_by_fp(ID);
+    assert_eq!(incident["state"], "failed", "{incident}\n{}", text(&first));
+    assert_eq!(ws.read("app.env"), before, "nothing written");
+
+    let again = scan(&ws);
+
+    assert_eq!(ws.incident_by_fp(ID)["state"], "closed", "{}", text(&again));
+    assert_eq!(calls(&ws, "CreateAccessKey"), 2);
+    // The useless key and the old one are deleted: the user ends with the
+    // usable key only, which the consumer holds.
+    assert_eq!(calls(&ws, "DeleteAccessKey"), 2);
+    let (new_id, new_secret) = only_key(&ws);
+    assert_eq!(
+        ws.read("app.env"),
+        APP_ENV
+            .replace("{id}", &new_id)
+            .replace("{secret}", &new_secret)
+    );
+    hidden(&ws, &[&first, &again]);
+}
+
+#[test]
+fn a_user_at_the_two_key_limit_is_contained_and_told_why_there_is_no_new_key() {
+    let ws = Workspace::new();
+    rotation(&ws, &[json!({"id": OTHER_ID, "secret": OTHER_SECRET})], "");
+
+    let out = scan(&ws);
+
+    let incident = ws.incident_by_fp(ID);
+    assert_eq!(
+        incident["state"],
+        "waiting-manual",
+        "{incident}\n{}",
+        text(&out)
+    );
+    let reason = incident["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("already has two access keys"), "{reason}");
+    assert_eq!(key_status(&ws, ID).as_deref(), Some("Inactive"));
+    assert_eq!(key_status(&ws, OTHER_ID).as_deref(), Some("Active"));
+    assert_eq!(calls(&ws, "CreateAccessKey"), 1);
+    assert_eq!(
+        calls(&ws, "DeleteAccessKey"),
+        0,
+        "no key of the owner's is deleted"
+    );
     hidden(&ws, &[&out]);
 }
