@@ -545,3 +545,57 @@ fn a_user_at_the_two_key_limit_is_contained_and_told_why_there_is_no_new_key() {
     );
     hidden(&ws, &[&out]);
 }
+
+#[test]
+fn dry_run_prints_the_iam_plan_and_calls_nothing() {
+    let ws = Workspace::new();
+    account(&ws, None);
+    leak(&ws, true);
+    config(&ws, true, "  policy: {aws: revoke}");
+    let cfg = ws
+        .read("config.yaml")
+        .replace("mode: auto", "mode: dry-run");
+    ws.write("config.yaml", &cfg);
+
+    let out = scan(&ws);
+
+    let err = super::harness::stderr(&out);
+    for line in [
+        "plan: verify: STS GetCallerIdentity",
+        "plan: find the key's user: IAM GetAccessKeyLastUsed",
+        "plan: quarantine: IAM AttachUserPolicy arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3",
+        "plan: deactivate: IAM UpdateAccessKey Status=Inactive",
+        "plan: delete: IAM DeleteAccessKey",
+    ] {
+        assert!(err.contains(line), "{line} missing:\n{err}");
+    }
+    assert_eq!(state(&ws)["calls"], json!({}), "no IAM call");
+    assert_eq!(key_status(&ws, ID).as_deref(), Some("Active"));
+    hidden(&ws, &[&out]);
+}
+
+#[test]
+fn admin_variables_that_are_not_set_fail_naming_the_variable() {
+    let ws = Workspace::new();
+    account(&ws, None);
+    leak(&ws, true);
+    config(&ws, true, "");
+
+    // The config names the variables; this run's environment lacks them.
+    let out = ws.keysentry(
+        &ws.scan_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let incident = ws.incident_by_fp(ID);
+    assert_eq!(incident["state"], "failed", "{incident}\n{}", text(&out));
+    let reason = incident["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("KS_TEST_AWS_ADMIN_ID") && reason.contains("not set"),
+        "{reason}"
+    );
+    assert_eq!(state(&ws)["calls"], json!({}));
+    hidden(&ws, &[&out]);
+}
