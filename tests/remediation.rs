@@ -3,6 +3,7 @@
 //! one simulator and temp workspace per test.
 
 mod admin_keys;
+mod aws;
 mod config_check;
 mod consumers;
 mod containment;

@@ -18,6 +18,7 @@
 //!   (admin_keys.rs)
 //! - GitHub Actions secrets, sealed boxes opened (actions_secrets.rs)
 //! - Kubernetes Secrets and deployment restarts (kubernetes.rs)
+//! - AWS IAM's query API and STS GetCallerIdentity under `/_aws` (aws_iam.rs)
 //! - alert receivers: webhook sinks and GitHub issues (alert_sinks.rs)
 //! - control and inspection under `/_sim/...` ([`CONTROL_ENDPOINTS`])
 //!
@@ -28,6 +29,7 @@
 mod actions_secrets;
 mod admin_keys;
 mod alert_sinks;
+mod aws_iam;
 mod control;
 mod github;
 mod github_api;
@@ -81,6 +83,10 @@ pub const CONTROL_ENDPOINTS: &[(&str, &str)] = &[
     (
         "POST /_sim/verify/{provider}",
         "add a credential for ANY /_verify/{provider}/...: {\"key\",\"pair\",\"shape\":{\"type\":\"header|query|bearer|basic|hmac_query|aws_sigv4\",...},\"live\"}",
+    ),
+    (
+        "POST /_sim/aws/admin | users | fault, GET /_sim/aws/state",
+        "AWS IAM on /_aws: the admin credentials {\"key_id\",\"secret\",\"allow\"}, users and their keys {\"user\",\"keys\":[{\"id\",\"secret\",\"status\"}]}, a fault on one action {\"action\",\"count\",\"code\",\"hang_ms\"}, the account's state and calls per action",
     ),
     (
         "GET  /_sim/sink/{name}",
@@ -157,6 +163,7 @@ pub fn router() -> Router {
         .merge(github_api::router())
         .merge(actions_secrets::router())
         .merge(kubernetes::router())
+        .merge(aws_iam::router())
 }
 
 /// Serves [`router`] on `listener` until the future is dropped.

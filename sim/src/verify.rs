@@ -368,6 +368,53 @@ fn sigv4<'a>(c: &'a Credential, req: &Req<'_>) -> Outcome<'a> {
     }
 }
 
+/// Whether a request is SigV4-signed by `key_id`/`secret` for `service`
+/// (aws_iam.rs): `Err` with the AWS error code otherwise.
+pub(crate) fn sigv4_signed_by(
+    key_id: &str,
+    secret: &str,
+    service: &str,
+    method: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), &'static str> {
+    let c = Credential {
+        key: key_id.to_string(),
+        pair: Some(secret.to_string()),
+        shape: Shape::AwsSigv4,
+        live: true,
+        dead_status: None,
+        dead_body: None,
+        live_body: None,
+    };
+    let req = Req {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    let scope_names = |s: &str| s.contains(&format!("/{service}/aws4_request"));
+    let auth = req.header("authorization").unwrap_or_default();
+    if !scope_names(auth) {
+        return Err("SignatureDoesNotMatch");
+    }
+    match sigv4(&c, &req) {
+        Outcome::Live(_) => Ok(()),
+        Outcome::Stale => Err("RequestExpired"),
+        Outcome::Missing => Err("InvalidClientTokenId"),
+        Outcome::Revoked(_) | Outcome::BadSignature(_) => Err("SignatureDoesNotMatch"),
+    }
+}
+
+/// `a=1&b=x%20y` as a map (form bodies and queries), values decoded.
+pub(crate) fn form_params(s: &str) -> std::collections::HashMap<String, String> {
+    s.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect()
+}
+
 /// `YYYYMMDDTHHMMSSZ` within 15 minutes of now (AWS's window).
 fn fresh_amz_date(d: &str) -> bool {
     let b = d.as_bytes();

@@ -16,6 +16,10 @@ pub struct Consumer {
     pub env_file: Option<PathBuf>,
     #[serde(default)]
     pub variable: Option<String>,
+    /// For a key that comes as a pair (AWS: the access key id in
+    /// `variable`): the variable in the same env file holding its secret.
+    #[serde(default)]
+    pub secret_variable: Option<String>,
     #[serde(default)]
     pub vault: Option<VaultConsumer>,
     #[serde(default)]

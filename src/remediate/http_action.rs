@@ -377,6 +377,12 @@ impl Request {
         self
     }
 
+    /// Sets the body (wiped on drop, like the rest of the request).
+    pub fn body(mut self, body: String) -> Request {
+        self.body = Some(body);
+        self
+    }
+
     pub fn from_template(
         t: &HttpTemplate,
         vars: &Vars<'_>,

@@ -18,6 +18,7 @@
 //! consumer's env file).
 
 mod admin_keys;
+mod aws;
 pub mod consumer;
 pub mod consumer_check;
 mod ctx;

@@ -39,6 +39,10 @@ impl Registry {
             let playbook = super::admin_keys::AdminKeyPlaybook::new(api, config, rules.clone());
             registry.register(api.provider(), Arc::new(playbook));
         }
+        registry.register(
+            super::aws::PROVIDER,
+            Arc::new(super::aws::AwsPlaybook::new(config, rules.clone())),
+        );
         registry.poll_interval = super::tatum::poll_interval(config);
         registry
     }
@@ -48,12 +52,15 @@ impl Registry {
         super::tatum::PROVIDER,
         super::admin_keys::Api::OpenAi.provider(),
         super::admin_keys::Api::Anthropic.provider(),
+        super::aws::PROVIDER,
     ];
 
     /// What `incidents show` prints from a playbook's own data, as (label,
     /// value) lines; it needs no config, so it is looked up without one.
-    const DETAILS: &'static [(&'static str, Details)] =
-        &[(super::tatum::PROVIDER, super::tatum::details)];
+    const DETAILS: &'static [(&'static str, Details)] = &[
+        (super::tatum::PROVIDER, super::tatum::details),
+        (super::aws::PROVIDER, super::aws::details),
+    ];
 
     /// The lines of the incident's playbook data for `incidents show`.
     pub fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
@@ -144,6 +151,8 @@ mod tests {
         let github = registry.get("github").capabilities();
         assert!(!github.hand_over && !github.contain && github.revoke);
         assert_eq!(registry.get("tatum").default_action(), Action::Regenerate);
+        assert!(registry.get("aws").capabilities().contain);
+        assert_eq!(registry.get("aws").default_action(), Action::Freeze);
         assert_eq!(registry.get("no-such").default_action(), Action::Revoke);
     }
 
