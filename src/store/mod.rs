@@ -395,23 +395,18 @@ impl Store {
             source,
         };
         // One daemon migrates; the others wait on the lock, then find the
-        // schema current.
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS keysentry_schema (version BIGINT NOT NULL)")
-            .or_else(|e| {
-                // Two daemons creating the table at once: one loses the race on
-                // the catalog and finds it there.
-                if e.is_constraint_violation() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .map_err(open)?;
+        // schema current. The version table too is created under the lock:
+        // two `CREATE TABLE IF NOT EXISTS` at once can both miss the table
+        // and one fail on the catalog (42710, or 23505).
         conn.execute_batch("BEGIN").map_err(open)?;
         let result = (|| {
             conn.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
                 Ok(())
             })
+            .map_err(open)?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS keysentry_schema (version BIGINT NOT NULL)",
+            )
             .map_err(open)?;
             let version: usize = conn
                 .query_row(
@@ -660,6 +655,32 @@ mod tests {
             .map(|i| store.locations(i.id).unwrap().len())
             .sum();
         assert_eq!(locations, 12 * 20);
+    }
+
+    /// PostgreSQL: daemons that start together on an empty database all
+    /// open it (one migrates, the others wait and find it current). Each
+    /// round races eight openings through a barrier.
+    #[test]
+    fn many_stores_opened_at_once_on_an_empty_database_all_succeed() {
+        for _ in 0..6 {
+            let url = testing::fresh_pg_url();
+            let start = std::sync::Barrier::new(8);
+            let opened: Vec<Result<Store, String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|n| {
+                        let (url, start) = (&url, &start);
+                        s.spawn(move || {
+                            start.wait();
+                            Store::connect(url, &format!("node-{n}"), 1).map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for o in &opened {
+                assert!(o.is_ok(), "{:?}", o.as_ref().err());
+            }
+        }
     }
 
     #[test]
