@@ -59,6 +59,13 @@ fn one(at: &str, c: &Consumer, insecure: bool, env: &Env, out: &mut Vec<Problem>
             return;
         }
     };
+    if c.secret_variable.is_some() && kind != ConsumerKind::EnvFile {
+        // Only an env file can hold the second half of a pair.
+        out.push(Problem::config(
+            format!("{at}.secret_variable"),
+            "is only read for an env_file consumer; remove it, or hand the pair over through an env file",
+        ));
+    }
     match kind {
         ConsumerKind::EnvFile => match &c.env_file {
             Some(file) => {

@@ -363,6 +363,9 @@ providers:
       - {name: ci, github_actions: {repo: acme, org: acme, name: 1BAD, token_env: KS_UNSET_GH}}
       - {name: cluster, kubernetes: {api_url: 'not a url', namespace: '', secret: s, key: k}}
       - {name: unit, env_file: /etc/y.env, variable: K, restart_unit: 'a b'}
+  aws:
+    consumers:
+      - {name: uploader, kubernetes: {api_url: 'https://k8s.example.invalid', namespace: a, secret: b, key: c, token_file: /dev/null}, secret_variable: AWS_SECRET_ACCESS_KEY}
 ";
     crate::support::write(dir.path(), "config.yaml", yaml);
     let out = crate::support::keysentry()
@@ -388,6 +391,7 @@ providers:
         "providers.tatum.consumers[3].kubernetes.namespace: must not be empty",
         "providers.tatum.consumers[3].kubernetes: needs exactly one of `token_env` and `token_file`",
         "providers.tatum.consumers[4].restart_unit: must name one systemd unit",
+        "providers.aws.consumers[0].secret_variable: is only read for an env_file consumer",
     ] {
         assert!(all.contains(want), "missing `{want}` in\n{all}");
     }
