@@ -117,14 +117,18 @@ pub fn run<S: Source + ?Sized>(
         .found
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    found.sort_by_key(|(seq, _)| *seq);
+    // By place, then by piece: the pieces of one stream may be scanned on
+    // several threads at once (a chunk that is not a piece starts at 0).
+    found.sort_by_key(|(seq, base, _)| (*seq, *base));
+    let found = found.into_iter().map(|(seq, _, f)| (seq, f)).collect();
     Ok(source.finish(once_per_stream(found)))
 }
 
 /// The one-shot [`Emit`]: scans inline, collects.
 struct Collect<'a> {
     scanner: &'a Scanner,
-    found: Mutex<Vec<(u64, Finding)>>,
+    /// (seq, the chunk's base offset, finding).
+    found: Mutex<Vec<(u64, u64, Finding)>>,
 }
 
 impl Emit for Collect<'_> {
@@ -132,7 +136,8 @@ impl Emit for Collect<'_> {
         let found = scan(self.scanner, chunk);
         if !found.is_empty() {
             let mut all = self.found.lock().unwrap_or_else(|p| p.into_inner());
-            all.extend(found.into_iter().map(|f| (seq, f)));
+            let base = chunk.base_offset;
+            all.extend(found.into_iter().map(|f| (seq, base, f)));
         }
         Flow::Continue
     }

@@ -24,6 +24,8 @@ pub struct Stream<'a, R> {
     origin: Origin,
     stats: &'a ScanStats,
     piece: usize,
+    /// Scanning threads; `None`: every core when the driver scans inline.
+    threads: Option<usize>,
 }
 
 impl<'a, R: Read> Stream<'a, R> {
@@ -33,12 +35,22 @@ impl<'a, R: Read> Stream<'a, R> {
             origin,
             stats,
             piece: PIECE,
+            threads: None,
         }
     }
 
     /// Emits every piece at `seq`.
     pub fn emit_at(self, seq: u64, out: &dyn Emit) -> Result<Flow, SourceError> {
-        emit_pieces(self.input, self.origin, seq, out, self.stats, self.piece)
+        let workers = self.threads.unwrap_or_else(|| scanners(out));
+        emit_pieces(
+            self.input,
+            self.origin,
+            seq,
+            out,
+            self.stats,
+            self.piece,
+            workers,
+        )
     }
 }
 
@@ -54,72 +66,182 @@ impl<R: Read> Source for Stream<'_, R> {
 
     fn run(&mut self, out: &dyn Emit) -> Result<(), SourceError> {
         let origin = std::mem::replace(&mut self.origin, Origin::Stdin);
-        emit_pieces(&mut self.input, origin, 0, out, self.stats, self.piece).map(|_| ())
+        let workers = self.threads.unwrap_or_else(|| scanners(out));
+        emit_pieces(
+            &mut self.input,
+            origin,
+            0,
+            out,
+            self.stats,
+            self.piece,
+            workers,
+        )
+        .map(|_| ())
     }
 }
 
 fn emit_pieces(
-    mut input: impl Read,
+    input: impl Read,
     origin: Origin,
     seq: u64,
     out: &dyn Emit,
     stats: &ScanStats,
     piece: usize,
+    workers: usize,
 ) -> Result<Flow, SourceError> {
     let name = match &origin {
         Origin::Stdin => "<stdin>".to_string(),
         other => other.path(),
     };
-    let origin = Arc::new(origin);
-    let mut buf: Vec<u8> = Vec::with_capacity(piece + OVERLAP);
-    let (mut first_line, mut base_offset) = (1u64, 0u64);
-    // Bytes at the front of `buf` emitted (and counted) with the last piece.
-    let mut carried = 0usize;
-    loop {
-        let filled = buf.len();
-        buf.resize(filled + piece, 0);
-        let n = read_full(&mut input, &mut buf[filled..]).map_err(|source| SourceError::Io {
+    let mut pieces = Pieces {
+        input,
+        origin: Arc::new(origin),
+        piece,
+        buf: Vec::with_capacity(piece + OVERLAP),
+        first_line: 1,
+        base_offset: 0,
+        carried: 0,
+        eof: false,
+    };
+    let read = |pieces: &mut Pieces<_>| {
+        pieces.next(stats).map_err(|source| SourceError::Io {
             path: name.clone(),
             source,
-        })?;
+        })
+    };
+    let flow = if workers > 1 && out.scans_inline() {
+        emit_parallel(&mut pieces, read, seq, out, workers)?
+    } else {
+        let mut flow = Flow::Continue;
+        while let Some(chunk) = read(&mut pieces)? {
+            if out.chunk(seq, &chunk) == Flow::Stop {
+                flow = Flow::Stop;
+                break;
+            }
+        }
+        flow
+    };
+    if flow == Flow::Continue {
+        stats
+            .files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(flow)
+}
+
+/// How many threads scan the pieces of one stream: every core when the
+/// driver scans on the emitting thread (one-shot `keysentry scan`), one
+/// when it queues in order (the daemon).
+fn scanners(out: &dyn Emit) -> usize {
+    match out.scans_inline() {
+        true => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        false => 1,
+    }
+}
+
+/// Reads the pieces on this thread and scans them on `workers` threads:
+/// one large file or stdin keeps every core busy. At most `workers` pieces
+/// wait for a scanner, so memory stays bounded (pieces in flight × piece
+/// size). The driver orders the findings by piece (`base_offset`), so the
+/// report is the same as a sequential one.
+fn emit_parallel<R: Read>(
+    pieces: &mut Pieces<R>,
+    mut read: impl FnMut(&mut Pieces<R>) -> Result<Option<Chunk>, SourceError>,
+    seq: u64,
+    out: &dyn Emit,
+    workers: usize,
+) -> Result<Flow, SourceError> {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(workers);
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let next = rx.lock().map(|rx| rx.recv());
+                let Ok(Ok(chunk)) = next else { break };
+                if out.chunk(seq, &chunk) == Flow::Stop {
+                    stop.store(true, Relaxed);
+                }
+            });
+        }
+        let mut result = Ok(Flow::Continue);
+        while !stop.load(Relaxed) {
+            match read(pieces) {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        result
+    })
+    .map(|flow| match stop.load(Relaxed) {
+        true => Flow::Stop,
+        false => flow,
+    })
+}
+
+/// The pieces of one stream, each ending on a line break, each starting
+/// with the last lines of the one before (see [`OVERLAP`]).
+struct Pieces<R> {
+    input: R,
+    origin: Arc<Origin>,
+    piece: usize,
+    buf: Vec<u8>,
+    first_line: u64,
+    base_offset: u64,
+    /// Bytes at the front of `buf` emitted (and counted) with the last piece.
+    carried: usize,
+    eof: bool,
+}
+
+impl<R: Read> Pieces<R> {
+    fn next(&mut self, stats: &ScanStats) -> std::io::Result<Option<Chunk>> {
+        if self.eof {
+            return Ok(None);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let filled = buf.len();
+        buf.resize(filled + self.piece, 0);
+        let n = read_full(&mut self.input, &mut buf[filled..])?;
         buf.truncate(filled + n);
-        let eof = n < piece;
+        self.eof = n < self.piece;
         // End the piece on a line break; a line longer than a piece is cut
         // where the piece ends.
         let cut = match memchr::memrchr(b'\n', &buf) {
-            Some(p) if !eof && p >= carried => p + 1,
+            Some(p) if !self.eof && p >= self.carried => p + 1,
             _ => buf.len(),
         };
         let rest = buf.split_off(cut);
-        stats.add_bytes(cut - carried);
+        stats.add_bytes(cut - self.carried);
         let chunk = Chunk {
-            origin: origin.clone(),
-            data: std::mem::replace(&mut buf, rest),
-            first_line,
-            base_offset,
+            origin: self.origin.clone(),
+            data: buf,
+            first_line: self.first_line,
+            base_offset: self.base_offset,
         };
-        if out.chunk(seq, &chunk) == Flow::Stop {
-            return Ok(Flow::Stop);
+        if !self.eof {
+            // Carry the last lines into the next piece so that a multi-line
+            // key (a PEM block) cut at the piece boundary is still seen whole.
+            let keep = overlap_start(&chunk.data);
+            self.first_line += super::count_lines(&chunk.data[..keep]);
+            self.base_offset += keep as u64;
+            self.carried = chunk.data.len() - keep;
+            let mut next = Vec::with_capacity(self.piece + OVERLAP);
+            next.extend_from_slice(&chunk.data[keep..]);
+            next.extend_from_slice(&rest);
+            self.buf = next;
         }
-        if eof {
-            break;
-        }
-        // Carry the last lines into the next piece so that a multi-line key
-        // (a PEM block) cut at the piece boundary is still seen whole.
-        let keep = overlap_start(&chunk.data);
-        let data = chunk.data;
-        first_line += super::count_lines(&data[..keep]);
-        base_offset += keep as u64;
-        carried = data.len() - keep;
-        let mut next = Vec::with_capacity(piece + OVERLAP);
-        next.extend_from_slice(&data[keep..]);
-        next.extend_from_slice(&buf);
-        buf = next;
+        Ok(Some(chunk))
     }
-    stats
-        .files
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Flow::Continue)
 }
 
 /// Where the carried-over tail of a piece starts: the first line break at
@@ -178,6 +300,31 @@ rules:
             .map(|i| format!("{:08x}{:08x}", i.wrapping_mul(2654435761), i ^ 0x5bd1e995))
             .collect();
         format!("BEGIN KSQ\n{}\nEND KSQ\n", lines.join("\n"))
+    }
+
+    /// Pieces scanned on several threads report what one thread does, in
+    /// the same order: every key once, at its line and offset.
+    #[test]
+    fn pieces_scanned_on_four_threads_report_as_one_thread_does() {
+        let filler = "z".repeat(59) + "\n";
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for k in 0..60 {
+            text.push_str(&filler.repeat(97 + k * 13));
+            want.push((text.lines().count() as u64 + 1, text.len() as u64));
+            text.push_str(&block());
+        }
+        let run = |threads| {
+            let stats = ScanStats::default();
+            let mut stream = Stream::stdin(text.as_bytes(), &stats);
+            stream.piece = 16 << 10;
+            stream.threads = Some(threads);
+            let found = crate::scan::driver::run(&scanner(), &mut stream).unwrap();
+            assert_eq!(ScanStats::get(&stats.bytes), text.len() as u64);
+            found.iter().map(|f| (f.line, f.offset)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(1), want);
+        assert_eq!(run(4), want);
     }
 
     /// A multi-line key that straddles two pieces is found once, at its
