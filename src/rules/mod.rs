@@ -24,6 +24,13 @@ include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
 /// The default regex window either side of a keyword hit.
 pub const DEFAULT_WINDOW: usize = 256;
 
+/// The widest window a rule may ask for. A match lies within a window
+/// either side of its keyword, so it is at most twice this long; streamed
+/// input (stdin, large files) is cut into pieces that overlap by at least
+/// that much (`source::stdin`'s OVERLAP), so a key cut by one piece's end
+/// is whole in the next.
+pub const MAX_WINDOW: usize = 8192;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     #[error("cannot read rules from {path}: {source}; check that the path exists and is readable")]
@@ -409,6 +416,12 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
         ),
     })?;
     let window = spec.window.unwrap_or(DEFAULT_WINDOW);
+    if window > MAX_WINDOW {
+        return Err(invalid(
+            &id,
+            format!("window {window} is over {MAX_WINDOW} bytes, the most a key may span around its keyword (streamed input overlaps by twice that); narrow the pattern"),
+        ));
+    }
     let allow = spec
         .allow
         .iter()
@@ -496,4 +509,30 @@ fn uses_pair(t: &HttpTemplate) -> bool {
     texts.extend(t.headers.values().map(String::as_str));
     texts.extend(t.query_signature.as_ref().map(|q| q.value.as_str()));
     texts.iter().any(|text| template::uses(text, "pair"))
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::RuleSet;
+    use std::path::Path;
+
+    fn with_window(window: usize) -> Result<(), String> {
+        let yaml = format!(
+            "rules:\n  - id: t.wide\n    name: wide\n    provider: t\n    keywords: [\"kw\"]\n    pattern: 'kw(?P<secret>[0-9a-f]{{32}})'\n    window: {window}\n"
+        );
+        let mut rules = RuleSet::default();
+        rules
+            .add_file(Path::new("t.yaml"), &yaml)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Streamed pieces overlap by twice the widest window: a wider one
+    /// could miss a key cut at a piece's end, so it is refused with why.
+    #[test]
+    fn a_window_wider_than_streamed_pieces_overlap_is_refused() {
+        assert!(with_window(super::MAX_WINDOW).is_ok());
+        let e = with_window(super::MAX_WINDOW + 1).unwrap_err();
+        assert!(e.contains("window 8193 is over 8192 bytes"), "{e}");
+    }
 }

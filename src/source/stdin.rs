@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 const PIECE: usize = 8 << 20;
 
-/// How much of a piece is scanned again with the next one; more than any
-/// rule's window (PEM rules look 8 KiB around their keyword).
-const OVERLAP: usize = 16 << 10;
+/// How much of a piece is scanned again with the next one: the longest
+/// match a rule can make, a window either side of its keyword (rules may
+/// ask for at most [`crate::rules::MAX_WINDOW`]; PEM rules take all of it).
+const OVERLAP: usize = 2 * crate::rules::MAX_WINDOW;
 
 /// Input of any length read in pieces with bounded memory, as a
 /// [`Source`]: stdin (`Stream::stdin`), or a named file too large to read
