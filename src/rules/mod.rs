@@ -25,11 +25,15 @@ include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
 pub const DEFAULT_WINDOW: usize = 256;
 
 /// The widest window a rule may ask for. A match lies within a window
-/// either side of its keyword, so it is at most twice this long; streamed
-/// input (stdin, large files) is cut into pieces that overlap by at least
-/// that much (`source::stdin`'s OVERLAP), so a key cut by one piece's end
-/// is whole in the next.
+/// either side of its keyword; streamed input (stdin, large files) is cut
+/// into pieces that overlap by two windows and the keyword (and the line
+/// ends the scanner widens to: `source::stdin`'s OVERLAP), so a key cut by
+/// one piece's end is whole in the next.
 pub const MAX_WINDOW: usize = 8192;
+
+/// The longest keyword a rule may name (keywords are words and prefixes;
+/// the overlap of streamed pieces counts one in).
+pub const MAX_KEYWORD: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -326,6 +330,15 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
         return Err(invalid(
             &id,
             format!("id must start with its provider `{}.`", spec.provider),
+        ));
+    }
+    if let Some(k) = spec.keywords.iter().find(|k| k.len() > MAX_KEYWORD) {
+        return Err(invalid(
+            &id,
+            format!(
+                "keyword of {} bytes is over {MAX_KEYWORD}; a keyword is a word or prefix near the key",
+                k.len()
+            ),
         ));
     }
     if spec.keywords.is_empty() || spec.keywords.iter().any(|k| k.trim().is_empty()) {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Widening a window to whole lines stops after this many bytes, so a
 /// minified file's single huge line does not make every window the file.
-const MAX_LINE_EXTENSION: usize = 1024;
+pub const MAX_LINE_EXTENSION: usize = 1024;
 
 /// Rules with `files:` read a matching file whole only up to this size;
 /// past it they wait for keyword hits like every rule.

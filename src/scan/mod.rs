@@ -19,7 +19,7 @@ pub use crate::mask::{without_long_runs, without_quoted_values};
 pub use check::{check_rules, CheckFailure};
 pub use checksum::{base62_fixed, crc32, github_checksum_ok, Checked, Checksum};
 pub use decode::Encoding;
-pub use engine::{Scanner, Suppressed, ALLOW_MARKER};
+pub use engine::{Scanner, Suppressed, ALLOW_MARKER, MAX_LINE_EXTENSION};
 pub use filter::{is_placeholder, shannon_entropy, Allowlist, AllowlistError};
 pub use finding::{Chunk, Confidence, Finding, Origin, Via};
 pub use prefilter::PrefilterError;

@@ -10,10 +10,14 @@ use std::sync::Arc;
 
 const PIECE: usize = 8 << 20;
 
-/// How much of a piece is scanned again with the next one: the longest
-/// match a rule can make, a window either side of its keyword (rules may
-/// ask for at most [`crate::rules::MAX_WINDOW`]; PEM rules take all of it).
-const OVERLAP: usize = 2 * crate::rules::MAX_WINDOW;
+/// How much of a piece is scanned again with the next one: the widest
+/// region the scanner searches around one keyword hit, so a key cut by a
+/// piece's end lies whole in the next piece. That region is the keyword
+/// (at most [`crate::rules::MAX_KEYWORD`]) and a window either side (at
+/// most [`crate::rules::MAX_WINDOW`]; PEM rules take all of it), each
+/// widened to the line's end by up to `MAX_LINE_EXTENSION`.
+const OVERLAP: usize =
+    2 * (crate::rules::MAX_WINDOW + crate::scan::MAX_LINE_EXTENSION) + crate::rules::MAX_KEYWORD;
 
 /// Input of any length read in pieces with bounded memory, as a
 /// [`Source`]: stdin (`Stream::stdin`), or a named file too large to read
