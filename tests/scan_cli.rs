@@ -675,3 +675,74 @@ fn rules_check_dir_runs_examples_and_fails_on_a_bad_one() {
         "{err}"
     );
 }
+
+/// A multi-line key cut by the end of a streamed piece (8 MiB) is found
+/// once, at its line and column, whether the large file is named (over
+/// `--max-file-size`, so it is streamed) or piped to stdin; the pieces are
+/// scanned on every core.
+#[test]
+fn a_key_straddling_a_streamed_piece_is_found_once_in_a_file_and_on_stdin() {
+    const BLOCK_RULE: &str = r#"
+rules:
+  - id: testprov.ksq-block
+    name: Test provider block key
+    provider: testprov
+    keywords: ["BEGIN KSQ BLOCK"]
+    pattern: '(?P<secret>BEGIN KSQ BLOCK\n[0-9a-f\n]{64,4000}?\nEND KSQ BLOCK)'
+    window: 8192
+"#;
+    let rules = TempDir::new().unwrap();
+    write(rules.path(), "block.yaml", BLOCK_RULE);
+    let lines: Vec<String> = (0..40u32)
+        .map(|i| format!("{:08x}{:08x}", i.wrapping_mul(2654435761), i ^ 0x5bd1e995))
+        .collect();
+    let block = format!("BEGIN KSQ BLOCK\n{}\nEND KSQ BLOCK\n", lines.join("\n"));
+    let filler = format!("{}\n", "log line, nothing to see here ".repeat(2));
+    let piece = 8usize << 20;
+    // The block starts 300 bytes before the first piece's end.
+    let before = (piece - 300) / filler.len();
+    let mut text = filler.repeat(before);
+    let line = before as u64 + 1;
+    text.push_str("    ");
+    text.push_str(&block);
+    text.push_str(&filler.repeat(40_000));
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "big.log", &text);
+    let file = dir.path().join("big.log");
+
+    let named = keysentry()
+        .args([
+            "scan",
+            "--format",
+            "json",
+            "--max-file-size",
+            "1048576",
+            "--rules",
+        ])
+        .arg(rules.path())
+        .arg(&file)
+        .output()
+        .unwrap();
+    let piped = keysentry()
+        .args(["scan", "-", "--format", "json", "--rules"])
+        .arg(rules.path())
+        .pipe_stdin(&file)
+        .unwrap()
+        .output()
+        .unwrap();
+
+    for (what, out) in [("named file", named), ("stdin", piped)] {
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let at: Vec<(u64, u64)> = found
+            .iter()
+            .map(|f| (f["line"].as_u64().unwrap(), f["column"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(at, vec![(line, 5)], "{what}: found once, at its place");
+    }
+}
