@@ -65,12 +65,12 @@ pub(crate) fn escrow_step(id: i64) -> String {
     )
 }
 
-/// A new key just arrived: sealed first, before any consumer sees it, then
-/// remembered. The old key is dead by now, so a failure to seal (the store
-/// full) does not stop the hand-over: it is noted, and the alert says the
-/// key is not in escrow.
-pub(crate) fn arrived(ctx: &mut Ctx<'_>, rotation: &mut Rotation, new: Secret) {
-    rotation.escrowed |= match ctx.seal_new_key(&new) {
+/// Seals a new key in escrow: `true` when it is sealed. A failure (the
+/// store full) is noted and does not stop the hand-over: the key is in
+/// hand and the old one is dead, so the consumers still get it and the
+/// alert says the key is not in escrow.
+pub(crate) fn seal(ctx: &mut Ctx<'_>, new: &Secret) -> bool {
+    match ctx.seal_new_key(new) {
         Ok(sealed) => sealed,
         Err(e) => {
             ctx.note(
@@ -79,7 +79,13 @@ pub(crate) fn arrived(ctx: &mut Ctx<'_>, rotation: &mut Rotation, new: Secret) {
             );
             false
         }
-    };
+    }
+}
+
+/// A new key just arrived: sealed first ([`seal`]), before any consumer
+/// sees it, then remembered.
+pub(crate) fn arrived(ctx: &mut Ctx<'_>, rotation: &mut Rotation, new: Secret) {
+    rotation.escrowed |= seal(ctx, &new);
     rotation.new_fingerprint = Some(new.fingerprint());
     rotation.new_redacted = Some(new.redacted());
     ctx.set_new_secret(Some(new));

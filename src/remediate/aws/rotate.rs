@@ -170,16 +170,7 @@ pub(super) async fn create(
             new_id.redacted()
         ),
     );
-    let escrowed = match ctx.seal_new_key(&new) {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            ctx.note(
-                "escrow",
-                format!("failed: {e}; the new key goes to the consumers only"),
-            );
-            false
-        }
-    };
+    let escrowed = super::super::handover::seal(ctx, &new);
     let mut data: AwsData = ctx.data();
     data.escrowed |= escrowed;
     data.new_fingerprint = Some(new_id.fingerprint().to_string());
