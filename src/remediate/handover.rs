@@ -7,10 +7,12 @@
 //! What a playbook keeps of it is a [`Rotation`] inside its own data; these
 //! functions change it and the caller saves it with [`Ctx::set_data`].
 
-use super::consumer::{self, ConsumerError, ConsumerReport};
+use super::consumer::{self, ConsumerError, ConsumerReport, Holding};
 use super::ctx::Ctx;
+use super::http_action::Reply;
 use super::{propagate, StepError};
 use crate::config::{Consumer, ConsumerKind};
+use crate::rules::HttpTemplate;
 use crate::scan::{Fingerprint, Secret};
 use crate::store::{Outcome, State};
 
@@ -63,6 +65,31 @@ pub(crate) fn escrow_step(id: i64) -> String {
     format!(
         "The new key is sealed with age (escrow): `keysentry incidents new-key {id} > new-key.age && age -d -i YOUR_AGE_IDENTITY new-key.age` recovers it."
     )
+}
+
+/// The new key in a rotation's answer, at the template's `new_key_pointer`
+/// (else `default_pointer`), once it passed [`super::new_key`]'s checks;
+/// the reason otherwise, which never holds the value.
+pub(crate) fn key_in_answer(
+    ctx: &Ctx<'_>,
+    reply: &Reply,
+    t: &HttpTemplate,
+    default_pointer: &str,
+) -> Result<Secret, String> {
+    let pointer = t.new_key_pointer.as_deref().unwrap_or(default_pointer);
+    let json = reply
+        .json()
+        .ok_or("the answer is not JSON (check new_key_pointer and the template's url)")?;
+    let new = json
+        .pointer(pointer)
+        .and_then(|k| k.as_str())
+        .map(Secret::new)
+        .ok_or_else(|| {
+            format!("the answer has no new key at `{pointer}` (check new_key_pointer)")
+        })?;
+    ctx.check_new_key(&new)
+        .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
+    Ok(new)
 }
 
 /// Seals a new key in escrow: `true` when it is sealed. A failure (the
@@ -120,6 +147,36 @@ pub(crate) async fn recover(
     };
     let reach = ctx.consumer_reach();
     Ok(propagate::recover(&reach, consumers, &new_fp).await)
+}
+
+/// Whether a new key would go nowhere, before a rotation makes one: `None`
+/// when the escrow is configured or one of `consumers` holds the leaked key
+/// (or is declared to: a GitHub Actions secret cannot be read); otherwise
+/// `Some(why unread)`, the errors of the consumers that could not be read
+/// (they might hold it), as ` (…; …)` or empty. An escrow that is configured
+/// but broken is an error: the owner asked for it, so nothing rotates
+/// without it.
+pub(crate) async fn nowhere<'c>(
+    ctx: &Ctx<'_>,
+    consumers: impl IntoIterator<Item = &'c Consumer>,
+) -> Result<Option<String>, StepError> {
+    if ctx.escrow_ready()? {
+        return Ok(None);
+    }
+    let reach = ctx.consumer_reach();
+    let mut unread = Vec::new();
+    for c in consumers {
+        match consumer::holding(c, &reach, &ctx.row().fingerprint, None).await {
+            Ok(Holding::Old { .. } | Holding::Declared) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => unread.push(e.to_string()),
+        }
+    }
+    Ok(Some(match unread.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", unread.join("; ")),
+    }))
 }
 
 /// How a hand-over ended.

@@ -11,7 +11,6 @@
 //! after a lost answer the old key is verified before anything is sent
 //! again: dead means the rotate happened, and the new key comes from escrow.
 
-use super::consumer::{self, Holding};
 use super::ctx::{Accept, Ctx};
 use super::handover::{self, Rotation};
 use super::http_action::Reply;
@@ -88,12 +87,14 @@ pub(super) async fn rotate(
     loop {
         attempt += 1;
         let reason = match ctx.call("rotate", &req, Accept::CHANGE).await {
-            Ok(reply) if ok.contains(&reply.status) => match new_key(ctx, &reply, t) {
-                Ok(new) => return rotated(ctx, &reply, new),
-                // An answer without a usable key proves nothing: the old key
-                // says whether the rotate happened.
-                Err(why) => format!("answered {} but {why}", reply.status),
-            },
+            Ok(reply) if ok.contains(&reply.status) => {
+                match handover::key_in_answer(ctx, &reply, t, "/token") {
+                    Ok(new) => return rotated(ctx, &reply, new),
+                    // An answer without a usable key proves nothing: the old key
+                    // says whether the rotate happened.
+                    Err(why) => format!("answered {} but {why}", reply.status),
+                }
+            }
             Ok(reply) => {
                 return Err(ctx.provider_error(
                     "rotate",
@@ -122,44 +123,15 @@ pub(super) async fn rotate(
 /// Why a rotate must not be called: the new key needs somewhere to go
 /// before it exists (a consumer holding the leaked key, or the escrow).
 async fn no_destination(config: &Config, ctx: &Ctx<'_>) -> Result<Option<String>, StepError> {
-    if ctx.escrow_ready()? {
-        return Ok(None);
-    }
     let provider = &ctx.row().provider;
     let list = consumers(config, provider);
-    let reach = ctx.consumer_reach();
-    let mut unread = Vec::new();
-    for c in list {
-        match consumer::holding(c, &reach, &ctx.row().fingerprint, None).await {
-            Ok(Holding::Old { .. } | Holding::Declared) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => unread.push(e.to_string()),
-        }
-    }
-    let unread = match unread.is_empty() {
-        true => String::new(),
-        false => format!(" ({})", unread.join("; ")),
+    let Some(unread) = handover::nowhere(ctx, list).await? else {
+        return Ok(None);
     };
     Ok(Some(format!(
         "no consumer holds this key{unread} and no escrow is configured, so the new key would have gone nowhere ({} consumers checked in providers.{provider}.consumers)",
         list.len()
     )))
-}
-
-/// The new key in a rotate answer, once it passed [`super::new_key`]'s
-/// checks; the reason otherwise, which never holds the value.
-fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, String> {
-    let pointer = t.new_key_pointer.as_deref().unwrap_or("/token");
-    let json = reply.json().ok_or("the answer is not JSON")?;
-    let new = json
-        .pointer(pointer)
-        .and_then(|k| k.as_str())
-        .map(Secret::new)
-        .ok_or_else(|| format!("the answer has no new key at `{pointer}`"))?;
-    ctx.check_new_key(&new)
-        .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
-    Ok(new)
 }
 
 fn rotated(ctx: &mut Ctx<'_>, reply: &Reply, new: Secret) -> Result<Next, StepError> {

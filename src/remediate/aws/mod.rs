@@ -61,17 +61,10 @@ pub(crate) struct AwsData {
     /// Fingerprints of the user's key ids before the first create.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub before: Vec<String>,
-    /// The new key id's fingerprint and redacted form (never the key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_fingerprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_redacted: Option<String>,
-    /// The new pair was sealed in escrow (`incidents new-key`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub escrowed: bool,
-    /// What the hand-over did at each consumer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub consumers: Vec<super::consumer::ConsumerReport>,
+    /// The new key id's fingerprint and redacted form (never the key),
+    /// whether the new pair is in escrow, what each consumer got.
+    #[serde(flatten)]
+    pub rotation: super::handover::Rotation,
 }
 
 pub(crate) struct AwsPlaybook {

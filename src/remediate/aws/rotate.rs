@@ -13,8 +13,8 @@
 
 use super::super::consumer::{self, Holding};
 use super::super::ctx::Ctx;
-use super::super::propagate;
 use super::super::StepError;
+use super::super::{handover, propagate};
 use super::iam::{first, members, refused, Answer, Iam};
 use super::{AwsData, AwsPlaybook, Flow};
 use crate::config::{Consumer, ConsumerKind};
@@ -57,16 +57,8 @@ fn unbundle(b: &Secret) -> Option<(Secret, Secret)> {
 /// Why the new key would go nowhere, if it would (see tatum's
 /// `no_destination`): no escrow and no consumer holding the leaked id.
 async fn no_destination(p: &AwsPlaybook, ctx: &Ctx<'_>) -> Result<Option<String>, StepError> {
-    if ctx.escrow_ready()? {
+    if handover::nowhere(ctx, pair_consumers(p)).await?.is_none() {
         return Ok(None);
-    }
-    let reach = ctx.consumer_reach();
-    for c in pair_consumers(p) {
-        if let Ok(Holding::Old { .. }) =
-            consumer::holding(c, &reach, &ctx.row().fingerprint, None).await
-        {
-            return Ok(None);
-        }
     }
     Ok(Some(format!(
         "no consumer holds this key (an env file with `variable` and `secret_variable` in providers.aws.consumers; {} configured) and no escrow is configured, so keysentry did not create a new AWS key (it would have gone nowhere). The key is quarantined and Inactive. Configure escrow (`keysentry config init-escrow`, then `remediation.escrow`) or such a consumer and keysentry checks again on its next poll; or create the new key in the IAM console and delete the old one",
@@ -172,9 +164,9 @@ pub(super) async fn create(
     );
     let escrowed = super::super::handover::seal(ctx, &new);
     let mut data: AwsData = ctx.data();
-    data.escrowed |= escrowed;
-    data.new_fingerprint = Some(new_id.fingerprint().to_string());
-    data.new_redacted = Some(new_id.redacted());
+    data.rotation.escrowed |= escrowed;
+    data.rotation.new_fingerprint = Some(new_id.fingerprint());
+    data.rotation.new_redacted = Some(new_id.redacted());
     ctx.set_data(&data);
     ctx.set_new_secret(Some(new));
     ctx.set_action("regenerate");
@@ -216,7 +208,7 @@ pub(super) async fn hand_over(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow
     let Some((new_id, new_secret)) = new.as_ref().and_then(unbundle) else {
         let reason = format!(
             "keysentry created the new access key {} but no longer has its secret (no escrow configured, and the run that created it ended before the hand-over): create another key for the user in the IAM console, put it where the old one was used and delete {} and the old key",
-            ctx.data::<AwsData>().new_redacted.unwrap_or_default(),
+            ctx.data::<AwsData>().rotation.new_redacted.unwrap_or_default(),
             ctx.row().redacted
         );
         ctx.wait(State::WaitingManual, reason)?;
@@ -262,7 +254,7 @@ pub(super) async fn hand_over(p: &AwsPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow
         reports.extend(propagate::propagate(ctx, std::slice::from_ref(c), &leaked, &new_id).await?);
     }
     let mut data: AwsData = ctx.data();
-    data.consumers = reports.clone();
+    data.rotation.consumers = reports.clone();
     ctx.set_data(&data);
     if let Some(e) = propagate::failure(&reports) {
         return Err(e.into());
@@ -298,7 +290,7 @@ pub(super) async fn finish(
     let listed = list(iam, ctx, user).await?;
     let old_listed = listed.iter().any(|(id, _)| id == key.expose());
     let new_active = listed.iter().any(|(id, status)| {
-        Some(Secret::new(id.as_str()).fingerprint().to_string()) == data.new_fingerprint
+        Some(Secret::new(id.as_str()).fingerprint()) == data.rotation.new_fingerprint
             && status == "Active"
     });
     if old_listed || !new_active {

@@ -27,22 +27,7 @@ pub(crate) fn details(row: &IncidentRow) -> Vec<(&'static str, String)> {
     if !done.is_empty() {
         out.push(("containment", done.join(", ")));
     }
-    if let Some(n) = data.new_redacted {
-        out.push(("new key", n));
-    }
-    if data.escrowed {
-        out.push((
-            "escrow",
-            format!(
-                "the new key pair is sealed with age: `keysentry incidents new-key {}` prints it for `age -d`",
-                row.id
-            ),
-        ));
-    }
-    if !data.consumers.is_empty() {
-        let each: Vec<String> = data.consumers.iter().map(|c| c.to_string()).collect();
-        out.push(("consumers", each.join("; ")));
-    }
+    out.extend(data.rotation.details(row.id));
     out
 }
 
@@ -56,16 +41,16 @@ pub(super) fn steps(row: &IncidentRow) -> Vec<String> {
         State::Contained => vec![format!(
             "keysentry attached AWSCompromisedKeyQuarantineV3 to IAM user {user} and made access key {key} Inactive (both reversible). Create a new access key for {user}, put it where the old one was used, then delete the old key in the IAM console; check CloudTrail for what the key did while it was exposed."
         )],
-        State::Closed | State::Confirmed if data.new_redacted.is_some() => vec![format!(
+        State::Closed | State::Confirmed if data.rotation.new_redacted.is_some() => vec![format!(
             "keysentry replaced access key {key} of IAM user {user} with {} (handed to the consumers listed above) and deleted the old key. Check CloudTrail for what the old key did while it was exposed; detach AWSCompromisedKeyQuarantineV3 from {user} once you are done.",
-            data.new_redacted.as_deref().unwrap_or("?")
+            data.rotation.new_redacted.as_deref().unwrap_or("?")
         )],
         State::Closed | State::Confirmed => vec![format!(
             "keysentry quarantined IAM user {user} and deleted access key {key}. Create a new access key for whatever used it, and check CloudTrail for what the old key did while it was exposed; detach AWSCompromisedKeyQuarantineV3 from {user} once you are done."
         )],
         State::Rotated => vec![format!(
             "keysentry created access key {} for IAM user {user} and is handing it over; the old key {key} is quarantined and Inactive.",
-            data.new_redacted.as_deref().unwrap_or("?")
+            data.rotation.new_redacted.as_deref().unwrap_or("?")
         )],
         State::Revoked => vec![format!(
             "IAM accepted the delete of access key {key}: check in the IAM console that it is gone."

@@ -2,7 +2,6 @@
 //! in the Dashboard. A call that may have happened unseen is resolved by
 //! verifying the old key before anything is sent again.
 
-use super::super::consumer::{self, Holding};
 use super::super::ctx::{Accept, Ctx};
 use super::super::handover;
 use super::super::http_action::{Reply, Request, Vars};
@@ -67,27 +66,8 @@ pub(super) async fn rotate(p: &TatumPlaybook, ctx: &mut Ctx<'_>) -> Result<Flow,
 /// but broken is an error: the owner asked for it, so nothing rotates
 /// without it.
 async fn no_destination(p: &TatumPlaybook, ctx: &Ctx<'_>) -> Result<Option<String>, StepError> {
-    if ctx.escrow_ready()? {
+    let Some(unread) = handover::nowhere(ctx, &p.tatum.consumers).await? else {
         return Ok(None);
-    }
-    let leaked = &ctx.row().fingerprint;
-    let reach = ctx.consumer_reach();
-    // A consumer keysentry may not read might hold the key: name it, and why.
-    let mut unread: Vec<String> = Vec::new();
-    for c in &p.tatum.consumers {
-        // A GitHub Actions secret cannot be read: it is declared to hold
-        // the key.
-        match consumer::holding(c, &reach, leaked, None).await {
-            Ok(Holding::Old { .. } | Holding::Declared) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => unread.push(e.to_string()),
-        }
-    }
-    let unread = if unread.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", unread.join("; "))
     };
     Ok(Some(format!(
         "no consumer holds this key{unread} and no escrow is configured, so keysentry did not regenerate it (the new key would have gone nowhere; {} consumers checked, none holds the leaked key). The key is frozen. To let keysentry regenerate it, configure escrow (`keysentry config init-escrow`, then `remediation.escrow` in the config) or a consumer that holds the key (providers.tatum.consumers); keysentry checks again on its next poll. Or regenerate it yourself in the Tatum Dashboard and put the new key where it is used",
@@ -130,21 +110,23 @@ async fn call_management(
                 ctx.advance(IncidentRow::expire)?;
                 return Ok(Flow::Next);
             }
-            Ok(reply) if ok.contains(&reply.status) => match new_key(ctx, &reply, template) {
-                Ok(new) => return rotated(ctx, &reply, new),
-                // An answer that does not hold a usable key is no proof of
-                // anything: the old key says whether the regenerate happened.
-                Err(why) => {
-                    let reason = format!("answered {} but {why}", reply.status);
-                    let detail = format!("{reason}; the answer is not trusted");
-                    // In the journal too: the owner must learn why keysentry
-                    // asks for the new key although the call succeeded.
-                    let entry = ctx.journal_start("regenerate:answer")?;
-                    ctx.journal_complete(entry, Outcome::Failed, Some(reply.status), &detail)?;
-                    ctx.note("regenerate", detail);
-                    reason
+            Ok(reply) if ok.contains(&reply.status) => {
+                match handover::key_in_answer(ctx, &reply, template, "/apiKey") {
+                    Ok(new) => return rotated(ctx, &reply, new),
+                    // An answer that does not hold a usable key is no proof of
+                    // anything: the old key says whether the regenerate happened.
+                    Err(why) => {
+                        let reason = format!("answered {} but {why}", reply.status);
+                        let detail = format!("{reason}; the answer is not trusted");
+                        // In the journal too: the owner must learn why keysentry
+                        // asks for the new key although the call succeeded.
+                        let entry = ctx.journal_start("regenerate:answer")?;
+                        ctx.journal_complete(entry, Outcome::Failed, Some(reply.status), &detail)?;
+                        ctx.note("regenerate", detail);
+                        reason
+                    }
                 }
-            },
+            }
             Ok(reply) => {
                 return Err(ctx.provider_error(
                     step,
@@ -166,25 +148,6 @@ async fn call_management(
         }
         tokio::time::sleep(ctx.retry().delay(attempt, None)).await;
     }
-}
-
-/// The new key in a regenerate answer, once it passed [`new_key::check`]:
-/// the reason otherwise, which never holds the value.
-fn new_key(ctx: &Ctx<'_>, reply: &Reply, t: &HttpTemplate) -> Result<Secret, String> {
-    let pointer = t.new_key_pointer.as_deref().unwrap_or("/apiKey");
-    let json = reply
-        .json()
-        .ok_or("the answer is not JSON (check new_key_pointer and the template's url)")?;
-    let new = json
-        .pointer(pointer)
-        .and_then(|k| k.as_str())
-        .map(Secret::new)
-        .ok_or_else(|| {
-            format!("the answer has no new key at `{pointer}` (check new_key_pointer)")
-        })?;
-    ctx.check_new_key(&new)
-        .map_err(|why| format!("the new key in the answer was refused: {why}"))?;
-    Ok(new)
 }
 
 /// The regenerate call succeeded with a usable new key: sealed in escrow
