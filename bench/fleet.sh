@@ -136,35 +136,31 @@ YAML
 
 echo "load: $RATE lines/s in total over 3 hosts x $FILES files, $KPS keys/s, every ${EVERY_NODE}th key on all hosts, ${SECONDS_PER_RUN} s per store" >&2
 
-# PostgreSQL: three daemons, one store.
-psql -q "$pg_url" -c "CREATE DATABASE keysentry_fleet" >/dev/null
-store_url=$(echo "$pg_url" | sed 's#/postgres?#/keysentry_fleet?#')
-pg_cfgs=()
-pg_dirs=()
-for n in 1 2 3; do
-    mkdir -p "$work/pg-host$n/logs"
-    pg_dirs+=("$work/pg-host$n/logs")
-    pg_cfgs+=("$(config "pg-node$n" "\"$work/pg-host$n/logs/*.log\"" "node: host-$n
-state_dir: $work/pg-host$n/state
+# Three hosts (PREFIX-host1..3) on one new PostgreSQL database DB: sets
+# host_dirs (their log directories) and host_cfgs (their configs).
+fleet() { # PREFIX DB
+    psql -q "$pg_url" -c "CREATE DATABASE $2" >/dev/null
+    local url n
+    url=$(echo "$pg_url" | sed "s#/postgres?#/$2?#")
+    host_cfgs=()
+    host_dirs=()
+    for n in 1 2 3; do
+        mkdir -p "$work/$1-host$n/logs"
+        host_dirs+=("$work/$1-host$n/logs")
+        host_cfgs+=("$(config "$1-node$n" "\"$work/$1-host$n/logs/*.log\"" "node: host-$n
+state_dir: $work/$1-host$n/state
 store:
-  url: '$store_url'")")
-done
-run postgresql "$(IFS=,; echo "${pg_dirs[*]}")" "${pg_cfgs[@]}"
+  url: '$url'")")
+    done
+}
+
+# PostgreSQL: three daemons, one store.
+fleet pg keysentry_fleet
+run postgresql "$(IFS=,; echo "${host_dirs[*]}")" "${host_cfgs[@]}"
 
 # PostgreSQL again, the store stopped and restarted under the load.
-psql -q "$pg_url" -c "CREATE DATABASE keysentry_outage" >/dev/null
-outage_url=$(echo "$pg_url" | sed 's#/postgres?#/keysentry_outage?#')
-out_cfgs=()
-out_dirs=()
-for n in 1 2 3; do
-    mkdir -p "$work/out-host$n/logs"
-    out_dirs+=("$work/out-host$n/logs")
-    out_cfgs+=("$(config "out-node$n" "\"$work/out-host$n/logs/*.log\"" "node: host-$n
-state_dir: $work/out-host$n/state
-store:
-  url: '$outage_url'")")
-done
-run outage "$(IFS=,; echo "${out_dirs[*]}")" "${out_cfgs[@]}"
+fleet out keysentry_outage
+run outage "$(IFS=,; echo "${host_dirs[*]}")" "${host_cfgs[@]}"
 
 # SQLite: one daemon, one store, the same three hosts' lines.
 sq_dirs=()
