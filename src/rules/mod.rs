@@ -116,18 +116,19 @@ impl RuleSet {
     /// The rules compiled into the binary.
     pub fn builtin() -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
-        set.extend(builtin_specs()?)?;
+        set.extend(builtin_specs()?, true)?;
         Ok(set)
     }
 
     /// Built-in rules plus every `*.yaml` in `dirs`.
     pub fn load(dirs: &[PathBuf]) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::default();
-        let mut specs = builtin_specs()?;
+        let mut specs = Vec::new();
         for dir in dirs {
             specs.extend(dir_specs(dir, &mut set.warnings)?);
         }
-        set.extend(specs)?;
+        set.extend(builtin_specs()?, true)?;
+        set.extend(specs, false)?;
         Ok(set)
     }
 
@@ -140,12 +141,12 @@ impl RuleSet {
 
     pub fn add_dir(&mut self, dir: &Path) -> Result<(), RuleError> {
         let specs = dir_specs(dir, &mut self.warnings)?;
-        self.extend(specs)
+        self.extend(specs, false)
     }
 
     pub fn add_file(&mut self, path: &Path, text: &str) -> Result<(), RuleError> {
         let specs = file_specs(path, text, &mut self.warnings)?;
-        self.extend(specs)
+        self.extend(specs, false)
     }
 
     /// What loading passed over, one sentence each (see [`RuleSet`]).
@@ -154,9 +155,10 @@ impl RuleSet {
     }
 
     /// Adds rules after checking their ids are unique. Regex compilation is
-    /// most of a scan's start-up time, so rules compile in parallel; the
-    /// first error in file order is the one reported.
-    fn extend(&mut self, specs: Vec<(PathBuf, RuleSpec)>) -> Result<(), RuleError> {
+    /// most of a scan's start-up time, so rules compile in parallel (the
+    /// built-in ones, `lazy`, on first use: see `Pattern`); the first error
+    /// in file order is the one reported.
+    fn extend(&mut self, specs: Vec<(PathBuf, RuleSpec)>, lazy: bool) -> Result<(), RuleError> {
         use rayon::prelude::*;
         let mut seen: HashMap<&str, &Path> = self
             .rules
@@ -174,7 +176,7 @@ impl RuleSet {
         }
         let compiled: Vec<Result<Rule, RuleError>> = specs
             .into_par_iter()
-            .map(|(path, spec)| compile(&path, spec))
+            .map(|(path, spec)| compile(&path, spec, lazy))
             .collect();
         for rule in compiled {
             self.rules.push(rule?);
@@ -302,7 +304,7 @@ fn file_specs(
         .collect())
 }
 
-fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
+fn compile(path: &Path, spec: RuleSpec, lazy: bool) -> Result<Rule, RuleError> {
     // Ids and values are shown, but never a key-like word: a key pasted
     // into the wrong field of a rule must not come out in the error.
     let shown = crate::mask::without_key_like_runs;
@@ -417,7 +419,11 @@ fn compile(path: &Path, spec: RuleSpec) -> Result<Rule, RuleError> {
             ));
         }
     }
-    let pattern = Pattern::new(&spec.pattern, &spec.keywords).map_err(|e| match e {
+    let pattern = match lazy {
+        true => Pattern::lazy(&spec.pattern, &spec.keywords),
+        false => Pattern::new(&spec.pattern, &spec.keywords),
+    };
+    let pattern = pattern.map_err(|e| match e {
         PatternError::Syntax(message) => RuleError::Regex {
             path: path.to_path_buf(),
             id: shown(&id),

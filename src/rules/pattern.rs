@@ -5,7 +5,7 @@
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input, PatternID};
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Patterns are byte-oriented and ASCII: `\b`, `\w`, `\s` and `(?i)` mean
@@ -16,9 +16,15 @@ fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
+/// The compiled form is built on first use when asked (`Pattern::lazy`):
+/// compiling 600 regexes was most of a scan's start-up, and most of them
+/// never see a keyword hit. The built-in rules are lazy; their regexes are
+/// all compiled by `rules check` and the test suite, so one cannot fail
+/// later. A user's rules compile at load, where an error names the file.
 #[derive(Debug, Clone)]
 pub struct Pattern {
-    regex: Regex,
+    hir: std::sync::Arc<regex_syntax::hir::Hir>,
+    regex: std::sync::Arc<std::sync::OnceLock<Result<Regex, String>>>,
     secret_group: usize,
     /// Every match starts with one of the rule's keywords.
     keyword_anchored: bool,
@@ -32,7 +38,18 @@ pub enum PatternError {
 }
 
 impl Pattern {
+    /// Parsed and compiled now: a compile error is returned here.
     pub fn new(pattern: &str, keywords: &[String]) -> Result<Pattern, PatternError> {
+        let p = Pattern::lazy(pattern, keywords)?;
+        if let Err(e) = p.compiled() {
+            return Err(PatternError::Syntax(e.clone()));
+        }
+        Ok(p)
+    }
+
+    /// Parsed now (syntax errors and a missing `secret` group are returned
+    /// here), compiled on first use.
+    pub fn lazy(pattern: &str, keywords: &[String]) -> Result<Pattern, PatternError> {
         // Parsed once: the regex that runs and the keyword-anchoring check
         // see the same syntax tree.
         // The cause only: the error's own message repeats the pattern, and a
@@ -44,27 +61,45 @@ impl Pattern {
                 _ => "not a valid regular expression".to_string(),
             })
         })?;
-        let regex = meta::Builder::new()
-            .configure(
-                meta::Config::new()
-                    .nfa_size_limit(Some(32 << 20))
-                    // Context patterns (`tatum[\s\S]{0,300}?key…`) have large
-                    // lazy DFAs; at the default 2 MiB cache they thrash and
-                    // fall back to the NFA engine (28% more instructions
-                    // measured on the benchmark corpus).
-                    .hybrid_cache_capacity(8 << 20),
-            )
-            .build_from_hir(&hir)
-            .map_err(|e| PatternError::Syntax(e.to_string()))?;
-        let secret_group = regex
-            .group_info()
-            .to_index(PatternID::ZERO, "secret")
-            .ok_or(PatternError::NoSecretGroup)?;
+        let secret_group = secret_group(&hir).ok_or(PatternError::NoSecretGroup)?;
         Ok(Pattern {
             keyword_anchored: starts_with_keyword(&hir, keywords),
-            regex,
+            hir: std::sync::Arc::new(hir),
+            regex: Default::default(),
             secret_group,
         })
+    }
+
+    fn compiled(&self) -> &Result<Regex, String> {
+        self.regex.get_or_init(|| {
+            meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .nfa_size_limit(Some(32 << 20))
+                        // Context patterns (`tatum[\s\S]{0,300}?key…`) have
+                        // large lazy DFAs; at the default 2 MiB cache they
+                        // thrash and fall back to the NFA engine (28% more
+                        // instructions measured on the benchmark corpus).
+                        .hybrid_cache_capacity(8 << 20),
+                )
+                .build_from_hir(&self.hir)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Why the pattern does not compile, compiling it now if it has not.
+    pub fn compile_error(&self) -> Option<&str> {
+        self.compiled().as_ref().err().map(String::as_str)
+    }
+
+    /// The compiled regex. A lazy pattern that fails to compile (only a
+    /// built-in could be lazy, and `rules check` compiles them all) stops
+    /// the scan with the cause rather than missing keys quietly.
+    fn regex(&self) -> &Regex {
+        match self.compiled() {
+            Ok(r) => r,
+            Err(e) => panic!("a built-in rule's pattern does not compile ({e}); `keysentry rules check` names it"),
+        }
     }
 
     pub fn keyword_anchored(&self) -> bool {
@@ -73,7 +108,7 @@ impl Pattern {
 
     /// Scratch space for [`Pattern::find`], reusable across calls.
     pub fn captures(&self) -> Captures {
-        self.regex.create_captures()
+        self.regex().create_captures()
     }
 
     /// The first match in `data[start..end]` — anchored at `start` if asked —
@@ -91,10 +126,31 @@ impl Pattern {
         if anchored {
             input = input.anchored(Anchored::Yes);
         }
-        self.regex.search_captures(&input, caps);
+        self.regex().search_captures(&input, caps);
         let whole = caps.get_match()?.range();
         Some((whole, caps.get_group(self.secret_group).map(|s| s.range())))
     }
+}
+
+/// The capture index of the group named `secret` (the compiled regex
+/// numbers groups as the syntax tree does).
+fn secret_group(hir: &regex_syntax::hir::Hir) -> Option<usize> {
+    use regex_syntax::hir::HirKind;
+    let mut stack = vec![hir];
+    while let Some(h) = stack.pop() {
+        match h.kind() {
+            HirKind::Capture(c) => {
+                if c.name.as_deref() == Some("secret") {
+                    return Some(c.index as usize);
+                }
+                stack.push(&c.sub);
+            }
+            HirKind::Repetition(r) => stack.push(&r.sub),
+            HirKind::Concat(hs) | HirKind::Alternation(hs) => stack.extend(hs.iter()),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// True when every string the pattern matches begins with one of
@@ -165,6 +221,35 @@ mod tests {
         assert!(!anchored(
             r"(?i:tatum)[\s\S]{0,300}?(?P<secret>[0-9a-f]{32})",
             &["key"]
+        ));
+    }
+
+    #[test]
+    fn the_secret_group_is_numbered_as_the_compiled_regex_numbers_it() {
+        for pattern in [
+            r"(?P<secret>ghp_[0-9]{4})",
+            r"(a)(?:b(c))?(?P<x>d)(?P<secret>e)",
+            r"(?:(x)|(?P<secret>y))+(z)",
+        ] {
+            let p = Pattern::lazy(pattern, &["x".into()]).unwrap();
+            assert!(p.regex.get().is_none(), "compiled before its first use");
+            let want = p
+                .regex()
+                .group_info()
+                .to_index(regex_automata::PatternID::ZERO, "secret");
+            assert_eq!(want, Some(p.secret_group), "{pattern}");
+        }
+    }
+
+    #[test]
+    fn a_lazy_pattern_still_refuses_bad_syntax_and_a_missing_group_at_once() {
+        assert!(matches!(
+            Pattern::lazy(r"(?P<secret>[a-", &[]),
+            Err(PatternError::Syntax(_))
+        ));
+        assert!(matches!(
+            Pattern::lazy(r"[a-z]{4}", &[]),
+            Err(PatternError::NoSecretGroup)
         ));
     }
 

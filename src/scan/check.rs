@@ -23,6 +23,15 @@ pub fn check_rules(rules: &RuleSet) -> Result<Vec<CheckFailure>, super::Prefilte
     let mut failures = Vec::new();
     for rule in rules.rules() {
         let id = rule.id();
+        if let Some(e) = rule.pattern.compile_error() {
+            failures.push(CheckFailure {
+                rule_id: id.to_string(),
+                kind: "pattern",
+                index: 0,
+                message: format!("does not compile: {e}; simplify the pattern"),
+            });
+            continue;
+        }
         let hits = |text: &str| {
             super::driver::scan(
                 &scanner,
