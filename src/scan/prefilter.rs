@@ -1,38 +1,111 @@
 //! The keyword prefilter: finds every rule keyword in a chunk,
 //! case-insensitively, and says which rules it wakes.
 //!
-//! One aho-corasick DFA over all keywords does both jobs: a plain search
-//! finds where the next keyword ends, and an overlapping search over the few
-//! bytes around it names every keyword there. With the built-in rules'
-//! thousand-odd case-insensitive keywords no literal set is small enough for
-//! a vectorised (Teddy) search, so the regex crate, which this used before,
-//! fell back to its lazy DFA; the prebuilt aho-corasick DFA needs about a
-//! third less CPU on the benchmark corpus (`bench/scan.sh`).
+//! With the built-in rules' thousand-odd case-insensitive keywords and their
+//! base64 forms (see `decode.rs`), an aho-corasick DFA over all of them is
+//! megabytes of transitions: walking it costs a cache miss every few bytes,
+//! and each byte's step waits on the last one. This filter instead looks at
+//! every position independently. The first four bytes there, case-folded
+//! (`| 0x20` on each byte: bytes equal but for ASCII case fold alike), are
+//! hashed into a bitset of every keyword's folded first four bytes; a set
+//! bit (about one position in a hundred on source text) is then checked
+//! against the keywords with those four bytes, in full. Keywords of three
+//! bytes are entered under each folded byte that can follow them; those of
+//! one or two bytes have direct tables of their own. Nothing is missed: a
+//! keyword's occurrence always folds to its own entry.
 //!
-//! The same automaton also finds the base64 forms of the keywords (see
-//! `decode.rs`), so a chunk is walked once: as a second automaton of their
-//! own, the forms cost a whole second pass over every byte, though they
-//! almost never occur. Forms are case-sensitive and the automaton is not, so
-//! a form's hit is kept only when its bytes match exactly.
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Input, MatchKind};
+//! The base64 forms of the keywords are found by the same pass, so a chunk is
+//! walked once. Forms are case-sensitive, so a form's hit is kept only when
+//! its bytes match exactly.
+//!
+//! `bench/rules.sh` measures it against the aho-corasick search it replaced.
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the keyword prefilter: {0}; a rule keyword is too large or malformed")]
 pub struct PrefilterError(String);
 
+/// Bits of the four-byte hash: 2^20 bits are 128 KiB, which stays in cache,
+/// and leave about one bit in a hundred set with the built-in rules.
+const HASH_BITS: u32 = 20;
+const BITSET_WORDS: usize = 1 << (HASH_BITS - 6);
+
 pub struct Prefilter {
-    /// Finds and names keywords (standard semantics: a search reports the
-    /// match that ends first).
-    keywords: AhoCorasick,
-    /// For each keyword, the rules that listed it; empty for base64 forms.
+    /// Every keyword (lowercased) and base64 form (as written).
+    patterns: Vec<Vec<u8>>,
+    /// For each pattern, the rules that listed it; empty for base64 forms.
     rules: Vec<Vec<usize>>,
     /// Patterns from here on are base64 forms.
     forms_from: usize,
-    /// The base64 forms, exactly as written.
-    forms: Vec<Vec<u8>>,
-    /// Length of the longest keyword.
-    longest: usize,
+    /// Bit `hash(fold4)` is set when a pattern of three bytes or more
+    /// begins with those folded bytes.
+    bits: Box<[u64; BITSET_WORDS]>,
+    /// Entries sorted by bucket, and where each hash bucket's entries start
+    /// (`HASH_BITS - BUCKET_SHIFT` bits of the hash).
+    entries: Vec<Entry>,
+    bucket_start: Vec<u32>,
+    /// Patterns of one and two bytes, by their folded bytes.
+    short: Vec<(u16, u32)>,
+    short1: [u64; 4],
+    short2: Vec<u64>,
+}
+
+const BUCKET_SHIFT: u32 = 6;
+
+/// A pattern under one of its four-byte keys.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The folded four bytes the bitset was set for.
+    key: u32,
+    /// The pattern's first (up to) eight bytes folded, and which of them
+    /// count: most positions a key sends here are turned away by these
+    /// without touching the pattern.
+    head: u64,
+    mask: u64,
+    pattern: u32,
+    /// Where in the pattern the key's four bytes are.
+    offset: u32,
+}
+
+/// How common a byte is in text and code, roughly (English letter
+/// frequencies, `_` and digits as in identifiers): a pattern is filed under
+/// its least common four bytes, so that `statuspage` does not stop the
+/// search at every `status`.
+fn commonness(b: u8) -> u32 {
+    match b.to_ascii_lowercase() {
+        b'e' => 12,
+        b't' => 9,
+        b'a' | b'o' => 8,
+        b'i' | b'n' => 7,
+        b's' | b'r' | b'_' => 6,
+        b'h' => 5,
+        b'l' | b'd' => 4,
+        b'c' | b'u' | b'-' | b'.' | b'0'..=b'9' => 3,
+        b'm' | b'f' | b'p' | b'g' | b'w' | b'y' => 2,
+        b'b' | b'v' | b'k' | b' ' => 1,
+        _ => 0,
+    }
+}
+
+/// The offset of the pattern's least common four bytes.
+fn rarest_offset(pat: &[u8]) -> usize {
+    (0..=pat.len() - 4)
+        .min_by_key(|&o| pat[o..o + 4].iter().map(|&b| commonness(b)).sum::<u32>())
+        .unwrap_or(0)
+}
+
+const FOLD8: u64 = 0x2020_2020_2020_2020;
+
+/// The (zero-padded) eight bytes at `at`, little-endian.
+fn load8(data: &[u8], at: usize) -> u64 {
+    match data.get(at..at + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().unwrap()),
+        None => {
+            let mut w = [0u8; 8];
+            let tail = &data[at.min(data.len())..];
+            w[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 /// One keyword occurrence.
@@ -45,6 +118,41 @@ pub struct Hit<'p> {
     pub base64: bool,
 }
 
+/// The folding both sides of a comparison go through: ASCII letters lose
+/// their case (other bytes may change too, alike on both sides).
+const FOLD4: u32 = 0x2020_2020;
+
+fn hash(folded: u32) -> u32 {
+    folded.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)
+}
+
+fn test(bits: &[u64], h: u32) -> bool {
+    bits[(h >> 6) as usize] >> (h & 63) & 1 == 1
+}
+
+/// The bitset's own test: its size lets the index go unchecked.
+fn test_hash(bits: &[u64; BITSET_WORDS], folded: u32) -> bool {
+    let h = hash(folded);
+    bits[(h >> 6) as usize] >> (h & 63) & 1 == 1
+}
+
+fn set(bits: &mut [u64], h: u32) {
+    bits[(h >> 6) as usize] |= 1 << (h & 63);
+}
+
+/// The (zero-padded) four bytes at `at`, little-endian.
+fn load4(data: &[u8], at: usize) -> u32 {
+    match data.get(at..at + 4) {
+        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+        None => {
+            let mut w = [0u8; 4];
+            let tail = &data[at.min(data.len())..];
+            w[..tail.len()].copy_from_slice(tail);
+            u32::from_le_bytes(w)
+        }
+    }
+}
+
 impl Prefilter {
     /// `keywords[i]` wakes the rules `keyword_rules[i]`; `base64_forms` are
     /// found too, case-sensitively, and wake no rule.
@@ -53,98 +161,216 @@ impl Prefilter {
         keyword_rules: &[Vec<usize>],
         base64_forms: &[String],
     ) -> Result<Self, PrefilterError> {
-        let err = |e: &dyn std::fmt::Display| PrefilterError(e.to_string());
-        let patterns = keywords.iter().chain(base64_forms);
-        let keywords_ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(patterns.clone())
-            .map_err(|e| err(&e))?;
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        for k in keywords.iter().chain(base64_forms) {
+            if k.is_empty() {
+                return Err(PrefilterError(
+                    "an empty keyword would match everywhere".into(),
+                ));
+            }
+            patterns.push(k.as_bytes().to_vec());
+        }
         let mut rules = keyword_rules.to_vec();
-        rules.resize(keywords.len() + base64_forms.len(), Vec::new());
+        rules.resize(patterns.len(), Vec::new());
+        let mut bits = Box::new([0u64; BITSET_WORDS]);
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut short: Vec<(u16, u32)> = Vec::new();
+        let mut short1 = [0u64; 4];
+        let mut short2 = vec![0u64; 1 << 10];
+        for (p, pat) in patterns.iter().enumerate() {
+            let p = p as u32;
+            let n = pat.len().min(8);
+            let mask = u64::MAX >> (64 - 8 * n);
+            let entry = |key: u32, offset: usize| Entry {
+                key,
+                head: (load8(pat, 0) | FOLD8) & mask,
+                mask,
+                pattern: p,
+                offset: offset as u32,
+            };
+            match pat.len() {
+                1 => {
+                    let f = pat[0] | 0x20;
+                    short1[(f >> 6) as usize] |= 1 << (f & 63);
+                    short.push((f as u16, p));
+                }
+                2 => {
+                    let f = u16::from_le_bytes([pat[0], pat[1]]) | 0x2020;
+                    set(&mut short2, f as u32);
+                    short.push((f, p));
+                }
+                3 => {
+                    // Whatever byte follows, folded: its bit 5 is set.
+                    let head = u32::from_le_bytes([pat[0], pat[1], pat[2], 0]) | FOLD4;
+                    for next in (0u32..256).filter(|b| b & 0x20 != 0) {
+                        let f = head | next << 24;
+                        set(&mut bits[..], hash(f));
+                        entries.push(entry(f, 0));
+                    }
+                }
+                _ => {
+                    let offset = rarest_offset(pat);
+                    let f = load4(pat, offset) | FOLD4;
+                    set(&mut bits[..], hash(f));
+                    entries.push(entry(f, offset));
+                }
+            }
+        }
+        let bucket = |f: u32| hash(f) >> BUCKET_SHIFT;
+        entries.sort_by_key(|e| {
+            (
+                bucket(e.key),
+                e.key,
+                patterns[e.pattern as usize].len(),
+                e.pattern,
+            )
+        });
+        short.sort_by_key(|&(f, p)| (f, patterns[p as usize].len(), p));
+        let buckets = 1usize << (HASH_BITS - BUCKET_SHIFT);
+        let mut bucket_start = vec![0u32; buckets + 1];
+        for e in &entries {
+            bucket_start[bucket(e.key) as usize + 1] += 1;
+        }
+        for b in 0..buckets {
+            bucket_start[b + 1] += bucket_start[b];
+        }
         Ok(Prefilter {
-            keywords: keywords_ac,
+            patterns,
             rules,
             forms_from: keywords.len(),
-            forms: base64_forms.iter().map(|f| f.as_bytes().to_vec()).collect(),
-            longest: patterns.map(String::len).max().unwrap_or(0),
+            bits,
+            entries,
+            bucket_start,
+            short,
+            short1,
+            short2,
         })
     }
 
     /// Every keyword occurrence, overlapping ones included, in order of
-    /// start.
-    pub fn hits<'p, 'd>(&'p self, data: &'d [u8]) -> Hits<'p, 'd> {
+    /// start (then end).
+    pub fn hits<'p>(&'p self, data: &[u8]) -> Hits<'p> {
+        let mut hits = Vec::new();
+        let mut at = 0;
+        while let Some(c) = self.candidate(data, at) {
+            self.collect(data, c, &mut hits);
+            at = c + 1;
+        }
+        hits.sort_unstable_by_key(|h| (h.start, h.end));
         Hits {
-            pf: self,
-            data,
-            at: 0,
-            batch: Vec::new(),
-            next: 0,
+            hits: hits.into_iter(),
+        }
+    }
+
+    /// The first position at or after `at` where a pattern may start.
+    fn candidate(&self, data: &[u8], at: usize) -> Option<usize> {
+        let shorts = !self.short.is_empty();
+        let mut i = at;
+        if !shorts {
+            // The hot loop: a load, fold, hash and bit test a position, two
+            // positions a turn.
+            let bits = &*self.bits;
+            let end = data.len().saturating_sub(4);
+            while i < end {
+                let w = u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
+                let v = u32::from_le_bytes(data[i + 1..i + 5].try_into().unwrap());
+                let (a, b) = (test_hash(bits, w | FOLD4), test_hash(bits, v | FOLD4));
+                if a | b {
+                    return Some(if a { i } else { i + 1 });
+                }
+                i += 2;
+            }
+        }
+        while i < data.len() {
+            let w = load4(data, i);
+            if test_hash(&self.bits, w | FOLD4) || (shorts && self.short_at(w)) {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    fn short_at(&self, w: u32) -> bool {
+        let f1 = (w as u8 | 0x20) as u32;
+        let f2 = (w as u16 | 0x2020) as u32;
+        self.short1[(f1 >> 6) as usize] >> (f1 & 63) & 1 == 1 || test(&self.short2, f2)
+    }
+
+    fn matches(&self, p: u32, data: &[u8], at: usize) -> bool {
+        let p = p as usize;
+        let pat = &self.patterns[p];
+        let Some(there) = data.get(at..at + pat.len()) else {
+            return false;
+        };
+        if p >= self.forms_from {
+            there == pat.as_slice()
+        } else {
+            there.eq_ignore_ascii_case(pat)
+        }
+    }
+
+    /// Every pattern whose key (or, for one or two bytes, whose start) is
+    /// at `at`.
+    fn collect<'p>(&'p self, data: &[u8], at: usize, out: &mut Vec<Hit<'p>>) {
+        let w = load4(data, at);
+        let mut push = |p: u32, start: usize| {
+            if self.matches(p, data, start) {
+                out.push(Hit {
+                    start,
+                    end: start + self.patterns[p as usize].len(),
+                    rules: &self.rules[p as usize],
+                    base64: p as usize >= self.forms_from,
+                });
+            }
+        };
+        if !self.short.is_empty() {
+            let f1 = (w as u8 | 0x20) as u16;
+            let f2 = w as u16 | 0x2020;
+            for &(f, p) in &self.short {
+                let len = self.patterns[p as usize].len();
+                if (len == 1 && f == f1) || (len == 2 && f == f2) {
+                    push(p, at);
+                }
+            }
+        }
+        let f = w | FOLD4;
+        let b = (hash(f) >> BUCKET_SHIFT) as usize;
+        let range = self.bucket_start[b] as usize..self.bucket_start[b + 1] as usize;
+        for e in &self.entries[range] {
+            if e.key != f {
+                continue;
+            }
+            let Some(start) = at.checked_sub(e.offset as usize) else {
+                continue;
+            };
+            if (load8(data, start) | FOLD8) & e.mask == e.head {
+                push(e.pattern, start);
+            }
         }
     }
 }
 
-/// Iterator over a chunk's keyword hits, in order of their start.
+/// A chunk's keyword hits, in order of their start, then their end.
 ///
-/// The plain search runs forward only and stops at `end`, the earliest end
-/// of any keyword occurrence starting at or after `at`. No occurrence starting in
-/// `[at, end]` can end past `end + longest`, and none can start before
-/// `end - longest`, so the same automaton, run overlapping over
-/// those few bytes, names every keyword starting in `[at, end]` — including
-/// one that starts inside another (`token` in `auth_token`, `t-a` in
-/// `secret-a`). The next search starts at `end + 1`.
-pub struct Hits<'p, 'd> {
-    pf: &'p Prefilter,
-    data: &'d [u8],
-    at: usize,
-    batch: Vec<Hit<'p>>,
-    next: usize,
+/// A pattern is found at its key, which may lie past its start, so the
+/// hits are gathered for the whole chunk and then sorted.
+pub struct Hits<'p> {
+    hits: std::vec::IntoIter<Hit<'p>>,
 }
 
-impl<'p> Iterator for Hits<'p, '_> {
+impl<'p> Iterator for Hits<'p> {
     type Item = Hit<'p>;
 
     fn next(&mut self) -> Option<Hit<'p>> {
-        while self.next >= self.batch.len() {
-            // No keywords: the empty alternation would match everywhere.
-            if self.at > self.data.len() || self.pf.longest == 0 {
-                return None;
-            }
-            let next = Input::new(self.data).span(self.at..self.data.len());
-            let end = self.pf.keywords.find(next)?.end();
-            let lo = end.saturating_sub(self.pf.longest).max(self.at);
-            let hi = (end + self.pf.longest).min(self.data.len());
-            self.batch.clear();
-            self.next = 0;
-            let input = Input::new(self.data).span(lo..hi);
-            for m in self.pf.keywords.find_overlapping_iter(input) {
-                let p = m.pattern().as_usize();
-                let base64 = p >= self.pf.forms_from;
-                if m.start() > end
-                    || (base64 && self.data[m.range()] != *self.pf.forms[p - self.pf.forms_from])
-                {
-                    continue;
-                }
-                self.batch.push(Hit {
-                    start: m.start(),
-                    end: m.end(),
-                    rules: &self.pf.rules[p],
-                    base64,
-                });
-            }
-            self.batch.sort_by_key(|h| (h.start, h.end));
-            self.at = end + 1;
-        }
-        let hit = self.batch[self.next];
-        self.next += 1;
-        Some(hit)
+        self.hits.next()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aho_corasick::AhoCorasickBuilder;
 
     fn prefilter(keywords: &[&str]) -> Prefilter {
         let kws: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
@@ -206,10 +432,43 @@ mod tests {
         assert_eq!(hits(&p, "sg.a"), vec![(0, 3, vec![0])]);
     }
 
-    /// The batching must neither lose nor repeat a hit, wherever hits fall.
+    #[test]
+    fn bytes_that_fold_alike_but_differ_are_not_a_match() {
+        // `_` and DEL fold to the same byte, as do `@` and a backtick.
+        let p = prefilter(&["api_key", "a@b"]);
+        assert_eq!(hits(&p, "API\x7fKEY a`b"), vec![]);
+        assert_eq!(
+            hits(&p, "API_KEY A@B"),
+            vec![(0, 7, vec![0]), (8, 11, vec![1])]
+        );
+    }
+
+    #[test]
+    fn a_keyword_is_found_from_any_of_its_bytes_at_a_chunk_edge() {
+        // `statuspage` is filed under a four-byte run past its start; the
+        // hit still starts at the keyword, and one cut by the chunk's end
+        // is no hit.
+        let p = prefilter(&["statuspage", "t-4"]);
+        assert_eq!(hits(&p, "xSTATUSPAGE"), vec![(1, 11, vec![0])]);
+        assert_eq!(hits(&p, "statuspag"), vec![]);
+        assert_eq!(hits(&p, "t-4"), vec![(0, 3, vec![1])]);
+        assert_eq!(hits(&p, "T-4x"), vec![(0, 3, vec![1])]);
+    }
+
+    /// The gathering must neither lose nor repeat a hit, wherever hits fall.
     #[test]
     fn agrees_with_a_plain_overlapping_search() {
-        let kws = ["ab", "abcd", "bc", "cde", "e", "xyzxyzxyzxyz"];
+        let kws = [
+            "ab",
+            "abcd",
+            "bc",
+            "cde",
+            "e",
+            "xyzxyzxyzxyz",
+            "c_d",
+            "zyx_yzab",
+            "bcde_x",
+        ];
         let p = prefilter(&kws);
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
@@ -220,7 +479,7 @@ mod tests {
             let text: String = (0..120)
                 .map(|_| {
                     seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                    b"abcdexyzABC "[(seed >> 16) as usize % 12] as char
+                    b"abcdexyzABC _\x7f"[(seed >> 16) as usize % 14] as char
                 })
                 .collect();
             let mut want: Vec<(usize, usize, Vec<usize>)> = ac
