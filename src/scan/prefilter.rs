@@ -39,6 +39,13 @@ pub struct Prefilter {
     /// Bit `hash(fold4)` is set when a pattern of three bytes or more
     /// begins with those folded bytes.
     bits: Box<[u64; BITSET_WORDS]>,
+    /// Bit `hash(key)` is set for keys of patterns with no four bytes after
+    /// their key (shorter than eight bytes): such a key is enough.
+    alone: Box<[u64; BITSET_WORDS]>,
+    /// Bit `hash2(key, next)` is set for the key of a longer pattern and the
+    /// four bytes after it: `content` no longer stops at `contentstack`'s
+    /// key, nor `stream` at `getstream`'s.
+    pairs: Box<[u64; BITSET_WORDS]>,
     /// Entries sorted by bucket, and where each hash bucket's entries start
     /// (`HASH_BITS - BUCKET_SHIFT` bits of the hash).
     entries: Vec<Entry>,
@@ -86,10 +93,23 @@ fn commonness(b: u8) -> u32 {
     }
 }
 
-/// The offset of the pattern's least common four bytes.
-fn rarest_offset(pat: &[u8]) -> usize {
-    (0..=pat.len() - 4)
-        .min_by_key(|&o| pat[o..o + 4].iter().map(|&b| commonness(b)).sum::<u32>())
+/// The offset of the pattern's least common four bytes, among those the
+/// fewest patterns are filed under yet (`used`, by folded key): keyword
+/// families (`secret`, `secret_key`, `secretkey`…) and their base64 forms
+/// then spread over several keys instead of queueing under one.
+fn rarest_offset(pat: &[u8], used: &std::collections::HashMap<u32, u32>) -> usize {
+    // With eight bytes or more, only keys with four bytes after them (see
+    // `Prefilter::pairs`).
+    let last = match pat.len() {
+        n if n >= 8 => n - 8,
+        n => n - 4,
+    };
+    (0..=last)
+        .min_by_key(|&o| {
+            let key = load4(pat, o) | FOLD4;
+            let common: u32 = pat[o..o + 4].iter().map(|&b| commonness(b)).sum();
+            (used.get(&key).copied().unwrap_or(0), common)
+        })
         .unwrap_or(0)
 }
 
@@ -124,6 +144,11 @@ const FOLD4: u32 = 0x2020_2020;
 
 fn hash(folded: u32) -> u32 {
     folded.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)
+}
+
+fn hash2(key: u32, next: u32) -> u32 {
+    ((key as u64) << 32 | next as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u32
+        >> (32 - HASH_BITS)
 }
 
 fn test(bits: &[u64], h: u32) -> bool {
@@ -173,11 +198,19 @@ impl Prefilter {
         let mut rules = keyword_rules.to_vec();
         rules.resize(patterns.len(), Vec::new());
         let mut bits = Box::new([0u64; BITSET_WORDS]);
+        let mut alone = Box::new([0u64; BITSET_WORDS]);
+        let mut pairs = Box::new([0u64; BITSET_WORDS]);
         let mut entries: Vec<Entry> = Vec::new();
         let mut short: Vec<(u16, u32)> = Vec::new();
         let mut short1 = [0u64; 4];
         let mut short2 = vec![0u64; 1 << 10];
-        for (p, pat) in patterns.iter().enumerate() {
+        let mut used = std::collections::HashMap::new();
+        // Longest first: a long pattern has more keys to choose from, and
+        // the short ones, with fewer, take what is left.
+        let mut order: Vec<usize> = (0..patterns.len()).collect();
+        order.sort_by_key(|&p| patterns[p].len());
+        for p in order {
+            let pat = &patterns[p];
             let p = p as u32;
             let n = pat.len().min(8);
             let mask = u64::MAX >> (64 - 8 * n);
@@ -205,13 +238,19 @@ impl Prefilter {
                     for next in (0u32..256).filter(|b| b & 0x20 != 0) {
                         let f = head | next << 24;
                         set(&mut bits[..], hash(f));
+                        set(&mut alone[..], hash(f));
                         entries.push(entry(f, 0));
                     }
                 }
                 _ => {
-                    let offset = rarest_offset(pat);
+                    let offset = rarest_offset(pat, &used);
                     let f = load4(pat, offset) | FOLD4;
+                    *used.entry(f).or_default() += 1;
                     set(&mut bits[..], hash(f));
+                    match pat.get(offset + 4..offset + 8) {
+                        Some(next) => set(&mut pairs[..], hash2(f, load4(next, 0) | FOLD4)),
+                        None => set(&mut alone[..], hash(f)),
+                    }
                     entries.push(entry(f, offset));
                 }
             }
@@ -239,6 +278,8 @@ impl Prefilter {
             rules,
             forms_from: keywords.len(),
             bits,
+            alone,
+            pairs,
             entries,
             bucket_start,
             short,
@@ -267,28 +308,38 @@ impl Prefilter {
         let shorts = !self.short.is_empty();
         let mut i = at;
         if !shorts {
-            // The hot loop: a load, fold, hash and bit test a position, two
-            // positions a turn.
-            let bits = &*self.bits;
-            let end = data.len().saturating_sub(4);
+            // The hot loop: a load, fold, hash and bit test a position; the
+            // second test only where the first passes.
+            let end = data.len().saturating_sub(7);
             while i < end {
-                let w = u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
-                let v = u32::from_le_bytes(data[i + 1..i + 5].try_into().unwrap());
-                let (a, b) = (test_hash(bits, w | FOLD4), test_hash(bits, v | FOLD4));
-                if a | b {
-                    return Some(if a { i } else { i + 1 });
+                let w = u32::from_le_bytes(data[i..i + 4].try_into().unwrap()) | FOLD4;
+                if test_hash(&self.bits, w) {
+                    let next = u32::from_le_bytes(data[i + 4..i + 8].try_into().unwrap());
+                    if self.second(w, next | FOLD4) {
+                        return Some(i);
+                    }
                 }
-                i += 2;
+                i += 1;
             }
         }
         while i < data.len() {
             let w = load4(data, i);
-            if test_hash(&self.bits, w | FOLD4) || (shorts && self.short_at(w)) {
+            let next = load4(data, i + 4) | FOLD4;
+            if (test_hash(&self.bits, w | FOLD4) && self.second(w | FOLD4, next))
+                || (shorts && self.short_at(w))
+            {
                 return Some(i);
             }
             i += 1;
         }
         None
+    }
+
+    /// Whether a position whose four bytes `key` passed the first test holds
+    /// a key of a short pattern, or of a long one followed by its `next` four.
+    fn second(&self, key: u32, next: u32) -> bool {
+        let h = hash2(key, next);
+        test_hash(&self.alone, key) || self.pairs[(h >> 6) as usize] >> (h & 63) & 1 == 1
     }
 
     fn short_at(&self, w: u32) -> bool {
