@@ -28,6 +28,22 @@ pub struct Pattern {
     secret_group: usize,
     /// Every match starts with one of the rule's keywords.
     keyword_anchored: bool,
+    /// Every key this pattern matches holds a run of at least this many
+    /// bytes of this class (a 64-hex-digit key: 64 hex digits).
+    run: Option<Run>,
+}
+
+/// A run of `len` bytes, each in `class` (a bitmap of the byte values).
+#[derive(Debug, Clone)]
+struct Run {
+    class: [u64; 4],
+    len: usize,
+}
+
+impl Run {
+    fn holds(&self, b: u8) -> bool {
+        self.class[(b >> 6) as usize] >> (b & 63) & 1 == 1
+    }
 }
 
 /// Why a pattern does not compile; the caller adds file and rule id.
@@ -62,7 +78,11 @@ impl Pattern {
             })
         })?;
         let secret_group = secret_group(&hir).ok_or(PatternError::NoSecretGroup)?;
+        let run = secret_hir(&hir)
+            .and_then(required_run)
+            .filter(|r| r.len >= 16);
         Ok(Pattern {
+            run,
             keyword_anchored: starts_with_keyword(&hir, keywords),
             hir: std::sync::Arc::new(hir),
             regex: Default::default(),
@@ -102,6 +122,25 @@ impl Pattern {
         }
     }
 
+    /// False when `data` cannot hold a match: the key needs a run of bytes
+    /// of one class that `data` does not have. A window around a common
+    /// keyword (`wallet`, `secret`) rarely holds the 64 hex digits or 51
+    /// base58 characters the key is made of; this one pass over it costs
+    /// a fraction of the regex's.
+    pub fn may_match(&self, data: &[u8]) -> bool {
+        let Some(run) = &self.run else {
+            return true;
+        };
+        let mut n = 0;
+        for &b in data {
+            n = if run.holds(b) { n + 1 } else { 0 };
+            if n >= run.len {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn keyword_anchored(&self) -> bool {
         self.keyword_anchored
     }
@@ -129,6 +168,80 @@ impl Pattern {
         self.regex().search_captures(&input, caps);
         let whole = caps.get_match()?.range();
         Some((whole, caps.get_group(self.secret_group).map(|s| s.range())))
+    }
+}
+
+/// The syntax tree of the group named `secret`.
+fn secret_hir(hir: &regex_syntax::hir::Hir) -> Option<&regex_syntax::hir::Hir> {
+    use regex_syntax::hir::HirKind;
+    let mut stack = vec![hir];
+    while let Some(h) = stack.pop() {
+        match h.kind() {
+            HirKind::Capture(c) if c.name.as_deref() == Some("secret") => return Some(&c.sub),
+            HirKind::Capture(c) => stack.push(&c.sub),
+            HirKind::Repetition(r) => stack.push(&r.sub),
+            HirKind::Concat(hs) | HirKind::Alternation(hs) => stack.extend(hs.iter()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The longest run of one byte class that every match of `hir` holds:
+/// a repeated class gives its minimum count; a concatenation its longest
+/// part's run; an alternation the shortest of its branches' runs, over the
+/// union of their classes (a branch without one: none).
+fn required_run(hir: &regex_syntax::hir::Hir) -> Option<Run> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Repetition(r) => {
+            let class = match r.sub.kind() {
+                HirKind::Class(Class::Bytes(c)) => {
+                    let mut bits = [0u64; 4];
+                    for range in c.ranges() {
+                        for b in range.start()..=range.end() {
+                            bits[(b >> 6) as usize] |= 1 << (b & 63);
+                        }
+                    }
+                    bits
+                }
+                HirKind::Class(Class::Unicode(c)) => {
+                    let mut bits = [0u64; 4];
+                    for range in c.ranges() {
+                        let (lo, hi) = (range.start() as u32, range.end() as u32);
+                        if hi > 0x7f {
+                            return None;
+                        }
+                        for b in lo..=hi {
+                            bits[(b >> 6) as usize] |= 1 << (b & 63);
+                        }
+                    }
+                    bits
+                }
+                _ => return None,
+            };
+            Some(Run {
+                class,
+                len: r.min as usize,
+            })
+        }
+        HirKind::Capture(c) => required_run(&c.sub),
+        HirKind::Concat(hs) => hs.iter().filter_map(required_run).max_by_key(|r| r.len),
+        HirKind::Alternation(hs) => {
+            let mut out: Option<Run> = None;
+            for h in hs {
+                let r = required_run(h)?;
+                out = Some(match out {
+                    None => r,
+                    Some(o) => Run {
+                        class: [0, 1, 2, 3].map(|i| o.class[i] | r.class[i]),
+                        len: o.len.min(r.len),
+                    },
+                });
+            }
+            out
+        }
+        _ => None,
     }
 }
 
@@ -251,6 +364,29 @@ mod tests {
             Pattern::lazy(r"[a-z]{4}", &[]),
             Err(PatternError::NoSecretGroup)
         ));
+    }
+
+    #[test]
+    fn a_window_without_the_keys_run_of_characters_cannot_match() {
+        let p = Pattern::new(
+            r"wallet\s*=\s*(?:0x)?(?P<secret>[0-9a-fA-F]{64})\b",
+            &["wallet".into()],
+        )
+        .unwrap();
+        let key = "ab".repeat(32);
+        assert!(p.may_match(format!("wallet = 0x{key}").as_bytes()));
+        assert!(!p.may_match(format!("wallet = 0x{}", &key[..63]).as_bytes()));
+        // The runs of the branches of an alternation, over their classes.
+        let p = Pattern::new(r"(?P<secret>5[1-9A-H]{20}|c[a-z]{17})", &["x".into()]).unwrap();
+        assert!(p.may_match(b"cabcdefghijklmnopq"));
+        assert!(p.may_match(b"5ABCDEFGH12345678ABCD"));
+        assert!(!p.may_match(b"cabcdefghijk-lmnopq"));
+        // A branch with no run of its own: every window may match.
+        let p = Pattern::new(r"(?P<secret>[0-9]{20}|[a-z]+[0-9])", &["x".into()]).unwrap();
+        assert!(p.may_match(b"a1"));
+        // A short run (under 16) is not worth the pass.
+        let p = Pattern::new(r"(?P<secret>[0-9]{8})", &["x".into()]).unwrap();
+        assert!(p.run.is_none());
     }
 
     #[test]

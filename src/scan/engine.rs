@@ -268,6 +268,9 @@ impl Scanner {
                 continue;
             }
             for &(lo, hi) in list {
+                if !pattern.may_match(&data[lo..hi]) {
+                    continue;
+                }
                 let mut at = lo;
                 while at <= hi {
                     let Some((whole, secret)) = pattern.find(&mut caps, data, at, hi, false) else {
