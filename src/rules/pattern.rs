@@ -245,6 +245,49 @@ fn required_run(hir: &regex_syntax::hir::Hir) -> Option<Run> {
     }
 }
 
+/// `hir` with every class that is one ASCII letter in both cases (what
+/// `(?i)` makes of a letter) replaced by the lowercase letter.
+fn fold_case(hir: &regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
+    use regex_syntax::hir::{Capture, Class, Hir, HirKind, Repetition};
+    let pair = |a: u32, b: u32| match (char::from_u32(a), char::from_u32(b)) {
+        (Some(a), Some(b)) if a.is_ascii_uppercase() && a.to_ascii_lowercase() == b => {
+            Some(b as u8)
+        }
+        _ => None,
+    };
+    match hir.kind() {
+        HirKind::Class(Class::Bytes(c)) => match c.ranges() {
+            [x, y] if x.start() == x.end() && y.start() == y.end() => {
+                match pair(x.start() as u32, y.start() as u32) {
+                    Some(l) => Hir::literal([l]),
+                    None => hir.clone(),
+                }
+            }
+            _ => hir.clone(),
+        },
+        HirKind::Class(Class::Unicode(c)) => match c.ranges() {
+            [x, y] if x.start() == x.end() && y.start() == y.end() => {
+                match pair(x.start() as u32, y.start() as u32) {
+                    Some(l) => Hir::literal([l]),
+                    None => hir.clone(),
+                }
+            }
+            _ => hir.clone(),
+        },
+        HirKind::Concat(hs) => Hir::concat(hs.iter().map(fold_case).collect()),
+        HirKind::Alternation(hs) => Hir::alternation(hs.iter().map(fold_case).collect()),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(fold_case(&r.sub)),
+            ..r.clone()
+        }),
+        HirKind::Capture(c) => Hir::capture(Capture {
+            sub: Box::new(fold_case(&c.sub)),
+            ..c.clone()
+        }),
+        _ => hir.clone(),
+    }
+}
+
 /// The capture index of the group named `secret` (the compiled regex
 /// numbers groups as the syntax tree does).
 fn secret_group(hir: &regex_syntax::hir::Hir) -> Option<usize> {
@@ -285,7 +328,10 @@ fn starts_with_keyword(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> boo
         .limit_repeat(8)
         .limit_literal_len(longest.max(1))
         .limit_total(256);
-    let seq = extractor.extract(hir);
+    // Case-folded first: `(?i:secret[_.-]?key|token)` has hundreds of
+    // case spellings, which the extractor's limit would give up on, but
+    // only a few lowercase ones, and lowercase is what is compared below.
+    let seq = extractor.extract(&fold_case(hir));
     let keywords: Vec<Vec<u8>> = keywords
         .iter()
         .map(|k| k.to_ascii_lowercase().into_bytes())
@@ -318,6 +364,11 @@ mod tests {
         assert!(anchored(
             r#"(?i:api[_-]?key|token)\s*=\s*(?P<secret>[0-9a-z]{20})"#,
             &["api_key", "api-key", "apikey", "token"]
+        ));
+        // Hundreds of case spellings, a few lowercase ones.
+        assert!(anchored(
+            r#"(?:(?i:api[_.-]?key|apikey|secret[_.-]?key|secret|token)[:=]|(?i:bearer) )(?P<secret>[0-9a-z]{20})"#,
+            &["api_key", "api-key", "api.key", "apikey", "secret", "token", "bearer"]
         ));
     }
 
