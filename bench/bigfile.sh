@@ -51,11 +51,33 @@ run() { # LABEL CMD...
     /usr/bin/time -f "%e %U %S %M" -o "$WORK/$label.time" "$@" scan "$WORK/app.log" \
         --format json --output "$WORK/$label.json" >/dev/null 2>&1 || [ $? -eq 1 ]
 }
+# ripgrep counting the rules' keywords (literal, case-insensitive) in the
+# same file, when installed (`pip install ripgrep`): the issue's reference.
+RG=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/rg
+[ -x "$RG" ] || RG=$(command -v rg || true)
+mapfile -t KW < <(python3 - "$ROOT/rules" <<'PY'
+import glob, os, sys, yaml
+seen = set()
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
+    for rule in (yaml.safe_load(open(f)) or {}).get("rules", []):
+        for k in rule.get("keywords", []):
+            if k.lower() not in seen:
+                seen.add(k.lower())
+                print(k)
+PY
+)
+RG_ARGS=(-c -i -F --no-messages)
+for k in "${KW[@]}"; do RG_ARGS+=(-e "$k"); done
+cat "$WORK/app.log" >/dev/null # warm the page cache
 for round in 1 2 3; do
     run one taskset -c 0 "$BIN"
     run all "$BIN"
     tail -1 "$WORK/one.time" >>"$WORK/one.times"
     tail -1 "$WORK/all.time" >>"$WORK/all.times"
+    if [ -n "$RG" ]; then
+        /usr/bin/time -f "%e %U %S %M" -o "$WORK/rg.time" "$RG" "${RG_ARGS[@]}" "$WORK/app.log" >/dev/null || true
+        tail -1 "$WORK/rg.time" >>"$WORK/rg.times"
+    fi
 done
 
 python3 - "$WORK" "$size" <<'PY'
@@ -74,4 +96,13 @@ print(f"{'':<22}{'wall s':>8}{'CPU s':>8}{'peak RSS MiB':>14}{'MiB/s':>8}{'findi
 for name, r in (("one core (reference)", one), ("every core", every)):
     print(f"{name:<22}{r[0]:>8.2f}{r[1]:>8.2f}{r[2]:>14.0f}{size / 2**20 / r[0]:>8.0f}{len(r[3]):>10}")
 print(f"speed-up: {one[0] / every[0]:.2f}x; same findings: {one[3] == every[3]}")
+try:
+    rows = [list(map(float, l.split())) for l in open(f"{work}/rg.times")]
+except FileNotFoundError:
+    rows = []
+if rows:
+    rg_wall = statistics.median(r[0] for r in rows)
+    rg_cpu = statistics.median(r[1] + r[2] for r in rows)
+    print(f"{'ripgrep keywords':<22}{rg_wall:>8.2f}{rg_cpu:>8.2f}{max(r[3] for r in rows) / 1024:>14.0f}{size / 2**20 / rg_wall:>8.0f}{'—':>10}")
+    print(f"keysentry every core / ripgrep: {rg_wall / every[0]:.2f}x (wall), one core / ripgrep: {rg_wall / one[0]:.2f}x")
 PY
