@@ -55,17 +55,7 @@ run() { # LABEL CMD...
 # same file, when installed (`pip install ripgrep`): the issue's reference.
 RG=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/rg
 [ -x "$RG" ] || RG=$(command -v rg || true)
-mapfile -t KW < <(python3 - "$ROOT/rules" <<'PY'
-import glob, os, sys, yaml
-seen = set()
-for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
-    for rule in (yaml.safe_load(open(f)) or {}).get("rules", []):
-        for k in rule.get("keywords", []):
-            if k.lower() not in seen:
-                seen.add(k.lower())
-                print(k)
-PY
-)
+mapfile -t KW < <(python3 "$ROOT/bench/keywords.py" "$ROOT/rules")
 RG_ARGS=(-c -i -F --no-messages)
 for k in "${KW[@]}"; do RG_ARGS+=(-e "$k"); done
 cat "$WORK/app.log" >/dev/null # warm the page cache

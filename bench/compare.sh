@@ -27,17 +27,7 @@ fi
 SCRIPTS=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 RG=$SCRIPTS/rg
 [ -x "$RG" ] || RG=$(command -v rg)
-mapfile -t KW < <(python3 - "$ROOT/rules" <<'PY'
-import glob, os, sys, yaml
-seen = set()
-for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
-    for rule in (yaml.safe_load(open(f)) or {}).get("rules", []):
-        for k in rule.get("keywords", []):
-            if k.lower() not in seen:
-                seen.add(k.lower())
-                print(k)
-PY
-)
+mapfile -t KW < <(python3 "$ROOT/bench/keywords.py" "$ROOT/rules")
 RG_ARGS=(-c -i -F --no-ignore --hidden --no-messages)
 for k in "${KW[@]}"; do RG_ARGS+=(-e "$k"); done
 find "$DIR" -type f -print0 | xargs -0 cat >/dev/null

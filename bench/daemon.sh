@@ -173,17 +173,7 @@ rg_s=0
 rg=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/rg
 [ -x "$rg" ] || rg=$(command -v rg || true)
 if [ -n "$rg" ]; then
-    mapfile -t kw < <(python3 - "$root/rules" <<'PY'
-import glob, os, sys, yaml
-seen = set()
-for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.yaml"))):
-    for rule in (yaml.safe_load(open(f)) or {}).get("rules", []):
-        for k in rule.get("keywords", []):
-            if k.lower() not in seen:
-                seen.add(k.lower())
-                print(k)
-PY
-    )
+    mapfile -t kw < <(python3 "$root/bench/keywords.py" "$root/rules")
     rg_args=(-c -i -F --no-ignore --hidden --no-messages)
     for k in "${kw[@]}"; do rg_args+=(-e "$k"); done
     t4=$(date +%s.%N)

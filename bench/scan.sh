@@ -60,17 +60,7 @@ corpus() {
 
 # The keyword set of every rule in use, one a line.
 keywords() {
-    python3 - "${RULE_DIRS[@]}" <<'PY'
-import glob, os, sys, yaml
-seen = set()
-for d in sys.argv[1:]:
-    for f in sorted(glob.glob(os.path.join(d, "*.yaml"))):
-        for rule in (yaml.safe_load(open(f)) or {}).get("rules", []):
-            for k in rule.get("keywords", []):
-                if k.lower() not in seen:
-                    seen.add(k.lower())
-                    print(k)
-PY
+    python3 "$ROOT/bench/keywords.py" "${RULE_DIRS[@]}"
 }
 
 # One run of "$@" under /usr/bin/time: prints "wall_s cpu_s max_rss_kb".

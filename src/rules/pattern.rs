@@ -211,34 +211,21 @@ fn secret_hir(hir: &regex_syntax::hir::Hir) -> Option<&regex_syntax::hir::Hir> {
 /// part's run; an alternation the shortest of its branches' runs, over the
 /// union of their classes (a branch without one: none).
 fn required_run(hir: &regex_syntax::hir::Hir) -> Option<Run> {
-    use regex_syntax::hir::{Class, HirKind};
+    use regex_syntax::hir::HirKind;
     match hir.kind() {
         HirKind::Repetition(r) => {
-            let class = match r.sub.kind() {
-                HirKind::Class(Class::Bytes(c)) => {
-                    let mut bits = [0u64; 4];
-                    for range in c.ranges() {
-                        for b in range.start()..=range.end() {
-                            bits[(b >> 6) as usize] |= 1 << (b & 63);
-                        }
-                    }
-                    bits
-                }
-                HirKind::Class(Class::Unicode(c)) => {
-                    let mut bits = [0u64; 4];
-                    for range in c.ranges() {
-                        let (lo, hi) = (range.start() as u32, range.end() as u32);
-                        if hi > 0x7f {
-                            return None;
-                        }
-                        for b in lo..=hi {
-                            bits[(b >> 6) as usize] |= 1 << (b & 63);
-                        }
-                    }
-                    bits
-                }
-                _ => return None,
+            let HirKind::Class(c) = r.sub.kind() else {
+                return None;
             };
+            let mut class = [0u64; 4];
+            for (lo, hi) in class_ranges(c) {
+                if hi > 0xff {
+                    return None;
+                }
+                for b in lo..=hi {
+                    class[(b >> 6) as usize] |= 1 << (b & 63);
+                }
+            }
             Some(Run {
                 class,
                 len: r.min as usize,
@@ -264,35 +251,44 @@ fn required_run(hir: &regex_syntax::hir::Hir) -> Option<Run> {
     }
 }
 
+/// A class's ranges as code points (bytes for a byte class).
+fn class_ranges(c: &regex_syntax::hir::Class) -> Vec<(u32, u32)> {
+    use regex_syntax::hir::Class;
+    match c {
+        Class::Bytes(c) => c
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
+        Class::Unicode(c) => c
+            .ranges()
+            .iter()
+            .map(|r| (r.start() as u32, r.end() as u32))
+            .collect(),
+    }
+}
+
 /// `hir` with every class that is one ASCII letter in both cases (what
 /// `(?i)` makes of a letter) replaced by the lowercase letter.
 fn fold_case(hir: &regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
-    use regex_syntax::hir::{Capture, Class, Hir, HirKind, Repetition};
-    let pair = |a: u32, b: u32| match (char::from_u32(a), char::from_u32(b)) {
-        (Some(a), Some(b)) if a.is_ascii_uppercase() && a.to_ascii_lowercase() == b => {
-            Some(b as u8)
+    use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
+    // The lowercase letter when the class is exactly it and its uppercase.
+    let pair = |ranges: &mut dyn Iterator<Item = (u32, u32)>| {
+        let (x, y) = (ranges.next()?, ranges.next()?);
+        if ranges.next().is_some() || x.0 != x.1 || y.0 != y.1 {
+            return None;
         }
+        let (upper, lower) = (char::from_u32(x.0)?, char::from_u32(y.0)?);
+        (upper.is_ascii_uppercase() && upper.to_ascii_lowercase() == lower).then_some(lower as u8)
+    };
+    let folded = match hir.kind() {
+        HirKind::Class(c) => pair(&mut class_ranges(c).into_iter()),
         _ => None,
     };
+    if let Some(l) = folded {
+        return Hir::literal([l]);
+    }
     match hir.kind() {
-        HirKind::Class(Class::Bytes(c)) => match c.ranges() {
-            [x, y] if x.start() == x.end() && y.start() == y.end() => {
-                match pair(x.start() as u32, y.start() as u32) {
-                    Some(l) => Hir::literal([l]),
-                    None => hir.clone(),
-                }
-            }
-            _ => hir.clone(),
-        },
-        HirKind::Class(Class::Unicode(c)) => match c.ranges() {
-            [x, y] if x.start() == x.end() && y.start() == y.end() => {
-                match pair(x.start() as u32, y.start() as u32) {
-                    Some(l) => Hir::literal([l]),
-                    None => hir.clone(),
-                }
-            }
-            _ => hir.clone(),
-        },
         HirKind::Concat(hs) => Hir::concat(hs.iter().map(fold_case).collect()),
         HirKind::Alternation(hs) => Hir::alternation(hs.iter().map(fold_case).collect()),
         HirKind::Repetition(r) => Hir::repetition(Repetition {
