@@ -56,7 +56,7 @@ pub struct Prefilter {
     /// Patterns of one and two bytes, by their folded bytes.
     short: Vec<(u16, u32)>,
     short1: [u64; 4],
-    short2: Vec<u64>,
+    short2: Box<[u64; 1 << 10]>,
     /// The largest offset of a key in its pattern.
     max_offset: usize,
 }
@@ -156,31 +156,19 @@ fn hash2(key: u32, next: u32) -> u32 {
         >> (32 - HASH_BITS)
 }
 
-fn test(bits: &[u64], h: u32) -> bool {
+/// Bit `h` of a bitset. Bitsets are arrays: a hash never exceeds their
+/// size, so the hot loop's index goes unchecked.
+fn test<const N: usize>(bits: &[u64; N], h: u32) -> bool {
     bits[(h >> 6) as usize] >> (h & 63) & 1 == 1
 }
 
-/// The bitset's own test: its size lets the index go unchecked.
-fn test_hash(bits: &[u64; BITSET_WORDS], folded: u32) -> bool {
-    let h = hash(folded);
-    bits[(h >> 6) as usize] >> (h & 63) & 1 == 1
-}
-
-fn set(bits: &mut [u64], h: u32) {
+fn set<const N: usize>(bits: &mut [u64; N], h: u32) {
     bits[(h >> 6) as usize] |= 1 << (h & 63);
 }
 
 /// The (zero-padded) four bytes at `at`, little-endian.
 fn load4(data: &[u8], at: usize) -> u32 {
-    match data.get(at..at + 4) {
-        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
-        None => {
-            let mut w = [0u8; 4];
-            let tail = &data[at.min(data.len())..];
-            w[..tail.len()].copy_from_slice(tail);
-            u32::from_le_bytes(w)
-        }
-    }
+    load8(data, at) as u32
 }
 
 impl Prefilter {
@@ -208,10 +196,10 @@ impl Prefilter {
         let mut entries: Vec<Entry> = Vec::new();
         let mut short: Vec<(u16, u32)> = Vec::new();
         let mut short1 = [0u64; 4];
-        let mut short2 = vec![0u64; 1 << 10];
+        let mut short2 = Box::new([0u64; 1 << 10]);
         let mut used = std::collections::HashMap::new();
-        // Longest first: a long pattern has more keys to choose from, and
-        // the short ones, with fewer, take what is left.
+        // Shortest first: a short pattern has few keys to choose from, so it
+        // takes its pick before the long ones spread over what is left.
         let mut order: Vec<usize> = (0..patterns.len()).collect();
         order.sort_by_key(|&p| patterns[p].len());
         for p in order {
@@ -229,7 +217,7 @@ impl Prefilter {
             match pat.len() {
                 1 => {
                     let f = pat[0] | 0x20;
-                    short1[(f >> 6) as usize] |= 1 << (f & 63);
+                    set(&mut short1, f as u32);
                     short.push((f as u16, p));
                 }
                 2 => {
@@ -242,8 +230,8 @@ impl Prefilter {
                     let head = u32::from_le_bytes([pat[0], pat[1], pat[2], 0]) | FOLD4;
                     for next in (0u32..256).filter(|b| b & 0x20 != 0) {
                         let f = head | next << 24;
-                        set(&mut bits[..], hash(f));
-                        set(&mut alone[..], hash(f));
+                        set(&mut bits, hash(f));
+                        set(&mut alone, hash(f));
                         entries.push(entry(f, 0));
                     }
                 }
@@ -251,10 +239,10 @@ impl Prefilter {
                     let offset = rarest_offset(pat, &used);
                     let f = load4(pat, offset) | FOLD4;
                     *used.entry(f).or_default() += 1;
-                    set(&mut bits[..], hash(f));
+                    set(&mut bits, hash(f));
                     match pat.get(offset + 4..offset + 8) {
-                        Some(next) => set(&mut pairs[..], hash2(f, load4(next, 0) | FOLD4)),
-                        None => set(&mut alone[..], hash(f)),
+                        Some(next) => set(&mut pairs, hash2(f, load4(next, 0) | FOLD4)),
+                        None => set(&mut alone, hash(f)),
                     }
                     entries.push(entry(f, offset));
                 }
@@ -317,7 +305,7 @@ impl Prefilter {
             let end = data.len().saturating_sub(7);
             while i < end {
                 let w = u32::from_le_bytes(data[i..i + 4].try_into().unwrap()) | FOLD4;
-                if test_hash(&self.bits, w) {
+                if test(&self.bits, hash(w)) {
                     let next = u32::from_le_bytes(data[i + 4..i + 8].try_into().unwrap());
                     if self.second(w, next | FOLD4) {
                         return Some(i);
@@ -328,8 +316,8 @@ impl Prefilter {
         }
         while i < data.len() {
             let w = load4(data, i);
-            let next = load4(data, i + 4) | FOLD4;
-            if (test_hash(&self.bits, w | FOLD4) && self.second(w | FOLD4, next))
+            let (key, next) = (w | FOLD4, load4(data, i + 4) | FOLD4);
+            if (test(&self.bits, hash(key)) && self.second(key, next))
                 || (shorts && self.short_at(w))
             {
                 return Some(i);
@@ -342,14 +330,13 @@ impl Prefilter {
     /// Whether a position whose four bytes `key` passed the first test holds
     /// a key of a short pattern, or of a long one followed by its `next` four.
     fn second(&self, key: u32, next: u32) -> bool {
-        let h = hash2(key, next);
-        test_hash(&self.alone, key) || self.pairs[(h >> 6) as usize] >> (h & 63) & 1 == 1
+        test(&self.alone, hash(key)) || test(&self.pairs, hash2(key, next))
     }
 
     fn short_at(&self, w: u32) -> bool {
         let f1 = (w as u8 | 0x20) as u32;
         let f2 = (w as u16 | 0x2020) as u32;
-        self.short1[(f1 >> 6) as usize] >> (f1 & 63) & 1 == 1 || test(&self.short2, f2)
+        test(&self.short1, f1) || test(&self.short2, f2)
     }
 
     fn matches(&self, p: u32, data: &[u8], at: usize) -> bool {
