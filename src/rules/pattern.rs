@@ -103,10 +103,9 @@ impl Pattern {
                 _ => "not a valid regular expression".to_string(),
             })
         })?;
-        let secret_group = secret_group(&hir).ok_or(PatternError::NoSecretGroup)?;
-        let run = secret_hir(&hir)
-            .and_then(required_run)
-            .filter(|r| r.len >= 16);
+        let secret = secret_capture(&hir).ok_or(PatternError::NoSecretGroup)?;
+        let secret_group = secret.index as usize;
+        let run = required_run(&secret.sub).filter(|r| r.len >= 16);
         Ok(Pattern {
             run,
             keyword_anchored: starts_with_keyword(&hir, keywords),
@@ -190,13 +189,14 @@ impl Pattern {
     }
 }
 
-/// The syntax tree of the group named `secret`.
-fn secret_hir(hir: &regex_syntax::hir::Hir) -> Option<&regex_syntax::hir::Hir> {
+/// The group named `secret`: its capture index (the compiled regex numbers
+/// groups as the syntax tree does) and its syntax tree.
+fn secret_capture(hir: &regex_syntax::hir::Hir) -> Option<&regex_syntax::hir::Capture> {
     use regex_syntax::hir::HirKind;
     let mut stack = vec![hir];
     while let Some(h) = stack.pop() {
         match h.kind() {
-            HirKind::Capture(c) if c.name.as_deref() == Some("secret") => return Some(&c.sub),
+            HirKind::Capture(c) if c.name.as_deref() == Some("secret") => return Some(c),
             HirKind::Capture(c) => stack.push(&c.sub),
             HirKind::Repetition(r) => stack.push(&r.sub),
             HirKind::Concat(hs) | HirKind::Alternation(hs) => stack.extend(hs.iter()),
@@ -301,27 +301,6 @@ fn fold_case(hir: &regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
         }),
         _ => hir.clone(),
     }
-}
-
-/// The capture index of the group named `secret` (the compiled regex
-/// numbers groups as the syntax tree does).
-fn secret_group(hir: &regex_syntax::hir::Hir) -> Option<usize> {
-    use regex_syntax::hir::HirKind;
-    let mut stack = vec![hir];
-    while let Some(h) = stack.pop() {
-        match h.kind() {
-            HirKind::Capture(c) => {
-                if c.name.as_deref() == Some("secret") {
-                    return Some(c.index as usize);
-                }
-                stack.push(&c.sub);
-            }
-            HirKind::Repetition(r) => stack.push(&r.sub),
-            HirKind::Concat(hs) | HirKind::Alternation(hs) => stack.extend(hs.iter()),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// True when every string the pattern matches begins with one of
