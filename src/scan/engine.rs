@@ -68,12 +68,14 @@ impl Scanner {
     pub fn new(rules: &RuleSet, allowlist: Allowlist) -> Result<Self, PrefilterError> {
         let mut keywords: Vec<String> = Vec::new();
         let mut pattern_rules: Vec<Vec<usize>> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
         for (i, rule) in rules.rules().iter().enumerate() {
             for kw in &rule.spec.keywords {
                 let kw = kw.to_ascii_lowercase();
-                match keywords.iter().position(|k| *k == kw) {
-                    Some(p) => pattern_rules[p].push(i),
+                match index.get(&kw) {
+                    Some(&p) => pattern_rules[p].push(i),
                     None => {
+                        index.insert(kw.clone(), keywords.len());
                         keywords.push(kw);
                         pattern_rules.push(vec![i]);
                     }
